@@ -1,0 +1,10 @@
+//! Checkers: functions from a recorded history to a verdict.
+//!
+//! A checker sees the history and nothing else — no SSH, no node internals — so that a
+//! stored run can be re-checked years later with `faultline check <run dir>`.
+
+pub mod history;
+pub mod registry;
+
+pub use history::{Event, EventType, Process};
+pub use registry::{CheckResult, Checker, Validity};

@@ -1,0 +1,77 @@
+//! `faultline`: a Jepsen-style cluster test harness and chaos CLI.
+//!
+//! Raw arguments are parsed by clap into each subcommand's args, which its module validates
+//! into a config before doing anything (ripgrep's shape). Errors carry their exit code:
+//! see [`exit`].
+
+mod exit;
+
+mod check;
+mod cluster;
+mod exec;
+mod nemesis_cmd;
+mod node_cmd;
+mod report_cmd;
+mod test_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "faultline", version, about = "Jepsen-style cluster test harness and chaos CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a chaos test: deploy the node, drive a workload under a nemesis, check the history.
+    Test(test_cmd::TestArgs),
+    /// Check a history file or a stored run's directory.
+    #[command(visible_alias = "analyze")]
+    Check(check::CheckArgs),
+    /// Ad-hoc fault drills: partition, kill, pause, heal, status.
+    Nemesis(nemesis_cmd::NemesisArgs),
+    /// Run a command on cluster nodes over SSH.
+    Exec(exec::ExecArgs),
+    /// A local cluster of network namespaces with real sshd: up, down, status.
+    Cluster(cluster::ClusterArgs),
+    /// The bundled replicated key-value store (Raft or Multi-Paxos) that tests deploy.
+    Node(node_cmd::NodeArgs),
+    /// Compare stored runs side by side.
+    Compare(report_cmd::CompareArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+                _ => ExitCode::from(exit::USAGE),
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Test(a) => test_cmd::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Nemesis(a) => nemesis_cmd::run(a),
+        Command::Exec(a) => exec::run(a),
+        Command::Cluster(a) => cluster::run(a),
+        Command::Node(a) => node_cmd::run(a),
+        Command::Compare(a) => report_cmd::run_compare(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("faultline: error: {err:#}");
+            exit::for_error(&err)
+        }
+    }
+}
