@@ -1,1 +1,8 @@
-//! faultline-node
+//! faultline-node: the replicated key-value store that faultline deploys and tests.
+//!
+//! Consensus cores ([`raft`], and Multi-Paxos in `paxos`) are pure state machines behind the
+//! [`replica::Replica`] trait; everything else — WAL, transport, batching, timers, the KV state
+//! machine, the client protocol — is shared, so a Paxos-vs-Raft comparison measures the
+//! protocols and not two different storage stacks.
+
+pub mod replica;
