@@ -3,8 +3,14 @@
 //! A checker sees the history and nothing else — no SSH, no node internals — so that a
 //! stored run can be re-checked years later with `faultline check <run dir>`.
 
+pub mod append;
+pub mod bank;
 pub mod history;
+pub mod perf;
+pub mod recovery;
+pub mod stats;
 pub mod registry;
+pub mod set;
 
 pub use history::{Event, EventType, Process};
 pub use registry::{CheckResult, Checker, Validity};
