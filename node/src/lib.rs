@@ -5,4 +5,5 @@
 //! machine, the client protocol — is shared, so a Paxos-vs-Raft comparison measures the
 //! protocols and not two different storage stacks.
 
+pub mod paxos;
 pub mod replica;
