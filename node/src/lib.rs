@@ -7,3 +7,6 @@
 
 pub mod paxos;
 pub mod replica;
+pub mod kv;
+pub mod raft;
+pub mod sim;

@@ -1,0 +1,290 @@
+//! The replicated state machine: a map from string keys to small values.
+//!
+//! Commands carry `(client, seq)` so a command that was retried after an indefinite outcome
+//! (timeout, leader change) takes effect at most once: the state machine remembers each
+//! client's latest sequence number and result. Everything here is deterministic, because every
+//! replica must reach the same state from the same command sequence.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// Values are integers or small strings; `append` turns a key into a list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Value {
+    Int(i64),
+    Str(String),
+    List(Vec<Value>),
+}
+
+impl Value {
+    /// The history's JSON form: integers and strings as themselves, lists as arrays.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Str(s) => serde_json::Value::from(s.clone()),
+            Value::List(l) => serde_json::Value::Array(l.iter().map(Value::to_json).collect()),
+        }
+    }
+
+    /// Inverse of [`Value::to_json`]; `None` for JSON that has no `Value` form.
+    pub fn from_json(v: &serde_json::Value) -> Option<Value> {
+        match v {
+            serde_json::Value::Number(n) => n.as_i64().map(Value::Int),
+            serde_json::Value::String(s) => Some(Value::Str(s.clone())),
+            serde_json::Value::Array(a) => a.iter().map(Value::from_json).collect::<Option<Vec<_>>>().map(Value::List),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Str(v.to_string())
+    }
+}
+
+/// Limits that keep one request from bloating the log or the state.
+pub const MAX_KEY_BYTES: usize = 256;
+pub const MAX_VALUE_BYTES: usize = 4096;
+pub const MAX_LIST_LEN: usize = 100_000;
+/// Sessions kept for deduplication; beyond this the least recently used are forgotten (a
+/// forgotten client's retry of an old command is then refused rather than re-applied).
+pub const MAX_SESSIONS: usize = 50_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Read { key: String },
+    Write { key: String, value: Value },
+    Cas { key: String, from: Value, to: Value },
+    Append { key: String, value: Value },
+}
+
+impl Op {
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Read { key } | Op::Write { key, .. } | Op::Cas { key, .. } | Op::Append { key, .. } => key,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Read { .. } => "read",
+            Op::Write { .. } => "write",
+            Op::Cas { .. } => "cas",
+            Op::Append { .. } => "append",
+        }
+    }
+
+    /// Rejects requests that could never succeed, before they reach the log.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.key().len() > MAX_KEY_BYTES {
+            return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
+        }
+        let check = |v: &Value| -> Result<(), String> {
+            match v {
+                Value::Str(s) if s.len() > MAX_VALUE_BYTES => Err(format!("value longer than {MAX_VALUE_BYTES} bytes")),
+                Value::List(_) => Err("list values cannot be written directly; use append".into()),
+                _ => Ok(()),
+            }
+        };
+        match self {
+            Op::Read { .. } => Ok(()),
+            Op::Write { value, .. } | Op::Append { value, .. } => check(value),
+            Op::Cas { from, to, .. } => check(from).and(check(to)),
+        }
+    }
+}
+
+/// A log entry's payload as the KV layer encodes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub client: u64,
+    /// Per-client, strictly increasing; 0 means "do not deduplicate".
+    pub seq: u64,
+    pub op: Op,
+}
+
+impl Command {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("commands always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// The outcome of applying one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// `None`: the key was never written.
+    Read(Option<Value>),
+    Written,
+    /// Compare-and-set did not match: a DEFINITE failure, nothing changed.
+    CasMismatch { current: Option<Value> },
+    /// Append to a key that holds a non-list value, or past the list limit.
+    Rejected(String),
+    /// A retry of a command older than the client's latest: it was already applied, but its
+    /// result is no longer known.
+    Stale,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    seq: u64,
+    result: OpResult,
+    /// Apply index of the last command, for deterministic least-recently-used eviction.
+    last_index: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kv {
+    data: BTreeMap<String, Value>,
+    sessions: HashMap<u64, Session>,
+}
+
+impl Kv {
+    pub fn new() -> Self {
+        Kv::default()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.data.get(key)
+    }
+
+    /// The key-value data without dedup sessions, e.g. to compare replicas.
+    pub fn dump(&self) -> &BTreeMap<String, Value> {
+        &self.data
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Applies a committed command at log position `index`.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> OpResult {
+        if cmd.seq != 0
+            && let Some(s) = self.sessions.get(&cmd.client)
+        {
+            if cmd.seq == s.seq {
+                return s.result.clone();
+            }
+            if cmd.seq < s.seq {
+                return OpResult::Stale;
+            }
+        }
+        let result = self.execute(&cmd.op);
+        if cmd.seq != 0 {
+            self.sessions.insert(cmd.client, Session { seq: cmd.seq, result: result.clone(), last_index: index });
+            if self.sessions.len() > MAX_SESSIONS {
+                self.evict_sessions();
+            }
+        }
+        result
+    }
+
+    /// Reads are served from applied state after a read-index confirmation, never logged.
+    pub fn read(&self, key: &str) -> OpResult {
+        OpResult::Read(self.data.get(key).cloned())
+    }
+
+    fn execute(&mut self, op: &Op) -> OpResult {
+        if let Err(e) = op.validate() {
+            return OpResult::Rejected(e);
+        }
+        match op {
+            Op::Read { key } => self.read(key),
+            Op::Write { key, value } => {
+                self.data.insert(key.clone(), value.clone());
+                OpResult::Written
+            }
+            Op::Cas { key, from, to } => {
+                let current = self.data.get(key);
+                if current == Some(from) {
+                    self.data.insert(key.clone(), to.clone());
+                    OpResult::Written
+                } else {
+                    OpResult::CasMismatch { current: current.cloned() }
+                }
+            }
+            Op::Append { key, value } => match self.data.get_mut(key) {
+                None => {
+                    self.data.insert(key.clone(), Value::List(vec![value.clone()]));
+                    OpResult::Written
+                }
+                Some(Value::List(l)) if l.len() < MAX_LIST_LEN => {
+                    l.push(value.clone());
+                    OpResult::Written
+                }
+                Some(Value::List(_)) => OpResult::Rejected(format!("list longer than {MAX_LIST_LEN}")),
+                Some(_) => OpResult::Rejected("append to a key that does not hold a list".into()),
+            },
+        }
+    }
+
+    fn evict_sessions(&mut self) {
+        // Drop the oldest tenth in one go so eviction is amortized, ties broken by client id
+        // so every replica evicts the same sessions.
+        let mut ages: Vec<(u64, u64)> = self.sessions.iter().map(|(c, s)| (s.last_index, *c)).collect();
+        ages.sort_unstable();
+        for (_, c) in ages.iter().take(MAX_SESSIONS / 10) {
+            self.sessions.remove(c);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("state machine always serializes")
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Kv, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(client: u64, seq: u64, op: Op) -> Command {
+        Command { client, seq, op }
+    }
+
+    #[test]
+    fn cas_compares_and_retries_are_deduplicated() {
+        let mut kv = Kv::new();
+        let w = cmd(1, 1, Op::Write { key: "k".into(), value: 1.into() });
+        assert_eq!(kv.apply(1, &w), OpResult::Written);
+        let c = cmd(1, 2, Op::Cas { key: "k".into(), from: 1.into(), to: 2.into() });
+        assert_eq!(kv.apply(2, &c), OpResult::Written);
+        // The same command again (a client retry) must not apply twice: it returns the first result.
+        assert_eq!(kv.apply(3, &c), OpResult::Written);
+        assert_eq!(kv.get("k"), Some(&Value::Int(2)));
+        assert_eq!(kv.apply(4, &w), OpResult::Stale);
+        assert_eq!(kv.get("k"), Some(&Value::Int(2)));
+        let bad = cmd(2, 1, Op::Cas { key: "k".into(), from: 1.into(), to: 3.into() });
+        assert_eq!(kv.apply(5, &bad), OpResult::CasMismatch { current: Some(Value::Int(2)) });
+    }
+
+    #[test]
+    fn append_builds_a_list_and_snapshot_round_trips() {
+        let mut kv = Kv::new();
+        for (i, x) in [3, 1, 2].into_iter().enumerate() {
+            kv.apply(i as u64 + 1, &cmd(0, 0, Op::Append { key: "l".into(), value: x.into() }));
+        }
+        assert_eq!(kv.read("l"), OpResult::Read(Some(Value::List(vec![3.into(), 1.into(), 2.into()]))));
+        let back = Kv::restore(&kv.snapshot()).unwrap();
+        assert_eq!(back, kv);
+        assert!(matches!(kv.apply(9, &cmd(0, 0, Op::Write { key: "l".into(), value: Value::List(vec![]) })), OpResult::Rejected(_)));
+    }
+}

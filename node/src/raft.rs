@@ -1,0 +1,1030 @@
+//! Raft (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm",
+//! extended version, and Ongaro's thesis for PreVote, CheckQuorum and ReadIndex) as a pure
+//! [`Replica`] state machine.
+//!
+//! The structure follows etcd-io/raft: per-follower `Progress` with probe/replicate/snapshot
+//! states and a bounded in-flight window, fast log backtracking with (index, term) hints,
+//! heartbeats that carry a read-index context, and leases only in the CheckQuorum sense (no
+//! lease-based reads: reads are confirmed by a quorum round).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::replica::{
+    Entry, EntryData, NodeId, ProposeError, ReadState, Ready, Replica, ReplicaConfig, ReplicaError, Role, Snapshot,
+    SplitMix64, Status,
+};
+
+/// Uncommitted entries a leader accepts before refusing proposals with `Busy`.
+pub const MAX_UNCOMMITTED_ENTRIES: u64 = 16_384;
+/// Reads a leader queues before refusing more with `Busy`.
+pub const MAX_PENDING_READS: usize = 16_384;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// §9.6 of the thesis: ask whether a vote would be granted for `term` without bumping ours.
+    PreVote { term: u64, last_index: u64, last_term: u64 },
+    PreVoteResp { term: u64, granted: bool },
+    RequestVote { term: u64, last_index: u64, last_term: u64, transfer: bool },
+    RequestVoteResp { term: u64, granted: bool },
+    Append { term: u64, prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64 },
+    /// `index`: on success the follower's last index matching the leader; on rejection the
+    /// rejected `prev_index`, with a hint for fast backtracking.
+    AppendResp { term: u64, index: u64, reject: bool, hint_index: u64, hint_term: u64 },
+    /// `commit` is capped at what the follower is known to hold; `ctx` is the read-index round.
+    Heartbeat { term: u64, commit: u64, ctx: u64 },
+    HeartbeatResp { term: u64, ctx: u64 },
+    InstallSnapshot { term: u64, snapshot: Snapshot },
+    /// Leader transfer: start an election now, bypassing PreVote and leases.
+    TimeoutNow { term: u64 },
+}
+
+impl Message {
+    pub fn term(&self) -> u64 {
+        match self {
+            Message::PreVote { term, .. }
+            | Message::PreVoteResp { term, .. }
+            | Message::RequestVote { term, .. }
+            | Message::RequestVoteResp { term, .. }
+            | Message::Append { term, .. }
+            | Message::AppendResp { term, .. }
+            | Message::Heartbeat { term, .. }
+            | Message::HeartbeatResp { term, .. }
+            | Message::InstallSnapshot { term, .. }
+            | Message::TimeoutNow { term } => *term,
+        }
+    }
+}
+
+/// What Raft keeps in the WAL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// "Updated on stable storage before responding to RPCs": currentTerm, votedFor, and the
+    /// commit index so a restart re-applies what it already knew to be committed.
+    HardState { term: u64, vote: Option<NodeId>, commit: u64 },
+    /// Entries to append; an entry at an index that already exists replaces it and everything
+    /// after it (the follower's conflict truncation).
+    Entries(Vec<Entry>),
+    /// The log was replaced by a snapshot ending at (index, term): forget all earlier entries.
+    SnapshotMark { index: u64, term: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProgressState {
+    /// Unknown match: one append in flight at a time until a reply locates the follower.
+    Probe,
+    /// Streaming: optimistic `next`, up to `max_inflight_msgs` appends outstanding.
+    Replicate,
+    /// Waiting for an InstallSnapshot at `pending` to land; resent after a timeout.
+    Snapshot { pending: u64, ticks: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct Progress {
+    matched: u64,
+    next: u64,
+    state: ProgressState,
+    probe_sent: bool,
+    /// Last index of each append in flight (Replicate state).
+    inflight: VecDeque<u64>,
+    /// Heard from since the last CheckQuorum round.
+    recent_active: bool,
+    /// Highest read-index round this follower acknowledged.
+    read_ack: u64,
+    /// Leader ticks since `matched` last advanced while entries were outstanding: detects
+    /// lost appends or acks, which would otherwise stall a Replicate stream forever.
+    stall_ticks: u32,
+}
+
+impl Progress {
+    fn new(next: u64) -> Self {
+        Progress {
+            matched: 0,
+            next,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflight: VecDeque::new(),
+            recent_active: false,
+            read_ack: 0,
+            stall_ticks: 0,
+        }
+    }
+
+    fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.next = self.matched + 1;
+        self.probe_sent = false;
+        self.inflight.clear();
+    }
+
+    fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.next = self.matched + 1;
+        self.probe_sent = false;
+        self.inflight.clear();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PendingRead {
+    id: u64,
+    index: u64,
+    ctx: u64,
+}
+
+/// A Raft replica. See the module docs.
+pub struct Raft {
+    cfg: ReplicaConfig,
+    rng: SplitMix64,
+    term: u64,
+    vote: Option<NodeId>,
+    role: Role,
+    leader: Option<NodeId>,
+
+    // The log: entries after (base_index, base_term), which a snapshot covers.
+    base_index: u64,
+    base_term: u64,
+    entries: Vec<Entry>,
+    snapshot: Option<Snapshot>,
+    commit: u64,
+    applied: u64,
+
+    election_elapsed: u32,
+    heartbeat_elapsed: u32,
+    randomized_timeout: u32,
+    votes: BTreeMap<NodeId, bool>,
+    progress: BTreeMap<NodeId, Progress>,
+    transferee: Option<NodeId>,
+    transfer_elapsed: u32,
+
+    read_ctx: u64,
+    pending_reads: VecDeque<PendingRead>,
+    /// Reads received before this leader committed an entry of its own term.
+    early_reads: Vec<u64>,
+
+    // Output, drained by `ready`.
+    msgs: Vec<(NodeId, Message)>,
+    records: Vec<Record>,
+    read_states: Vec<ReadState>,
+    install: Option<Snapshot>,
+    persisted_hs: (u64, Option<NodeId>, u64),
+}
+
+impl Raft {
+    fn last_index(&self) -> u64 {
+        self.base_index + self.entries.len() as u64
+    }
+
+    fn last_term(&self) -> u64 {
+        self.entries.last().map_or(self.base_term, |e| e.term)
+    }
+
+    /// The term of the entry at `index`, if the log still has it.
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        if index == self.base_index {
+            Some(self.base_term)
+        } else if index < self.base_index || index > self.last_index() {
+            None
+        } else {
+            Some(self.entries[(index - self.base_index - 1) as usize].term)
+        }
+    }
+
+    /// The entries the log holds (after the snapshot), for invariant checks in tests.
+    pub fn log(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.base_index + 1
+    }
+
+    fn entry(&self, index: u64) -> &Entry {
+        &self.entries[(index - self.base_index - 1) as usize]
+    }
+
+    fn match_term(&self, index: u64, term: u64) -> bool {
+        self.term_at(index) == Some(term)
+    }
+
+    fn is_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
+        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
+    }
+
+    fn quorum(&self) -> usize {
+        self.cfg.quorum()
+    }
+
+    fn peers(&self) -> Vec<NodeId> {
+        self.cfg.members.iter().copied().filter(|&m| m != self.cfg.id).collect()
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.msgs.push((to, msg));
+    }
+
+    fn reset(&mut self, term: u64) {
+        if term != self.term {
+            self.term = term;
+            self.vote = None;
+        }
+        self.leader = None;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.randomized_timeout =
+            self.rng.range_inclusive(self.cfg.election_ticks_min as u64, self.cfg.election_ticks_max as u64) as u32;
+        self.votes.clear();
+        self.transferee = None;
+        self.pending_reads.clear();
+        self.early_reads.clear();
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {
+        self.reset(term);
+        self.role = Role::Follower;
+        self.leader = leader;
+    }
+
+    fn become_pre_candidate(&mut self) {
+        // PreVote changes neither term nor vote: a partitioned node that keeps pre-campaigning
+        // cannot inflate its term and later disrupt a healthy leader.
+        self.votes.clear();
+        self.leader = None;
+        self.role = Role::PreCandidate;
+        self.election_elapsed = 0;
+        self.randomized_timeout =
+            self.rng.range_inclusive(self.cfg.election_ticks_min as u64, self.cfg.election_ticks_max as u64) as u32;
+    }
+
+    fn become_candidate(&mut self) {
+        let term = self.term + 1;
+        self.reset(term);
+        self.role = Role::Candidate;
+        self.vote = Some(self.cfg.id);
+    }
+
+    fn become_leader(&mut self) {
+        let term = self.term;
+        self.reset(term);
+        self.role = Role::Leader;
+        self.leader = Some(self.cfg.id);
+        let next = self.last_index() + 1;
+        self.progress = self.peers().into_iter().map(|p| (p, Progress::new(next))).collect();
+        // §8: a leader commits a blank no-op entry at the start of its term to learn which
+        // entries are committed, and before serving reads.
+        self.append_local(vec![EntryData::Noop]);
+        self.bcast_append();
+    }
+
+    fn append_local(&mut self, data: Vec<EntryData>) {
+        let mut index = self.last_index();
+        let new: Vec<Entry> = data
+            .into_iter()
+            .map(|data| {
+                index += 1;
+                Entry { index, term: self.term, data }
+            })
+            .collect();
+        self.entries.extend(new.iter().cloned());
+        self.records.push(Record::Entries(new));
+        self.maybe_commit();
+    }
+
+    fn campaign(&mut self, pre: bool, transfer: bool) {
+        if pre {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+        let term = if pre { self.term + 1 } else { self.term };
+        self.votes.insert(self.cfg.id, true);
+        if self.votes.len() >= self.quorum() {
+            if pre {
+                self.campaign(false, false);
+            } else {
+                self.become_leader();
+            }
+            return;
+        }
+        let (last_index, last_term) = (self.last_index(), self.last_term());
+        for p in self.peers() {
+            let msg = if pre {
+                Message::PreVote { term, last_index, last_term }
+            } else {
+                Message::RequestVote { term, last_index, last_term, transfer }
+            };
+            self.send(p, msg);
+        }
+    }
+
+    fn tally(&self) -> (usize, usize) {
+        let granted = self.votes.values().filter(|&&g| g).count();
+        (granted, self.votes.len() - granted)
+    }
+
+    fn in_lease(&self) -> bool {
+        self.cfg.check_quorum && self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks_min
+    }
+
+    /// Advances the commit index to the highest index a quorum has stored, if that entry is
+    /// from the current term (§5.4.2).
+    fn maybe_commit(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
+        matched.push(self.last_index());
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let n = matched[self.quorum() - 1];
+        if n > self.commit && self.term_at(n) == Some(self.term) {
+            self.commit = n;
+            self.release_early_reads();
+        }
+    }
+
+    fn committed_in_term(&self) -> bool {
+        self.term_at(self.commit) == Some(self.term)
+    }
+
+    fn bcast_append(&mut self) {
+        for p in self.peers() {
+            self.send_append(p);
+        }
+    }
+
+    fn bcast_heartbeat(&mut self) {
+        let ctx = self.read_ctx;
+        for p in self.peers() {
+            let commit = self.commit.min(self.progress[&p].matched);
+            self.send(p, Message::Heartbeat { term: self.term, commit, ctx });
+        }
+    }
+
+    /// Sends the next batch of entries to `to` if its progress allows, or a snapshot when the
+    /// entries it needs were compacted away.
+    fn send_append(&mut self, to: NodeId) {
+        let last = self.last_index();
+        let (term, commit, batch_max, inflight_max) =
+            (self.term, self.commit, self.cfg.batch_max as u64, self.cfg.max_inflight_msgs);
+        let pr = self.progress.get(&to).expect("progress for every peer");
+        match pr.state {
+            ProgressState::Snapshot { .. } => return,
+            ProgressState::Probe if pr.probe_sent => return,
+            ProgressState::Replicate if pr.inflight.len() >= inflight_max => return,
+            ProgressState::Replicate if pr.next > last => return,
+            _ => {}
+        }
+        let prev_index = pr.next - 1;
+        let Some(prev_term) = self.term_at(prev_index) else {
+            self.send_snapshot(to);
+            return;
+        };
+        let hi = last.min(prev_index + batch_max);
+        let entries: Vec<Entry> = (prev_index + 1..=hi).map(|i| self.entry(i).clone()).collect();
+        let pr = self.progress.get_mut(&to).expect("progress");
+        match pr.state {
+            ProgressState::Replicate => {
+                pr.next = hi + 1;
+                pr.inflight.push_back(hi);
+            }
+            _ => pr.probe_sent = true,
+        }
+        self.send(to, Message::Append { term, prev_index, prev_term, entries, commit });
+    }
+
+    fn send_snapshot(&mut self, to: NodeId) {
+        let Some(snap) = self.snapshot.clone() else {
+            // Compaction always keeps a snapshot; without one the peer simply waits.
+            return;
+        };
+        let pr = self.progress.get_mut(&to).expect("progress");
+        pr.state = ProgressState::Snapshot { pending: snap.index, ticks: 0 };
+        pr.inflight.clear();
+        self.send(to, Message::InstallSnapshot { term: self.term, snapshot: snap });
+    }
+
+    fn release_early_reads(&mut self) {
+        if self.committed_in_term() && !self.early_reads.is_empty() {
+            for id in std::mem::take(&mut self.early_reads) {
+                self.start_read(id);
+            }
+        }
+    }
+
+    fn start_read(&mut self, id: u64) {
+        if self.cfg.members.len() == 1 {
+            self.read_states.push(ReadState { id, index: self.commit });
+            return;
+        }
+        self.read_ctx += 1;
+        self.pending_reads.push_back(PendingRead { id, index: self.commit, ctx: self.read_ctx });
+        self.bcast_heartbeat();
+    }
+
+    /// Releases reads whose heartbeat round a quorum has acknowledged: at that moment no other
+    /// leader could have committed anything this leader does not know about.
+    fn advance_reads(&mut self) {
+        let mut acks: Vec<u64> = self.progress.values().map(|p| p.read_ack).collect();
+        acks.push(self.read_ctx);
+        acks.sort_unstable_by(|a, b| b.cmp(a));
+        let safe = acks[self.quorum() - 1];
+        while let Some(r) = self.pending_reads.front() {
+            if r.ctx > safe {
+                break;
+            }
+            let r = self.pending_reads.pop_front().expect("front exists");
+            self.read_states.push(ReadState { id: r.id, index: r.index });
+        }
+    }
+
+    /// Largest index <= `index` whose term is <= `term`: the fast-backtracking probe point.
+    fn find_conflict_by_term(&self, index: u64, term: u64) -> u64 {
+        let mut i = index.min(self.last_index());
+        while i > self.base_index {
+            match self.term_at(i) {
+                Some(t) if t > term => i -= 1,
+                _ => break,
+            }
+        }
+        i
+    }
+
+    fn handle_vote(&mut self, from: NodeId, pre: bool, term: u64, last_index: u64, last_term: u64) {
+        // "If votedFor is null or candidateId, and candidate's log is at least as up-to-date
+        // as receiver's log, grant vote." A pre-vote for a future term is granted on the log
+        // alone, since it binds nothing.
+        let can_vote = self.vote == Some(from)
+            || (self.vote.is_none() && self.leader.is_none())
+            || (pre && term > self.term);
+        let t = self.term;
+        let granted = can_vote && self.is_up_to_date(last_index, last_term);
+        match (pre, granted) {
+            (true, true) => self.send(from, Message::PreVoteResp { term, granted: true }),
+            (true, false) => self.send(from, Message::PreVoteResp { term: t, granted: false }),
+            (false, true) => {
+                self.election_elapsed = 0;
+                self.vote = Some(from);
+                self.send(from, Message::RequestVoteResp { term, granted: true });
+            }
+            (false, false) => self.send(from, Message::RequestVoteResp { term: t, granted: false }),
+        }
+    }
+
+    fn handle_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64) {
+        let term = self.term;
+        if prev_index < self.commit {
+            self.send(from, Message::AppendResp { term, index: self.commit, reject: false, hint_index: 0, hint_term: 0 });
+            return;
+        }
+        // Malformed batches (non-contiguous, or older terms than prev) are dropped unanswered.
+        let contiguous = entries.iter().enumerate().all(|(k, e)| e.index == prev_index + 1 + k as u64)
+            && entries.windows(2).all(|w| w[0].term <= w[1].term)
+            && entries.first().is_none_or(|e| e.term >= prev_term);
+        if !contiguous {
+            return;
+        }
+        if !self.match_term(prev_index, prev_term) {
+            let hint = self.find_conflict_by_term(prev_index.min(self.last_index()), prev_term);
+            let hint_term = self.term_at(hint).unwrap_or(0);
+            self.send(from, Message::AppendResp { term, index: prev_index, reject: true, hint_index: hint, hint_term });
+            return;
+        }
+        let last_new = prev_index + entries.len() as u64;
+        // "If an existing entry conflicts with a new one (same index but different terms),
+        // delete the existing entry and all that follow it"; entries already present are kept.
+        let first_new = entries.iter().position(|e| !self.match_term(e.index, e.term));
+        if let Some(pos) = first_new {
+            let at = entries[pos].index;
+            assert!(at > self.commit, "conflict at {at} below commit {}: log matching violated", self.commit);
+            self.entries.truncate((at - self.base_index - 1) as usize);
+            let new: Vec<Entry> = entries[pos..].to_vec();
+            self.entries.extend(new.iter().cloned());
+            self.records.push(Record::Entries(new));
+        }
+        // "If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)".
+        let c = commit.min(last_new);
+        if c > self.commit {
+            self.commit = c;
+        }
+        self.send(from, Message::AppendResp { term, index: last_new, reject: false, hint_index: 0, hint_term: 0 });
+    }
+
+    fn handle_snapshot(&mut self, from: NodeId, snap: Snapshot) {
+        let term = self.term;
+        if snap.index <= self.commit {
+            self.send(from, Message::AppendResp { term, index: self.commit, reject: false, hint_index: 0, hint_term: 0 });
+            return;
+        }
+        if self.match_term(snap.index, snap.term) {
+            // "If existing log entry has same index and term as snapshot's last included entry,
+            // retain log entries following it": only the commit index moves.
+            self.commit = snap.index;
+        } else {
+            // "Discard the entire log ... reset state machine using snapshot contents".
+            self.entries.clear();
+            self.base_index = snap.index;
+            self.base_term = snap.term;
+            self.commit = snap.index;
+            self.applied = snap.index;
+            self.records.push(Record::SnapshotMark { index: snap.index, term: snap.term });
+            self.snapshot = Some(snap.clone());
+            self.install = Some(snap);
+        }
+        let index = self.last_index().max(self.commit);
+        self.send(from, Message::AppendResp { term, index, reject: false, hint_index: 0, hint_term: 0 });
+    }
+
+    fn handle_append_resp(&mut self, from: NodeId, index: u64, reject: bool, hint_index: u64, hint_term: u64) {
+        let last = self.last_index();
+        let Some(pr) = self.progress.get_mut(&from) else { return };
+        pr.recent_active = true;
+        if reject {
+            let moved = match pr.state {
+                ProgressState::Replicate => {
+                    if index <= pr.matched {
+                        false
+                    } else {
+                        pr.become_probe();
+                        true
+                    }
+                }
+                ProgressState::Probe => {
+                    if pr.next.saturating_sub(1) != index {
+                        false // stale rejection of an older probe
+                    } else {
+                        true
+                    }
+                }
+                ProgressState::Snapshot { .. } => false,
+            };
+            if !moved {
+                return;
+            }
+            let probe = if hint_term > 0 { self.find_conflict_by_term(hint_index, hint_term) } else { hint_index };
+            let pr = self.progress.get_mut(&from).expect("progress");
+            if pr.state == ProgressState::Probe {
+                pr.next = index.min(probe + 1).max(pr.matched + 1);
+                pr.probe_sent = false;
+            }
+            self.send_append(from);
+            return;
+        }
+        let updated = index > pr.matched;
+        if updated {
+            pr.matched = index;
+            pr.stall_ticks = 0;
+        }
+        pr.next = pr.next.max(index + 1);
+        while pr.inflight.front().is_some_and(|&i| i <= index) {
+            pr.inflight.pop_front();
+        }
+        match pr.state {
+            ProgressState::Probe => pr.become_replicate(),
+            ProgressState::Snapshot { pending, .. } if pr.matched >= pending => pr.become_probe(),
+            _ => {}
+        }
+        if matches!(pr.state, ProgressState::Probe) && pr.matched >= index {
+            pr.probe_sent = false;
+        }
+        let caught_up = pr.matched == last;
+        if updated {
+            let before = self.commit;
+            self.maybe_commit();
+            if self.commit > before {
+                // Tell followers about the new commit index promptly.
+                self.bcast_append_or_heartbeat();
+            }
+        }
+        // Keep the pipe full.
+        let mut guard = self.cfg.max_inflight_msgs;
+        while guard > 0 && self.progress[&from].next <= self.last_index() {
+            let before = self.msgs.len();
+            self.send_append(from);
+            if self.msgs.len() == before {
+                break;
+            }
+            guard -= 1;
+        }
+        if caught_up && self.transferee == Some(from) {
+            self.send(from, Message::TimeoutNow { term: self.term });
+        }
+    }
+
+    fn bcast_append_or_heartbeat(&mut self) {
+        for p in self.peers() {
+            let before = self.msgs.len();
+            self.send_append(p);
+            if self.msgs.len() == before {
+                let commit = self.commit.min(self.progress[&p].matched);
+                self.send(p, Message::Heartbeat { term: self.term, commit, ctx: self.read_ctx });
+            }
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.cfg.election_ticks_min {
+            self.election_elapsed = 0;
+            if self.cfg.check_quorum {
+                let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+                for p in self.progress.values_mut() {
+                    p.recent_active = false;
+                }
+                if active < self.quorum() {
+                    // CheckQuorum: a leader cut off from a majority steps down instead of
+                    // accepting writes it can never commit.
+                    let term = self.term;
+                    self.become_follower(term, None);
+                    return;
+                }
+            }
+        }
+        if self.transferee.is_some() {
+            self.transfer_elapsed += 1;
+            if self.transfer_elapsed >= self.cfg.election_ticks_min {
+                self.transferee = None;
+            }
+        }
+        let timeout = self.cfg.election_ticks_min;
+        let last = self.last_index();
+        for pr in self.progress.values_mut() {
+            if pr.matched < last {
+                pr.stall_ticks = pr.stall_ticks.saturating_add(1);
+            } else {
+                pr.stall_ticks = 0;
+            }
+            if let ProgressState::Snapshot { ticks, .. } = &mut pr.state {
+                *ticks += 1;
+                if *ticks >= timeout {
+                    // The InstallSnapshot was probably lost: probe again, which resends it.
+                    pr.become_probe();
+                }
+            }
+        }
+        if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+            self.heartbeat_elapsed = 0;
+            self.bcast_heartbeat();
+        }
+    }
+
+    fn restore_inner(cfg: ReplicaConfig, snapshot: Option<Snapshot>, records: Vec<Record>) -> Result<Raft, ReplicaError> {
+        cfg.validate()?;
+        let mut r = Raft {
+            rng: SplitMix64::new(cfg.seed),
+            term: 0,
+            vote: None,
+            role: Role::Follower,
+            leader: None,
+            base_index: 0,
+            base_term: 0,
+            entries: Vec::new(),
+            snapshot: None,
+            commit: 0,
+            applied: 0,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_timeout: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            transferee: None,
+            transfer_elapsed: 0,
+            read_ctx: 0,
+            pending_reads: VecDeque::new(),
+            early_reads: Vec::new(),
+            msgs: Vec::new(),
+            records: Vec::new(),
+            read_states: Vec::new(),
+            install: None,
+            persisted_hs: (0, None, 0),
+            cfg,
+        };
+        if let Some(s) = snapshot {
+            r.base_index = s.index;
+            r.base_term = s.term;
+            r.applied = s.index;
+            r.commit = s.index;
+            r.snapshot = Some(s);
+        }
+        for rec in records {
+            match rec {
+                Record::HardState { term, vote, commit } => {
+                    r.term = term;
+                    r.vote = vote;
+                    r.commit = r.commit.max(commit);
+                }
+                Record::SnapshotMark { index, term } => {
+                    r.entries.clear();
+                    if index > r.base_index {
+                        r.base_index = index;
+                        r.base_term = term;
+                    }
+                }
+                Record::Entries(es) => {
+                    let es: Vec<Entry> = es.into_iter().filter(|e| e.index > r.base_index).collect();
+                    let Some(first) = es.first() else { continue };
+                    if first.index > r.last_index() + 1 {
+                        return Err(ReplicaError::Corrupt(format!(
+                            "entries start at {} but the log ends at {}",
+                            first.index,
+                            r.last_index()
+                        )));
+                    }
+                    r.entries.truncate((first.index - r.base_index - 1) as usize);
+                    r.entries.extend(es);
+                }
+            }
+        }
+        if r.snapshot.as_ref().is_some_and(|s| s.index < r.base_index) || (r.snapshot.is_none() && r.base_index > 0) {
+            return Err(ReplicaError::Corrupt(format!("log starts after {} but no snapshot covers it", r.base_index)));
+        }
+        if r.commit > r.last_index() {
+            return Err(ReplicaError::Corrupt(format!(
+                "commit index {} beyond the last log entry {}",
+                r.commit,
+                r.last_index()
+            )));
+        }
+        r.persisted_hs = (r.term, r.vote, r.commit);
+        let term = r.term;
+        let vote = r.vote;
+        r.become_follower(term, None);
+        r.vote = vote;
+        Ok(r)
+    }
+}
+
+impl Replica for Raft {
+    type Message = Message;
+    type Record = Record;
+    const ALGO: &'static str = "raft";
+
+    fn restore(cfg: ReplicaConfig, snapshot: Option<Snapshot>, records: Vec<Record>) -> Result<Self, ReplicaError> {
+        Raft::restore_inner(cfg, snapshot, records)
+    }
+
+    fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+            return;
+        }
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.randomized_timeout {
+            self.election_elapsed = 0;
+            self.campaign(self.cfg.prevote, false);
+        }
+    }
+
+    fn step(&mut self, from: NodeId, msg: Message) {
+        if from == self.cfg.id || !self.cfg.members.contains(&from) {
+            return;
+        }
+        let mterm = msg.term();
+        if mterm > self.term {
+            match &msg {
+                Message::PreVote { .. } | Message::RequestVote { transfer: false, .. } if self.in_lease() => {
+                    // §6 of the thesis: a server that hears from a current leader ignores
+                    // votes, so a removed or partitioned server cannot depose it.
+                    return;
+                }
+                Message::PreVote { .. } => {}
+                Message::PreVoteResp { granted: true, .. } => {}
+                Message::Append { .. } | Message::Heartbeat { .. } | Message::InstallSnapshot { .. } => {
+                    self.become_follower(mterm, Some(from));
+                }
+                _ => self.become_follower(mterm, None),
+            }
+        } else if mterm < self.term {
+            match msg {
+                Message::Append { .. } | Message::Heartbeat { .. }
+                    if self.cfg.check_quorum || self.cfg.prevote =>
+                {
+                    // A stale leader that never hears a higher term would keep its role
+                    // forever when votes are refused through PreVote/leases; tell it.
+                    let term = self.term;
+                    self.send(from, Message::AppendResp { term, index: 0, reject: false, hint_index: 0, hint_term: 0 });
+                }
+                Message::PreVote { .. } => {
+                    let term = self.term;
+                    self.send(from, Message::PreVoteResp { term, granted: false });
+                }
+                _ => {}
+            }
+            return;
+        }
+
+        match msg {
+            Message::PreVote { term, last_index, last_term } => self.handle_vote(from, true, term, last_index, last_term),
+            Message::RequestVote { term, last_index, last_term, .. } => {
+                self.handle_vote(from, false, term, last_index, last_term)
+            }
+            Message::PreVoteResp { term, granted } => {
+                if self.role != Role::PreCandidate || (granted && term != self.term + 1) {
+                    return;
+                }
+                self.votes.entry(from).or_insert(granted);
+                let (yes, no) = self.tally();
+                if yes >= self.quorum() {
+                    self.campaign(false, false);
+                } else if no >= self.quorum() {
+                    let t = self.term;
+                    self.become_follower(t, None);
+                }
+            }
+            Message::RequestVoteResp { granted, .. } => {
+                if self.role != Role::Candidate {
+                    return;
+                }
+                self.votes.entry(from).or_insert(granted);
+                let (yes, no) = self.tally();
+                if yes >= self.quorum() {
+                    self.become_leader();
+                } else if no >= self.quorum() {
+                    let t = self.term;
+                    self.become_follower(t, None);
+                }
+            }
+            Message::Append { term, prev_index, prev_term, entries, commit } => {
+                if self.role != Role::Follower {
+                    self.become_follower(term, Some(from));
+                }
+                self.leader = Some(from);
+                self.election_elapsed = 0;
+                self.handle_append(from, prev_index, prev_term, entries, commit);
+            }
+            Message::Heartbeat { term, commit, ctx } => {
+                if self.role != Role::Follower {
+                    self.become_follower(term, Some(from));
+                }
+                self.leader = Some(from);
+                self.election_elapsed = 0;
+                // The leader caps `commit` at our confirmed match, so our prefix up to it is its.
+                let c = commit.min(self.last_index());
+                if c > self.commit {
+                    self.commit = c;
+                }
+                self.send(from, Message::HeartbeatResp { term, ctx });
+            }
+            Message::InstallSnapshot { term, snapshot } => {
+                if self.role != Role::Follower {
+                    self.become_follower(term, Some(from));
+                }
+                self.leader = Some(from);
+                self.election_elapsed = 0;
+                self.handle_snapshot(from, snapshot);
+            }
+            Message::AppendResp { index, reject, hint_index, hint_term, .. } => {
+                if self.role == Role::Leader {
+                    self.handle_append_resp(from, index, reject, hint_index, hint_term);
+                }
+            }
+            Message::HeartbeatResp { ctx, .. } => {
+                if self.role != Role::Leader {
+                    return;
+                }
+                let last = self.last_index();
+                let Some(pr) = self.progress.get_mut(&from) else { return };
+                pr.recent_active = true;
+                pr.probe_sent = false;
+                pr.read_ack = pr.read_ack.max(ctx);
+                if pr.state == ProgressState::Replicate && pr.stall_ticks >= 2 * self.cfg.heartbeat_ticks {
+                    // Something in the stream was lost: resume from what the follower has.
+                    pr.become_probe();
+                    pr.stall_ticks = 0;
+                }
+                if pr.matched < last {
+                    self.send_append(from);
+                }
+                self.advance_reads();
+            }
+            Message::TimeoutNow { .. } => {
+                if self.role != Role::Leader {
+                    self.campaign(false, true);
+                }
+            }
+        }
+    }
+
+    fn propose(&mut self, commands: Vec<Vec<u8>>) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if self.transferee.is_some() {
+            return Err(ProposeError::Transferring);
+        }
+        if self.last_index() - self.commit + commands.len() as u64 > MAX_UNCOMMITTED_ENTRIES {
+            return Err(ProposeError::Busy);
+        }
+        if commands.is_empty() {
+            return Ok(());
+        }
+        self.append_local(commands.into_iter().map(EntryData::Command).collect());
+        self.bcast_append();
+        Ok(())
+    }
+
+    fn read_index(&mut self, id: u64) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if self.pending_reads.len() + self.early_reads.len() >= MAX_PENDING_READS {
+            return Err(ProposeError::Busy);
+        }
+        if !self.committed_in_term() {
+            // Until its no-op commits, a new leader does not know the commit index (§8).
+            self.early_reads.push(id);
+            return Ok(());
+        }
+        self.start_read(id);
+        Ok(())
+    }
+
+    fn has_ready(&self) -> bool {
+        !self.msgs.is_empty()
+            || !self.records.is_empty()
+            || !self.read_states.is_empty()
+            || self.install.is_some()
+            || self.commit > self.applied
+            || (self.term, self.vote, self.commit) != self.persisted_hs
+    }
+
+    fn ready(&mut self) -> Ready<Message, Record> {
+        let mut records = std::mem::take(&mut self.records);
+        let hs = (self.term, self.vote, self.commit);
+        if hs != self.persisted_hs {
+            // Last in the batch: a torn write can then lose the hard state but never leave a
+            // commit index pointing past entries that did not make it to disk.
+            records.push(Record::HardState { term: hs.0, vote: hs.1, commit: hs.2 });
+            self.persisted_hs = hs;
+        }
+        let committed = (self.applied + 1..=self.commit).map(|i| self.entry(i).clone()).collect();
+        self.applied = self.commit;
+        Ready {
+            snapshot: self.install.take(),
+            records,
+            messages: std::mem::take(&mut self.msgs),
+            committed,
+            read_states: std::mem::take(&mut self.read_states),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id,
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+            commit_index: self.commit,
+            applied_index: self.applied,
+            last_index: self.last_index(),
+            snapshot_index: self.base_index,
+        }
+    }
+
+    fn compact(&mut self, snapshot: Snapshot) -> Result<(), ReplicaError> {
+        let index = snapshot.index;
+        let err = |reason: &str| Err(ReplicaError::Compact { index, reason: reason.to_string() });
+        if index <= self.base_index {
+            return err("not past the current snapshot");
+        }
+        if index > self.applied {
+            return err("not yet applied");
+        }
+        if self.term_at(index) != Some(snapshot.term) {
+            return err("term does not match the log");
+        }
+        self.entries.drain(..(index - self.base_index) as usize);
+        self.base_index = index;
+        self.base_term = snapshot.term;
+        self.snapshot = Some(snapshot);
+        Ok(())
+    }
+
+    fn durable_records(&self) -> Vec<Record> {
+        let mut v = vec![Record::SnapshotMark { index: self.base_index, term: self.base_term }];
+        if !self.entries.is_empty() {
+            v.push(Record::Entries(self.entries.clone()));
+        }
+        let (term, vote, commit) = self.persisted_hs;
+        v.push(Record::HardState { term, vote, commit });
+        v
+    }
+
+    fn transfer_leader(&mut self, to: NodeId) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if to == self.cfg.id || !self.progress.contains_key(&to) {
+            return Ok(());
+        }
+        self.transferee = Some(to);
+        self.transfer_elapsed = 0;
+        if self.progress[&to].matched == self.last_index() {
+            self.send(to, Message::TimeoutNow { term: self.term });
+        } else {
+            self.send_append(to);
+        }
+        Ok(())
+    }
+}
