@@ -57,3 +57,54 @@ pub enum EventType {
     Fail,
     Info,
 }
+
+impl Event {
+    /// The client process number, or `None` for the nemesis, the monitor and other named
+    /// processes, whose events checkers of client operations skip.
+    pub fn client(&self) -> Option<u64> {
+        match self.process {
+            Process::Client(p) => Some(p),
+            Process::Named(_) => None,
+        }
+    }
+
+    /// An event of a client process, with `index` and `time` left for the caller to set.
+    pub fn op(process: u64, kind: EventType, f: &str, key: Option<&str>, value: serde_json::Value) -> Self {
+        Event {
+            index: None,
+            time: 0,
+            process: Process::Client(process),
+            kind,
+            f: f.to_string(),
+            key: key.map(str::to_string),
+            value,
+            error: None,
+            node: None,
+        }
+    }
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Invoke => "invoke",
+            EventType::Ok => "ok",
+            EventType::Fail => "fail",
+            EventType::Info => "info",
+        }
+    }
+}
+
+impl std::fmt::Display for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Process::Client(p) => write!(f, "{p}"),
+            Process::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+/// The `error` a `fail` cas carries when the compare was executed and found another value.
+/// Such a cas is not dropped: it tells the checker the register held something other than
+/// `from` at some instant within the operation (see HISTORY.md).
+pub const CAS_MISMATCH: &str = "cas-mismatch";

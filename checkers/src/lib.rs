@@ -5,7 +5,9 @@
 
 pub mod append;
 pub mod bank;
+pub mod formats;
 pub mod history;
+pub mod linear;
 pub mod perf;
 pub mod recovery;
 pub mod stats;

@@ -73,13 +73,25 @@ pub trait Checker: Send + Sync {
     fn check(&self, history: &[Event]) -> CheckResult;
 }
 
+/// Builds a checker with its default options.
+pub type Constructor = fn() -> Box<dyn Checker>;
+
+/// The registry: one line per checker. Names are what workloads and `--checker` use.
+const REGISTRY: &[(&str, Constructor)] = &[
+    ("set", || Box::new(crate::set::SetChecker)),
+    ("bank", || Box::new(crate::bank::BankChecker)),
+    ("append", || Box::new(crate::append::AppendChecker)),
+    ("linearizable", || Box::new(crate::linear::LinearizableChecker::new(crate::linear::ModelKind::CasRegister))),
+    ("linearizable-kv", || Box::new(crate::linear::LinearizableChecker::new(crate::linear::ModelKind::Kv))),
+];
+
 /// Finds a checker by its registered name.
 pub fn lookup(name: &str) -> Option<Box<dyn Checker>> {
-    let _ = name;
-    None
+    REGISTRY.iter().find(|(n, _)| *n == name).map(|(_, make)| make())
 }
 
 /// Every registered name, for `--help` texts and error messages.
 pub fn names() -> &'static [&'static str] {
-    &[]
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| REGISTRY.iter().map(|(n, _)| *n).collect())
 }

@@ -1,0 +1,471 @@
+//! Just-in-time linearization (Wing & Gong, Lowe) with memoized configurations.
+//!
+//! Operations of one key sit in a doubly linked list of call and return entries ordered by
+//! time. The search walks the list: at a call entry it tries to linearize that operation
+//! next; at a return entry every operation still pending must already have been placed, so
+//! it backtracks. A configuration — the set of linearized operations and the state they
+//! lead to — is explored at most once.
+//!
+//! What makes it fast:
+//! - The set is stored relative to its frontier `f` (every operation before `f` in call
+//!   order is linearized): the key is `(state, f, the bitset words from f's word to the
+//!   highest linearized operation's word)` — usually three 64-bit words — kept in one
+//!   arena behind an open-addressing table, instead of an n-bit set copied per entry.
+//! - States are interned to `u32` and every `(state, op)` transition is computed once.
+//! - Optional (indeterminate) operations have no return entry, so they never force a
+//!   backtrack, and the search ends as soon as every required operation is placed.
+//!   Identical optional operations are interchangeable: the earliest pending one is always
+//!   tried first, which removes their permutations.
+//! - Time, memory and a cancel flag are checked every few thousand steps, so a hard
+//!   history yields `Unknown` instead of exhausting the machine.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::model::Model;
+
+pub(super) const NONE: u32 = u32::MAX;
+
+/// Multiply-xorshift hashing for integer keys: the memo tables hash nothing else.
+#[derive(Default, Clone, Copy)]
+pub(super) struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        let x = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^ (x >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+pub(super) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
+/// States interned to `u32`, with every transition computed once.
+pub(super) struct Interned<'m, M: Model> {
+    model: &'m M,
+    pub ops: Vec<M::Op>,
+    pub states: Vec<M::State>,
+    ids: HashMap<M::State, u32>,
+    memo: IntMap<u64, u32>,
+}
+
+impl<'m, M: Model> Interned<'m, M> {
+    pub fn new(model: &'m M, ops: Vec<M::Op>) -> Self {
+        let mut s = Interned { model, ops, states: Vec::new(), ids: HashMap::new(), memo: IntMap::default() };
+        s.intern(model.init());
+        s
+    }
+
+    fn intern(&mut self, st: M::State) -> u32 {
+        if let Some(&id) = self.ids.get(&st) {
+            return id;
+        }
+        let id = self.states.len() as u32;
+        self.states.push(st.clone());
+        self.ids.insert(st, id);
+        id
+    }
+
+    #[inline]
+    pub fn step(&mut self, state: u32, op: u32) -> Option<u32> {
+        let k = (u64::from(state) << 32) | u64::from(op);
+        if let Some(&r) = self.memo.get(&k) {
+            return (r != NONE).then_some(r);
+        }
+        let next = self.model.step(&self.states[state as usize], &self.ops[op as usize]);
+        let r = match next {
+            Some(ns) => self.intern(ns),
+            None => NONE,
+        };
+        self.memo.insert(k, r);
+        (r != NONE).then_some(r)
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        self.memo.capacity() * 24 + self.states.capacity() * (std::mem::size_of::<M::State>() * 2 + 16)
+    }
+}
+
+/// Explored configurations: `(state, frontier, window words)` in one arena, found through
+/// an open-addressing table of arena offsets with 32-bit hash tags.
+struct ConfigCache {
+    slots: Vec<u32>,
+    tags: Vec<u32>,
+    arena: Vec<u64>,
+    len: usize,
+}
+
+impl ConfigCache {
+    fn new() -> Self {
+        ConfigCache { slots: vec![NONE; 1024], tags: vec![0; 1024], arena: Vec::with_capacity(4096), len: 0 }
+    }
+
+    fn bytes(&self) -> usize {
+        self.arena.capacity() * 8 + self.slots.capacity() * 8
+    }
+
+    #[inline]
+    fn hash(head: u64, words: &[u64]) -> u64 {
+        let mut h = head.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for &w in words {
+            h = (h ^ (h >> 31) ^ w).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        }
+        h ^ (h >> 32)
+    }
+
+    #[inline]
+    fn matches(&self, off: u32, head: u64, words: &[u64]) -> bool {
+        let o = off as usize;
+        self.arena[o] == head && self.arena[o + 1] as usize == words.len() && &self.arena[o + 2..o + 2 + words.len()] == words
+    }
+
+    /// Inserts the configuration; false when it was already there.
+    fn insert(&mut self, state: u32, f: u32, words: &[u64]) -> bool {
+        let head = (u64::from(state) << 32) | u64::from(f);
+        let h = Self::hash(head, words);
+        let tag = h as u32;
+        let mask = self.slots.len() - 1;
+        let mut i = (h >> 32) as usize & mask;
+        loop {
+            let off = self.slots[i];
+            if off == NONE {
+                break;
+            }
+            if self.tags[i] == tag && self.matches(off, head, words) {
+                return false;
+            }
+            i = (i + 1) & mask;
+        }
+        let off = self.arena.len() as u32;
+        self.arena.push(head);
+        self.arena.push(words.len() as u64);
+        self.arena.extend_from_slice(words);
+        self.slots[i] = off;
+        self.tags[i] = tag;
+        self.len += 1;
+        if self.len * 10 > self.slots.len() * 7 {
+            self.grow();
+        }
+        true
+    }
+
+    fn grow(&mut self) {
+        let cap = self.slots.len() * 2;
+        let mut slots = vec![NONE; cap];
+        let mut tags = vec![0u32; cap];
+        let mask = cap - 1;
+        for (&off, _) in self.slots.iter().zip(&self.tags).filter(|(o, _)| **o != NONE) {
+            let o = off as usize;
+            let len = self.arena[o + 1] as usize;
+            let h = Self::hash(self.arena[o], &self.arena[o + 2..o + 2 + len]);
+            let mut i = (h >> 32) as usize & mask;
+            while slots[i] != NONE {
+                i = (i + 1) & mask;
+            }
+            slots[i] = off;
+            tags[i] = h as u32;
+        }
+        self.slots = slots;
+        self.tags = tags;
+    }
+}
+
+/// One key's operations, structure-of-arrays, sorted by call time.
+pub(super) struct Ops {
+    pub call: Vec<u64>,
+    /// `u64::MAX` for optional operations.
+    pub ret: Vec<u64>,
+    pub optional: Vec<bool>,
+    /// For an optional op, the previous optional op equal to it (or `NONE`).
+    pub prev_same: Vec<u32>,
+}
+
+/// Limits shared by every key of one check.
+pub(super) struct Limits<'a> {
+    pub deadline: Option<Instant>,
+    pub memory_bytes_max: usize,
+    pub memory_used: &'a AtomicUsize,
+    pub cancel: &'a AtomicBool,
+}
+
+/// The deepest dead end reached: the longest partial linearization and what blocked it.
+pub(super) struct Deepest {
+    pub depth: usize,
+    /// The required op whose return came before it could be placed.
+    pub blocked: u32,
+    /// The last linearized ops with the state after each, oldest first.
+    pub tail: Vec<(u32, u32)>,
+    pub state: u32,
+    /// Linearized set: everything below `f`, plus `window` bits from word `f / 64` on.
+    pub f: u32,
+    pub window: Vec<u64>,
+}
+
+impl Deepest {
+    pub fn is_linearized(&self, op: u32) -> bool {
+        if op < self.f {
+            return true;
+        }
+        let w = (op >> 6) as usize - (self.f >> 6) as usize;
+        self.window.get(w).is_some_and(|word| word & (1 << (op & 63)) != 0)
+    }
+}
+
+pub(super) enum Outcome {
+    Valid,
+    Invalid(Deepest),
+    Unknown(String),
+}
+
+pub(super) struct SearchStats {
+    pub configs: u64,
+    pub peak_bytes: usize,
+}
+
+/// How many ops of the longest prefix a counterexample shows.
+const TAIL_MAX: usize = 32;
+/// Budget checks happen once per this many loop iterations.
+const CHECK_EVERY: u64 = 4096;
+
+pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Limits<'_>) -> (Outcome, SearchStats) {
+    let n = ops.call.len();
+    assert!(n < (NONE as usize) / 2, "too many operations for one key");
+    let mut required_left = ops.optional.iter().filter(|o| !**o).count();
+    let mut stats = SearchStats { configs: 0, peak_bytes: 0 };
+    if required_left == 0 {
+        return (Outcome::Valid, stats);
+    }
+
+    // Entries: 2i is op i's call, 2i+1 its return; HEAD is the sentinel.
+    let head = (2 * n) as u32;
+    let mut order: Vec<(u64, u32)> = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        order.push((ops.call[i], (2 * i) as u32));
+        if !ops.optional[i] {
+            order.push((ops.ret[i], (2 * i + 1) as u32));
+        }
+    }
+    order.sort_unstable();
+    let mut next = vec![NONE; 2 * n + 1];
+    let mut prev = vec![NONE; 2 * n + 1];
+    let mut last = head;
+    for &(_, e) in &order {
+        next[last as usize] = e;
+        prev[e as usize] = last;
+        last = e;
+    }
+    drop(order);
+
+    let mut bits = vec![0u64; n / 64 + 2];
+    let mut f: u32 = 0;
+    // One past the highest linearized op (0: none).
+    let mut top: u32 = 0;
+    let mut state: u32 = 0;
+    // (op, state before, f before, top before)
+    let mut stack: Vec<(u32, u32, u32, u32)> = Vec::with_capacity(n.min(1 << 20));
+    let mut cache = ConfigCache::new();
+    let mut deepest: Option<Deepest> = None;
+    let mut entry = next[head as usize];
+    let mut iterations: u64 = 0;
+    let mut charged: usize = 0;
+
+    let outcome = loop {
+        iterations += 1;
+        if iterations % CHECK_EVERY == 0 {
+            let bytes = cache.bytes() + st.approx_bytes() + stack.capacity() * 16 + (next.len() + prev.len()) * 4;
+            stats.peak_bytes = stats.peak_bytes.max(bytes);
+            if bytes > charged {
+                limits.memory_used.fetch_add(bytes - charged, Ordering::Relaxed);
+            } else {
+                limits.memory_used.fetch_sub(charged - bytes, Ordering::Relaxed);
+            }
+            charged = bytes;
+            if limits.cancel.load(Ordering::Relaxed) {
+                break Outcome::Unknown("cancelled: another key already failed".into());
+            }
+            if limits.memory_used.load(Ordering::Relaxed) > limits.memory_bytes_max {
+                break Outcome::Unknown(format!(
+                    "memory limit of {} MB reached after {} configurations",
+                    limits.memory_bytes_max >> 20,
+                    cache.len
+                ));
+            }
+            if limits.deadline.is_some_and(|d| Instant::now() >= d) {
+                break Outcome::Unknown(format!("time limit reached after {} configurations", cache.len));
+            }
+        }
+
+        if entry == NONE {
+            // Only optional calls were left and none fits: a dead end like a return.
+            match stack.pop() {
+                None => break Outcome::Invalid(snapshot(ops, &stack, state, f, &bits, top, NONE)),
+                Some(top_entry) => {
+                    entry = undo(top_entry, &mut bits, &mut f, &mut top, &mut state, &mut next, &mut prev, ops, &mut required_left);
+                    continue;
+                }
+            }
+        }
+
+        let op = entry >> 1;
+        if entry & 1 == 0 {
+            let i = op as usize;
+            if ops.optional[i] {
+                let p = ops.prev_same[i];
+                if p != NONE && bits[(p >> 6) as usize] & (1 << (p & 63)) == 0 {
+                    entry = next[entry as usize];
+                    continue;
+                }
+            }
+            if let Some(ns) = st.step(state, op) {
+                let (old_f, old_top) = (f, top);
+                bits[i >> 6] |= 1 << (op & 63);
+                if op == f {
+                    f = advance(&bits, f, n as u32);
+                }
+                top = top.max(op + 1);
+                let fw = (f >> 6) as usize;
+                let tw = if top == 0 { fw } else { (((top - 1) >> 6) as usize).max(fw) };
+                if cache.insert(ns, f, &bits[fw..=tw]) {
+                    stats.configs += 1;
+                    stack.push((op, state, old_f, old_top));
+                    lift(op, &mut next, &mut prev, ops.optional[i]);
+                    state = ns;
+                    if !ops.optional[i] {
+                        required_left -= 1;
+                        if required_left == 0 {
+                            break Outcome::Valid;
+                        }
+                    }
+                    entry = next[head as usize];
+                } else {
+                    bits[i >> 6] &= !(1 << (op & 63));
+                    f = old_f;
+                    top = old_top;
+                    entry = next[entry as usize];
+                }
+            } else {
+                entry = next[entry as usize];
+            }
+        } else {
+            // A return entry: `op` had to be placed by now.
+            if deepest.as_ref().is_none_or(|d| stack.len() > d.depth) {
+                deepest = Some(snapshot(ops, &stack, state, f, &bits, top, op));
+            }
+            match stack.pop() {
+                None => break Outcome::Invalid(deepest.take().expect("a snapshot was just taken")),
+                Some(top_entry) => {
+                    entry = undo(top_entry, &mut bits, &mut f, &mut top, &mut state, &mut next, &mut prev, ops, &mut required_left);
+                }
+            }
+        }
+    };
+    limits.memory_used.fetch_sub(charged, Ordering::Relaxed);
+    stats.peak_bytes = stats.peak_bytes.max(cache.bytes() + st.approx_bytes());
+    let outcome = match outcome {
+        Outcome::Invalid(d) => Outcome::Invalid(match deepest {
+            Some(best) if best.depth >= d.depth => best,
+            _ => d,
+        }),
+        other => other,
+    };
+    (outcome, stats)
+}
+
+#[inline]
+fn advance(bits: &[u64], mut f: u32, n: u32) -> u32 {
+    while f < n {
+        let w = bits[(f >> 6) as usize] >> (f & 63);
+        if w == u64::MAX >> (f & 63) {
+            // The rest of this word is all ones.
+            f = (f | 63) + 1;
+            continue;
+        }
+        f += (!w).trailing_zeros();
+        break;
+    }
+    f.min(n)
+}
+
+#[inline]
+fn lift(op: u32, next: &mut [u32], prev: &mut [u32], optional: bool) {
+    let c = (2 * op) as usize;
+    unlink(c, next, prev);
+    if !optional {
+        unlink(c + 1, next, prev);
+    }
+}
+
+#[inline]
+fn unlink(e: usize, next: &mut [u32], prev: &mut [u32]) {
+    let (p, nx) = (prev[e], next[e]);
+    next[p as usize] = nx;
+    if nx != NONE {
+        prev[nx as usize] = p;
+    }
+}
+
+#[inline]
+fn relink(e: usize, next: &mut [u32], prev: &mut [u32]) {
+    let (p, nx) = (prev[e], next[e]);
+    next[p as usize] = e as u32;
+    if nx != NONE {
+        prev[nx as usize] = e as u32;
+    }
+}
+
+/// Pops one linearized op; returns the entry after its call, where the walk resumes.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn undo(
+    (op, prev_state, old_f, old_top): (u32, u32, u32, u32),
+    bits: &mut [u64],
+    f: &mut u32,
+    top: &mut u32,
+    state: &mut u32,
+    next: &mut [u32],
+    prev: &mut [u32],
+    ops: &Ops,
+    required_left: &mut usize,
+) -> u32 {
+    let i = op as usize;
+    bits[i >> 6] &= !(1 << (op & 63));
+    *f = old_f;
+    *top = old_top;
+    *state = prev_state;
+    let c = 2 * i;
+    if !ops.optional[i] {
+        relink(c + 1, next, prev);
+        *required_left += 1;
+    }
+    relink(c, next, prev);
+    next[c]
+}
+
+fn snapshot(ops: &Ops, stack: &[(u32, u32, u32, u32)], state: u32, f: u32, bits: &[u64], top: u32, blocked: u32) -> Deepest {
+    let _ = ops;
+    let from = stack.len().saturating_sub(TAIL_MAX);
+    let tail = (from..stack.len())
+        .map(|k| {
+            let after = stack.get(k + 1).map_or(state, |e| e.1);
+            (stack[k].0, after)
+        })
+        .collect();
+    let fw = (f >> 6) as usize;
+    let tw = if top == 0 { fw } else { (((top - 1) >> 6) as usize).max(fw) };
+    Deepest { depth: stack.len(), blocked, tail, state, f, window: bits[fw..=tw].to_vec() }
+}
