@@ -1,0 +1,262 @@
+//! The on-host journal that makes every fault undoable without the controller.
+//!
+//! Before a fault touches a host, the host gets `<dir>/<id>.undo.sh` (the exact undo) and a
+//! detached watchdog `setsid sh -c 'sleep N; sh <id>.undo.sh; rm <id>.*'`, and then
+//! `<dir>/<id>.json` (what, when, expiry, the undo, the watchdog's pid). So a fault heals
+//! itself after its expiry even if the controller is SIGKILLed, and `faultline nemesis heal`
+//! or the start of any test replays whatever journals are left. Undo scripts are idempotent:
+//! healing what is already healed succeeds.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Cluster, run_all};
+use crate::script::quote;
+use crate::{NemesisError, Result};
+
+const UNDO_EOF: &str = "FAULTLINE_UNDO_EOF";
+
+/// One journal entry as stored in `<id>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    pub family: String,
+    pub created_unix_ms: u64,
+    pub expires_unix_ms: u64,
+    pub undo: String,
+    #[serde(default)]
+    pub description: serde_json::Value,
+    /// The expiry watchdog's process group; an explicit heal cancels it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_pid: Option<u32>,
+}
+
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `<family>-<unix ms>-<random>`: unique across controllers, sortable by time, and its
+/// prefix lets a heal select one family with a glob.
+pub fn new_id(family: &str, rng: &mut impl Rng) -> String {
+    format!(
+        "{family}-{}-{:06x}",
+        now_unix_ms(),
+        rng.random::<u32>() & 0xff_ffff
+    )
+}
+
+/// Which journals a heal replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    All,
+    Family(String),
+    Id(String),
+}
+
+impl Select {
+    fn glob(&self) -> String {
+        match self {
+            Select::All => "*".to_string(),
+            Select::Family(f) => format!("{}-*", quote(f)),
+            Select::Id(id) => quote(id),
+        }
+    }
+}
+
+/// Seconds the watchdog sleeps: at least one, rounded up.
+pub fn expiry_secs(expiry: Duration) -> u64 {
+    expiry.as_millis().div_ceil(1000).max(1) as u64
+}
+
+/// The script that journals a fault, arms its watchdog and then applies it. `set -e`: if the
+/// journal cannot be written the fault is never applied.
+pub fn apply_script(dir: &str, entry: &Entry, apply: &str) -> String {
+    assert!(
+        !entry.undo.lines().any(|l| l == UNDO_EOF),
+        "undo script contains the heredoc delimiter"
+    );
+    assert!(entry.watchdog_pid.is_none());
+    let json = serde_json::to_string(entry).expect("journal entry serializes");
+    let prefix = format!(
+        "{},\"watchdog_pid\":",
+        json.strip_suffix('}').expect("a JSON object")
+    );
+    let secs = expiry_secs(Duration::from_millis(
+        entry.expires_unix_ms.saturating_sub(entry.created_unix_ms),
+    ));
+    format!(
+        "set -e\n\
+         J={dir}\n\
+         id={id}\n\
+         mkdir -p \"$J\"\n\
+         cat > \"$J/$id.undo.sh\" <<'{UNDO_EOF}'\n\
+         {undo}\n\
+         {UNDO_EOF}\n\
+         setsid sh -c 'sleep \"$1\"; sh \"$0/$2.undo.sh\" >/dev/null 2>&1; rm -f \"$0/$2.json\" \"$0/$2.undo.sh\"' \"$J\" {secs} \"$id\" </dev/null >/dev/null 2>&1 &\n\
+         wd=$!\n\
+         printf '%s%s}}\\n' {prefix} \"$wd\" > \"$J/$id.json.tmp\"\n\
+         mv \"$J/$id.json.tmp\" \"$J/$id.json\"\n\
+         {apply}\n",
+        dir = quote(dir),
+        id = quote(&entry.id),
+        undo = entry.undo.trim_end(),
+        prefix = quote(&prefix),
+        apply = apply.trim_end(),
+    )
+}
+
+/// Replays the selected journals: cancels each watchdog (only if its command line still
+/// names the entry, so a recycled pid is never signalled), runs the undo, removes the entry.
+/// Prints `healed <id>` per entry; fails if any undo failed, leaving that entry for a retry.
+pub fn heal_script(dir: &str, select: &Select) -> String {
+    format!(
+        r#"J={dir}
+[ -d "$J" ] || exit 0
+rm -f "$J"/*.json.tmp
+rc=0
+for u in "$J"/{glob}.undo.sh; do
+  [ -e "$u" ] || continue
+  id=$(basename "$u" .undo.sh)
+  j="$J/$id.json"
+  wd=$(sed -n 's/.*"watchdog_pid":\([0-9][0-9]*\).*/\1/p' "$j" 2>/dev/null || true)
+  if [ -n "$wd" ] && tr '\0' ' ' < "/proc/$wd/cmdline" 2>/dev/null | grep -qF -- "$id"; then
+    kill -TERM -"$wd" 2>/dev/null || true
+  fi
+  if sh "$u"; then rm -f "$j" "$u"; echo "healed $id"; else echo "undo of $id failed" >&2; rc=1; fi
+done
+exit $rc
+"#,
+        dir = quote(dir),
+        glob = select.glob(),
+    )
+}
+
+/// Drops a journal entry without running its undo: used when a newer fault has already
+/// replaced this one's effect on the host (the lag phase of `constrained`).
+pub fn forget_script(dir: &str, id: &str) -> String {
+    format!(
+        r#"J={dir}
+id={id}
+j="$J/$id.json"
+wd=$(sed -n 's/.*"watchdog_pid":\([0-9][0-9]*\).*/\1/p' "$j" 2>/dev/null || true)
+if [ -n "$wd" ] && tr '\0' ' ' < "/proc/$wd/cmdline" 2>/dev/null | grep -qF -- "$id"; then
+  kill -TERM -"$wd" 2>/dev/null || true
+fi
+rm -f "$j" "$J/$id.undo.sh"
+"#,
+        dir = quote(dir),
+        id = quote(id),
+    )
+}
+
+/// Prints every journal entry as one JSON line.
+pub fn list_script(dir: &str) -> String {
+    format!(
+        r#"J={dir}
+[ -d "$J" ] || exit 0
+for j in "$J"/*.json; do
+  [ -e "$j" ] || continue
+  tr -d '\n' < "$j"; echo
+done
+"#,
+        dir = quote(dir)
+    )
+}
+
+/// Parses [`list_script`] output; a line that is not an entry is reported, not skipped.
+pub fn parse_listing(stdout: &str) -> Vec<std::result::Result<Entry, String>> {
+    stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| format!("unreadable journal entry {l:?}: {e}"))
+        })
+        .collect()
+}
+
+/// What one host must do for one fault.
+#[derive(Debug, Clone)]
+pub struct HostFault {
+    pub node: String,
+    pub apply: String,
+    pub undo: String,
+}
+
+/// Journals and applies one fault on every listed host at once. If any host fails, the
+/// fault is healed everywhere it was journaled and the first error is returned, so a fault
+/// is never left half-applied and untracked.
+pub async fn apply_journaled(
+    cx: &dyn Cluster,
+    family: &'static str,
+    id: &str,
+    expiry: Duration,
+    description: &serde_json::Value,
+    hosts: Vec<HostFault>,
+) -> Result<Vec<String>> {
+    let dir = cx.paths().journal_dir;
+    let created = now_unix_ms();
+    let scripts = hosts
+        .iter()
+        .map(|h| {
+            let entry = Entry {
+                id: id.to_string(),
+                family: family.to_string(),
+                created_unix_ms: created,
+                expires_unix_ms: created + expiry.as_millis() as u64,
+                undo: h.undo.clone(),
+                description: description.clone(),
+                watchdog_pid: None,
+            };
+            (h.node.clone(), apply_script(&dir, &entry, &h.apply))
+        })
+        .collect();
+    let results = run_all(cx, &format!("{family} fault"), scripts).await;
+    let mut first_err: Option<NemesisError> = None;
+    for (_, r) in &results {
+        if let Err(e) = r {
+            first_err.get_or_insert_with(|| e.clone());
+        }
+    }
+    let nodes: Vec<String> = results.into_iter().map(|(n, _)| n).collect();
+    if let Some(e) = first_err {
+        let _ = heal_on(cx, &nodes, &Select::Id(id.to_string())).await;
+        return Err(e);
+    }
+    Ok(nodes)
+}
+
+/// Runs [`heal_script`] on the given nodes; returns `(node, healed ids)` and the errors.
+pub async fn heal_on(
+    cx: &dyn Cluster,
+    nodes: &[String],
+    select: &Select,
+) -> (Vec<(String, Vec<String>)>, Vec<NemesisError>) {
+    let dir = cx.paths().journal_dir;
+    let script = heal_script(&dir, select);
+    let results = run_all(
+        cx,
+        "heal",
+        nodes.iter().map(|n| (n.clone(), script.clone())).collect(),
+    )
+    .await;
+    let mut healed = Vec::new();
+    let mut errors = Vec::new();
+    for (node, r) in results {
+        match r {
+            Ok(out) => healed.push((
+                node,
+                out.stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("healed "))
+                    .map(str::to_string)
+                    .collect(),
+            )),
+            Err(e) => errors.push(e),
+        }
+    }
+    (healed, errors)
+}

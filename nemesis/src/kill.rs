@@ -1,0 +1,85 @@
+//! `kill`: SIGKILL the node process by its pidfile; the undo (and `start`) relaunches it with
+//! the cluster's start command. Never by process name: another process with the same name on
+//! the host is not ours to kill.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::journal::{self, HostFault};
+use crate::script::{ALIVE_FN, NODE_PID_FN, quote};
+use crate::target::resolve_with;
+use crate::{Applied, FaultOptions, Result};
+
+/// Kills the pidfile's process and waits (bounded, 10 s) until it is gone. A node that is
+/// already down is fine: the fault's effect holds.
+pub fn kill_script(pidfile: &str) -> String {
+    format!(
+        r#"pf={pf}
+{ALIVE_FN}{NODE_PID_FN}pid=$(node_pid) || exit 3
+if alive "$pid"; then
+  kill -KILL "$pid"
+  i=0
+  while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  if alive "$pid"; then echo "pid $pid survived SIGKILL" >&2; exit 1; fi
+  echo "killed $pid"
+else
+  echo "not running ($pid)"
+fi
+"#,
+        pf = quote(pidfile)
+    )
+}
+
+/// Starts the node unless the pidfile's process is alive. Idempotent, so it doubles as the
+/// undo of a kill.
+pub fn start_script(pidfile: &str, start_command: &str) -> String {
+    format!(
+        r#"pf={pf}
+{ALIVE_FN}pid=$(tr -d ' \n' < "$pf" 2>/dev/null || true)
+if [ -n "$pid" ] && alive "$pid"; then
+  echo "already running ($pid)"
+else
+  {start_command}
+  echo "started"
+fi
+"#,
+        pf = quote(pidfile)
+    )
+}
+
+pub fn start<'a>(
+    cx: &'a dyn Cluster,
+    opts: &'a FaultOptions,
+    seed: u64,
+) -> crate::BoxFuture<'a, Result<Applied>> {
+    Box::pin(async move {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (targets, leader) = resolve_with(&opts.target, cx, &mut rng).await?;
+        let pidfile = cx.paths().pidfile;
+        let id = journal::new_id("kill", &mut rng);
+        let description = json!({
+            "target": opts.target.to_string(),
+            "targets": targets,
+            "leader": leader,
+            "expiry_ms": opts.expiry.as_millis() as u64,
+        });
+        let hosts = targets
+            .iter()
+            .map(|n| HostFault {
+                node: n.clone(),
+                apply: kill_script(&pidfile),
+                undo: start_script(&pidfile, &cx.start_command(n)),
+            })
+            .collect();
+        let hosts =
+            journal::apply_journaled(cx, "kill", &id, opts.expiry, &description, hosts).await?;
+        Ok(Applied {
+            family: "kill",
+            journal_id: id,
+            hosts,
+            description,
+        })
+    })
+}

@@ -1,0 +1,71 @@
+//! `pause`: SIGSTOP the node process by its pidfile, `resume` with SIGCONT. A paused node
+//! keeps its sockets open and its peers see silence rather than resets, which exercises
+//! different timeouts than a kill.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::journal::{self, HostFault};
+use crate::script::{ALIVE_FN, NODE_PID_FN, quote};
+use crate::target::resolve_with;
+use crate::{Applied, FaultOptions, Result};
+
+pub fn pause_script(pidfile: &str) -> String {
+    format!(
+        r#"pf={pf}
+{ALIVE_FN}{NODE_PID_FN}pid=$(node_pid) || exit 3
+if alive "$pid"; then kill -STOP "$pid"; echo "paused $pid"; else echo "not running ($pid)"; fi
+"#,
+        pf = quote(pidfile)
+    )
+}
+
+/// Continues the pidfile's process. Succeeds when there is nothing to resume, so it is the
+/// idempotent undo of a pause.
+pub fn resume_script(pidfile: &str) -> String {
+    format!(
+        r#"pf={pf}
+pid=$(tr -d ' \n' < "$pf" 2>/dev/null || true)
+case "$pid" in ''|*[!0-9]*) echo "no pid to resume"; exit 0 ;; esac
+kill -CONT "$pid" 2>/dev/null && echo "resumed $pid" || echo "not running ($pid)"
+"#,
+        pf = quote(pidfile)
+    )
+}
+
+pub fn start<'a>(
+    cx: &'a dyn Cluster,
+    opts: &'a FaultOptions,
+    seed: u64,
+) -> crate::BoxFuture<'a, Result<Applied>> {
+    Box::pin(async move {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (targets, leader) = resolve_with(&opts.target, cx, &mut rng).await?;
+        let pidfile = cx.paths().pidfile;
+        let id = journal::new_id("pause", &mut rng);
+        let description = json!({
+            "target": opts.target.to_string(),
+            "targets": targets,
+            "leader": leader,
+            "expiry_ms": opts.expiry.as_millis() as u64,
+        });
+        let hosts = targets
+            .iter()
+            .map(|n| HostFault {
+                node: n.clone(),
+                apply: pause_script(&pidfile),
+                undo: resume_script(&pidfile),
+            })
+            .collect();
+        let hosts =
+            journal::apply_journaled(cx, "pause", &id, opts.expiry, &description, hosts).await?;
+        Ok(Applied {
+            family: "pause",
+            journal_id: id,
+            hosts,
+            description,
+        })
+    })
+}
