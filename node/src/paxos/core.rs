@@ -169,6 +169,11 @@ impl Paxos {
         self.log.iter().map(|(&i, s)| (i, s.ballot, &s.data, s.chosen))
     }
 
+    /// [`Paxos::accepted`] for slots `>= from` only, for invariant checks that run every tick.
+    pub fn accepted_from(&self, from: u64) -> impl Iterator<Item = (u64, Ballot, &EntryData, bool)> + '_ {
+        self.log.range(from..).map(|(&i, s)| (i, s.ballot, &s.data, s.chosen))
+    }
+
     /// The slot's value if this replica knows it is chosen.
     pub fn chosen_value(&self, index: u64) -> Option<&EntryData> {
         self.log.get(&index).filter(|s| s.chosen).map(|s| &s.data)
