@@ -1,0 +1,513 @@
+//! `faultline test`, as a library: [`run_test`] takes a validated [`TestConfig`] through
+//! the whole lifecycle and returns a [`RunOutcome`]. The CLI (`test_cmd`), `suite` and
+//! `compare` all call it.
+//!
+//! Lifecycle, each step timed and logged:
+//! 1. connect to every host; heal faults and stop a node left by an earlier run;
+//! 2. pre-flight (architecture, glibc, free ports, tools);
+//! 3. deploy: install this binary, write configs, start nodes, wait for a leader;
+//! 4. run: client workers, the nemesis and the status monitor, for the time limit;
+//! 5. heal, wait the recovery period, read every touched key on every node;
+//! 6. collect node logs, stop the nodes, check the history, write `results.json`.
+
+pub mod clients;
+pub mod history;
+pub mod monitor;
+pub mod nodedb;
+mod progress;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use faultline_checkers::{CheckResult, Validity};
+use faultline_workloads::{GenOpts, Kv, Outcome};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{Control, ControlOptions};
+use crate::deploy::{self, Layout};
+use crate::store::{self, RunDir};
+use history::Recorder;
+
+/// The database under test, as the runner's clients and monitor see it.
+pub trait Db: Send + Sync {
+    /// Node names, in inventory order.
+    fn nodes(&self) -> Vec<String>;
+    /// A client bound to `node`; `client_id` distinguishes clients for the node's
+    /// deduplication of retried commands.
+    fn client(&self, node: &str, client_id: u64) -> Box<dyn Kv>;
+    /// The node's status as JSON (`role`, `term`, `leader`, `commit_index`, ...).
+    fn status<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Value, String>>;
+}
+
+/// Everything a run needs, validated (see `test_cmd` for the flags).
+#[derive(Debug, Clone, Serialize)]
+pub struct TestConfig {
+    pub name: String,
+    /// The inventory argument as given (a path or a local cluster's name).
+    pub inventory: String,
+    /// The algorithm(s); `run_test` runs `dbs[0]`, callers loop for comparisons.
+    pub dbs: Vec<String>,
+    pub workload: String,
+    /// Nemesis families; empty for none.
+    pub nemesis: Vec<String>,
+    pub nemesis_interval_s: f64,
+    pub nemesis_targets: Option<String>,
+    pub nemesis_shapes: Option<String>,
+    pub concurrency: usize,
+    pub rate_per_s: f64,
+    pub time_limit_s: f64,
+    pub recovery_s: f64,
+    pub op_timeout_ms: u64,
+    pub seed: u64,
+    pub test_count: u32,
+    pub leave_db_running: bool,
+    pub node_opts: Vec<(String, String)>,
+    pub store: PathBuf,
+}
+
+impl TestConfig {
+    /// The same test against one algorithm.
+    pub fn for_db(&self, db: &str) -> TestConfig {
+        TestConfig {
+            dbs: vec![db.to_string()],
+            ..self.clone()
+        }
+    }
+
+    pub fn db(&self) -> &str {
+        self.dbs.first().map(String::as_str).unwrap_or("raft")
+    }
+
+    fn gen_opts(&self) -> GenOpts {
+        GenOpts {
+            seed: self.seed,
+            concurrency: self.concurrency,
+            rate_per_s: self.rate_per_s,
+        }
+    }
+}
+
+/// What one run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub valid: Validity,
+    pub results: Vec<CheckResult>,
+    /// Set when the run could not complete (SSH, setup); the verdict is then `Unknown`.
+    pub harness_error: Option<String>,
+    pub interrupted: bool,
+    /// Counts and figures of the run (ops, skipped arrivals, response times, phases).
+    pub stats: Value,
+    /// The run's report (perf, recovery, stats), when it could be written.
+    #[serde(skip)]
+    pub report: Option<crate::report::ReportSummary>,
+}
+
+/// The checker results as `results.json` holds them after the report merged its own.
+fn history_results(run: &RunDir) -> anyhow::Result<Option<Vec<CheckResult>>> {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(run.file(store::RESULTS_FILE))?)?;
+    Ok(match v.get("results") {
+        Some(Value::Array(a)) => Some(serde_json::from_value(Value::Array(a.clone()))?),
+        Some(Value::Object(m)) => Some(
+            m.values()
+                .cloned()
+                .map(serde_json::from_value)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        _ => None,
+    })
+}
+
+impl RunOutcome {
+    /// 0 valid, 1 invalid, 2 unknown, 3 harness error.
+    pub fn exit_code(&self) -> u8 {
+        if self.harness_error.is_some() && self.valid != Validity::Invalid {
+            crate::exit::HARNESS
+        } else {
+            self.valid.exit_code()
+        }
+    }
+}
+
+/// Timed lifecycle steps, for the log and `results.json`.
+#[derive(Default)]
+struct Phases {
+    done: Vec<(String, f64)>,
+}
+
+impl Phases {
+    async fn time<T, F: std::future::Future<Output = T>>(&mut self, name: &str, f: F) -> T {
+        progress::phase(name);
+        tracing::info!(phase = name, "begin");
+        let t = Instant::now();
+        let out = f.await;
+        let s = t.elapsed().as_secs_f64();
+        tracing::info!(phase = name, seconds = s, "end");
+        self.done.push((name.to_string(), s));
+        out
+    }
+
+    fn json(&self) -> Value {
+        Value::Array(
+            self.done
+                .iter()
+                .map(|(n, s)| json!({"phase": n, "seconds": s}))
+                .collect(),
+        )
+    }
+}
+
+/// Runs one test against `cfg.db()`. Errors only when the run directory itself cannot be
+/// made; any later failure is reported in the outcome with what was kept.
+pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow::Result<RunOutcome> {
+    let workload = faultline_workloads::lookup(&cfg.workload)
+        .ok_or_else(|| crate::exit::usage(format!("unknown workload {:?}", cfg.workload)))?;
+    let run = RunDir::create(&cfg.store, &cfg.name)?;
+    // History time counts from here; `started` in test.json is the same instant.
+    let start = Instant::now();
+    let started_wall = store::rfc3339(std::time::SystemTime::now());
+    crate::test_cmd::log_to(Some(&run.file(store::LOG_FILE)));
+    let inventory = crate::inventory::resolve_cli(&cfg.inventory)?;
+    let test_json = json!({
+        "name": cfg.name,
+        "started": started_wall,
+        "nemesis": if cfg.nemesis.is_empty() { "none".to_string() } else { cfg.nemesis.join(",") },
+        "faultline-version": store::VERSION,
+        "git-commit": store::GIT_COMMIT,
+        "seed": cfg.seed,
+        "db": cfg.db(),
+        "workload": cfg.workload,
+        "checkers": workload.checkers(),
+        "nodes": inventory.node_names(),
+        "inventory": inventory.path.display().to_string(),
+        "inventory-digest": store::digest_file(&inventory.path).unwrap_or_else(|e| format!("unavailable: {e}")),
+        "options": cfg,
+    });
+    run.write_json(store::TEST_FILE, &test_json)?;
+    tracing::info!(dir = %run.path.display(), seed = cfg.seed, db = cfg.db(), "run begins");
+    progress::note(&format!("run {} (seed {})", run.path.display(), cfg.seed));
+
+    let (rec, writer) = Recorder::open(&run.file(store::HISTORY_FILE), start).await?;
+    let mut phases = Phases::default();
+    let mut stats = serde_json::Map::new();
+    let layout = Layout::default();
+
+    let result = lifecycle(
+        cfg,
+        &*workload,
+        &inventory,
+        &layout,
+        &run,
+        &rec,
+        &interrupt,
+        &mut phases,
+        &mut stats,
+    )
+    .await;
+    let (harness_error, control) = match result {
+        Ok(c) => (None, Some(c)),
+        Err((e, c)) => {
+            tracing::error!(error = %format!("{e:#}"), "run aborted");
+            (Some(format!("{e:#}")), c)
+        }
+    };
+
+    // Teardown happens whatever went wrong above.
+    if let Some(control) = &control {
+        let errs = phases
+            .time("collect-logs", deploy::collect_logs(control, &layout, &run))
+            .await;
+        for e in errs {
+            tracing::warn!(error = %e, "log collection");
+        }
+        if !cfg.leave_db_running {
+            match phases.time("stop-nodes", deploy::stop(control, &layout)).await {
+                Ok(notes) => tracing::info!(?notes, "nodes stopped"),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "stopping nodes"),
+            }
+        }
+        control.close().await;
+    }
+    rec.close().await;
+    let events = writer.finish().await?;
+    stats.insert("history-events".into(), json!(events));
+
+    let history = history::read_history(&run.file(store::HISTORY_FILE))?;
+    let (checked, results) = phases.time("check", async { check(&*workload, &history) }).await;
+    let interrupted = interrupt.is_cancelled();
+    stats.insert("phases".into(), phases.json());
+    let mut outcome = RunOutcome {
+        run_dir: run.path.clone(),
+        valid: checked,
+        results,
+        harness_error,
+        interrupted,
+        stats: Value::Object(stats),
+        report: None,
+    };
+    run.write_json(store::RESULTS_FILE, &serde_json::to_value(&outcome)?)?;
+    // The report adds perf, recovery, stats and node-log checks to results.json.
+    match crate::report::write_run_report(&run.path) {
+        Ok(summary) => {
+            outcome.valid = summary.valid;
+            outcome.results = history_results(&run)?.unwrap_or(outcome.results);
+            outcome.report = Some(summary);
+        }
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "writing the run report"),
+    }
+    // An incomplete run cannot vouch for the system: at best unknown.
+    if (outcome.interrupted || outcome.harness_error.is_some()) && outcome.valid == Validity::Valid {
+        outcome.valid = Validity::Unknown;
+        let path = run.file(store::RESULTS_FILE);
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        v["valid"] = serde_json::to_value(outcome.valid)?;
+        run.write_json(store::RESULTS_FILE, &v)?;
+    }
+    crate::test_cmd::log_to(None);
+    Ok(outcome)
+}
+
+/// The workload's checkers over the stored history (the report adds perf, recovery and
+/// stats when the run's report is written).
+pub fn check(
+    workload: &dyn faultline_workloads::Workload,
+    history: &[faultline_checkers::Event],
+) -> (Validity, Vec<CheckResult>) {
+    let names: Vec<&str> = workload.checkers().to_vec();
+    let mut valid = Validity::Valid;
+    let mut results = Vec::new();
+    for name in names {
+        let r = match faultline_checkers::registry::lookup(name) {
+            Some(c) => {
+                let t = Instant::now();
+                let r = c.check(history);
+                tracing::info!(checker = name, valid = ?r.valid, seconds = t.elapsed().as_secs_f64(), "checked");
+                r
+            }
+            None => CheckResult {
+                checker: name.to_string(),
+                valid: Validity::Unknown,
+                details: json!({"error": "no checker registered under this name"}),
+            },
+        };
+        valid = valid.and(r.valid);
+        results.push(r);
+    }
+    (valid, results)
+}
+
+type Failure = (anyhow::Error, Option<Control>);
+
+#[allow(clippy::too_many_arguments)]
+async fn lifecycle(
+    cfg: &TestConfig,
+    workload: &dyn faultline_workloads::Workload,
+    inventory: &crate::inventory::Inventory,
+    layout: &Layout,
+    run: &RunDir,
+    rec: &Recorder,
+    interrupt: &CancellationToken,
+    phases: &mut Phases,
+    stats: &mut serde_json::Map<String, Value>,
+) -> Result<Control, Failure> {
+    let control = phases
+        .time("connect", Control::connect(inventory, &ControlOptions::default()))
+        .await
+        .context("cannot connect to the cluster")
+        .map_err(|e| (e, None))?;
+    let c = control.clone();
+    let fail = move |e: anyhow::Error| (e, Some(c.clone()));
+    macro_rules! step {
+        ($name:expr, $fut:expr) => {{
+            if interrupt.is_cancelled() {
+                return Err(fail(anyhow::anyhow!("interrupted before {}", $name)));
+            }
+            tokio::select! {
+                r = phases.time($name, $fut) => r.map_err(|e| fail(e))?,
+                _ = interrupt.cancelled() => return Err(fail(anyhow::anyhow!("interrupted during {}", $name))),
+            }
+        }};
+    }
+
+    let nemesis_cluster = crate::runner::nodedb::nemesis_cluster(&control, layout, &cfg.node_opts);
+    step!("heal-previous", async {
+        let report = faultline_nemesis::heal(&*nemesis_cluster, false).await;
+        for e in &report.errors {
+            tracing::warn!(error = %e, "healing leftovers");
+        }
+        for (node, ids) in &report.healed {
+            if !ids.is_empty() {
+                tracing::info!(node = %node, healed = ?ids, "healed faults left by an earlier run");
+            }
+        }
+        let notes = deploy::stop(&control, layout).await?;
+        for (node, note) in notes {
+            if note != "not running" {
+                tracing::info!(node = %node, note = %note, "stopped a node left running");
+            }
+        }
+        anyhow::Ok(())
+    });
+    let mut tools = vec!["setsid", "nohup", "timeout", "tar"];
+    if cfg.nemesis.iter().any(|f| f == "partition") {
+        tools.push("iptables");
+    }
+    step!("preflight", deploy::preflight(&control, layout, &tools));
+    step!("install", deploy::install(&control, layout));
+    step!("configure", deploy::configure(&control, layout, cfg.db()));
+    step!("start-nodes", deploy::start(&control, layout, &cfg.node_opts));
+    let db: Arc<dyn Db> = Arc::new(nodedb::NodeDb::new(
+        inventory,
+        layout,
+        Duration::from_millis(cfg.op_timeout_ms),
+    ));
+    step!("wait-ready", nodedb::wait_ready(&*db, Duration::from_secs(30)));
+    step!(
+        "setup",
+        setup(
+            db.clone(),
+            workload,
+            rec.clone(),
+            Duration::from_millis(cfg.op_timeout_ms)
+        )
+    );
+
+    // The run proper: clients, nemesis and monitor, until the time limit or an interrupt.
+    let stop_monitor = CancellationToken::new();
+    let monitor = tokio::spawn(monitor::run(db.clone(), rec.clone(), stop_monitor.clone()));
+    let stop_nemesis = CancellationToken::new();
+    let nemesis = crate::runner::nodedb::spawn_nemesis(
+        cfg,
+        nemesis_cluster.with_db(db.clone()),
+        rec.clone(),
+        stop_nemesis.clone(),
+    )
+    .map_err(|e| fail(e))?;
+    let progress = progress::spawn(rec.clone(), cfg.time_limit_s);
+    let client_cancel = interrupt.child_token();
+    let report = phases
+        .time(
+            "run",
+            clients::run(clients::ClientPhase {
+                db: db.clone(),
+                workload,
+                gen_opts: cfg.gen_opts(),
+                time_limit: Duration::from_secs_f64(cfg.time_limit_s),
+                op_timeout: Duration::from_millis(cfg.op_timeout_ms),
+                recorder: rec.clone(),
+                cancel: client_cancel,
+            }),
+        )
+        .await;
+    stop_nemesis.cancel();
+    if let Some(n) = nemesis {
+        match phases.time("heal", n).await {
+            Ok(summary) => {
+                stats.insert("nemesis".into(), summary);
+            }
+            Err(e) => tracing::error!(error = %e, "nemesis task failed"),
+        }
+    }
+    progress.abort();
+    stats.insert("offered".into(), json!(report.offered));
+    stats.insert("skipped".into(), json!(report.skipped));
+    stats.insert("unsent".into(), json!(report.unsent));
+    stats.insert("keys".into(), json!(report.keys.len()));
+    let h = &report.response_us;
+    stats.insert(
+        "response-time-ms".into(),
+        json!({
+            "note": "from scheduled arrival to completion, queueing included",
+            "count": h.len(),
+            "p50": h.value_at_quantile(0.5) as f64 / 1000.0,
+            "p99": h.value_at_quantile(0.99) as f64 / 1000.0,
+            "max": h.max() as f64 / 1000.0,
+        }),
+    );
+
+    if !interrupt.is_cancelled() {
+        let recovery = Duration::from_secs_f64(cfg.recovery_s);
+        phases
+            .time("recover", async {
+                tokio::select! { _ = tokio::time::sleep(recovery) => {}, _ = interrupt.cancelled() => {} }
+            })
+            .await;
+        let ops = workload.final_reads(&report.keys);
+        let reads = phases
+            .time(
+                "final-reads",
+                clients::final_reads(
+                    db.clone(),
+                    ops,
+                    rec.clone(),
+                    report.max_process + 1,
+                    Duration::from_millis(cfg.op_timeout_ms),
+                    interrupt.clone(),
+                ),
+            )
+            .await;
+        let bad = clients::final_read_disagreements(&reads);
+        stats.insert(
+            "final-reads".into(),
+            json!({"keys": report.keys.len(), "nodes": reads.len(), "disagreements": bad.len(), "examples": bad.iter().take(10).collect::<Vec<_>>()}),
+        );
+    }
+    stop_monitor.cancel();
+    if let Ok(samples) = monitor.await {
+        stats.insert("monitor-samples".into(), json!(samples));
+    }
+    let _ = run;
+    if interrupt.is_cancelled() {
+        return Err(fail(anyhow::anyhow!("interrupted during the run")));
+    }
+    Ok(control)
+}
+
+/// Runs the workload's setup ops until each succeeds (bounded).
+async fn setup(
+    db: Arc<dyn Db>,
+    workload: &dyn faultline_workloads::Workload,
+    rec: Recorder,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let ops = workload.setup();
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let nodes = db.nodes();
+    // Setup uses process numbers far above the workers' so they never collide.
+    let mut process = 1_000_000u64;
+    let cancel = CancellationToken::new();
+    for op in ops {
+        let mut last = String::new();
+        let mut done = false;
+        for attempt in 0..20u64 {
+            let node = &nodes[attempt as usize % nodes.len()];
+            let mut kv = db.client(node, process);
+            match clients::invoke_once(&rec, kv.as_mut(), process, &op, node, timeout, &cancel).await {
+                Outcome::Ok(_) => {
+                    done = true;
+                    break;
+                }
+                Outcome::Fail(e) => last = e,
+                Outcome::Info(e) => {
+                    last = e;
+                    process += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if !done {
+            anyhow::bail!("setup op {} on {} never succeeded: {last}", op.f.name(), op.key);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
