@@ -8,7 +8,9 @@ mod exit;
 
 mod check;
 mod cluster;
+mod control;
 mod exec;
+mod inventory;
 mod nemesis_cmd;
 mod node_cmd;
 mod report_cmd;

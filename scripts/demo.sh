@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up this machine (Debian 12, root) and runs the main job against a local 5-node cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_packages
+ensure_iptables_nft
+ensure_cargo
+cargo build --release -p faultline
+FL="$PWD/target/release/faultline"
+NAME="${FAULTLINE_DEMO_CLUSTER:-demo}"
+
+"$FL" cluster down --name "$NAME" >/dev/null 2>&1 || true
+trap '"$FL" cluster down --name "$NAME"' EXIT
+INV="$("$FL" cluster up --nodes 5 --name "$NAME" | tail -n1)"
+echo "inventory: $INV"
+"$FL" cluster status --name "$NAME"
+
+# The job.
+"$FL" exec -i "$NAME" -- hostname
