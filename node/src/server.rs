@@ -1,0 +1,599 @@
+//! The node runtime: one core thread that owns the consensus replica, the WAL and the KV
+//! state machine, surrounded by tokio tasks for the client listener and the peer transport.
+//!
+//! The core thread is a plain loop (mini-redis shape, but synchronous where it matters): it
+//! waits for the next event or tick, drains whatever else is queued (so concurrent requests
+//! become one proposal batch and one fsync — group commit), then carries out the replica's
+//! `Ready` in the order the [`Replica`] contract demands. Network tasks never block on it:
+//! they hand events over a bounded channel and answer `Busy` when it is full.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_util::codec::Framed;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::kv::{Command, Kv, Op, OpResult};
+use crate::protocol::{self, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
+use crate::replica::{EntryData, NodeId, ProposeError, Replica, Role, Snapshot};
+use crate::transport::{self, PeerSender, TransportStats};
+use crate::wal::{Wal, WalError};
+
+/// Events queued for the core thread before network tasks start refusing work.
+pub const EVENT_QUEUE: usize = 65_536;
+/// Client requests waiting for an outcome before new ones get `Busy`.
+pub const MAX_PENDING_REQUESTS: usize = 65_536;
+/// Events handled per loop iteration before the replica's output is carried out.
+const DRAIN_MAX: usize = 4096;
+/// Client connections served at once.
+const MAX_CLIENT_CONNECTIONS: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("replica: {0}")]
+    Replica(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub enum Event<M> {
+    Peer(NodeId, M),
+    Client(RequestBody, oneshot::Sender<ResponseBody>),
+    Shutdown,
+}
+
+struct PendingWrite {
+    replies: Vec<oneshot::Sender<ResponseBody>>,
+    deadline: Instant,
+}
+
+struct PendingRead {
+    key: String,
+    reply: oneshot::Sender<ResponseBody>,
+    deadline: Instant,
+    /// Set once the replica confirmed the read: serve when `applied >= index`.
+    index: Option<u64>,
+}
+
+/// Carried-out state shared with nothing: the core thread owns it all.
+struct Core<R: Replica> {
+    cfg: Arc<Config>,
+    replica: R,
+    wal: Wal,
+    kv: Kv,
+    applied: u64,
+    applied_term: u64,
+    snapshot_index: u64,
+    names: Vec<String>,
+    client_addrs: Vec<String>,
+    peers: HashMap<NodeId, PeerSender>,
+    proposals: Vec<(Command, oneshot::Sender<ResponseBody>)>,
+    pending_writes: HashMap<(u64, u64), PendingWrite>,
+    pending_reads: HashMap<u64, PendingRead>,
+    next_read_id: u64,
+    role: Role,
+    elections_won: u64,
+    request_timeout: Duration,
+}
+
+impl<R: Replica> Core<R> {
+    fn name(&self, id: NodeId) -> String {
+        self.names.get((id as usize).wrapping_sub(1)).cloned().unwrap_or_else(|| format!("#{id}"))
+    }
+
+    fn not_leader(&self, leader: Option<NodeId>) -> WireError {
+        WireError::NotLeader {
+            leader: leader.map(|l| self.name(l)),
+            leader_addr: leader.and_then(|l| self.client_addrs.get(l as usize - 1).cloned()),
+        }
+    }
+
+    fn map_propose_error(&self, e: ProposeError) -> WireError {
+        match e {
+            ProposeError::NotLeader { leader } => self.not_leader(leader),
+            ProposeError::Busy => WireError::Busy,
+            ProposeError::Transferring => self.not_leader(None),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.pending_writes.len() + self.pending_reads.len() + self.proposals.len()
+    }
+
+    fn status(&self) -> NodeStatus {
+        let st = self.replica.status();
+        NodeStatus {
+            id: self.cfg.id.clone(),
+            algo: R::ALGO.to_string(),
+            role: st.role.as_str().to_string(),
+            term: st.term,
+            leader: st.leader.map(|l| self.name(l)),
+            commit_index: st.commit_index,
+            applied_index: self.applied,
+            last_index: st.last_index,
+            snapshot_index: self.snapshot_index,
+            leader_elections_won: self.elections_won,
+            pid: std::process::id(),
+        }
+    }
+
+    fn handle(&mut self, ev: Event<R::Message>) -> bool {
+        match ev {
+            Event::Peer(from, msg) => self.replica.step(from, msg),
+            Event::Client(body, reply) => self.client(body, reply),
+            Event::Shutdown => return false,
+        }
+        true
+    }
+
+    fn client(&mut self, body: RequestBody, reply: oneshot::Sender<ResponseBody>) {
+        let (client, seq, op) = match body {
+            RequestBody::Status => {
+                let _ = reply.send(ResponseBody::Status(self.status()));
+                return;
+            }
+            RequestBody::Op { client, seq, op } => (client, seq, op),
+        };
+        if let Err(e) = op.validate() {
+            let _ = reply.send(ResponseBody::Error(WireError::BadRequest(e)));
+            return;
+        }
+        if self.pending() >= MAX_PENDING_REQUESTS {
+            let _ = reply.send(ResponseBody::Error(WireError::Busy));
+            return;
+        }
+        if let Op::Read { key } = op {
+            if self.cfg.unsafe_local_reads {
+                let v = match self.kv.read(&key) {
+                    OpResult::Read(v) => v,
+                    _ => None,
+                };
+                let _ = reply.send(ResponseBody::Value(v));
+                return;
+            }
+            let id = self.next_read_id;
+            self.next_read_id += 1;
+            match self.replica.read_index(id) {
+                Ok(()) => {
+                    let deadline = Instant::now() + self.request_timeout;
+                    self.pending_reads.insert(id, PendingRead { key, reply, deadline, index: None });
+                }
+                Err(e) => {
+                    let _ = reply.send(ResponseBody::Error(self.map_propose_error(e)));
+                }
+            }
+            return;
+        }
+        if seq == 0 {
+            let _ = reply.send(ResponseBody::Error(WireError::BadRequest("writes need a non-zero seq".into())));
+            return;
+        }
+        self.proposals.push((Command { client, seq, op }, reply));
+    }
+
+    fn flush_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let all = std::mem::take(&mut self.proposals);
+        let deadline = Instant::now() + self.request_timeout;
+        let mut it = all.into_iter().peekable();
+        while it.peek().is_some() {
+            let chunk: Vec<_> = it.by_ref().take(self.cfg.batch_max).collect();
+            let data = chunk.iter().map(|(c, _)| c.encode()).collect();
+            match self.replica.propose(data) {
+                Ok(()) => {
+                    for (c, reply) in chunk {
+                        let p = self
+                            .pending_writes
+                            .entry((c.client, c.seq))
+                            .or_insert_with(|| PendingWrite { replies: Vec::new(), deadline });
+                        p.replies.push(reply);
+                    }
+                }
+                Err(e) => {
+                    let err = self.map_propose_error(e);
+                    for (_, reply) in chunk {
+                        let _ = reply.send(ResponseBody::Error(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn process_ready(&mut self) -> Result<(), NodeError> {
+        let mut rounds = 0;
+        while self.replica.has_ready() && rounds < 64 {
+            rounds += 1;
+            let rd = self.replica.ready();
+            let mut installed = false;
+            if let Some(s) = rd.snapshot {
+                self.wal.save_snapshot(&s)?;
+                self.kv = Kv::restore(&s.data).map_err(|e| NodeError::Replica(format!("snapshot from leader: {e}")))?;
+                info!(index = s.index, term = s.term, "installed snapshot from leader");
+                self.applied = s.index;
+                self.applied_term = s.term;
+                self.snapshot_index = s.index;
+                installed = true;
+            }
+            self.wal.append(&rd.records)?;
+            for (to, msg) in rd.messages {
+                if let Some(p) = self.peers.get(&to) {
+                    p.send(protocol::encode(&msg));
+                }
+            }
+            for e in rd.committed {
+                self.apply(e.index, e.term, &e.data)?;
+            }
+            for rs in rd.read_states {
+                if let Some(r) = self.pending_reads.get_mut(&rs.id) {
+                    r.index = Some(rs.index);
+                }
+            }
+            if installed {
+                self.wal.rewrite(&self.replica.durable_records())?;
+            }
+            self.serve_reads();
+            self.maybe_compact()?;
+        }
+        self.watch_role();
+        Ok(())
+    }
+
+    fn apply(&mut self, index: u64, term: u64, data: &EntryData) -> Result<(), NodeError> {
+        if index != self.applied + 1 {
+            return Err(NodeError::Replica(format!("applied {} but the next entry is {index}", self.applied)));
+        }
+        self.applied = index;
+        self.applied_term = term;
+        let EntryData::Command(bytes) = data else { return Ok(()) };
+        let cmd = match Command::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                // Every replica skips it identically, so the state machines stay equal.
+                error!(index, error = %e, "undecodable command in the log; skipped");
+                return Ok(());
+            }
+        };
+        let result = self.kv.apply(index, &cmd);
+        if let Some(p) = self.pending_writes.remove(&(cmd.client, cmd.seq)) {
+            let body = match result {
+                OpResult::Written => ResponseBody::Done,
+                OpResult::Read(v) => ResponseBody::Value(v),
+                OpResult::CasMismatch { current } => ResponseBody::Error(WireError::CasMismatch { current }),
+                OpResult::Rejected(why) => ResponseBody::Error(WireError::Rejected(why)),
+                OpResult::Stale => ResponseBody::Error(WireError::Timeout),
+            };
+            for r in p.replies {
+                let _ = r.send(body.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.applied;
+        let ready: Vec<u64> =
+            self.pending_reads.iter().filter(|(_, r)| r.index.is_some_and(|i| i <= applied)).map(|(&id, _)| id).collect();
+        for id in ready {
+            let r = self.pending_reads.remove(&id).expect("listed");
+            let v = match self.kv.read(&r.key) {
+                OpResult::Read(v) => v,
+                _ => None,
+            };
+            let _ = r.reply.send(ResponseBody::Value(v));
+        }
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), NodeError> {
+        if self.applied < self.snapshot_index + self.cfg.snapshot_entries {
+            return Ok(());
+        }
+        let snap = Snapshot { index: self.applied, term: self.applied_term, data: self.kv.snapshot() };
+        self.replica.compact(snap.clone()).map_err(|e| NodeError::Replica(e.to_string()))?;
+        self.wal.save_snapshot(&snap)?;
+        self.wal.rewrite(&self.replica.durable_records())?;
+        self.snapshot_index = snap.index;
+        info!(index = snap.index, bytes = snap.data.len(), "snapshot taken; log compacted");
+        Ok(())
+    }
+
+    /// Answers everything in flight when leadership is lost: writes are INDEFINITE (they may
+    /// still commit under the next leader), reads are simply refused.
+    fn watch_role(&mut self) {
+        let st = self.replica.status();
+        if st.role == self.role {
+            return;
+        }
+        info!(role = st.role.as_str(), term = st.term, leader = ?st.leader.map(|l| self.name(l)), "role changed");
+        if st.role == Role::Leader {
+            self.elections_won += 1;
+        }
+        if self.role == Role::Leader {
+            for (_, p) in self.pending_writes.drain() {
+                for r in p.replies {
+                    let _ = r.send(ResponseBody::Error(WireError::LeaderLost));
+                }
+            }
+            let err = WireError::NotLeader { leader: None, leader_addr: None };
+            for (_, r) in self.pending_reads.drain() {
+                let _ = r.reply.send(ResponseBody::Error(err.clone()));
+            }
+        }
+        self.role = st.role;
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<(u64, u64)> =
+            self.pending_writes.iter().filter(|(_, p)| p.deadline <= now).map(|(&k, _)| k).collect();
+        for k in expired {
+            for r in self.pending_writes.remove(&k).expect("listed").replies {
+                let _ = r.send(ResponseBody::Error(WireError::Timeout));
+            }
+        }
+        let expired: Vec<u64> = self.pending_reads.iter().filter(|(_, r)| r.deadline <= now).map(|(&k, _)| k).collect();
+        for k in expired {
+            let r = self.pending_reads.remove(&k).expect("listed");
+            let _ = r.reply.send(ResponseBody::Error(WireError::Timeout));
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (_, p) in self.pending_writes.drain() {
+            for r in p.replies {
+                let _ = r.send(ResponseBody::Error(WireError::ShuttingDown));
+            }
+        }
+        for (_, r) in self.pending_reads.drain() {
+            let _ = r.reply.send(ResponseBody::Error(WireError::ShuttingDown));
+        }
+        for (_, r) in self.proposals.drain(..) {
+            let _ = r.send(ResponseBody::Error(WireError::ShuttingDown));
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Event<R::Message>>) -> Result<(), NodeError> {
+        let tick = Duration::from_millis(self.cfg.tick_ms);
+        let mut next_tick = Instant::now() + tick;
+        // Apply what the log already knows to be committed before serving anyone.
+        self.process_ready()?;
+        loop {
+            let now = Instant::now();
+            if now >= next_tick {
+                self.replica.tick();
+                next_tick += tick;
+                if next_tick < now {
+                    next_tick = now + tick;
+                }
+                self.expire(now);
+            }
+            let mut running = true;
+            match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+                Ok(ev) => {
+                    running = self.handle(ev);
+                    let mut n = 0;
+                    while running && n < DRAIN_MAX {
+                        match rx.try_recv() {
+                            Ok(ev) => running = self.handle(ev),
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => running = false,
+            }
+            self.flush_proposals();
+            self.process_ready()?;
+            if !running {
+                self.shutdown();
+                info!(applied = self.applied, "core stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// What `run` needs besides the config.
+pub struct Started {
+    pub client_addr: std::net::SocketAddr,
+    pub peer_addr: std::net::SocketAddr,
+}
+
+/// Runs a node until `shutdown` flips to true. Binds both listeners first, so an address in
+/// use is an immediate error. `on_started` is told the bound addresses.
+pub async fn run<R: Replica>(
+    cfg: Config,
+    mut shutdown: watch::Receiver<bool>,
+    on_started: impl FnOnce(Started),
+) -> Result<(), NodeError> {
+    let cfg = Arc::new(cfg);
+    if !cfg.effective_fsync() {
+        warn!(
+            fsync = cfg.fsync,
+            unsafe_no_fsync = cfg.unsafe_no_fsync,
+            "WAL fsync is OFF: acknowledged writes can be lost on power failure"
+        );
+    }
+    if cfg.unsafe_local_reads {
+        warn!("unsafe_local_reads is ON: reads are served without leadership confirmation (stale reads possible)");
+    }
+    let members = cfg.members();
+    let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::Other("node is not a member".into()))?;
+    let wal_dir: PathBuf = cfg.data_dir.join("wal");
+    let (wal, recovered) = Wal::open::<R::Record>(&wal_dir, cfg.effective_fsync())?;
+    if recovered.torn_bytes > 0 {
+        warn!(bytes = recovered.torn_bytes, "truncated a torn write at the end of the WAL");
+    }
+    let kv = match &recovered.snapshot {
+        Some(s) => Kv::restore(&s.data).map_err(|e| NodeError::Other(format!("snapshot: {e}")))?,
+        None => Kv::new(),
+    };
+    let (applied, applied_term) = recovered.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+    info!(
+        records = recovered.records.len(),
+        snapshot_index = applied,
+        algo = R::ALGO,
+        "replaying durable state"
+    );
+    let seed = rand::random::<u64>();
+    let replica = R::restore(cfg.replica_config(seed), recovered.snapshot, recovered.records)
+        .map_err(|e| NodeError::Replica(e.to_string()))?;
+
+    let client_listener = TcpListener::bind(&cfg.listen_client)
+        .await
+        .map_err(|source| NodeError::Io { what: format!("bind client address {}", cfg.listen_client), source })?;
+    let peer_listener = TcpListener::bind(&cfg.listen_peer)
+        .await
+        .map_err(|source| NodeError::Io { what: format!("bind peer address {}", cfg.listen_peer), source })?;
+    let started = Started {
+        client_addr: client_listener.local_addr().map_err(|source| NodeError::Io { what: "client addr".into(), source })?,
+        peer_addr: peer_listener.local_addr().map_err(|source| NodeError::Io { what: "peer addr".into(), source })?,
+    };
+    info!(id = %cfg.id, client = %started.client_addr, peer = %started.peer_addr, "listening");
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Event<R::Message>>(EVENT_QUEUE);
+    let stats = Arc::new(TransportStats::default());
+    let hello = PeerHello { version: protocol::PROTOCOL_VERSION, from: cfg.id.clone(), algo: R::ALGO.to_string() };
+    let mut peers = HashMap::new();
+    for (i, m) in members.iter().enumerate() {
+        let id = i as NodeId + 1;
+        if id != self_id {
+            let s = transport::spawn_outbound(hello.clone(), m.id.clone(), m.peer_addr.clone(), stats.clone(), shutdown.clone());
+            peers.insert(id, s);
+        }
+    }
+    let core = Core::<R> {
+        request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+        cfg: cfg.clone(),
+        replica,
+        wal,
+        kv,
+        applied,
+        applied_term,
+        snapshot_index: applied,
+        names: members.iter().map(|m| m.id.clone()).collect(),
+        client_addrs: members.iter().map(|m| m.client_addr.clone()).collect(),
+        peers,
+        proposals: Vec::new(),
+        pending_writes: HashMap::new(),
+        pending_reads: HashMap::new(),
+        next_read_id: 1,
+        role: Role::Follower,
+        elections_won: 0,
+    };
+    let core_thread = std::thread::Builder::new()
+        .name("faultline-core".into())
+        .spawn(move || core.run(rx))
+        .map_err(|source| NodeError::Io { what: "spawn core thread".into(), source })?;
+
+    let names: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let algo = R::ALGO;
+    let peer_tx = tx.clone();
+    tokio::spawn(transport::accept_loop(
+        peer_listener,
+        move |h: &PeerHello| {
+            if h.algo != algo {
+                return Err(format!("peer {} runs {}, this node runs {algo}", h.from, h.algo));
+            }
+            names.iter().position(|n| *n == h.from).map(|i| i as NodeId + 1).ok_or_else(|| format!("unknown peer `{}`", h.from))
+        },
+        move |from, bytes| {
+            let msg: R::Message = protocol::decode(bytes).map_err(|e| e.to_string())?;
+            // A full queue drops the message: consensus tolerates loss, the core must not stall.
+            let _ = peer_tx.try_send(Event::Peer(from, msg));
+            Ok(())
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(client_accept_loop::<R>(client_listener, tx.clone(), cfg.clone(), shutdown.clone()));
+    on_started(started);
+
+    // Wait for shutdown or a dead core thread.
+    let core_done = tokio::task::spawn_blocking(move || core_thread.join());
+    tokio::pin!(core_done);
+    let result = tokio::select! {
+        r = &mut core_done => r,
+        _ = shutdown.changed() => {
+            // Blocking send off the runtime: the shutdown event must not be dropped on a full queue.
+            let _ = tokio::task::spawn_blocking(move || tx.send(Event::Shutdown)).await;
+            core_done.await
+        }
+    };
+    match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => Err(NodeError::Other("core thread panicked".into())),
+        Err(e) => Err(NodeError::Other(format!("core thread: {e}"))),
+    }
+}
+
+async fn client_accept_loop<R: Replica>(
+    listener: TcpListener,
+    tx: SyncSender<Event<R::Message>>,
+    cfg: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_CONNECTIONS));
+    // The core answers within request_timeout; allow slack for queueing.
+    let answer_within = Duration::from_millis(cfg.request_timeout_ms + 1000);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((stream, remote)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!(%remote, "too many client connections; refusing");
+            continue;
+        };
+        let tx = tx.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let mut framed = Framed::new(stream, protocol::client_codec());
+            loop {
+                let frame = tokio::select! {
+                    f = framed.next() => f,
+                    _ = shutdown.changed() => return,
+                };
+                let Some(Ok(frame)) = frame else { return };
+                let req: Request = match protocol::decode(&frame) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let body = ResponseBody::Error(WireError::BadRequest(format!("undecodable request: {e}")));
+                        let _ = framed.send(protocol::encode(&Response { id: 0, body })).await;
+                        return;
+                    }
+                };
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let body = match tx.try_send(Event::Client(req.body, reply_tx)) {
+                    Err(TrySendError::Full(_)) => ResponseBody::Error(WireError::Busy),
+                    Err(TrySendError::Disconnected(_)) => ResponseBody::Error(WireError::ShuttingDown),
+                    Ok(()) => match tokio::time::timeout(answer_within, reply_rx).await {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(_)) => ResponseBody::Error(WireError::ShuttingDown),
+                        Err(_) => ResponseBody::Error(WireError::Timeout),
+                    },
+                };
+                if framed.send(protocol::encode(&Response { id: req.id, body })).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

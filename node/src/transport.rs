@@ -1,0 +1,196 @@
+//! Peer transport: one outbound TCP connection per peer, fed from a bounded queue, and an
+//! accept loop for inbound connections.
+//!
+//! Consensus tolerates loss, so the transport never blocks the core: a full queue drops
+//! the message, a broken connection drops what was in flight, and reconnects back off
+//! exponentially. Every connect has a timeout. Frames are postcard under a length prefix.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::Framed;
+use tracing::{debug, info, warn};
+
+use crate::protocol::{self, PROTOCOL_VERSION, PeerHello};
+use crate::replica::NodeId;
+
+/// Outbound messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 4096;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Inbound peer connections served at once (a peer reconnecting leaves old ones closing).
+const MAX_INBOUND: usize = 64;
+
+#[derive(Default)]
+pub struct TransportStats {
+    pub dropped_full: AtomicU64,
+    pub dropped_disconnected: AtomicU64,
+    pub sent: AtomicU64,
+}
+
+/// The sending half the core uses: never blocks.
+#[derive(Clone)]
+pub struct PeerSender {
+    tx: mpsc::Sender<Bytes>,
+    stats: Arc<TransportStats>,
+}
+
+impl PeerSender {
+    pub fn send(&self, frame: Bytes) {
+        if self.tx.try_send(frame).is_err() {
+            self.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Spawns the connection task for one peer and returns its queue.
+pub fn spawn_outbound(
+    hello: PeerHello,
+    peer_name: String,
+    addr: String,
+    stats: Arc<TransportStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> PeerSender {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(PEER_QUEUE);
+    let sender = PeerSender { tx, stats: stats.clone() };
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF_MIN;
+        let hello = protocol::encode(&hello);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await;
+            let stream = match conn {
+                Ok(Ok(s)) => s,
+                other => {
+                    let why = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "connect timed out".into(),
+                    };
+                    debug!(peer = %peer_name, %addr, %why, "peer connect failed");
+                    // Messages queued while the peer is unreachable are stale by the time it
+                    // is back; drop them rather than replay a burst of old heartbeats.
+                    while rx.try_recv().is_ok() {
+                        stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let mut framed = Framed::new(stream, protocol::peer_codec());
+            if framed.send(hello.clone()).await.is_err() {
+                continue;
+            }
+            info!(peer = %peer_name, %addr, "connected to peer");
+            backoff = BACKOFF_MIN;
+            loop {
+                let first = tokio::select! {
+                    m = rx.recv() => m,
+                    _ = shutdown.changed() => return,
+                };
+                let Some(first) = first else { return };
+                let mut ok = framed.feed(first).await.is_ok();
+                let mut n = 1u64;
+                while ok && n < 256 {
+                    match rx.try_recv() {
+                        Ok(m) => {
+                            ok = framed.feed(m).await.is_ok();
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                ok = ok && SinkExt::<Bytes>::flush(&mut framed).await.is_ok();
+                if !ok {
+                    stats.dropped_disconnected.fetch_add(n, Ordering::Relaxed);
+                    warn!(peer = %peer_name, %addr, "peer connection lost; reconnecting");
+                    break;
+                }
+                stats.sent.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    });
+    sender
+}
+
+/// Accepts peer connections; each decoded message goes to `deliver(from, frame)`.
+/// `resolve` maps the hello's node name to its id (None: unknown peer, refused).
+pub async fn accept_loop<F, G>(listener: TcpListener, resolve: G, deliver: F, mut shutdown: watch::Receiver<bool>)
+where
+    F: Fn(NodeId, &[u8]) -> Result<(), String> + Send + Sync + 'static,
+    G: Fn(&PeerHello) -> Result<NodeId, String> + Send + Sync + 'static,
+{
+    let deliver = Arc::new(deliver);
+    let resolve = Arc::new(resolve);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "peer accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!(%remote, "too many inbound peer connections; refusing");
+            continue;
+        };
+        let (deliver, resolve, mut shutdown) = (deliver.clone(), resolve.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let mut framed = Framed::new(stream, protocol::peer_codec());
+            let hello = tokio::time::timeout(CONNECT_TIMEOUT, framed.next()).await;
+            let Ok(Some(Ok(hello))) = hello else {
+                debug!(%remote, "peer connection without hello");
+                return;
+            };
+            let from = match protocol::decode::<PeerHello>(&hello)
+                .map_err(|e| e.to_string())
+                .and_then(|h| if h.version == PROTOCOL_VERSION { resolve(&h) } else { Err(format!("protocol version {}", h.version)) })
+            {
+                Ok(id) => id,
+                Err(e) => {
+                    warn!(%remote, error = %e, "refusing peer connection");
+                    return;
+                }
+            };
+            loop {
+                let frame = tokio::select! {
+                    f = framed.next() => f,
+                    _ = shutdown.changed() => return,
+                };
+                match frame {
+                    Some(Ok(bytes)) => {
+                        if let Err(e) = deliver(from, &bytes) {
+                            warn!(%remote, error = %e, "bad frame from peer; closing");
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        debug!(%remote, error = %e, "peer read failed");
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        });
+    }
+}
