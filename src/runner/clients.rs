@@ -85,10 +85,13 @@ pub(crate) async fn invoke_once(
         node,
     )
     .await;
+    // The client times out each request itself (and says whether the op may have taken
+    // effect); this outer bound covers multi-request ops and leader redirects.
+    let limit = timeout * 3;
     let outcome = tokio::select! {
-        r = tokio::time::timeout(timeout, execute(op, kv)) => match r {
+        r = tokio::time::timeout(limit, execute(op, kv)) => match r {
             Ok(o) => o,
-            Err(_) => Outcome::Info(format!("timeout after {} ms", timeout.as_millis())),
+            Err(_) => Outcome::Info(format!("timeout after {} ms", limit.as_millis())),
         },
         _ = cancel.cancelled() => Outcome::Info("interrupted".into()),
     };
@@ -111,6 +114,7 @@ pub async fn run(phase: ClientPhase<'_>) -> ClientReport {
     for i in 0..concurrency {
         let node = nodes[i % nodes.len()].clone();
         let kv = phase.db.client(&node, i as u64);
+        let db = phase.db.clone();
         let generator = phase.workload.generator(&phase.gen_opts, i);
         let arrivals = Arrivals::new(&phase.gen_opts, i);
         let rec = phase.recorder.clone();
@@ -120,6 +124,7 @@ pub async fn run(phase: ClientPhase<'_>) -> ClientReport {
             worker(
                 i,
                 concurrency,
+                db,
                 node,
                 kv,
                 generator,
@@ -161,6 +166,7 @@ pub async fn run(phase: ClientPhase<'_>) -> ClientReport {
 async fn worker(
     i: usize,
     concurrency: usize,
+    db: Arc<dyn Db>,
     node: String,
     mut kv: Box<dyn Kv>,
     mut generator: Box<dyn faultline_workloads::Generator>,
@@ -206,8 +212,11 @@ async fn worker(
             let done = rec.now_ns().saturating_sub(start_ns);
             let _ = r.response_us.record((done.saturating_sub(arrival) / 1000).max(1));
             if matches!(outcome, Outcome::Info(_)) {
+                // A new process gets a new connection to the worker's own node: the old
+                // one may still be in flight, or redirected to a leader that is gone.
                 process += concurrency as u64;
                 r.max_process = process;
+                kv = db.client(&node, process);
             }
             continue;
         }
@@ -253,7 +262,10 @@ pub async fn final_reads(
                             got = Some(v);
                             break;
                         }
-                        Outcome::Info(_) => process += n,
+                        Outcome::Info(_) => {
+                            process += n;
+                            kv = db.client(&node, process);
+                        }
                         Outcome::Fail(_) => {}
                     }
                     let backoff = Duration::from_millis(100 * (attempt as u64 + 1));
