@@ -1,0 +1,171 @@
+//! The bundled node as real processes: three `faultline node` processes on loopback, writes
+//! through any node, kill -9 of the leader (by the pid this test spawned), re-election, and
+//! no acknowledged write lost — not even after every node is killed and restarted from disk.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use faultline_node::client::{Client, ClientError};
+use faultline_node::config::Algo;
+use faultline_node::kv::Value;
+use faultline_node::local::{LocalCluster, free_ports};
+use faultline_node::protocol::WireError;
+
+const FAST: &[&str] = &["election_timeout_ms_min=150", "election_timeout_ms_max=300", "heartbeat_ms=30", "snapshot_entries=40"];
+
+fn cluster_dir(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("faultline-node-test-{tag}-{}", std::process::id()))
+}
+
+fn start(tag: &str, algo: Algo) -> LocalCluster {
+    let dir = cluster_dir(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    let ports = free_ports(6).unwrap();
+    let extra: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
+    let mut c = LocalCluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_faultline")), algo, 3, &ports, &dir, &extra)
+        .expect("start cluster");
+    c.remove_dir_on_drop();
+    c
+}
+
+async fn connect(addr: &str) -> Client {
+    Client::connect(addr, Duration::from_secs(3)).await.expect("connect")
+}
+
+/// Writes `key = value` through `addr`, retrying definite failures (nothing happened) a
+/// few times while an election settles. Returns whether the write was acknowledged.
+async fn write_acked(addr: &str, key: &str, value: i64) -> bool {
+    for _ in 0..50 {
+        let Ok(mut c) = Client::connect(addr, Duration::from_secs(2)).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        match c.write(key, Value::Int(value)).await {
+            Ok(()) => return true,
+            Err(e) if e.is_definite() => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+async fn read_retry(addr: &str, key: &str) -> Option<Value> {
+    for _ in 0..50 {
+        if let Ok(mut c) = Client::connect(addr, Duration::from_secs(2)).await
+            && let Ok(v) = c.read(key).await
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not read {key} from {addr}");
+}
+
+async fn scenario(tag: &str, algo: Algo) {
+    let mut cluster = start(tag, algo);
+    let (leader, st) = cluster.wait_leader(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(st.algo, algo.as_str());
+    let follower = (leader + 1) % 3;
+
+    // Writes, cas and reads through a follower are redirected to the leader.
+    let mut c = connect(&cluster.client_addrs[follower]).await;
+    c.write("x", Value::Int(1)).await.unwrap();
+    c.cas("x", Value::Int(1), Value::Int(2)).await.unwrap();
+    let err = c.cas("x", Value::Int(1), Value::Int(3)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Server(WireError::CasMismatch { current: Some(Value::Int(2)) })), "{err:?}");
+    assert!(err.is_definite() && err.tag() == "cas-mismatch");
+    assert_eq!(c.read("x").await.unwrap(), Some(Value::Int(2)));
+    c.append("l", Value::Int(7)).await.unwrap();
+    c.append("l", Value::Str("s".into())).await.unwrap();
+    assert_eq!(c.read("l").await.unwrap(), Some(Value::List(vec![Value::Int(7), Value::Str("s".into())])));
+    assert_eq!(c.read("never").await.unwrap(), None);
+
+    // A follower pinned to itself refuses definitively and names the leader.
+    let mut pinned = connect(&cluster.client_addrs[follower]).await;
+    pinned.set_follow_leader(false);
+    let e = pinned.write("y", Value::Int(1)).await.unwrap_err();
+    assert!(e.is_definite(), "{e:?}");
+    assert!(matches!(&e, ClientError::Server(WireError::NotLeader { leader: Some(l), .. }) if *l == st.id), "{e:?}");
+
+    // Enough acknowledged writes to cross the snapshot threshold several times.
+    let mut acked: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..150 {
+        let key = format!("k{}", i % 30);
+        if write_acked(&cluster.client_addrs[follower], &key, i).await {
+            acked.insert(key, i);
+        }
+    }
+    assert_eq!(acked.len(), 30, "every write should be acknowledged in a healthy cluster");
+
+    // kill -9 the leader: a new one takes over and every acknowledged write is still there.
+    let old_pid = cluster.pid(leader).unwrap();
+    cluster.kill9(leader);
+    let (new_leader, st2) = cluster.wait_leader(Duration::from_secs(15)).await.unwrap();
+    assert_ne!(new_leader, leader, "the killed node (pid {old_pid}) cannot lead");
+    assert!(st2.term > st.term, "a new election happened: {} > {}", st2.term, st.term);
+    for (k, v) in &acked {
+        assert_eq!(read_retry(&cluster.client_addrs[new_leader], k).await, Some(Value::Int(*v)), "key {k}");
+    }
+    // The survivors keep accepting writes; then the old leader comes back from its disk.
+    for i in 150..200 {
+        let key = format!("k{}", i % 30);
+        if write_acked(&cluster.client_addrs[new_leader], &key, i).await {
+            acked.insert(key, i);
+        }
+    }
+    cluster.spawn(leader, &FAST.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    cluster.wait_leader(Duration::from_secs(15)).await.unwrap();
+
+    // Now kill -9 every node and restart all of them: nothing acknowledged may be lost.
+    for i in 0..3 {
+        cluster.kill9(i);
+    }
+    for i in 0..3 {
+        cluster.spawn(i, &FAST.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    }
+    let (l3, _) = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
+    for (k, v) in &acked {
+        assert_eq!(read_retry(&cluster.client_addrs[l3], k).await, Some(Value::Int(*v)), "key {k} after full restart");
+    }
+    // Every node caught up: the restarted nodes replayed WAL and snapshot.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut applied = Vec::new();
+    for a in &cluster.client_addrs {
+        applied.push(connect(a).await.status().await.unwrap().applied_index);
+    }
+    assert!(applied.iter().all(|&x| x > 0 && x + 5 >= applied[l3]), "{applied:?}");
+
+    // SIGTERM is a clean shutdown that removes the pidfile.
+    let pidfile = cluster.dir.join("n1").join("node.pid");
+    assert!(pidfile.exists());
+    assert!(cluster.terminate(0, Duration::from_secs(5)), "clean exit on SIGTERM");
+    assert!(!pidfile.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_raft_processes_survive_kill9_of_the_leader() {
+    scenario("raft", Algo::Raft).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_paxos_processes_survive_kill9_of_the_leader() {
+    scenario("paxos", Algo::Paxos).await;
+}
+
+#[test]
+fn node_bad_config_is_a_usage_error_naming_the_file() {
+    let dir = cluster_dir("badcfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("node.yaml");
+    std::fs::write(&path, "id: n1\nelection_timeout_ms_minimum: 3\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["node", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node.yaml") && err.contains("election_timeout_ms_minimum"), "{err}");
+}
