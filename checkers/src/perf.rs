@@ -186,6 +186,8 @@ pub struct PerfReport {
     pub ops: OpCounts,
     pub duration_ms: f64,
     pub ok_per_s: f64,
+    /// Every successful op of every type together; `None` when none succeeded.
+    pub ok_latency: Option<Quantiles>,
     /// Whole run, per op type and outcome, sorted by op type then outcome.
     pub latency: Vec<LatencyRow>,
     pub phases: Vec<Phase>,
@@ -274,6 +276,7 @@ pub fn analyze(history: &[Event]) -> PerfReport {
     let phases_spec = phases_of(history);
 
     let mut whole: HistMap = BTreeMap::new();
+    let mut all_ok = new_histogram();
     let mut per_phase: Vec<HistMap> = vec![BTreeMap::new(); phases_spec.len()];
     let mut phase_ok = vec![0u64; phases_spec.len()];
     let mut counts = OpCounts {
@@ -299,6 +302,7 @@ pub fn analyze(history: &[Event]) -> PerfReport {
         );
         match op.outcome {
             Outcome::Ok => {
+                record(&mut all_ok, op.latency_ns());
                 counts.ok += 1;
                 phase_ok[pi] += 1;
             }
@@ -329,6 +333,7 @@ pub fn analyze(history: &[Event]) -> PerfReport {
         ops: counts.clone(),
         duration_ms: end as f64 / NS_PER_MS,
         ok_per_s: per_s(counts.ok, end),
+        ok_latency: (!all_ok.is_empty()).then(|| Quantiles::of(&all_ok)),
         latency: rows(&whole),
         phases,
         throughput: throughput(&ops, end),
@@ -431,6 +436,9 @@ mod tests {
         assert!((w.quantiles.max_ms - 10.0).abs() < 0.02, "{w:?}");
         assert!((rd.quantiles.max_ms - 2.0).abs() < 0.01, "{rd:?}");
         assert_eq!(r.ops.ok, 2);
+        let all = r.ok_latency.unwrap();
+        assert_eq!(all.count, 2);
+        assert!((all.max_ms - 10.0).abs() < 0.02);
     }
 
     #[test]

@@ -83,6 +83,9 @@ const REGISTRY: &[(&str, Constructor)] = &[
     ("append", || Box::new(crate::append::AppendChecker)),
     ("linearizable", || Box::new(crate::linear::LinearizableChecker::new(crate::linear::ModelKind::CasRegister))),
     ("linearizable-kv", || Box::new(crate::linear::LinearizableChecker::new(crate::linear::ModelKind::Kv))),
+    ("perf", || Box::new(crate::perf::PerfChecker)),
+    ("recovery", || Box::new(crate::recovery::RecoveryChecker(Default::default()))),
+    ("stats", || Box::new(crate::stats::StatsChecker)),
 ];
 
 /// Finds a checker by its registered name.
