@@ -95,6 +95,9 @@ struct Progress {
     /// Leader ticks since `matched` last advanced while entries were outstanding: detects
     /// lost appends or acks, which would otherwise stall a Replicate stream forever.
     stall_ticks: u32,
+    /// Highest commit index this follower was told in a way it could apply, so an ack that
+    /// arrives after the commit point moved gets a prompt commit update.
+    sent_commit: u64,
 }
 
 impl Progress {
@@ -108,6 +111,7 @@ impl Progress {
             recent_active: false,
             read_ack: 0,
             stall_ticks: 0,
+            sent_commit: 0,
         }
     }
 
@@ -354,11 +358,17 @@ impl Raft {
     }
 
     fn bcast_heartbeat(&mut self) {
-        let ctx = self.read_ctx;
         for p in self.peers() {
-            let commit = self.commit.min(self.progress[&p].matched);
-            self.send(p, Message::Heartbeat { term: self.term, commit, ctx });
+            self.send_heartbeat(p);
         }
+    }
+
+    fn send_heartbeat(&mut self, to: NodeId) {
+        let (term, ctx) = (self.term, self.read_ctx);
+        let pr = self.progress.get_mut(&to).expect("progress for every peer");
+        let commit = self.commit.min(pr.matched);
+        pr.sent_commit = pr.sent_commit.max(commit);
+        self.send(to, Message::Heartbeat { term, commit, ctx });
     }
 
     /// Sends the next batch of entries to `to` if its progress allows, or a snapshot when the
@@ -383,6 +393,7 @@ impl Raft {
         let hi = last.min(prev_index + batch_max);
         let entries: Vec<Entry> = (prev_index + 1..=hi).map(|i| self.entry(i).clone()).collect();
         let pr = self.progress.get_mut(&to).expect("progress");
+        pr.sent_commit = pr.sent_commit.max(commit.min(hi));
         match pr.state {
             ProgressState::Replicate => {
                 pr.next = hi + 1;
@@ -606,6 +617,12 @@ impl Raft {
             }
             guard -= 1;
         }
+        let pr = &self.progress[&from];
+        if self.commit.min(pr.matched) > pr.sent_commit {
+            // The commit point moved before this follower's ack arrived: tell it now rather
+            // than at the next heartbeat.
+            self.send_heartbeat(from);
+        }
         if caught_up && self.transferee == Some(from) {
             self.send(from, Message::TimeoutNow { term: self.term });
         }
@@ -616,8 +633,7 @@ impl Raft {
             let before = self.msgs.len();
             self.send_append(p);
             if self.msgs.len() == before {
-                let commit = self.commit.min(self.progress[&p].matched);
-                self.send(p, Message::Heartbeat { term: self.term, commit, ctx: self.read_ctx });
+                self.send_heartbeat(p);
             }
         }
     }
