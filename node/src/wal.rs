@@ -1,11 +1,13 @@
 //! Durable storage: an append-only log of CRC-framed records plus one snapshot file.
 //!
-//! Frame: `len: u32 LE | crc32(payload): u32 LE | payload`, after an 8-byte file magic. A
-//! batch of records is written with one `write` and made durable with one `fdatasync`
-//! (group commit). On open, a frame that runs past the end of the file, or a last frame
-//! whose checksum fails, is a torn write from a crash and is truncated away; a bad frame
-//! followed by more data is corruption in the middle and an error, because silently dropping
-//! acknowledged records would turn a disk fault into a consistency violation.
+//! Frame: `len: u32 LE | crc32(len): u32 LE | crc32(payload): u32 LE | payload`, after an
+//! 8-byte file magic. A batch of records is written with one `write` and made durable with
+//! one `fdatasync` (group commit). On open, a frame whose (checked) length runs past the end
+//! of the file, or a last frame whose payload checksum fails, is a torn write from a crash
+//! and is truncated away; a bad frame followed by more data — including a corrupt length,
+//! which the length's own checksum exposes — is corruption in the middle and an error,
+//! because silently dropping acknowledged records would turn a disk fault into a consistency
+//! violation.
 //!
 //! Compaction writes a new snapshot file and a new log (`*.tmp`, fsync, rename, fsync the
 //! directory), so every crash point leaves either the old or the new pair — and the core
@@ -23,6 +25,7 @@ use crate::replica::Snapshot;
 const WAL_MAGIC: &[u8; 8] = b"FLWAL\x00\x00\x01";
 const SNAP_MAGIC: &[u8; 8] = b"FLSNP\x00\x00\x01";
 const HEADER: usize = 8;
+const FRAME_HEADER: usize = 12;
 /// No single record may exceed this; a larger length field is garbage.
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
 
@@ -70,35 +73,37 @@ pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
             // Preallocated or zero-filled blocks after a crash.
             return torn(records, off);
         }
-        if rest.len() < 8 {
+        if rest.len() < FRAME_HEADER {
             return torn(records, off);
         }
-        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        let word = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes"));
+        let (len, len_crc, crc) = (word(0) as usize, word(4), word(8));
+        if crc32fast::hash(&rest[0..4]) != len_crc {
+            return Err((off as u64, "record header checksum mismatch".into()));
+        }
         if len > MAX_RECORD_BYTES {
-            if rest.len() < 8 + MAX_RECORD_BYTES.min(4096) {
-                return torn(records, off);
-            }
             return Err((off as u64, format!("record length {len} exceeds the limit")));
         }
-        if rest.len() < 8 + len {
+        if rest.len() < FRAME_HEADER + len {
             return torn(records, off);
         }
-        let payload = &rest[8..8 + len];
+        let payload = &rest[FRAME_HEADER..FRAME_HEADER + len];
         if crc32fast::hash(payload) != crc {
-            if off + 8 + len == buf.len() {
+            if off + FRAME_HEADER + len == buf.len() {
                 return torn(records, off);
             }
             return Err((off as u64, "checksum mismatch before the end of the log".into()));
         }
         records.push(payload.to_vec());
-        off += 8 + len;
+        off += FRAME_HEADER + len;
     }
     Ok(Scan { records, valid_len: off as u64, torn_bytes: 0 })
 }
 
 fn frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let len = (payload.len() as u32).to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&crc32fast::hash(&len).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
 }
@@ -173,7 +178,7 @@ impl Wal {
                 reason: format!("undecodable record: {e}"),
             })?;
             records.push(r);
-            off += 8 + payload.len() as u64;
+            off += (FRAME_HEADER + payload.len()) as u64;
         }
         let len = file.metadata().map_err(io(&path))?.len();
         let wal = Wal { dir: dir.to_path_buf(), file, fsync, len, records_written: 0, syncs: 0, unsafe_buffer: None };
@@ -286,18 +291,18 @@ pub fn decode_snapshot(buf: &[u8]) -> Result<Snapshot, String> {
         return Err("bad magic".into());
     }
     let rest = &buf[HEADER..];
-    if rest.len() < 8 {
+    if rest.len() < FRAME_HEADER {
         return Err("truncated snapshot header".into());
     }
-    let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-    if rest.len() != 8 + len {
+    let word = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes"));
+    let (len, len_crc, crc) = (word(0) as usize, word(4), word(8));
+    if crc32fast::hash(&rest[0..4]) != len_crc || rest.len() != FRAME_HEADER + len {
         return Err(format!("snapshot length {len} does not match the file"));
     }
-    if crc32fast::hash(&rest[8..]) != crc {
+    if crc32fast::hash(&rest[FRAME_HEADER..]) != crc {
         return Err("snapshot checksum mismatch".into());
     }
-    postcard::from_bytes(&rest[8..]).map_err(|e| format!("undecodable snapshot: {e}"))
+    postcard::from_bytes(&rest[FRAME_HEADER..]).map_err(|e| format!("undecodable snapshot: {e}"))
 }
 
 #[cfg(test)]
@@ -319,7 +324,7 @@ mod tests {
         assert_eq!(s.records.len(), 3);
         assert_eq!(s.torn_bytes, 0);
         // Every prefix of the last frame is a torn tail that loses only that frame.
-        let last_start = full.len() - (8 + 5);
+        let last_start = full.len() - (FRAME_HEADER + 5);
         for cut in last_start..full.len() {
             let s = scan(&full[..cut]).unwrap();
             assert_eq!(s.records.len(), 2, "cut at {cut}");
@@ -331,10 +336,14 @@ mod tests {
         assert_eq!(scan(&bad).unwrap().records.len(), 2);
         // A flipped bit in the first frame with valid frames after it: corruption.
         let mut bad = full.clone();
-        bad[HEADER + 8] ^= 1;
+        bad[HEADER + FRAME_HEADER] ^= 1;
         let (off, why) = scan(&bad).unwrap_err();
         assert_eq!(off, HEADER as u64);
         assert!(why.contains("checksum"));
+        // A corrupt length in the middle is not mistaken for a torn tail.
+        let mut bad = full.clone();
+        bad[HEADER + 3] ^= 0x40;
+        assert!(scan(&bad).unwrap_err().1.contains("header"));
         // Zero-filled tail after a crash.
         let mut z = full.clone();
         z.extend_from_slice(&[0u8; 64]);
@@ -353,7 +362,7 @@ mod tests {
         // Simulate a crash in the middle of a write.
         let path = dir.path().join("wal.log");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
+        f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap(); // a header cut short
         drop(f);
         {
             let (mut w, rec) = Wal::open::<u64>(dir.path(), true).unwrap();
