@@ -153,11 +153,10 @@ rm -f "$j" "$J/$id.undo.sh"
     )
 }
 
-/// Prints every journal entry as one JSON line.
+/// Prints every journal entry as one JSON line. Never exits: it is embedded in larger scripts.
 pub fn list_script(dir: &str) -> String {
     format!(
         r#"J={dir}
-[ -d "$J" ] || exit 0
 for j in "$J"/*.json; do
   [ -e "$j" ] || continue
   tr -d '\n' < "$j"; echo

@@ -301,6 +301,13 @@ async fn kill_is_by_pidfile_and_its_undo_restarts() {
     let pid = hosts.spawn_node("n1");
     let decoy = hosts.spawn_node("n2"); // another `sleep 600` that must survive
     std::fs::remove_file(hosts.paths_for("n2").pidfile).unwrap();
+    // Status works on a host that never had a fault (no journal directory yet).
+    let st = status(&cx).await;
+    assert_eq!(
+        st[0].1.as_ref().unwrap().process,
+        ProcessState::Running(pid)
+    );
+    assert_eq!(st[1].1.as_ref().unwrap().process, ProcessState::NoPidfile);
     let opts = FaultOptions {
         target: TargetSpec::Leader,
         ..Default::default()
