@@ -234,11 +234,9 @@ fn count_elections(samples: &[(u64, u64)], from: u64, to: u64) -> u64 {
     new.len() as u64
 }
 
-/// Successful ops completed in `[from, to)`.
-fn ok_between(ops: &[CompletedOp], from: u64, to: u64) -> u64 {
-    ops.iter()
-        .filter(|o| o.outcome == Outcome::Ok && o.complete_ns >= from && o.complete_ns < to)
-        .count() as u64
+/// Successful ops completed in `[from, to)`, from their sorted completion times.
+fn ok_between(ok_times: &[u64], from: u64, to: u64) -> u64 {
+    (ok_times.partition_point(|t| *t < to) - ok_times.partition_point(|t| *t < from)) as u64
 }
 
 pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
@@ -251,6 +249,12 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
         .filter(|o| o.outcome == Outcome::Ok && is_write(&o.f))
         .collect();
     writes_ok.sort_by_key(|o| o.complete_ns);
+    let mut ok_times: Vec<u64> = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok)
+        .map(|o| o.complete_ns)
+        .collect();
+    ok_times.sort_unstable();
 
     let mut out = Vec::new();
     for (i, w) in windows.iter().enumerate() {
@@ -330,12 +334,12 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
         let whole_s = (ws - healthy_from) / S_NS;
         let base_s = whole_s.min(opts.baseline_s_max);
         let baseline = (base_s > 0)
-            .then(|| ok_between(&ops, ws - base_s * S_NS, ws) as f64 / base_s as f64)
+            .then(|| ok_between(&ok_times, ws - base_s * S_NS, ws) as f64 / base_s as f64)
             .filter(|b| *b > 0.0);
 
         let n_buckets = (span_end - ws) / S_NS;
         let buckets: Vec<u64> = (0..n_buckets)
-            .map(|k| ok_between(&ops, ws + k * S_NS, ws + (k + 1) * S_NS))
+            .map(|k| ok_between(&ok_times, ws + k * S_NS, ws + (k + 1) * S_NS))
             .collect();
         let (mut dip, mut dip_ratio, mut back, mut lost) = (None, None, None, None);
         if let (Some(b), false) = (baseline, buckets.is_empty()) {
