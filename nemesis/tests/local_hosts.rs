@@ -84,7 +84,17 @@ impl Drop for Hosts {
                 .status();
         }
         for i in 1..=self.n {
-            // Kill any watchdog left in the journal, then drop the namespace.
+            // A failed test may leave faults: replay their journals, which also cancels the
+            // watchdogs, then drop the namespace.
+            let node = format!("n{i}");
+            let dir = self.paths_for(&node).journal_dir;
+            let _ = self.sh(
+                &node,
+                &faultline_nemesis::journal::heal_script(
+                    &dir,
+                    &faultline_nemesis::journal::Select::All,
+                ),
+            );
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.ns(&format!("n{i}"))])
                 .status();
@@ -341,4 +351,52 @@ async fn kill_is_by_pidfile_and_its_undo_restarts() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("no pidfile"), "{e}");
+}
+
+#[tokio::test]
+async fn constrained_cuts_the_hub_off_first_then_swaps_in_the_final_shape() {
+    let hosts = Hosts::new("c", 5);
+    let cx = Local(hosts.clone());
+    let opts = FaultOptions {
+        shape: Shape::Constrained,
+        lag: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let a = partition::start(&cx, &opts, 8).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the lag phase ran"
+    );
+    assert_eq!(a.description["lag_ms"], 300);
+    let hub = a.description["hub"].as_str().unwrap().to_string();
+    assert_eq!(a.description["leader"], "n1");
+    // Only the final fault is journaled: the lag phase's entry was dropped, not healed.
+    for (n, st) in status(&cx).await {
+        let st = st.unwrap();
+        let ids: Vec<String> = st
+            .journal
+            .iter()
+            .map(|e| e.as_ref().unwrap().id.clone())
+            .collect();
+        assert_eq!(ids, vec![a.journal_id.clone()], "{n}");
+    }
+    // The old leader hears nobody; the hub hears everyone but the old leader.
+    let n1 = hosts.iptables("n1");
+    assert_eq!(n1.matches("-A FAULTLINE-IN -s").count(), 4, "{n1}");
+    let hub_rules = hosts.iptables(&hub);
+    assert_eq!(
+        hub_rules.matches("-A FAULTLINE-IN -s").count(),
+        1,
+        "{hub_rules}"
+    );
+    assert!(hub_rules.contains("-A FAULTLINE-IN -s 10.213.0.2/32 -j DROP"));
+    let r = heal(&cx, false).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        status(&cx)
+            .await
+            .iter()
+            .all(|(_, s)| s.as_ref().unwrap().is_clean())
+    );
 }
