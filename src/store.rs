@@ -30,7 +30,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, Clone)]
 pub struct RunDir {
     pub path: PathBuf,
-    pub started_utc: String,
 }
 
 impl RunDir {
@@ -56,10 +55,7 @@ impl RunDir {
         }
         std::fs::create_dir_all(path.join(NODES_DIR))
             .with_context(|| format!("cannot create {}", path.join(NODES_DIR).display()))?;
-        let dir = RunDir {
-            path,
-            started_utc: rfc3339(now),
-        };
+        let dir = RunDir { path };
         let rel = dir.path.strip_prefix(store).unwrap_or(&dir.path).to_path_buf();
         relink(&store.join("latest"), &rel)?;
         let leaf = dir.path.file_name().map(PathBuf::from).unwrap_or_default();

@@ -12,8 +12,18 @@ use crate::set::pair;
 
 const EXAMPLES_MAX: usize = 10;
 
+/// Balances are stored as the JSON text of a list (the node has no writable list values);
+/// a plain JSON list is accepted too.
 fn balances(v: &Value) -> Option<Vec<i64>> {
-    v.as_array()?.iter().map(Value::as_i64).collect()
+    let parsed;
+    let list = match v {
+        Value::String(s) => {
+            parsed = serde_json::from_str::<Value>(s).ok()?;
+            &parsed
+        }
+        other => other,
+    };
+    list.as_array()?.iter().map(Value::as_i64).collect()
 }
 
 /// Registered as `bank`.

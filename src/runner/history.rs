@@ -42,7 +42,8 @@ pub struct Recorder {
 }
 
 struct Inner {
-    start: Instant,
+    /// History time zero; moved once, before the first event, by [`Recorder::reset_epoch`].
+    start: std::sync::RwLock<Instant>,
     /// The next index and the sender, under one lock (see the module doc).
     tx: Mutex<(u64, Option<mpsc::Sender<Event>>)>,
     counts: Counts,
@@ -68,7 +69,7 @@ impl Recorder {
         let task = tokio::spawn(write_loop(file, rx, display));
         let rec = Recorder {
             inner: Arc::new(Inner {
-                start,
+                start: std::sync::RwLock::new(start),
                 tx: Mutex::new((0, Some(tx))),
                 counts: Counts::default(),
             }),
@@ -78,11 +79,19 @@ impl Recorder {
 
     /// Nanoseconds since the run began.
     pub fn now_ns(&self) -> u64 {
-        self.inner.start.elapsed().as_nanos() as u64
+        let start = *self.inner.start.read().unwrap_or_else(|e| e.into_inner());
+        start.elapsed().as_nanos() as u64
     }
 
-    pub fn start(&self) -> Instant {
-        self.inner.start
+    /// Makes now history time zero, so the history starts with the test rather than with
+    /// the deploy. Only before any event was recorded (else times would go backwards).
+    pub async fn reset_epoch(&self) -> bool {
+        let guard = self.inner.tx.lock().await;
+        if guard.0 > 0 {
+            return false;
+        }
+        *self.inner.start.write().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        true
     }
 
     pub fn counts(&self) -> &Counts {

@@ -168,7 +168,8 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     let workload = faultline_workloads::lookup(&cfg.workload)
         .ok_or_else(|| crate::exit::usage(format!("unknown workload {:?}", cfg.workload)))?;
     let run = RunDir::create(&cfg.store, &cfg.name)?;
-    // History time counts from here; `started` in test.json is the same instant.
+    // History time counts from here until the cluster is ready (see `reset_epoch`);
+    // `started` in test.json is always the same instant as history time zero.
     let start = Instant::now();
     let started_wall = store::rfc3339(std::time::SystemTime::now());
     crate::test_cmd::log_to(Some(&run.file(store::LOG_FILE)));
@@ -367,6 +368,15 @@ async fn lifecycle(
         Duration::from_millis(cfg.op_timeout_ms),
     ));
     step!("wait-ready", nodedb::wait_ready(&*db, Duration::from_secs(30)));
+    if rec.reset_epoch().await {
+        let path = run.file(store::TEST_FILE);
+        let restamp = || -> anyhow::Result<()> {
+            let mut t: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            t["started"] = json!(store::rfc3339(std::time::SystemTime::now()));
+            run.write_json(store::TEST_FILE, &t)
+        };
+        restamp().map_err(&fail)?;
+    }
     step!(
         "setup",
         setup(
@@ -381,13 +391,9 @@ async fn lifecycle(
     let stop_monitor = CancellationToken::new();
     let monitor = tokio::spawn(monitor::run(db.clone(), rec.clone(), stop_monitor.clone()));
     let stop_nemesis = CancellationToken::new();
-    let nemesis = crate::runner::nodedb::spawn_nemesis(
-        cfg,
-        nemesis_cluster.with_db(db.clone()),
-        rec.clone(),
-        stop_nemesis.clone(),
-    )
-    .map_err(|e| fail(e))?;
+    let nemesis =
+        crate::runner::nodedb::spawn_nemesis(cfg, nemesis_cluster.clone(), rec.clone(), stop_nemesis.clone())
+            .map_err(|e| fail(e))?;
     let progress = progress::spawn(rec.clone(), cfg.time_limit_s);
     let client_cancel = interrupt.child_token();
     let report = phases
@@ -461,7 +467,6 @@ async fn lifecycle(
     if let Ok(samples) = monitor.await {
         stats.insert("monitor-samples".into(), json!(samples));
     }
-    let _ = run;
     if interrupt.is_cancelled() {
         return Err(fail(anyhow::anyhow!("interrupted during the run")));
     }

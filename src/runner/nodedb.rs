@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use faultline_checkers::Event;
-use faultline_nemesis::{Cluster, Executor, NemesisConfig, Output, RemoteError};
+use faultline_nemesis::{Cluster, Executor, NemesisConfig};
 use faultline_node::client::{Client, ClientError};
 use faultline_node::kv::Value as NodeValue;
 use faultline_node::protocol::WireError;
@@ -21,6 +21,7 @@ use super::history::Recorder;
 use crate::control::Control;
 use crate::deploy::{self, Layout};
 use crate::inventory::Inventory;
+use crate::nemesis_cmd::nemesis_remote::InventoryCluster;
 
 /// Nemesis events waiting to be recorded; the nemesis emits a few per fault.
 const NEMESIS_EVENTS_QUEUE_MAX: usize = 1024;
@@ -40,7 +41,11 @@ impl NodeDb {
             .map(|n| (n.name.clone(), format!("{}:{}", n.host, layout.client_port)))
             .collect();
         let status = nodes.iter().map(|_| tokio::sync::Mutex::new(None)).collect();
-        NodeDb { nodes, op_timeout, status }
+        NodeDb {
+            nodes,
+            op_timeout,
+            status,
+        }
     }
 
     fn index(&self, node: &str) -> Option<usize> {
@@ -54,8 +59,15 @@ impl Db for NodeDb {
     }
 
     fn client(&self, node: &str, _client_id: u64) -> Box<dyn Kv> {
-        let addr = self.index(node).map(|i| self.nodes[i].1.clone()).unwrap_or_default();
-        Box::new(NodeKv { addr, client: None, timeout: self.op_timeout })
+        let addr = self
+            .index(node)
+            .map(|i| self.nodes[i].1.clone())
+            .unwrap_or_default();
+        Box::new(NodeKv {
+            addr,
+            client: None,
+            timeout: self.op_timeout,
+        })
     }
 
     fn status<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Value, String>> {
@@ -63,7 +75,9 @@ impl Db for NodeDb {
             let i = self.index(node).ok_or_else(|| format!("unknown node {node}"))?;
             let mut slot = self.status[i].lock().await;
             if slot.is_none() {
-                let mut c = Client::connect(&self.nodes[i].1, STATUS_TIMEOUT).await.map_err(|e| e.to_string())?;
+                let mut c = Client::connect(&self.nodes[i].1, STATUS_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 c.set_follow_leader(false);
                 *slot = Some(c);
             }
@@ -95,17 +109,26 @@ fn kv_error(e: ClientError) -> KvError {
         ClientError::Server(WireError::CasMismatch { .. }) => e.tag().to_string(),
         _ => format!("{}: {e}", e.tag()),
     };
-    if e.is_definite() { KvError::Definite(msg) } else { KvError::Indefinite(msg) }
+    if e.is_definite() {
+        KvError::Definite(msg)
+    } else {
+        KvError::Indefinite(msg)
+    }
 }
 
 fn node_value(v: &Value) -> Result<NodeValue, KvError> {
-    NodeValue::from_json(v).ok_or_else(|| KvError::Definite(format!("bad-request: {v} has no node value form")))
+    NodeValue::from_json(v)
+        .ok_or_else(|| KvError::Definite(format!("bad-request: {v} has no node value form")))
 }
 
 impl NodeKv {
     async fn client(&mut self) -> Result<&mut Client, KvError> {
         if self.client.is_none() {
-            self.client = Some(Client::connect(&self.addr, self.timeout).await.map_err(kv_error)?);
+            self.client = Some(
+                Client::connect(&self.addr, self.timeout)
+                    .await
+                    .map_err(kv_error)?,
+            );
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
@@ -172,78 +195,13 @@ pub async fn wait_ready(db: &dyn Db, limit: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// The hosts as the nemesis sees them.
-pub struct ControlCluster {
-    control: Control,
-    layout: Layout,
-    sets: Vec<(String, String)>,
-    db: Option<Arc<dyn Db>>,
-}
-
-pub fn nemesis_cluster(control: &Control, layout: &Layout, sets: &[(String, String)]) -> Arc<ControlCluster> {
-    Arc::new(ControlCluster {
+/// The hosts as the nemesis sees them; a killed node restarts with this run's knobs.
+pub fn nemesis_cluster(control: &Control, layout: &Layout, sets: &[(String, String)]) -> Arc<dyn Cluster> {
+    Arc::new(InventoryCluster {
         control: control.clone(),
         layout: layout.clone(),
-        sets: sets.to_vec(),
-        db: None,
+        start_command: Some(deploy::start_command(layout, sets)),
     })
-}
-
-impl ControlCluster {
-    pub fn with_db(&self, db: Arc<dyn Db>) -> Arc<ControlCluster> {
-        Arc::new(ControlCluster {
-            control: self.control.clone(),
-            layout: self.layout.clone(),
-            sets: self.sets.clone(),
-            db: Some(db),
-        })
-    }
-}
-
-impl Cluster for ControlCluster {
-    fn nodes(&self) -> Vec<String> {
-        self.control.node_names()
-    }
-
-    fn address(&self, node: &str) -> Option<String> {
-        self.control.inventory().node(node).map(|n| n.host.clone())
-    }
-
-    fn run<'a>(
-        &'a self,
-        node: &'a str,
-        script: &'a str,
-        timeout: Duration,
-    ) -> faultline_nemesis::BoxFuture<'a, Result<Output, RemoteError>> {
-        Box::pin(async move {
-            match self.control.run(node, script, timeout).await {
-                Ok(o) => Ok(Output {
-                    status: o.status,
-                    stdout: o.stdout_str(),
-                    stderr: o.stderr_str(),
-                }),
-                Err(e) => Err(RemoteError(e.to_string())),
-            }
-        })
-    }
-
-    fn leader(&self) -> faultline_nemesis::BoxFuture<'_, Option<String>> {
-        Box::pin(async move {
-            let db = self.db.as_ref()?;
-            for n in db.nodes() {
-                if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_millis(500), db.status(&n)).await
-                    && let Some(l) = v.get("leader").and_then(Value::as_str)
-                {
-                    return Some(l.to_string());
-                }
-            }
-            None
-        })
-    }
-
-    fn start_command(&self, _node: &str) -> String {
-        deploy::start_command(&self.layout, &self.sets)
-    }
 }
 
 /// Starts the nemesis for the run, if any; the task heals everything when `cancel` fires

@@ -1,9 +1,11 @@
 //! `bank`: transfers between accounts; the total must be conserved and no balance may
 //! go negative in any read.
 //!
-//! The node offers single-key operations only, so the accounts live in one key as a list
-//! of balances, and a transfer is a read followed by a compare-and-set of the whole list.
-//! That makes every transfer atomic if and only if the store's cas is.
+//! The node offers single-key operations only, so the accounts live in one key, and a
+//! transfer is a read followed by a compare-and-set of all balances at once. That makes
+//! every transfer atomic if and only if the store's cas is. The balances are stored as the
+//! JSON text of a list (`"[10,10,...]"`): the node's values are integers, strings, or
+//! lists built by append only.
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -46,7 +48,7 @@ impl Workload for Bank {
         vec![Op {
             f: F::Write,
             key: KEY.into(),
-            value: json!(balances),
+            value: encode(&balances),
         }]
     }
 
@@ -86,6 +88,24 @@ impl Generator for BankGen {
     }
 }
 
+/// The stored form of the balances: the JSON text of the list.
+pub fn encode<T: serde::Serialize>(balances: &[T]) -> Value {
+    Value::String(serde_json::to_string(balances).expect("integers serialize"))
+}
+
+/// Balances from their stored form (also accepts a plain JSON list).
+pub fn decode(v: &Value) -> Option<Vec<i64>> {
+    let parsed;
+    let list = match v {
+        Value::String(s) => {
+            parsed = serde_json::from_str::<Value>(s).ok()?;
+            &parsed
+        }
+        other => other,
+    };
+    list.as_array()?.iter().map(Value::as_i64).collect()
+}
+
 /// Read the balances, then cas them to the transferred ones. Only the cas can change
 /// anything, so any error before it (even a timeout) is a definite failure.
 pub(crate) async fn transfer(op: &Op, kv: &mut dyn Kv) -> Outcome {
@@ -97,10 +117,7 @@ pub(crate) async fn transfer(op: &Op, kv: &mut dyn Kv) -> Outcome {
         Ok(v) => v,
         Err(e) => return Outcome::Fail(format!("read before transfer: {e}")),
     };
-    let Some(mut balances) = current
-        .as_array()
-        .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<i64>>>())
-    else {
+    let Some(mut balances) = decode(&current) else {
         return Outcome::Fail(format!("bank holds {current}, not a list of balances"));
     };
     let (from, to) = (from as usize, to as usize);
@@ -112,7 +129,7 @@ pub(crate) async fn transfer(op: &Op, kv: &mut dyn Kv) -> Outcome {
     }
     balances[from] -= amount as i64;
     balances[to] += amount as i64;
-    match kv.cas(&op.key, current, json!(balances)).await {
+    match kv.cas(&op.key, current, encode(&balances)).await {
         Ok(()) => Outcome::Ok(op.value.clone()),
         Err(KvError::Definite(e)) => Outcome::Fail(e),
         Err(KvError::Indefinite(e)) => Outcome::Info(e),
@@ -138,7 +155,7 @@ mod tests {
         for (_, op) in seqs.iter().flatten() {
             match execute(op, &mut kv).await {
                 Outcome::Ok(v) if op.f == F::Read => {
-                    let b: Vec<i64> = serde_json::from_value(v).unwrap();
+                    let b = decode(&v).unwrap();
                     assert_eq!(b.iter().sum::<i64>(), 80);
                     assert!(b.iter().all(|x| *x >= 0));
                 }
