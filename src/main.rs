@@ -13,6 +13,7 @@ mod exec;
 mod inventory;
 mod nemesis_cmd;
 mod node_cmd;
+mod report;
 mod report_cmd;
 mod test_cmd;
 
@@ -44,6 +45,14 @@ enum Command {
     Node(node_cmd::NodeArgs),
     /// Compare stored runs side by side.
     Compare(report_cmd::CompareArgs),
+    /// Write a stored run's report (report.html, latency.hlog, results) again.
+    Report(report_cmd::ReportArgs),
+    /// List the runs recorded in the store's run index.
+    Runs(report_cmd::RunsArgs),
+    /// One figure across recorded runs.
+    Trend(report_cmd::TrendArgs),
+    /// Serve the store's runs and reports on 127.0.0.1.
+    Serve(report_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +77,10 @@ fn main() -> ExitCode {
         Command::Cluster(a) => cluster::run(a),
         Command::Node(a) => node_cmd::run(a),
         Command::Compare(a) => report_cmd::run_compare(a),
+        Command::Report(a) => report_cmd::run_report(a),
+        Command::Runs(a) => report_cmd::run_runs(a),
+        Command::Trend(a) => report_cmd::run_trend(a),
+        Command::Serve(a) => report_cmd::run_serve(a),
     };
     match result {
         Ok(code) => code,

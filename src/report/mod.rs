@@ -1,0 +1,265 @@
+//! Reports over stored runs: `results.json` (every checker's verdict and figures),
+//! `report.html` (one self-contained page), HdrHistogram interval logs, the terminal
+//! summary, comparisons between runs, the run index, and the nightly suite.
+//!
+//! The runner calls [`write_run_report`] when a run ends; `faultline compare`, `suite`,
+//! `runs`, `trend` and `serve` build on the files it leaves.
+
+pub mod compare;
+pub mod html;
+pub mod index;
+pub mod junit;
+pub mod logs;
+pub mod plots;
+pub mod run;
+pub mod serve;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use faultline_checkers::perf::{self, PerfReport};
+use faultline_checkers::recovery::{self, RecoveryOptions, RecoveryReport};
+use faultline_checkers::stats::{self, StatsReport};
+use faultline_checkers::{CheckResult, Validity};
+use serde::Serialize;
+
+pub use run::RunData;
+pub use summary::print_summary;
+
+/// Names of the files the report writes in a run directory.
+pub const REPORT_HTML: &str = "report.html";
+pub const RESULTS_JSON: &str = "results.json";
+pub const LATENCY_HLOG: &str = "latency.hlog";
+
+/// What the report found, for the terminal summary, the run index and comparisons.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportSummary {
+    pub run_dir: PathBuf,
+    pub name: String,
+    pub db: String,
+    pub workload: String,
+    pub nemesis: String,
+    pub seed: Option<String>,
+    pub commit: Option<String>,
+    /// Every checker's verdict combined: any invalid wins, then any unknown.
+    #[serde(serialize_with = "ser_validity")]
+    pub valid: Validity,
+    pub checks: Vec<CheckLine>,
+    pub perf: PerfReport,
+    pub recovery: RecoveryReport,
+    pub stats: StatsReport,
+    pub panics: usize,
+    pub report_html: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckLine {
+    pub checker: String,
+    #[serde(serialize_with = "ser_validity")]
+    pub valid: Validity,
+}
+
+fn ser_validity<S: serde::Serializer>(v: &Validity, s: S) -> Result<S::Ok, S::Error> {
+    v.serialize(s)
+}
+
+/// Analyses a finished run and writes its report files: `report.html`, `latency.hlog`
+/// (HdrHistogram interval log, one-second intervals) and the `perf`, `recovery`, `stats`
+/// and `node-logs` results merged into `results.json` (replacing earlier results of the
+/// same names, so running it twice gives the same files). Reads `test.json`,
+/// `history.jsonl` and `results.json`. When the run lives in a store (see [`store_of`]),
+/// it is also recorded in the store's run index.
+pub fn write_run_report(run_dir: &Path) -> anyhow::Result<ReportSummary> {
+    let run = RunData::load(run_dir)?;
+    let opts = RecoveryOptions {
+        election_timeout_ms_min: run.election_timeout_ms_min(),
+        ..Default::default()
+    };
+    let perf_report = perf::analyze(&run.history);
+    let recovery_report = recovery::analyze(&run.history, &opts);
+    let stats_report = stats::analyze(&run.history);
+    let windows = recovery::fault_windows(&run.history);
+    let scan = logs::scan(run_dir, &windows, run.start_unix_ns());
+
+    // Our results, replacing any of the same name.
+    let ours = vec![
+        CheckResult {
+            checker: "perf".into(),
+            valid: if perf_report.latency.is_empty() {
+                Validity::Unknown
+            } else {
+                Validity::Valid
+            },
+            details: serde_json::to_value(&perf_report)?,
+        },
+        CheckResult {
+            checker: "recovery".into(),
+            valid: Validity::Valid,
+            details: serde_json::to_value(&recovery_report)?,
+        },
+        CheckResult {
+            checker: "stats".into(),
+            valid: stats_validity(&stats_report),
+            details: serde_json::to_value(&stats_report)?,
+        },
+        CheckResult {
+            checker: "node-logs".into(),
+            // A node that panicked is a bug in the system under test, whatever the history says.
+            valid: if scan.panics_total > 0 {
+                Validity::Invalid
+            } else {
+                Validity::Valid
+            },
+            details: serde_json::json!({
+                "nodes": scan.nodes, "files": scan.files,
+                "panics_total": scan.panics_total, "panics": scan.panics,
+            }),
+        },
+    ];
+    let mut results: Vec<CheckResult> = run
+        .results
+        .iter()
+        .filter(|r| !ours.iter().any(|o| o.checker == r.checker))
+        .cloned()
+        .collect();
+    results.extend(ours);
+    let valid = results.iter().fold(Validity::Valid, |v, r| v.and(r.valid));
+    write_results(run_dir, &run.results_raw, &results, valid)?;
+
+    let base = run
+        .start_unix_ns()
+        .and_then(|ns| u64::try_from(ns).ok())
+        .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut hlog = Vec::new();
+    perf::write_interval_log(&run.history, base, Duration::from_secs(1), &mut hlog)
+        .map_err(|e| anyhow::anyhow!("writing the interval log: {e}"))?;
+    write_atomic(&run_dir.join(LATENCY_HLOG), &hlog)?;
+
+    let summary = ReportSummary {
+        run_dir: run_dir.to_path_buf(),
+        name: run.name(),
+        db: run.db(),
+        workload: run.workload(),
+        nemesis: run.nemesis(),
+        seed: run.seed(),
+        commit: run.commit(),
+        valid,
+        checks: results
+            .iter()
+            .map(|r| CheckLine {
+                checker: r.checker.clone(),
+                valid: r.valid,
+            })
+            .collect(),
+        perf: perf_report,
+        recovery: recovery_report,
+        stats: stats_report,
+        panics: scan.panics_total,
+        report_html: run_dir.join(REPORT_HTML),
+    };
+    let page = html::run_page(&run, &summary, &results, &scan);
+    write_atomic(&summary.report_html, page.as_bytes())?;
+    // The index is a convenience: a run whose index write fails keeps its report.
+    if let Some(store) = store_of(run_dir)
+        && let Err(e) = index::record(&store, &summary)
+    {
+        tracing::warn!(error = %format!("{e:#}"), "recording the run in the index");
+    }
+    Ok(summary)
+}
+
+fn stats_validity(s: &StatsReport) -> Validity {
+    if s.ops.is_empty() || !s.never_ok.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    }
+}
+
+/// Keeps the fields of an existing `results.json` the report does not own, and the shape
+/// of its `results` (a map by name, or a list).
+fn write_results(
+    dir: &Path,
+    raw: &serde_json::Value,
+    results: &[CheckResult],
+    valid: Validity,
+) -> anyhow::Result<()> {
+    use serde_json::{Map, Value};
+    let as_list = matches!(raw.get("results"), Some(Value::Array(_))) || raw.is_array();
+    let results_v = if as_list {
+        serde_json::to_value(results)?
+    } else {
+        let mut m = Map::new();
+        for r in results {
+            m.insert(r.checker.clone(), serde_json::to_value(r)?);
+        }
+        Value::Object(m)
+    };
+    let mut top = match raw {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    top.insert("valid".into(), serde_json::to_value(valid)?);
+    top.insert("results".into(), results_v);
+    let text = serde_json::to_string_pretty(&Value::Object(top))?;
+    write_atomic(&dir.join(RESULTS_JSON), text.as_bytes())
+}
+
+/// The store a run directory belongs to (`<store>/<test>/<timestamp>`), recognised by
+/// the `latest` link the runner keeps at the store's top; `None` for a directory elsewhere.
+pub fn store_of(run_dir: &Path) -> Option<PathBuf> {
+    let abs = run_dir.canonicalize().ok()?;
+    let store = abs.parent()?.parent()?;
+    (store.join("latest").symlink_metadata().is_ok() || store.join(index::INDEX_FILE).is_file())
+        .then(|| store.to_path_buf())
+}
+
+/// Write to a temporary file and rename, so a reader never sees half a report.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Formats milliseconds for people: `850 ms`, `2.40 s`.
+pub fn fmt_ms(ms: f64) -> String {
+    if ms >= 10_000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 10.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+pub fn fmt_opt_ms(ms: Option<f64>) -> String {
+    ms.map(fmt_ms).unwrap_or_else(|| "—".into())
+}
+
+/// Unavailability of a window, as a lower bound when it never recovered.
+pub fn fmt_unavailability(w: &recovery::WindowRecovery) -> String {
+    if w.recovered {
+        fmt_ms(w.unavailability_ms)
+    } else {
+        format!("≥ {}", fmt_ms(w.unavailability_ms))
+    }
+}
+
+pub fn validity_word(v: Validity) -> &'static str {
+    match v {
+        Validity::Valid => "valid",
+        Validity::Invalid => "INVALID",
+        Validity::Unknown => "unknown",
+    }
+}

@@ -1,0 +1,162 @@
+//! `faultline report` over a synthetic stored run: the files it writes and what is in them.
+
+mod report_support;
+
+use report_support::*;
+use serde_json::Value;
+
+fn results(dir: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn report_writes_html_results_and_interval_log_for_a_run() {
+    let store = temp_store("report-run");
+    let dir = write_run(
+        &store,
+        "reg",
+        "20261127T050000.000Z",
+        "raft",
+        &raft_outages(),
+        true,
+    );
+
+    let out = faultline().arg("report").arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "invalid run exits 1\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("linearizable"), "{stdout}");
+    assert!(
+        stdout.contains("partition") && stdout.contains("kill"),
+        "{stdout}"
+    );
+
+    // results.json keeps the runner's fields and list shape, adds ours, and combines.
+    let r = results(&dir);
+    assert_eq!(r["valid"], Value::Bool(false));
+    assert!(r["run_dir"].is_string());
+    let names: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["checker"].as_str().unwrap())
+        .collect();
+    for n in ["linearizable", "perf", "recovery", "stats", "node-logs"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let rec = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["checker"] == "recovery")
+        .unwrap();
+    let windows = rec["details"]["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2);
+    // Writes fail from 3000 ms to 3400 ms; the last write before is within 30 ms of the
+    // fault and the first after within ~110 ms of the outage's end.
+    let u = windows[0]["unavailability_ms"].as_f64().unwrap();
+    assert!((400.0..560.0).contains(&u), "unavailability {u}");
+    assert_eq!(windows[0]["recovered"], Value::Bool(true));
+    assert_eq!(windows[0]["elections"], 1);
+    assert_eq!(windows[1]["elections"], 1);
+    let et = windows[0]["unavailability_election_timeouts"]
+        .as_f64()
+        .unwrap();
+    assert!((et - u / 150.0).abs() < 1e-9, "{et}");
+    // Running it again replaces rather than duplicates.
+    let again = faultline().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        results(&dir)["results"].as_array().unwrap().len(),
+        names.len()
+    );
+
+    // The page: self-contained, every SVG well-formed, one recovery row per fault window.
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    for remote in [
+        "src=\"http",
+        "href=\"http",
+        "<link",
+        "<script",
+        "@import",
+        "url(",
+    ] {
+        assert!(
+            !html.contains(remote),
+            "the page loads nothing from elsewhere ({remote})"
+        );
+    }
+    let svgs = check_svgs(&html);
+    assert!(
+        svgs >= 4,
+        "3 plots and a counterexample timeline, got {svgs}"
+    );
+    let table = &html[html.find("<table class=\"recovery\">").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(
+        table.matches("<tr>").count(),
+        1 + 2,
+        "header plus one row per window"
+    );
+    assert!(html.contains("Counterexample: linearizable"));
+    assert!(html.contains("#cc0000"), "the culprit op is highlighted");
+    assert!(
+        html.contains("lost leader"),
+        "log excerpt around the partition's start"
+    );
+
+    let hlog = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
+    assert!(hlog.contains("#[BaseTime:"), "{hlog}");
+    assert!(hlog.contains("Tag=write-ok"), "{hlog}");
+    assert!(hlog.contains("Tag=write-info"), "{hlog}");
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn a_valid_run_exits_zero_and_a_missing_run_is_an_error() {
+    let store = temp_store("report-valid");
+    let dir = write_run(
+        &store,
+        "reg",
+        "20261127T050000.000Z",
+        "paxos",
+        &paxos_outages(),
+        false,
+    );
+    let out = faultline().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("class=\"banner valid\""));
+    assert!(!html.contains("Counterexample"));
+
+    let missing = faultline()
+        .arg("report")
+        .arg(store.join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not a run directory"));
+
+    // A torn line in the middle of a history names the file and line.
+    let h = dir.join("history.jsonl");
+    let mut text = std::fs::read_to_string(&h).unwrap();
+    text.insert_str(0, "{\"time\": oops}\n");
+    std::fs::write(&h, text).unwrap();
+    let bad = faultline().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("history.jsonl:1:"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&store);
+}
