@@ -5,7 +5,9 @@
 //! completion of the matching `stop-<family>`. Each window is judged over its *span*: from
 //! the fault's start to the next window's start (or the end of the history), because a
 //! protocol often stalls again after the heal (a rejoining node with a higher term forces
-//! an election) and that cost belongs to the fault that caused it.
+//! an election) and that cost belongs to the fault that caused it. Client figures stop
+//! where the write load stops (the last completion of a write): the final reads and the
+//! quiet recovery wait after it are not an outage. Elections count over the whole span.
 //!
 //! Figures (all in milliseconds unless named otherwise):
 //! - `unavailability_ms`: the longest stretch between two successful writes (completion
@@ -255,16 +257,25 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
         .map(|o| o.complete_ns)
         .collect();
     ok_times.sort_unstable();
+    let load_end = ops
+        .iter()
+        .filter(|o| is_write(&o.f))
+        .map(|o| o.complete_ns)
+        .max()
+        .unwrap_or(end);
 
     let mut out = Vec::new();
     for (i, w) in windows.iter().enumerate() {
         let ws = w.start_ns;
         let we = w.end_ns.unwrap_or(end).max(ws);
-        let span_end = windows
+        let next = windows
             .get(i + 1)
             .map(|n| n.start_ns)
             .unwrap_or(end)
             .max(we);
+        // Availability is only observed while clients write: after the load stops (final
+        // reads, the recovery wait) silence is not an outage.
+        let span_end = next.min(load_end).max(ws);
 
         // Successful writes as points: the last one at or before the fault start, then
         // every one inside the span. Gaps between them that overlap the fault are the
@@ -386,7 +397,7 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
             dip_ratio,
             back_to_90pct_ms: back,
             ops_lost: lost,
-            elections: count_elections(&terms, ws, span_end),
+            elections: count_elections(&terms, ws, next),
         });
     }
 
@@ -618,6 +629,30 @@ mod tests {
         );
         assert_eq!(w.dip_ok_per_s, Some(0.0));
         assert_eq!(w.back_to_90pct_ms, None);
+    }
+
+    #[test]
+    fn a_fault_outlasting_the_load_is_a_lower_bound_up_to_the_last_write() {
+        let mut h = steady_writes(0, 0, 4000 * MS);
+        h.extend(fault("kill", 3000 * MS, 7000 * MS));
+        for k in 0..5 {
+            h.push(inv(1, 3000 * MS + k * 200 * MS, "write"));
+            h.push(done(
+                1,
+                3000 * MS + k * 200 * MS + 100 * MS,
+                EventType::Info,
+                "write",
+            ));
+        }
+        // Final reads long after the load stopped.
+        h.push(inv(2, 9000 * MS, "read"));
+        h.push(done(2, 9001 * MS, EventType::Ok, "read"));
+        let r = analyze(&sorted(h), &RecoveryOptions::default());
+        let w = &r.windows[0];
+        assert!(!w.recovered);
+        // The last write of any outcome completes at 3991 ms; the last success too.
+        assert!((w.span_end_ms - 3991.0).abs() < 1e-6, "{w:?}");
+        assert!(w.unavailability_ms < 1000.0, "{w:?}");
     }
 
     #[test]
