@@ -64,7 +64,8 @@ impl Executor {
     {
         let cx: &dyn Cluster = &*self.cluster;
         let mut summary = Summary::default();
-        let mut active: Vec<Applied> = Vec::new();
+        // Each active fault with when it took effect and its scheduled length.
+        let mut active: Vec<(Applied, Instant, std::time::Duration)> = Vec::new();
         for step in Schedule::new(&self.config, self.seed) {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -100,7 +101,7 @@ impl Executor {
                             ev.node = applied.description.get("targets").cloned();
                             emit(ev);
                             summary.faults_started += 1;
-                            active.push(applied);
+                            active.push((applied, Instant::now(), hold));
                         }
                         Err(e) => {
                             tracing::warn!(family = %family, error = %e, "fault not applied");
@@ -112,14 +113,22 @@ impl Executor {
                     }
                 }
                 Action::Stop { family } => {
-                    if let Some(pos) = active.iter().position(|a| a.family == family) {
-                        let a = active.remove(pos);
-                        stop_one(cx, run_start, &a, &mut emit, &mut summary).await;
+                    let Some(pos) = active.iter().position(|(a, _, _)| a.family == family) else {
+                        continue;
+                    };
+                    // A fault that took long to apply (a lag phase, slow hosts) still gets
+                    // its full scheduled length.
+                    let (_, applied_at, hold) = active[pos];
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep_until(applied_at + hold) => {}
                     }
+                    let (a, _, _) = active.remove(pos);
+                    stop_one(cx, run_start, &a, &mut emit, &mut summary).await;
                 }
             }
         }
-        while let Some(a) = active.pop() {
+        while let Some((a, _, _)) = active.pop() {
             stop_one(cx, run_start, &a, &mut emit, &mut summary).await;
         }
         let report = heal(cx, false).await;
@@ -329,6 +338,7 @@ pub async fn status(cx: &dyn Cluster) -> Vec<(String, Result<HostStatus>)> {
 mod tests {
     use super::*;
     use crate::fake::FakeCluster;
+    use crate::schedule::Schedule;
     use crate::{FaultOptions, Shape, TargetSpec};
     use std::sync::Mutex;
     use std::time::Duration;
@@ -382,6 +392,55 @@ mod tests {
         // The final sweep replays journals on every node.
         for n in &fake.nodes {
             assert!(fake.count(n, "healed $id") >= 1);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_fault_is_still_held_for_its_scheduled_length() {
+        let mut fake = FakeCluster::new(5);
+        fake.leader = Some("n1".into());
+        let fake = Arc::new(fake);
+        // Constrained spends its 5 s lag phase before the fault takes effect.
+        let config =
+            NemesisConfig::from_flags("partition", 10.0, None, Some("constrained"), false).unwrap();
+        let holds: Vec<Duration> = Schedule::new(&config, 3)
+            .take(12)
+            .filter_map(|s| match s.action {
+                Action::Start { hold, .. } => Some(hold),
+                _ => None,
+            })
+            .collect();
+        let cancel = CancellationToken::new();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let exec = Executor::new(fake.clone(), config, 3);
+        let c2 = cancel.clone();
+        let task = tokio::spawn(async move {
+            exec.run(Instant::now(), c2, move |e| sink.lock().unwrap().push(e))
+                .await
+        });
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let events = events.lock().unwrap().clone();
+        let starts: Vec<u64> = events
+            .iter()
+            .filter(|e| e.f == "start-partition" && e.kind == EventType::Info)
+            .map(|e| e.time)
+            .collect();
+        let stops: Vec<u64> = events
+            .iter()
+            .filter(|e| e.f == "stop-partition" && e.kind == EventType::Invoke)
+            .map(|e| e.time)
+            .collect();
+        assert!(starts.len() >= 3, "{starts:?}");
+        for (i, (a, b)) in starts.iter().zip(&stops).enumerate().take(starts.len() - 1) {
+            assert!(
+                Duration::from_nanos(b - a) >= holds[i],
+                "fault {i} held {:?}, scheduled {:?}",
+                Duration::from_nanos(b - a),
+                holds[i]
+            );
         }
     }
 

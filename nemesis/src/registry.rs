@@ -5,10 +5,17 @@ use crate::{Applied, BoxFuture, Cluster, FaultOptions, NemesisError, Result};
 /// How reports draw a family's fault windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PlotMeta {
-    /// CSS colour of the shaded window.
-    pub color: &'static str,
+    /// Colour of the shaded window, RGB.
+    pub rgb: (u8, u8, u8),
     /// Legend label.
     pub label: &'static str,
+}
+
+impl PlotMeta {
+    /// `#rrggbb`, for HTML and SVG.
+    pub fn css(&self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.rgb.0, self.rgb.1, self.rgb.2)
+    }
 }
 
 pub type StartFn =
@@ -43,7 +50,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         about: "SIGKILL the node process (by pidfile); heal restarts it",
         start: crate::kill::start,
         plot: PlotMeta {
-            color: "#d62728",
+            rgb: (192, 57, 43),
             label: "kill",
         },
     },
@@ -52,7 +59,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         about: "SIGSTOP the node process (by pidfile); heal sends SIGCONT",
         start: crate::pause::start,
         plot: PlotMeta {
-            color: "#ff7f0e",
+            rgb: (142, 68, 173),
             label: "pause",
         },
     },
@@ -61,7 +68,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         about: "drop traffic between nodes with iptables, in one of several shapes",
         start: crate::partition::start,
         plot: PlotMeta {
-            color: "#1f77b4",
+            rgb: (230, 126, 34),
             label: "partition",
         },
     },
@@ -70,7 +77,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         about: "delay and drop packets between nodes with tc netem",
         start: crate::packet::start,
         plot: PlotMeta {
-            color: "#9467bd",
+            rgb: (41, 128, 185),
             label: "packet delay/loss",
         },
     },
@@ -115,5 +122,6 @@ mod tests {
         );
         assert_eq!(plot_for_f("stop-partition").unwrap().label, "partition");
         assert!(plot_for_f("cas").is_none());
+        assert_eq!(lookup("kill").unwrap().plot.css(), "#c0392b");
     }
 }

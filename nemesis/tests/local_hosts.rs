@@ -233,14 +233,15 @@ async fn a_fault_expires_on_the_host_without_the_controller() {
     let pid = hosts.spawn_node("n2");
     let opts = FaultOptions {
         target: TargetSpec::Nodes(vec!["n2".into()]),
-        expiry: Duration::from_secs(1),
+        expiry: Duration::from_secs(4),
         ..Default::default()
     };
+    let started = std::time::Instant::now();
     pause::start(&cx, &opts, 1).await.unwrap();
     partition::start(
         &cx,
         &FaultOptions {
-            expiry: Duration::from_secs(1),
+            expiry: Duration::from_secs(4),
             ..Default::default()
         },
         2,
@@ -263,11 +264,22 @@ async fn a_fault_expires_on_the_host_without_the_controller() {
             .all(|e| e.as_ref().unwrap().watchdog_pid.is_some())
     );
     // Nobody heals: the watchdogs must.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    for (n, s) in status(&cx).await {
-        let s = s.unwrap();
-        assert!(s.is_clean(), "{n} not healed by expiry: {s:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = status(&cx).await;
+        if st.iter().all(|(_, s)| s.as_ref().unwrap().is_clean()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not healed by expiry: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "healed no earlier than the expiry"
+    );
     let st = status(&cx).await;
     let n2 = st
         .iter()
