@@ -147,6 +147,16 @@ pub fn rows(runs: &[RunFigures]) -> Vec<(String, Vec<String>)> {
                 .map(|f| fmt_opt_ms(f.unavailability_ms_max))
                 .unwrap_or_else(|| "—".into())
         });
+        add(
+            &format!("{fam}: unavailable median × election timeout"),
+            &|r| match (
+                get(r).and_then(|f| f.unavailability_ms_median),
+                r.recovery.election_timeout_ms_min,
+            ) {
+                (Some(u), Some(et)) if et > 0.0 => format!("{:.1}×", u / et),
+                _ => "—".into(),
+            },
+        );
         add(&format!("{fam}: elections"), &|r| {
             get(r)
                 .map(|f| f.elections_total.to_string())

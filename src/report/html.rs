@@ -178,7 +178,7 @@ pub fn run_page(
                 o,
                 r#"<span style="background:{}33">{}</span>"#,
                 plots::css_color(plots::family_color(f)),
-                esc(f)
+                esc(&plots::family_label(f))
             );
         }
         o.push_str("</p>");
@@ -358,12 +358,12 @@ fn mentioned_indices(details: &Value) -> (BTreeSet<u64>, BTreeSet<u64>) {
             Value::Object(m) => {
                 for (k, x) in m {
                     let kl = k.to_ascii_lowercase();
-                    if kl == "index" || kl.ends_with("-index") || kl.ends_with("_index") {
-                        if let Some(i) = x.as_u64() {
-                            all.insert(i);
-                            if hot {
-                                high.insert(i);
-                            }
+                    if (kl == "index" || kl.ends_with("-index") || kl.ends_with("_index"))
+                        && let Some(i) = x.as_u64()
+                    {
+                        all.insert(i);
+                        if hot {
+                            high.insert(i);
                         }
                     }
                     let culprit = matches!(

@@ -146,13 +146,16 @@ pub fn list(store: &Path, last: usize, db: Option<&str>) -> anyhow::Result<Vec<R
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// One metric across runs, oldest first: (started, db, verdict, value).
+/// (started, db, verdict, value).
+pub type TrendPoint = (String, String, String, Option<f64>);
+
+/// One metric across runs, oldest first.
 pub fn trend(
     store: &Path,
     metric: &str,
     db: Option<&str>,
     last: usize,
-) -> anyhow::Result<Vec<(String, String, String, Option<f64>)>> {
+) -> anyhow::Result<Vec<TrendPoint>> {
     if !METRICS.contains(&metric) {
         return Err(crate::exit::usage(format!(
             "unknown metric {metric:?}; known: {}",

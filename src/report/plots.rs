@@ -14,29 +14,32 @@ const SCATTER_POINTS_MAX: usize = 20_000;
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 320;
 
-/// Shading colour of a fault family. Known families get fixed colours so plots of
-/// different runs read the same; others get one from a palette by name.
+/// Shading colour of a fault family: the nemesis package's own plot colour, so every
+/// report draws a family alike; a family no package knows (an older run's) gets one from
+/// a palette by name.
 pub fn family_color(family: &str) -> RGBColor {
-    match family {
-        "partition" => RGBColor(230, 126, 34),
-        "kill" => RGBColor(192, 57, 43),
-        "pause" => RGBColor(142, 68, 173),
-        "clock" => RGBColor(39, 174, 96),
-        "packet" | "slow" => RGBColor(41, 128, 185),
-        other => {
-            const PALETTE: [RGBColor; 5] = [
-                RGBColor(127, 140, 141),
-                RGBColor(22, 160, 133),
-                RGBColor(211, 84, 0),
-                RGBColor(44, 62, 80),
-                RGBColor(243, 156, 18),
-            ];
-            let h = other
-                .bytes()
-                .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
-            PALETTE[h % PALETTE.len()]
-        }
+    if let Some(meta) = faultline_nemesis::registry::plot_for_f(&format!("start-{family}")) {
+        let (r, g, b) = meta.rgb;
+        return RGBColor(r, g, b);
     }
+    const PALETTE: [RGBColor; 5] = [
+        RGBColor(127, 140, 141),
+        RGBColor(22, 160, 133),
+        RGBColor(211, 84, 0),
+        RGBColor(44, 62, 80),
+        RGBColor(243, 156, 18),
+    ];
+    let h = family
+        .bytes()
+        .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+    PALETTE[h % PALETTE.len()]
+}
+
+/// The legend label of a fault family.
+pub fn family_label(family: &str) -> String {
+    faultline_nemesis::registry::plot_for_f(&format!("start-{family}"))
+        .map(|m| m.label.to_string())
+        .unwrap_or_else(|| family.to_string())
 }
 
 pub fn css_color(c: RGBColor) -> String {
@@ -119,7 +122,7 @@ pub fn latency_scatter(
             let mut n = 0usize;
             let pts = ops.iter().filter(|o| o.outcome == outcome).filter(|_| {
                 n += 1;
-                outcome != Outcome::Ok || n % stride == 0
+                outcome != Outcome::Ok || n.is_multiple_of(stride)
             });
             chart
                 .draw_series(pts.map(|o| {

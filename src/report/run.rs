@@ -116,20 +116,19 @@ impl RunData {
                 }
             }
         }
-        let ticks = find_key(&self.test, "election_ticks_min")?.as_f64()?;
-        let tick = find_key(&self.test, "tick_ms")?.as_f64()?;
-        Some(ticks * tick)
+        // No override: the nodes ran this binary's default (the controller deploys itself).
+        serde_json::from_value::<faultline_node::config::Config>(serde_json::json!({"id": "n1"}))
+            .ok()
+            .map(|c| c.election_timeout_ms_min as f64)
     }
 
     /// Wall-clock start of the run in ns since the Unix epoch, if recorded.
     pub fn start_unix_ns(&self) -> Option<i128> {
         for key in ["started", "start_time", "started_at", "start"] {
-            if let Some(v) = find_key(&self.test, key) {
-                if let Some(s) = v.as_str()
-                    && let Some(ns) = parse_rfc3339_ns(s)
-                {
-                    return Some(ns);
-                }
+            if let Some(s) = find_key(&self.test, key).and_then(Value::as_str)
+                && let Some(ns) = parse_rfc3339_ns(s)
+            {
+                return Some(ns);
             }
         }
         if let Some(ms) = find_key(&self.test, "start_unix_ms").and_then(Value::as_i64) {
