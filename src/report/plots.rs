@@ -225,13 +225,21 @@ pub fn throughput(
     end_ns: u64,
 ) -> Result<String, String> {
     let end_s = (end_ns as f64 / 1e9).max(1.0);
-    let y_max = buckets
+    // A burst (the final reads after the load, a backlog draining) would flatten the rest
+    // of the plot: the scale stops at twice the 95th-percentile bucket and taller buckets
+    // are drawn at the top edge.
+    let mut peaks: Vec<u64> = buckets
         .iter()
         .map(|b| b.ok.max(b.fail).max(b.info))
-        .max()
+        .collect();
+    peaks.sort_unstable();
+    let top = peaks.last().copied().unwrap_or(1).max(1) as f64;
+    let p95 = peaks
+        .get(peaks.len() * 95 / 100)
+        .copied()
         .unwrap_or(1)
-        .max(1) as f64
-        * 1.15;
+        .max(1) as f64;
+    let y_max = top.min(p95 * 2.0) * 1.15;
     render(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption("Throughput (completions per second)", ("sans-serif", 16))
@@ -257,7 +265,9 @@ pub fn throughput(
         for (outcome, pick) in series {
             let color = outcome_color(outcome);
             // Plotted at the bucket's middle; the last bucket is usually partial.
-            let pts = buckets.iter().map(|b| (b.t_s as f64 + 0.5, pick(b) as f64));
+            let pts = buckets
+                .iter()
+                .map(|b| (b.t_s as f64 + 0.5, (pick(b) as f64).min(y_max)));
             chart
                 .draw_series(LineSeries::new(pts, color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
