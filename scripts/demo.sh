@@ -16,5 +16,10 @@ INV="$("$FL" cluster up --nodes 5 --name "$NAME" | tail -n1)"
 echo "inventory: $INV"
 "$FL" cluster status --name "$NAME"
 
-# The job.
-"$FL" exec -i "$NAME" -- hostname
+# The job: a 25-second linearizability test of the Raft store under network partitions.
+# The exit code is the verdict (0 valid, 1 invalid, 2 unknown, 3 harness error).
+status=0
+"$FL" test -i "$NAME" --db raft --workload register --nemesis partition \
+    --nemesis-interval 5 --time-limit 25 --concurrency 10 --rate 200 || status=$?
+echo "faultline test exited $status; the run is in store/latest/ (report.html, history.jsonl, results.json)"
+exit "$status"

@@ -9,12 +9,15 @@ mod exit;
 mod check;
 mod cluster;
 mod control;
+mod deploy;
 mod exec;
 mod inventory;
 mod nemesis_cmd;
 mod node_cmd;
 mod report;
 mod report_cmd;
+mod runner;
+mod store;
 mod test_cmd;
 
 use std::process::ExitCode;

@@ -335,7 +335,12 @@ async fn lifecycle(
         }};
     }
 
-    let nemesis_cluster = crate::runner::nodedb::nemesis_cluster(&control, layout, &cfg.node_opts);
+    let db: Arc<dyn Db> = Arc::new(nodedb::NodeDb::new(
+        inventory,
+        layout,
+        Duration::from_millis(cfg.op_timeout_ms),
+    ));
+    let nemesis_cluster = nodedb::nemesis_cluster(&control, layout, &cfg.node_opts, db.clone());
     step!("heal-previous", async {
         let report = faultline_nemesis::heal(&*nemesis_cluster, false).await;
         for e in &report.errors {
@@ -362,11 +367,6 @@ async fn lifecycle(
     step!("install", deploy::install(&control, layout));
     step!("configure", deploy::configure(&control, layout, cfg.db()));
     step!("start-nodes", deploy::start(&control, layout, &cfg.node_opts));
-    let db: Arc<dyn Db> = Arc::new(nodedb::NodeDb::new(
-        inventory,
-        layout,
-        Duration::from_millis(cfg.op_timeout_ms),
-    ));
     step!("wait-ready", nodedb::wait_ready(&*db, Duration::from_secs(30)));
     if rec.reset_epoch().await {
         let path = run.file(store::TEST_FILE);

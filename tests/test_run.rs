@@ -1,0 +1,313 @@
+//! `faultline test` end to end on local namespace clusters: deploy, run, check, store.
+//! Each test makes its own cluster under a unique name and always removes it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_faultline");
+
+/// A local cluster and a private store, both removed on drop.
+struct Env {
+    name: String,
+    store: PathBuf,
+}
+
+impl Env {
+    fn new(tag: &str, nodes: usize) -> Env {
+        let name = format!("t{tag}{}", std::process::id() % 100_000);
+        let store = std::env::temp_dir().join(format!("fl-{name}-store"));
+        let _ = std::fs::remove_dir_all(&store);
+        let out = Command::new(BIN)
+            .args(["cluster", "up", "--nodes", &nodes.to_string(), "--name", &name])
+            .output()
+            .unwrap();
+        let env = Env { name, store };
+        assert!(
+            out.status.success(),
+            "cluster up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env
+    }
+
+    fn test_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["test", "-i", &self.name, "--store"])
+            .arg(&self.store)
+            .args(args);
+        c
+    }
+
+    fn test(&self, args: &[&str]) -> Output {
+        let out = self.test_cmd(args).output().unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn latest(&self) -> PathBuf {
+        std::fs::canonicalize(self.store.join("latest")).expect("store/latest exists")
+    }
+
+    fn exec(&self, cmd: &str) -> Output {
+        Command::new(BIN)
+            .args(["exec", "-i", &self.name, "--", cmd])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["cluster", "down", "--name", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn history(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn count(h: &[Value], kind: &str) -> usize {
+    h.iter()
+        .filter(|e| e["process"].is_u64() && e["type"] == kind)
+        .count()
+}
+
+#[test]
+fn test_cluster_register_without_faults_is_valid_and_final_reads_agree() {
+    let env = Env::new("v", 5);
+    let out = env.test(&[
+        "--workload",
+        "register",
+        "--nemesis",
+        "none",
+        "--time-limit",
+        "15",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let dir = env.latest();
+    let results = json(&dir.join("results.json"));
+    assert_eq!(results["valid"], true);
+    let h = history(&dir);
+    let oks = count(&h, "ok");
+    assert!(oks > 1500, "only {oks} ok ops");
+    assert_eq!(count(&h, "info"), 0, "an info op without faults");
+    assert!(h.iter().any(|e| e["process"] == "monitor"));
+    // Final reads: every touched key was read on every node, and all agree.
+    let fr = &results["stats"]["final-reads"];
+    assert_eq!(fr["nodes"], 5);
+    assert!(fr["keys"].as_u64().unwrap() > 10);
+    assert_eq!(fr["disagreements"], 0, "{fr}");
+    // The store holds what the run needs to be re-checked and reported.
+    let test = json(&dir.join("test.json"));
+    assert_eq!(test["seed"], 7);
+    assert_ne!(test["git-commit"], "");
+    assert!(test["inventory-digest"].as_str().unwrap().starts_with("sha256:"));
+    for n in 1..=5 {
+        assert!(
+            dir.join(format!("nodes/n{n}")).read_dir().unwrap().count() > 0,
+            "no logs of n{n}"
+        );
+    }
+    assert!(dir.join("faultline.log").metadata().unwrap().len() > 0);
+    // Nodes were stopped.
+    let o = env.exec("test ! -e /var/lib/faultline/node/node.pid");
+    assert!(
+        o.status.success(),
+        "a node is still running: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn test_cluster_register_catches_unsafe_local_reads_under_leader_partition() {
+    let env = Env::new("u", 5);
+    let out = env.test(&[
+        "--workload",
+        "register",
+        "--nemesis",
+        "partition",
+        "--nemesis-shapes",
+        "leader",
+        "--nemesis-interval",
+        "3",
+        "--node-opt",
+        "unsafe_local_reads=true",
+        "--time-limit",
+        "15",
+        "--seed",
+        "11",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "the planted bug went unnoticed");
+    let dir = env.latest();
+    let results = json(&dir.join("results.json"));
+    assert_eq!(results["valid"], false);
+    let h = history(&dir);
+    assert!(
+        h.iter()
+            .any(|e| e["process"] == "nemesis" && e["f"] == "start-partition")
+    );
+    // Healed: no faultline rule is left dropping traffic.
+    let o = env.exec("iptables -S | grep -c -- '-j DROP' || true");
+    let rules: u32 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim().parse::<u32>().unwrap_or(0))
+        .sum();
+    assert_eq!(rules, 0, "partition rules left behind");
+}
+
+#[test]
+fn test_cluster_same_seed_same_ops_and_nemesis_schedule() {
+    let env = Env::new("s", 3);
+    let args = [
+        "--workload",
+        "register",
+        "--nemesis",
+        "partition",
+        "--nemesis-interval",
+        "1.5",
+        "--time-limit",
+        "8",
+        "--recovery-time",
+        "1",
+        "--seed",
+        "1234",
+        "--rate",
+        "100",
+    ];
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let out = env.test(&args);
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(2)),
+            "run failed: {:?}",
+            out.status
+        );
+        runs.push(history(&env.latest()));
+    }
+    // Each fault's kind, shape and the nodes it cut off (journal ids carry wall time).
+    let nemesis = |h: &[Value]| -> Vec<(Value, Value, Value)> {
+        h.iter()
+            .filter(|e| e["process"] == "nemesis" && e["f"] == "start-partition")
+            .map(|e| (e["type"].clone(), e["value"]["shape"].clone(), e["node"].clone()))
+            .collect()
+    };
+    let (a, b) = (nemesis(&runs[0]), nemesis(&runs[1]));
+    assert!(a.len() >= 2, "too few faults to compare: {a:?}");
+    let n = a.len().min(b.len());
+    assert_eq!(a[..n], b[..n]);
+    // Worker 0's first ops (before any info could renumber it) are the same.
+    let ops = |h: &[Value]| -> Vec<(Value, Value, Value)> {
+        h.iter()
+            .filter(|e| e["process"] == 0 && e["type"] == "invoke")
+            .map(|e| (e["f"].clone(), e["key"].clone(), e["value"].clone()))
+            .collect()
+    };
+    let (x, y) = (ops(&runs[0]), ops(&runs[1]));
+    let n = x.len().min(y.len());
+    assert!(n > 30, "worker 0 did only {n} ops");
+    assert_eq!(x[..n], y[..n]);
+}
+
+#[test]
+fn test_cluster_sigint_heals_stops_nodes_and_keeps_the_history() {
+    let env = Env::new("i", 3);
+    let child = env
+        .test_cmd(&[
+            "--workload",
+            "set",
+            "--nemesis",
+            "partition",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until clients are running, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the run never started its clients");
+        let started = std::fs::canonicalize(env.store.join("latest"))
+            .ok()
+            .and_then(|d| std::fs::read_to_string(d.join("history.jsonl")).ok())
+            .is_some_and(|h| h.lines().filter(|l| l.contains("\"add\"")).count() > 200);
+        if started {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling the child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?} to stop",
+        t.elapsed()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(2) | Some(3)),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("history and partial results are kept"),
+        "{stdout}"
+    );
+    let dir = env.latest();
+    let results = json(&dir.join("results.json"));
+    assert_eq!(results["interrupted"], true);
+    assert_ne!(results["valid"], true);
+    assert!(count(&history(&dir), "ok") > 200);
+    let o = env.exec("test ! -e /var/lib/faultline/node/node.pid");
+    assert!(o.status.success(), "a node is still running");
+    let o = env.exec("iptables -S | grep -c -- '-j DROP' || true");
+    let rules: u32 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim().parse::<u32>().unwrap_or(0))
+        .sum();
+    assert_eq!(rules, 0, "partition rules left behind");
+}
+
+#[test]
+fn test_bad_flags_are_usage_errors() {
+    for args in [
+        vec!["test", "-i", "nowhere", "--db", "mysql"],
+        vec!["test", "-i", "nowhere", "--workload", "queue"],
+        vec!["test", "-i", "nowhere", "--nemesis", "meteor"],
+        vec!["test", "-i", "nowhere", "--rate", "0"],
+        vec!["test", "-i", "nowhere", "--node-opt", "novalue"],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty());
+    }
+}
