@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::history::{Event, EventType};
 use crate::registry::{CheckResult, Checker, Validity};
-pub use model::{CasRegister, Certainty, Kv, Model};
+pub use model::{CasRegister, Certainty, Kv, Model, Plain};
 use search::{Interned, Limits, NONE, Ops, Outcome};
 
 /// The models `check` knows by name.
@@ -203,6 +203,8 @@ impl Prepasses for CasRegister {
 
 impl Prepasses for Kv {}
 
+impl<M: Model> Prepasses for model::Plain<M> {}
+
 /// Checks a history against the named model.
 pub fn check(history: &[Event], model: ModelKind, budget: &Budget) -> Result<LinReport, HistoryError> {
     match model {
@@ -255,8 +257,12 @@ struct KeyWork<O> {
     ops: Vec<PreOp<O>>,
 }
 
+/// Configurations each key may explore in the first round over several keys.
+const PROBE_CONFIGS: u64 = 20_000;
+
 struct KeyResult {
     valid: Validity,
+    probe_exhausted: bool,
     configs: u64,
     searched: bool,
     peak_bytes: usize,
@@ -292,35 +298,70 @@ pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) 
     let deadline = budget.time_limit.map(|t| start + t);
     let memory_used = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
-    let limits = Limits { deadline, memory_bytes_max: budget.memory_limit_bytes, memory_used: &memory_used, cancel: &cancel };
-    let next = AtomicUsize::new(0);
+    let limits = Limits {
+        deadline,
+        memory_bytes_max: budget.memory_limit_bytes,
+        memory_used: &memory_used,
+        cancel: &cancel,
+        configs_max: u64::MAX,
+    };
     let slots: Vec<Mutex<Option<KeyResult>>> = work.iter().map(|_| Mutex::new(None)).collect();
-    let work = Mutex::new(work.into_iter().map(Some).collect::<Vec<_>>());
     let threads = budget.threads.clamp(1, keys.max(1));
 
-    let worker = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= slots.len() || cancel.load(Ordering::Relaxed) {
-                return;
+    // Runs `check` on the keys in `order` on the worker threads until a violation.
+    let run = |order: &[usize], check: &(dyn Fn(usize) -> Option<KeyResult> + Sync)| {
+        let next = AtomicUsize::new(0);
+        let worker = || {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= order.len() || cancel.load(Ordering::Relaxed) {
+                    return;
+                }
+                let i = order[k];
+                if let Some(r) = check(i) {
+                    if r.valid == Validity::Invalid {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    *slots[i].lock().unwrap() = Some(r);
+                }
             }
-            let w = work.lock().unwrap()[i].take().expect("each key is taken once");
-            let r = check_key(model, history, w, &limits);
-            if r.valid == Validity::Invalid {
-                cancel.store(true, Ordering::Relaxed);
-            }
-            *slots[i].lock().unwrap() = Some(r);
+        };
+        if threads == 1 || order.len() == 1 {
+            worker();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(worker);
+                }
+            });
         }
     };
-    if threads == 1 {
-        worker();
-    } else {
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(worker);
+
+    // Several keys: probe each briefly, smallest first, so that a violation in an easy key
+    // is found before the budget goes to a hard one (Porcupine gets the same effect by
+    // running every partition at once).
+    let mut retry = vec![true; work.len()];
+    if work.len() > 1 {
+        let probe_limits = Limits { configs_max: PROBE_CONFIGS, ..limits };
+        let smallest_first: Vec<usize> = (0..work.len()).rev().collect();
+        let retry_cell: Vec<AtomicBool> = (0..work.len()).map(|_| AtomicBool::new(false)).collect();
+        run(&smallest_first, &|i| {
+            let r = check_key(model, history, work[i].key.clone(), work[i].ops.clone(), &probe_limits);
+            if r.probe_exhausted {
+                retry_cell[i].store(true, Ordering::Relaxed);
+                None
+            } else {
+                Some(r)
             }
         });
+        retry = retry_cell.iter().map(|b| b.load(Ordering::Relaxed)).collect();
     }
+    let work: Vec<Mutex<Option<KeyWork<M::Op>>>> = work.into_iter().map(|w| Mutex::new(Some(w))).collect();
+    let largest_first: Vec<usize> = (0..work.len()).filter(|&i| retry[i]).collect();
+    run(&largest_first, &|i| {
+        let w = work[i].lock().unwrap().take().expect("each key is checked once");
+        Some(check_key(model, history, w.key, w.ops, &limits))
+    });
 
     let mut report = LinReport {
         valid: Validity::Valid,
@@ -359,9 +400,10 @@ pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) 
 /// How long a pre-pass violation may search for a fuller counterexample.
 const EXPLAIN_TIME_MAX: Duration = Duration::from_secs(2);
 
-fn check_key<M: Prepasses>(model: &M, history: &[Event], mut w: KeyWork<M::Op>, limits: &Limits<'_>) -> KeyResult {
-    let pre = model.prepass(&mut w.ops);
-    let mut result = KeyResult { valid: Validity::Valid, configs: 0, searched: false, peak_bytes: 0, unknown_reason: None, counterexample: None };
+fn check_key<M: Prepasses>(model: &M, history: &[Event], key: Option<String>, mut ops: Vec<PreOp<M::Op>>, limits: &Limits<'_>) -> KeyResult {
+    let w: KeyWork<M::Op> = KeyWork { key, ops: Vec::new() };
+    let pre = model.prepass(&mut ops);
+    let mut result = KeyResult { valid: Validity::Valid, probe_exhausted: false, configs: 0, searched: false, peak_bytes: 0, unknown_reason: None, counterexample: None };
     let pre_violation = match pre {
         Prepass::Valid => return result,
         Prepass::Search => None,
@@ -370,13 +412,13 @@ fn check_key<M: Prepasses>(model: &M, history: &[Event], mut w: KeyWork<M::Op>, 
     result.searched = true;
 
     // Sort by call time and lay out structure-of-arrays for the search.
-    let mut order: Vec<usize> = (0..w.ops.len()).collect();
-    order.sort_by_key(|&i| w.ops[i].call);
-    let mut rank = vec![0usize; w.ops.len()];
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_key(|&i| ops[i].call);
+    let mut rank = vec![0usize; ops.len()];
     for (r, &i) in order.iter().enumerate() {
         rank[i] = r;
     }
-    let pre: Vec<PreOp<M::Op>> = order.iter().map(|&i| w.ops[i].clone()).collect();
+    let pre: Vec<PreOp<M::Op>> = order.iter().map(|&i| ops[i].clone()).collect();
     let pre_violation = pre_violation.map(|(op, reason, related)| (rank[op], reason, related.into_iter().map(|j| rank[j]).collect::<Vec<_>>()));
     let mut prev_same = vec![NONE; pre.len()];
     let mut last_same: HashMap<String, u32> = HashMap::new();
@@ -472,6 +514,7 @@ fn check_key<M: Prepasses>(model: &M, history: &[Event], mut w: KeyWork<M::Op>, 
         }
         (Outcome::Unknown(why), None) => {
             result.valid = Validity::Unknown;
+            result.probe_exhausted = stats.configs >= limits.configs_max;
             let key = w.key.as_deref().map_or("the register".to_string(), |k| format!("key {k:?}"));
             result.unknown_reason = Some(format!("{key} ({} ops): {why}", pre.len()));
         }

@@ -17,6 +17,17 @@ pub enum Certainty {
     Optional,
 }
 
+/// What an operation does to the state, as far as the search may rely on it for pruning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect<S> {
+    /// Never changes the state (a read).
+    Keeps,
+    /// Leaves exactly this state whenever it is possible (a write, a cas).
+    Sets(S),
+    /// Depends on the state (an append), or the model does not say.
+    Unknown,
+}
+
 /// The sequential object every key of a history is checked against.
 pub trait Model: Sync {
     type State: Clone + Eq + Hash + Send;
@@ -31,6 +42,15 @@ pub trait Model: Sync {
     /// The state after `op`, or `None` when `op` is impossible in `state`.
     fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
     fn state_json(&self, state: &Self::State) -> Value;
+    /// The one state in which `op` is possible, if there is exactly one. With
+    /// [`Model::effect`] this lets the search refuse to leave a state that a pending
+    /// operation still needs and nothing can recreate.
+    fn needs(&self, _op: &Self::Op) -> Option<Self::State> {
+        None
+    }
+    fn effect(&self, _op: &Self::Op) -> Effect<Self::State> {
+        Effect::Unknown
+    }
 }
 
 /// A register per key holding any JSON value, initially `null`: read, write, cas.
@@ -117,7 +137,22 @@ impl Model for CasRegister {
     fn state_json(&self, state: &RegValue) -> Value {
         match state {
             None => Value::Null,
+            Some(s) if &**s == super::register::UNOBSERVED => Value::String("<a value nothing reads>".into()),
             Some(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())),
+        }
+    }
+
+    fn needs(&self, op: &RegOp) -> Option<RegValue> {
+        match op {
+            RegOp::Read(v) | RegOp::Cas(v, _) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn effect(&self, op: &RegOp) -> Effect<RegValue> {
+        match op {
+            RegOp::Read(_) | RegOp::CasMismatch(_) => Effect::Keeps,
+            RegOp::Write(v) | RegOp::Cas(_, v) => Effect::Sets(v.clone()),
         }
     }
 }
@@ -182,5 +217,52 @@ impl Model for Kv {
 
     fn state_json(&self, state: &String) -> Value {
         Value::String(state.clone())
+    }
+
+    fn needs(&self, op: &KvOp) -> Option<String> {
+        match op {
+            KvOp::Get(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn effect(&self, op: &KvOp) -> Effect<String> {
+        match op {
+            KvOp::Get(_) => Effect::Keeps,
+            KvOp::Put(v) => Effect::Sets(v.clone()),
+            KvOp::Append(_) => Effect::Unknown,
+        }
+    }
+}
+
+/// A model with its pre-passes turned off, so tests can hold the search alone against
+/// the full checker.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain<M>(pub M);
+
+impl<M: Model> Model for Plain<M> {
+    type State = M::State;
+    type Op = M::Op;
+
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn init(&self) -> M::State {
+        self.0.init()
+    }
+    fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(M::Op, Certainty)>, String> {
+        self.0.op(invoke, completion)
+    }
+    fn step(&self, state: &M::State, op: &M::Op) -> Option<M::State> {
+        self.0.step(state, op)
+    }
+    fn state_json(&self, state: &M::State) -> Value {
+        self.0.state_json(state)
+    }
+    fn needs(&self, op: &M::Op) -> Option<M::State> {
+        self.0.needs(op)
+    }
+    fn effect(&self, op: &M::Op) -> Effect<M::State> {
+        self.0.effect(op)
     }
 }

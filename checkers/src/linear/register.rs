@@ -102,7 +102,42 @@ pub(super) fn prepass(ops: &mut Vec<PreOp<RegOp>>) -> Prepass {
         !drop[k - 1]
     });
 
-    zones(ops)
+    match zones(ops) {
+        Prepass::Search => {
+            merge_unobserved(ops);
+            Prepass::Search
+        }
+        decided => decided,
+    }
+}
+
+/// Stands for every value that nothing reads, compares against or cas-es from. Not JSON
+/// text, so it cannot equal a real value.
+pub(super) const UNOBSERVED: &str = "#unobserved";
+
+/// Values nothing observes are interchangeable: from any of them reads and cas fail and
+/// every mismatch succeeds. Writing them all as one value merges states and makes the
+/// crashed writes of such values identical, which the search then orders instead of
+/// trying every subset.
+fn merge_unobserved(ops: &mut [PreOp<RegOp>]) {
+    let mut observed: std::collections::HashSet<RegValue> = std::collections::HashSet::new();
+    for o in ops.iter() {
+        match &o.op {
+            RegOp::Read(v) | RegOp::Cas(v, _) | RegOp::CasMismatch(v) => {
+                observed.insert(v.clone());
+            }
+            RegOp::Write(_) => {}
+        }
+    }
+    let merged: RegValue = Some(UNOBSERVED.into());
+    for o in ops.iter_mut() {
+        if let RegOp::Write(v) | RegOp::Cas(_, v) = &mut o.op
+            && v.is_some()
+            && !observed.contains(v)
+        {
+            *v = merged.clone();
+        }
+    }
 }
 
 /// Gibbons–Korach on reads and unique-valued writes; `Search` when the history has

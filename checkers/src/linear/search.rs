@@ -24,7 +24,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use super::model::Model;
+use super::model::{Effect, Model};
 
 pub(super) const NONE: u32 = u32::MAX;
 
@@ -57,7 +57,7 @@ pub(super) type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 /// States interned to `u32`, with every transition computed once.
 pub(super) struct Interned<'m, M: Model> {
-    model: &'m M,
+    pub model: &'m M,
     pub ops: Vec<M::Op>,
     pub states: Vec<M::State>,
     ids: HashMap<M::State, u32>,
@@ -71,7 +71,7 @@ impl<'m, M: Model> Interned<'m, M> {
         s
     }
 
-    fn intern(&mut self, st: M::State) -> u32 {
+    pub fn intern(&mut self, st: M::State) -> u32 {
         if let Some(&id) = self.ids.get(&st) {
             return id;
         }
@@ -201,6 +201,9 @@ pub(super) struct Limits<'a> {
     pub memory_bytes_max: usize,
     pub memory_used: &'a AtomicUsize,
     pub cancel: &'a AtomicBool,
+    /// Give up (as `Unknown`) after this many configurations: used to probe every key
+    /// briefly before spending the budget on any one.
+    pub configs_max: u64,
 }
 
 /// The deepest dead end reached: the longest partial linearization and what blocked it.
@@ -241,11 +244,181 @@ pub(super) struct SearchStats {
 const TAIL_MAX: usize = 32;
 /// Budget checks happen once per this many loop iterations.
 const CHECK_EVERY: u64 = 4096;
+/// Marks a stack entry linearized without branching (see `search`).
+const FORCED: u32 = 1 << 31;
+
+/// Which state each op needs and sets, and how many pending ops still need or can set
+/// each state. A state that pending required ops need and no pending op can set again
+/// must not be left.
+struct Pins {
+    needs: Vec<u32>,
+    sets: Vec<u32>,
+    /// Pending required ops needing each state.
+    need_left: Vec<u32>,
+    /// Pending ops (required or not) that can set each state.
+    set_left: Vec<u32>,
+}
+
+impl Pins {
+    fn build<M: Model>(ops: &Ops, st: &mut Interned<'_, M>) -> Option<Pins> {
+        let n = ops.call.len();
+        let mut needs = vec![NONE; n];
+        let mut sets = vec![NONE; n];
+        for i in 0..n {
+            let op = st.ops[i].clone();
+            match st.model.effect(&op) {
+                Effect::Unknown => return None,
+                Effect::Keeps => {}
+                Effect::Sets(s) => sets[i] = st.intern(s),
+            }
+            if let Some(s) = st.model.needs(&op) {
+                needs[i] = st.intern(s);
+            }
+        }
+        let mut need_left = vec![0u32; st.states.len()];
+        let mut set_left = vec![0u32; st.states.len()];
+        for i in 0..n {
+            if needs[i] != NONE && !ops.optional[i] {
+                need_left[needs[i] as usize] += 1;
+            }
+            if sets[i] != NONE {
+                set_left[sets[i] as usize] += 1;
+            }
+        }
+        Some(Pins { needs, sets, need_left, set_left })
+    }
+
+    /// May `op` move the state from `from` to another state?
+    #[inline]
+    fn may_leave(&self, from: u32, op: usize, required: bool) -> bool {
+        let f = from as usize;
+        if f >= self.need_left.len() {
+            return true;
+        }
+        let own = u32::from(required && self.needs[op] == from);
+        self.need_left[f] - own == 0 || self.set_left[f] > 0
+    }
+
+    #[inline]
+    fn take(&mut self, op: usize, required: bool) {
+        if required && self.needs[op] != NONE {
+            self.need_left[self.needs[op] as usize] -= 1;
+        }
+        if self.sets[op] != NONE {
+            self.set_left[self.sets[op] as usize] -= 1;
+        }
+    }
+
+    #[inline]
+    fn untake(&mut self, op: usize, required: bool) {
+        if required && self.needs[op] != NONE {
+            self.need_left[self.needs[op] as usize] += 1;
+        }
+        if self.sets[op] != NONE {
+            self.set_left[self.sets[op] as usize] += 1;
+        }
+    }
+}
+
+/// The mutable position of the search: linearized set, state and list.
+struct Walk<'o> {
+    ops: &'o Ops,
+    n: u32,
+    bits: Vec<u64>,
+    f: u32,
+    /// One past the highest linearized op (0: none).
+    top: u32,
+    state: u32,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// (op | FORCED, state before, f before, top before)
+    stack: Vec<(u32, u32, u32, u32)>,
+    required_left: usize,
+    pins: Option<Pins>,
+}
+
+impl Walk<'_> {
+    #[inline]
+    fn linearized(&self, op: u32) -> bool {
+        self.bits[(op >> 6) as usize] & (1 << (op & 63)) != 0
+    }
+
+    /// Tries to linearize `op` next, leading to state `ns`: true when that configuration
+    /// is new (and is now the current one).
+    #[inline]
+    fn try_push(&mut self, op: u32, ns: u32, forced: bool, cache: &mut ConfigCache) -> bool {
+        let i = op as usize;
+        let (old_f, old_top) = (self.f, self.top);
+        self.bits[i >> 6] |= 1 << (op & 63);
+        if op == self.f {
+            self.f = advance(&self.bits, self.f, self.n);
+        }
+        self.top = self.top.max(op + 1);
+        let fw = (self.f >> 6) as usize;
+        let tw = (((self.top - 1) >> 6) as usize).max(fw);
+        if cache.insert(ns, self.f, &self.bits[fw..=tw]) {
+            self.stack.push((op | if forced { FORCED } else { 0 }, self.state, old_f, old_top));
+            let c = 2 * i;
+            unlink(c, &mut self.next, &mut self.prev);
+            let required = !self.ops.optional[i];
+            if required {
+                unlink(c + 1, &mut self.next, &mut self.prev);
+                self.required_left -= 1;
+            }
+            if let Some(p) = &mut self.pins {
+                p.take(i, required);
+            }
+            self.state = ns;
+            true
+        } else {
+            self.bits[i >> 6] &= !(1 << (op & 63));
+            self.f = old_f;
+            self.top = old_top;
+            false
+        }
+    }
+
+    /// Pops until an op that was a choice, and returns the entry after its call where the
+    /// walk resumes; `None` when nothing is left to try.
+    fn backtrack(&mut self) -> Option<u32> {
+        while let Some((tagged, prev_state, old_f, old_top)) = self.stack.pop() {
+            let op = tagged & !FORCED;
+            let i = op as usize;
+            self.bits[i >> 6] &= !(1 << (op & 63));
+            self.f = old_f;
+            self.top = old_top;
+            self.state = prev_state;
+            let c = 2 * i;
+            let required = !self.ops.optional[i];
+            if required {
+                relink(c + 1, &mut self.next, &mut self.prev);
+                self.required_left += 1;
+            }
+            relink(c, &mut self.next, &mut self.prev);
+            if let Some(p) = &mut self.pins {
+                p.untake(i, required);
+            }
+            if tagged & FORCED == 0 {
+                return Some(self.next[c]);
+            }
+            // A forced op failing means its parent configuration fails too.
+        }
+        None
+    }
+
+    /// May `op` be tried now? Equal optional ops go in call order.
+    #[inline]
+    fn allowed(&self, op: u32) -> bool {
+        let i = op as usize;
+        let p = self.ops.prev_same[i];
+        !(self.ops.optional[i] && p != NONE && !self.linearized(p))
+    }
+}
 
 pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Limits<'_>) -> (Outcome, SearchStats) {
     let n = ops.call.len();
-    assert!(n < (NONE as usize) / 2, "too many operations for one key");
-    let mut required_left = ops.optional.iter().filter(|o| !**o).count();
+    assert!(n < (FORCED as usize) / 2, "too many operations for one key");
+    let required_left = ops.optional.iter().filter(|o| !**o).count();
     let mut stats = SearchStats { configs: 0, peak_bytes: 0 };
     if required_left == 0 {
         return (Outcome::Valid, stats);
@@ -271,23 +444,32 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
     }
     drop(order);
 
-    let mut bits = vec![0u64; n / 64 + 2];
-    let mut f: u32 = 0;
-    // One past the highest linearized op (0: none).
-    let mut top: u32 = 0;
-    let mut state: u32 = 0;
-    // (op, state before, f before, top before)
-    let mut stack: Vec<(u32, u32, u32, u32)> = Vec::with_capacity(n.min(1 << 20));
+    let pins = Pins::build(ops, st);
+    let keeps: Vec<bool> = st.ops.iter().map(|op| st.model.effect(op) == Effect::Keeps).collect();
+    let mut w = Walk {
+        ops,
+        n: n as u32,
+        bits: vec![0u64; n / 64 + 2],
+        f: 0,
+        top: 0,
+        state: 0,
+        next,
+        prev,
+        stack: Vec::with_capacity(n.min(1 << 20)),
+        required_left,
+        pins,
+    };
     let mut cache = ConfigCache::new();
     let mut deepest: Option<Deepest> = None;
-    let mut entry = next[head as usize];
+    let mut entry = NONE;
+    let mut fresh = true;
     let mut iterations: u64 = 0;
     let mut charged: usize = 0;
 
-    let outcome = loop {
+    let outcome = 'search: loop {
         iterations += 1;
         if iterations % CHECK_EVERY == 0 {
-            let bytes = cache.bytes() + st.approx_bytes() + stack.capacity() * 16 + (next.len() + prev.len()) * 4;
+            let bytes = cache.bytes() + st.approx_bytes() + w.stack.capacity() * 16 + (w.next.len() + w.prev.len()) * 4;
             stats.peak_bytes = stats.peak_bytes.max(bytes);
             if bytes > charged {
                 limits.memory_used.fetch_add(bytes - charged, Ordering::Relaxed);
@@ -297,6 +479,9 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
             charged = bytes;
             if limits.cancel.load(Ordering::Relaxed) {
                 break Outcome::Unknown("cancelled: another key already failed".into());
+            }
+            if cache.len as u64 >= limits.configs_max {
+                break Outcome::Unknown(format!("probe limit of {} configurations reached", limits.configs_max));
             }
             if limits.memory_used.load(Ordering::Relaxed) > limits.memory_bytes_max {
                 break Outcome::Unknown(format!(
@@ -310,80 +495,98 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
             }
         }
 
-        if entry == NONE {
-            // Only optional calls were left and none fits: a dead end like a return.
-            match stack.pop() {
-                None => break Outcome::Invalid(snapshot(ops, &stack, state, f, &bits, top, NONE)),
-                Some(top_entry) => {
-                    entry = undo(top_entry, &mut bits, &mut f, &mut top, &mut state, &mut next, &mut prev, ops, &mut required_left);
-                    continue;
-                }
-            }
-        }
-
-        let op = entry >> 1;
-        if entry & 1 == 0 {
-            let i = op as usize;
-            if ops.optional[i] {
-                let p = ops.prev_same[i];
-                if p != NONE && bits[(p >> 6) as usize] & (1 << (p & 63)) == 0 {
-                    entry = next[entry as usize];
-                    continue;
-                }
-            }
-            if let Some(ns) = st.step(state, op) {
-                let (old_f, old_top) = (f, top);
-                bits[i >> 6] |= 1 << (op & 63);
-                if op == f {
-                    f = advance(&bits, f, n as u32);
-                }
-                top = top.max(op + 1);
-                let fw = (f >> 6) as usize;
-                let tw = if top == 0 { fw } else { (((top - 1) >> 6) as usize).max(fw) };
-                if cache.insert(ns, f, &bits[fw..=tw]) {
-                    stats.configs += 1;
-                    stack.push((op, state, old_f, old_top));
-                    lift(op, &mut next, &mut prev, ops.optional[i]);
-                    state = ns;
-                    if !ops.optional[i] {
-                        required_left -= 1;
-                        if required_left == 0 {
-                            break Outcome::Valid;
+        if fresh {
+            // Partial-order reduction: a pending op that never changes the state (a read)
+            // and is possible now can be linearized at once — any linearization placing
+            // it later stays valid with it moved here, since it is already called and
+            // nothing pending had to precede it — so it is taken without branching, and
+            // if that fails the configuration fails.
+            fresh = false;
+            let mut dead = false;
+            let mut e = w.next[head as usize];
+            while e != NONE && e & 1 == 0 {
+                let op = e >> 1;
+                if keeps[op as usize] && w.allowed(op) && st.step(w.state, op) == Some(w.state) {
+                    if w.try_push(op, w.state, true, &mut cache) {
+                        stats.configs += 1;
+                        if w.required_left == 0 {
+                            break 'search Outcome::Valid;
                         }
+                        fresh = true;
+                    } else {
+                        // Explored before, and failed: so does this configuration.
+                        dead = true;
                     }
-                    entry = next[head as usize];
-                } else {
-                    bits[i >> 6] &= !(1 << (op & 63));
-                    f = old_f;
-                    top = old_top;
-                    entry = next[entry as usize];
+                    break;
+                }
+                e = w.next[e as usize];
+            }
+            if fresh {
+                continue;
+            }
+            entry = if dead {
+                match w.backtrack() {
+                    Some(resume) => resume,
+                    None => break invalid(&w, &mut deepest, NONE),
                 }
             } else {
-                entry = next[entry as usize];
+                w.next[head as usize]
+            };
+            continue;
+        }
+
+        if entry == NONE {
+            // Only optional calls were left and none fits: a dead end like a return.
+            entry = match w.backtrack() {
+                Some(resume) => resume,
+                None => break invalid(&w, &mut deepest, NONE),
+            };
+            continue;
+        }
+        let op = entry >> 1;
+        if entry & 1 == 0 {
+            if !w.allowed(op) {
+                entry = w.next[entry as usize];
+                continue;
+            }
+            match st.step(w.state, op) {
+                Some(ns) => {
+                    let required = !ops.optional[op as usize];
+                    let pinned = ns != w.state && w.pins.as_ref().is_some_and(|p| !p.may_leave(w.state, op as usize, required));
+                    if !pinned && w.try_push(op, ns, false, &mut cache) {
+                        stats.configs += 1;
+                        if w.required_left == 0 {
+                            break Outcome::Valid;
+                        }
+                        fresh = true;
+                    } else {
+                        entry = w.next[entry as usize];
+                    }
+                }
+                None => entry = w.next[entry as usize],
             }
         } else {
             // A return entry: `op` had to be placed by now.
-            if deepest.as_ref().is_none_or(|d| stack.len() > d.depth) {
-                deepest = Some(snapshot(ops, &stack, state, f, &bits, top, op));
+            if deepest.as_ref().is_none_or(|d| w.stack.len() > d.depth) {
+                deepest = Some(snapshot(&w.stack, w.state, w.f, &w.bits, w.top, op));
             }
-            match stack.pop() {
-                None => break Outcome::Invalid(deepest.take().expect("a snapshot was just taken")),
-                Some(top_entry) => {
-                    entry = undo(top_entry, &mut bits, &mut f, &mut top, &mut state, &mut next, &mut prev, ops, &mut required_left);
-                }
-            }
+            entry = match w.backtrack() {
+                Some(resume) => resume,
+                None => break invalid(&w, &mut deepest, op),
+            };
         }
     };
     limits.memory_used.fetch_sub(charged, Ordering::Relaxed);
     stats.peak_bytes = stats.peak_bytes.max(cache.bytes() + st.approx_bytes());
-    let outcome = match outcome {
-        Outcome::Invalid(d) => Outcome::Invalid(match deepest {
-            Some(best) if best.depth >= d.depth => best,
-            _ => d,
-        }),
-        other => other,
-    };
     (outcome, stats)
+}
+
+fn invalid(w: &Walk<'_>, deepest: &mut Option<Deepest>, blocked: u32) -> Outcome {
+    let d = snapshot(&w.stack, w.state, w.f, &w.bits, w.top, blocked);
+    Outcome::Invalid(match deepest.take() {
+        Some(best) if best.depth >= d.depth => best,
+        _ => d,
+    })
 }
 
 #[inline]
@@ -399,15 +602,6 @@ fn advance(bits: &[u64], mut f: u32, n: u32) -> u32 {
         break;
     }
     f.min(n)
-}
-
-#[inline]
-fn lift(op: u32, next: &mut [u32], prev: &mut [u32], optional: bool) {
-    let c = (2 * op) as usize;
-    unlink(c, next, prev);
-    if !optional {
-        unlink(c + 1, next, prev);
-    }
 }
 
 #[inline]
@@ -428,41 +622,12 @@ fn relink(e: usize, next: &mut [u32], prev: &mut [u32]) {
     }
 }
 
-/// Pops one linearized op; returns the entry after its call, where the walk resumes.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn undo(
-    (op, prev_state, old_f, old_top): (u32, u32, u32, u32),
-    bits: &mut [u64],
-    f: &mut u32,
-    top: &mut u32,
-    state: &mut u32,
-    next: &mut [u32],
-    prev: &mut [u32],
-    ops: &Ops,
-    required_left: &mut usize,
-) -> u32 {
-    let i = op as usize;
-    bits[i >> 6] &= !(1 << (op & 63));
-    *f = old_f;
-    *top = old_top;
-    *state = prev_state;
-    let c = 2 * i;
-    if !ops.optional[i] {
-        relink(c + 1, next, prev);
-        *required_left += 1;
-    }
-    relink(c, next, prev);
-    next[c]
-}
-
-fn snapshot(ops: &Ops, stack: &[(u32, u32, u32, u32)], state: u32, f: u32, bits: &[u64], top: u32, blocked: u32) -> Deepest {
-    let _ = ops;
+fn snapshot(stack: &[(u32, u32, u32, u32)], state: u32, f: u32, bits: &[u64], top: u32, blocked: u32) -> Deepest {
     let from = stack.len().saturating_sub(TAIL_MAX);
     let tail = (from..stack.len())
         .map(|k| {
             let after = stack.get(k + 1).map_or(state, |e| e.1);
-            (stack[k].0, after)
+            (stack[k].0 & !FORCED, after)
         })
         .collect();
     let fw = (f >> 6) as usize;

@@ -185,8 +185,11 @@ pub fn plant_stale_read(history: &mut Vec<Event>, seed: u64) -> Option<usize> {
             "cas" => history[inv].value[1].clone(),
             _ => continue,
         };
-        if e.kind != EventType::Fail {
-            producers.push((e.key.clone(), produced, inv, pos, e.kind));
+        // An indeterminate op may take effect at any time after its invocation.
+        match e.kind {
+            EventType::Fail => {}
+            EventType::Info => producers.push((e.key.clone(), produced, inv, usize::MAX, e.kind)),
+            _ => producers.push((e.key.clone(), produced, inv, pos, e.kind)),
         }
     }
     // Never-completed producers also count: they may take effect at any time.
