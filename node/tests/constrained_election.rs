@@ -34,13 +34,7 @@ impl<R: Replica> Cluster<R> {
             .iter()
             .map(|&id| R::restore(ReplicaConfig::new(id, members.clone(), seed * 100 + id), None, vec![]).unwrap())
             .collect();
-        Cluster {
-            nodes,
-            cut: BTreeSet::new(),
-            in_flight: vec![],
-            applied: vec![vec![]; n as usize],
-            now: 0,
-        }
+        Cluster { nodes, cut: BTreeSet::new(), in_flight: vec![], applied: vec![vec![]; n as usize], now: 0 }
     }
 
     fn node(&mut self, id: NodeId) -> &mut R {
@@ -65,9 +59,7 @@ impl<R: Replica> Cluster<R> {
 
     fn full_mesh(&self) -> Vec<(NodeId, NodeId)> {
         let ids = self.ids();
-        ids.iter()
-            .flat_map(|&a| ids.iter().filter(move |&&b| b > a).map(move |&b| (a, b)))
-            .collect()
+        ids.iter().flat_map(|&a| ids.iter().filter(move |&&b| b > a).map(move |&b| (a, b))).collect()
     }
 
     fn tick(&mut self) {
@@ -85,19 +77,14 @@ impl<R: Replica> Cluster<R> {
                 let rd = self.nodes[i].ready();
                 assert!(rd.snapshot.is_none(), "no compaction in this scenario");
                 let from = i as u64 + 1;
-                self.in_flight
-                    .extend(rd.messages.into_iter().map(|(to, m)| (from, to, m)));
+                self.in_flight.extend(rd.messages.into_iter().map(|(to, m)| (from, to, m)));
                 self.applied[i].extend(rd.committed);
             }
         }
     }
 
     fn leader(&self) -> Option<NodeId> {
-        self.nodes
-            .iter()
-            .map(|n| n.status())
-            .find(|s| s.role == Role::Leader)
-            .map(|s| s.id)
+        self.nodes.iter().map(|n| n.status()).find(|s| s.role == Role::Leader).map(|s| s.id)
     }
 
     fn max_commit(&self) -> u64 {
@@ -142,35 +129,21 @@ fn constrained_election<R: Replica>(seed: u64, partition_ticks: u64) -> Outcome 
     }
     // C falls behind: cut off while the others commit.
     let stale = c.ids().into_iter().find(|&i| i != old).expect("five nodes");
-    let without_c: Vec<_> = mesh
-        .iter()
-        .copied()
-        .filter(|&(a, b)| a != stale && b != stale)
-        .collect();
+    let without_c: Vec<_> = mesh.iter().copied().filter(|&(a, b)| a != stale && b != stale).collect();
     c.set_links(&without_c);
     for i in 0..WRITES_BEFORE {
-        c.node(old)
-            .propose(vec![format!("before-{i}").into_bytes()])
-            .expect("the leader accepts writes");
+        c.node(old).propose(vec![format!("before-{i}").into_bytes()]).expect("the leader accepts writes");
         c.tick();
     }
     for _ in 0..20 {
         c.tick();
     }
     let committed_before = c.node(old).status().commit_index;
-    assert!(
-        c.commands(old).len() == WRITES_BEFORE,
-        "the majority committed the writes"
-    );
+    assert!(c.commands(old).len() == WRITES_BEFORE, "the majority committed the writes");
     assert!(c.node(stale).status().commit_index < committed_before, "C is stale");
 
     // The partition: the old leader is gone, the others reach only C.
-    let star: Vec<_> = c
-        .ids()
-        .into_iter()
-        .filter(|&i| i != old && i != stale)
-        .map(|i| (stale, i))
-        .collect();
+    let star: Vec<_> = c.ids().into_iter().filter(|&i| i != old && i != stale).map(|i| (stale, i)).collect();
     c.set_links(&star);
     let start = c.now;
     let mut leaders = BTreeSet::new();
@@ -209,26 +182,14 @@ fn multi_paxos_elects_the_only_quorum_connected_node_despite_its_stale_log() {
     let mut ticks = Vec::new();
     for seed in 1..=10 {
         let o = constrained_election::<Paxos>(seed, PARTITION_TICKS);
-        assert_eq!(
-            o.leaders_during_partition,
-            BTreeSet::from([o.stale]),
-            "seed {seed}: {o:?}"
-        );
-        assert!(
-            o.stale_has_history,
-            "seed {seed}: phase 1 must recover the writes C missed: {o:?}"
-        );
-        let t = o
-            .recovered_after_ticks
-            .unwrap_or_else(|| panic!("seed {seed}: no progress: {o:?}"));
+        assert_eq!(o.leaders_during_partition, BTreeSet::from([o.stale]), "seed {seed}: {o:?}");
+        assert!(o.stale_has_history, "seed {seed}: phase 1 must recover the writes C missed: {o:?}");
+        let t = o.recovered_after_ticks.unwrap_or_else(|| panic!("seed {seed}: no progress: {o:?}"));
         ticks.push(t);
     }
     ticks.sort_unstable();
     eprintln!("multi-paxos: ticks from partition to a new write applied on C, 10 seeds: {ticks:?}");
-    assert!(
-        ticks[ticks.len() - 1] < 200,
-        "recovery within a few election timeouts: {ticks:?}"
-    );
+    assert!(ticks[ticks.len() - 1] < 200, "recovery within a few election timeouts: {ticks:?}");
 }
 
 #[test]
@@ -237,10 +198,7 @@ fn raft_cannot_elect_the_only_quorum_connected_node_because_its_log_is_stale() {
         let o = constrained_election::<Raft>(seed, PARTITION_TICKS);
         assert!(o.leaders_during_partition.is_empty(), "seed {seed}: {o:?}");
         assert_eq!(o.recovered_after_ticks, None, "seed {seed}: {o:?}");
-        assert!(
-            !o.stale_has_history,
-            "seed {seed}: C cannot learn the writes without a leader: {o:?}"
-        );
+        assert!(!o.stale_has_history, "seed {seed}: C cannot learn the writes without a leader: {o:?}");
     }
 }
 
@@ -260,12 +218,7 @@ fn star_with_fresh_centre<R: Replica>(seed: u64) -> Option<u64> {
         c.tick();
     }
     let centre = c.ids().into_iter().find(|&i| i != old).expect("five nodes");
-    let star: Vec<_> = c
-        .ids()
-        .into_iter()
-        .filter(|&i| i != old && i != centre)
-        .map(|i| (centre, i))
-        .collect();
+    let star: Vec<_> = c.ids().into_iter().filter(|&i| i != old && i != centre).map(|i| (centre, i)).collect();
     c.set_links(&star);
     let start = c.now;
     while c.now - start < PARTITION_TICKS {

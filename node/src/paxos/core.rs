@@ -53,6 +53,9 @@ struct PeerProgress {
     read_ctx: u64,
     /// When the last catch-up message was sent, while its answer is outstanding.
     catchup_at: Option<u64>,
+    /// Highest commit point sent to this peer, so an ack that arrives after the commit point
+    /// moved gets a prompt update instead of waiting for the next heartbeat.
+    sent_commit: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -199,12 +202,7 @@ impl Paxos {
     }
 
     fn last_index(&self) -> u64 {
-        self.log
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(0)
-            .max(self.snapshot_index)
+        self.log.keys().next_back().copied().unwrap_or(0).max(self.snapshot_index)
     }
 
     fn send(&mut self, to: NodeId, msg: Message) {
@@ -213,10 +211,8 @@ impl Paxos {
 
     fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
-        self.election_timeout = self
-            .rng
-            .range_inclusive(self.cfg.election_ticks_min as u64, self.cfg.election_ticks_max as u64)
-            as u32;
+        self.election_timeout =
+            self.rng.range_inclusive(self.cfg.election_ticks_min as u64, self.cfg.election_ticks_max as u64) as u32;
     }
 
     /// The smallest round above everything seen that belongs to this node.
@@ -298,19 +294,14 @@ impl Paxos {
                 continue;
             }
             if let Some(lead) = &self.lead
-                && lead.pending.contains_key(&e.index)
-                && self.log.get(&e.index).is_some_and(|s| s.data != e.data)
+                && ((lead.pending.contains_key(&e.index) && self.log.get(&e.index).is_some_and(|s| s.data != e.data))
+                    || e.index >= lead.next_slot)
             {
+                // Either a higher ballot chose something else where we proposed, or it chose
+                // a slot we have not reached: both mean we no longer lead.
                 superseded = true;
             }
-            self.log.insert(
-                e.index,
-                Slot {
-                    ballot: e.ballot,
-                    data: e.data.clone(),
-                    chosen: true,
-                },
-            );
+            self.log.insert(e.index, Slot { ballot: e.ballot, data: e.data.clone(), chosen: true });
             fresh.push(SlotValue { chosen: true, ..e });
         }
         if let Some(lead) = self.lead.as_mut() {
@@ -334,9 +325,10 @@ impl Paxos {
         if self
             .lead
             .as_ref()
-            .is_some_and(|l| l.pending.range(..=snap.index).next().is_some())
+            .is_some_and(|l| l.pending.range(..=snap.index).next().is_some() || snap.index >= l.next_slot)
         {
-            // Our own proposals below the snapshot cannot be checked against it.
+            // Our own proposals below the snapshot cannot be checked against it, and slots
+            // past our log were chosen by someone else.
             self.become_follower(None);
         }
         self.log = self.log.split_off(&(snap.index + 1));
@@ -360,12 +352,7 @@ impl Paxos {
             self.probe_round = self.next_round();
             self.probe_grants = 1 << self.me;
             for p in self.peer_ids() {
-                self.send(
-                    p,
-                    Message::Probe {
-                        round: self.probe_round,
-                    },
-                );
+                self.send(p, Message::Probe { round: self.probe_round });
             }
         } else {
             self.start_phase1();
@@ -373,10 +360,7 @@ impl Paxos {
     }
 
     fn start_phase1(&mut self) {
-        let ballot = Ballot {
-            round: self.next_round(),
-            node: self.cfg.id,
-        };
+        let ballot = Ballot { round: self.next_round(), node: self.cfg.id };
         self.raise_promise(ballot);
         self.role = Role::Candidate;
         self.leader = None;
@@ -389,11 +373,7 @@ impl Paxos {
             .filter(|(_, s)| !s.chosen)
             .map(|(&i, s)| (i, (s.ballot, s.data.clone())))
             .collect();
-        self.cand = Some(CandidateState {
-            ballot,
-            complete: 1 << self.me,
-            recovered,
-        });
+        self.cand = Some(CandidateState { ballot, complete: 1 << self.me, recovered });
         let from = self.commit + 1;
         for p in self.peer_ids() {
             self.send(p, Message::Prepare { ballot, from });
@@ -409,9 +389,7 @@ impl Paxos {
         let c = self.cand.take().expect("checked");
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
-        let end = self
-            .last_index()
-            .max(c.recovered.keys().next_back().copied().unwrap_or(0));
+        let end = self.last_index().max(c.recovered.keys().next_back().copied().unwrap_or(0));
         let mut entries = Vec::new();
         for s in self.commit + 1..=end {
             if self.log.get(&s).is_some_and(|x| x.chosen) {
@@ -447,37 +425,15 @@ impl Paxos {
         let lead = self.lead.as_mut().expect("only a leader proposes");
         let ballot = lead.ballot;
         for (s, d) in &entries {
-            self.log.insert(
-                *s,
-                Slot {
-                    ballot,
-                    data: d.clone(),
-                    chosen: false,
-                },
-            );
-            lead.pending.insert(
-                *s,
-                Pending {
-                    acks: 1 << self.me,
-                    sent_at: self.now,
-                },
-            );
+            self.log.insert(*s, Slot { ballot, data: d.clone(), chosen: false });
+            lead.pending.insert(*s, Pending { acks: 1 << self.me, sent_at: self.now });
         }
-        self.out.records.push(Record::Accept {
-            ballot,
-            entries: entries.clone(),
-        });
+        self.out.records.push(Record::Accept { ballot, entries: entries.clone() });
         let commit = self.commit;
+        lead.peers.iter_mut().for_each(|p| p.sent_commit = p.sent_commit.max(commit));
         for p in self.peer_ids() {
             for chunk in entries.chunks(self.cfg.batch_max) {
-                self.send(
-                    p,
-                    Message::Accept {
-                        ballot,
-                        commit,
-                        entries: chunk.to_vec(),
-                    },
-                );
+                self.send(p, Message::Accept { ballot, commit, entries: chunk.to_vec() });
             }
         }
         self.check_chosen(entries.iter().map(|(s, _)| *s).collect());
@@ -504,9 +460,20 @@ impl Paxos {
         lead.read_round_wanted = false;
         lead.heartbeat_elapsed = 0;
         let (ballot, ctx, commit) = (lead.ballot, lead.read_round, self.commit);
+        lead.peers.iter_mut().for_each(|p| p.sent_commit = p.sent_commit.max(commit));
         for p in self.peer_ids() {
             self.send(p, Message::Heartbeat { ballot, commit, ctx });
         }
+    }
+
+    /// A heartbeat to one peer carrying the current commit point. It reuses the current read
+    /// round, which only reads registered before that round's broadcast wait for.
+    fn send_commit(&mut self, peer: NodeId) {
+        let commit = self.commit;
+        let (Some(pos), Some(lead)) = (self.position(peer), self.lead.as_mut()) else { return };
+        lead.peers[pos].sent_commit = commit;
+        let (ballot, ctx) = (lead.ballot, lead.read_round);
+        self.send(peer, Message::Heartbeat { ballot, commit, ctx });
     }
 
     /// Re-sends accepts that have gone unanswered for two heartbeat intervals; the network
@@ -540,14 +507,7 @@ impl Paxos {
                 .filter_map(|(s, _)| self.log.get(s).map(|slot| (*s, slot.data.clone())))
                 .collect();
             for chunk in entries.chunks(self.cfg.batch_max).take(self.cfg.max_inflight_msgs) {
-                self.send(
-                    peer,
-                    Message::Accept {
-                        ballot,
-                        commit,
-                        entries: chunk.to_vec(),
-                    },
-                );
+                self.send(peer, Message::Accept { ballot, commit, entries: chunk.to_vec() });
             }
         }
     }
@@ -565,12 +525,7 @@ impl Paxos {
                 .log
                 .range(from..=self.commit)
                 .take(self.cfg.batch_max)
-                .map(|(&index, s)| SlotValue {
-                    index,
-                    ballot: s.ballot,
-                    data: s.data.clone(),
-                    chosen: true,
-                })
+                .map(|(&index, s)| SlotValue { index, ballot: s.ballot, data: s.data.clone(), chosen: true })
                 .collect();
             if entries.is_empty() {
                 return;
@@ -592,10 +547,7 @@ impl Paxos {
             return;
         }
         let retry = self.cfg.election_ticks_min as u64;
-        if lead.peers[pos]
-            .catchup_at
-            .is_some_and(|t| self.now.saturating_sub(t) < retry)
-        {
+        if lead.peers[pos].catchup_at.is_some_and(|t| self.now.saturating_sub(t) < retry) {
             return;
         }
         self.send_catch_up(peer, peer_commit + 1);
@@ -615,12 +567,8 @@ impl Paxos {
         if lead.reads.is_empty() {
             return;
         }
-        let mut ctxs: Vec<u64> = lead
-            .peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| if i == me { lead.read_round } else { p.read_ctx })
-            .collect();
+        let mut ctxs: Vec<u64> =
+            lead.peers.iter().enumerate().map(|(i, p)| if i == me { lead.read_round } else { p.read_ctx }).collect();
         ctxs.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed = ctxs[q - 1];
         while let Some(&(id, index, round)) = lead.reads.front() {
@@ -637,14 +585,7 @@ impl Paxos {
     fn on_probe(&mut self, from: NodeId, round: u64) {
         let granted = !self.hears_leader() && round > self.promised.round;
         let promised = self.promised.round;
-        self.send(
-            from,
-            Message::ProbeReply {
-                round,
-                granted,
-                promised,
-            },
-        );
+        self.send(from, Message::ProbeReply { round, granted, promised });
     }
 
     fn on_probe_reply(&mut self, from: NodeId, round: u64, granted: bool, promised: u64) {
@@ -664,13 +605,7 @@ impl Paxos {
             return;
         }
         if ballot < self.promised {
-            self.send(
-                from,
-                Message::Nack {
-                    ballot,
-                    promised: self.promised,
-                },
-            );
+            self.send(from, Message::Nack { ballot, promised: self.promised });
             return;
         }
         if ballot > self.promised {
@@ -695,29 +630,14 @@ impl Paxos {
             .log
             .range(start..)
             .take(cap)
-            .map(|(&index, s)| SlotValue {
-                index,
-                ballot: s.ballot,
-                data: s.data.clone(),
-                chosen: s.chosen,
-            })
+            .map(|(&index, s)| SlotValue { index, ballot: s.ballot, data: s.data.clone(), chosen: s.chosen })
             .collect();
         let last = self.last_index();
         let (upto, complete) = match entries.last() {
             Some(e) if entries.len() == cap && e.index < last => (e.index, false),
             _ => (last.max(start - 1), true),
         };
-        self.send(
-            from,
-            Message::Promise {
-                ballot,
-                from: from_slot,
-                upto,
-                complete,
-                entries,
-                snapshot,
-            },
-        );
+        self.send(from, Message::Promise { ballot, from: from_slot, upto, complete, entries, snapshot });
     }
 
     fn on_promise(
@@ -770,13 +690,7 @@ impl Paxos {
             return;
         }
         if ballot < self.promised {
-            self.send(
-                from,
-                Message::Nack {
-                    ballot,
-                    promised: self.promised,
-                },
-            );
+            self.send(from, Message::Nack { ballot, promised: self.promised });
             return;
         }
         self.follow(ballot);
@@ -794,32 +708,17 @@ impl Paxos {
                     }
                 }
                 _ => {
-                    self.log.insert(
-                        s,
-                        Slot {
-                            ballot,
-                            data: data.clone(),
-                            chosen: false,
-                        },
-                    );
+                    self.log.insert(s, Slot { ballot, data: data.clone(), chosen: false });
                     stored.push((s, data));
                     acked.push(s);
                 }
             }
         }
         if !stored.is_empty() {
-            self.out.records.push(Record::Accept {
-                ballot,
-                entries: stored,
-            });
+            self.out.records.push(Record::Accept { ballot, entries: stored });
         }
         self.learn_commit(ballot, commit);
-        let msg = Message::Accepted {
-            ballot,
-            slots: acked,
-            commit: self.commit,
-            seen: commit,
-        };
+        let msg = Message::Accepted { ballot, slots: acked, commit: self.commit, seen: commit };
         self.send(from, msg);
     }
 
@@ -837,6 +736,9 @@ impl Paxos {
             }
         }
         self.check_chosen(slots);
+        if self.lead.as_ref().is_some_and(|l| self.commit > l.peers[pos].sent_commit) {
+            self.send_commit(from);
+        }
         self.maybe_catch_up(from, commit, seen);
     }
 
@@ -845,26 +747,12 @@ impl Paxos {
             return;
         }
         if ballot < self.promised {
-            self.send(
-                from,
-                Message::Nack {
-                    ballot,
-                    promised: self.promised,
-                },
-            );
+            self.send(from, Message::Nack { ballot, promised: self.promised });
             return;
         }
         self.follow(ballot);
         self.learn_commit(ballot, commit);
-        self.send(
-            from,
-            Message::HeartbeatAck {
-                ballot,
-                commit: self.commit,
-                seen: commit,
-                ctx,
-            },
-        );
+        self.send(from, Message::HeartbeatAck { ballot, commit: self.commit, seen: commit, ctx });
     }
 
     fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, commit: u64, seen: u64, ctx: u64) {
@@ -884,13 +772,7 @@ impl Paxos {
             self.election_elapsed = 0;
         }
         self.learn_chosen(entries);
-        self.send(
-            from,
-            Message::ChosenAck {
-                ballot,
-                commit: self.commit,
-            },
-        );
+        self.send(from, Message::ChosenAck { ballot, commit: self.commit });
     }
 
     fn on_install_snapshot(&mut self, from: NodeId, ballot: Ballot, snapshot: Snapshot) {
@@ -898,13 +780,7 @@ impl Paxos {
             self.election_elapsed = 0;
         }
         self.install_snapshot(snapshot);
-        self.send(
-            from,
-            Message::ChosenAck {
-                ballot,
-                commit: self.commit,
-            },
-        );
+        self.send(from, Message::ChosenAck { ballot, commit: self.commit });
     }
 
     fn on_chosen_ack(&mut self, from: NodeId, ballot: Ballot, commit: u64) {
@@ -945,14 +821,7 @@ impl Replica for Paxos {
                         if s <= floor || p.log.get(&s).is_some_and(|x| x.chosen) {
                             continue;
                         }
-                        p.log.insert(
-                            s,
-                            Slot {
-                                ballot,
-                                data,
-                                chosen: false,
-                            },
-                        );
+                        p.log.insert(s, Slot { ballot, data, chosen: false });
                     }
                 }
                 Record::Slots(v) => {
@@ -966,14 +835,7 @@ impl Replica for Paxos {
                                 e.index, e.ballot, p.promised
                             )));
                         }
-                        p.log.insert(
-                            e.index,
-                            Slot {
-                                ballot: e.ballot,
-                                data: e.data,
-                                chosen: e.chosen,
-                            },
-                        );
+                        p.log.insert(e.index, Slot { ballot: e.ballot, data: e.data, chosen: e.chosen });
                     }
                 }
             }
@@ -1000,12 +862,7 @@ impl Replica for Paxos {
                 if lead.check_elapsed >= check {
                     lead.check_elapsed = 0;
                     let me = self.me;
-                    let active = lead
-                        .peers
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, p)| *i == me || p.active)
-                        .count();
+                    let active = lead.peers.iter().enumerate().filter(|(i, p)| *i == me || p.active).count();
                     lead.peers.iter_mut().for_each(|p| p.active = false);
                     if active < self.quorum() {
                         self.become_follower(None);
@@ -1026,39 +883,18 @@ impl Replica for Paxos {
         }
         match msg {
             Message::Probe { round } => self.on_probe(from, round),
-            Message::ProbeReply {
-                round,
-                granted,
-                promised,
-            } => self.on_probe_reply(from, round, granted, promised),
+            Message::ProbeReply { round, granted, promised } => self.on_probe_reply(from, round, granted, promised),
             Message::Prepare { ballot, from: s } => self.on_prepare(from, ballot, s),
-            Message::Promise {
-                ballot,
-                upto,
-                complete,
-                entries,
-                snapshot,
-                ..
-            } => self.on_promise(from, ballot, upto, complete, entries, snapshot),
+            Message::Promise { ballot, upto, complete, entries, snapshot, .. } => {
+                self.on_promise(from, ballot, upto, complete, entries, snapshot)
+            }
             Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
-            Message::Accept {
-                ballot,
-                commit,
-                entries,
-            } => self.on_accept(from, ballot, commit, entries),
-            Message::Accepted {
-                ballot,
-                slots,
-                commit,
-                seen,
-            } => self.on_accepted(from, ballot, slots, commit, seen),
+            Message::Accept { ballot, commit, entries } => self.on_accept(from, ballot, commit, entries),
+            Message::Accepted { ballot, slots, commit, seen } => self.on_accepted(from, ballot, slots, commit, seen),
             Message::Heartbeat { ballot, commit, ctx } => self.on_heartbeat(from, ballot, commit, ctx),
-            Message::HeartbeatAck {
-                ballot,
-                commit,
-                seen,
-                ctx,
-            } => self.on_heartbeat_ack(from, ballot, commit, seen, ctx),
+            Message::HeartbeatAck { ballot, commit, seen, ctx } => {
+                self.on_heartbeat_ack(from, ballot, commit, seen, ctx)
+            }
             Message::Chosen { ballot, entries } => self.on_chosen(from, ballot, entries),
             Message::InstallSnapshot { ballot, snapshot } => self.on_install_snapshot(from, ballot, snapshot),
             Message::ChosenAck { ballot, commit } => self.on_chosen_ack(from, ballot, commit),
@@ -1077,11 +913,8 @@ impl Replica for Paxos {
             return Err(ProposeError::Busy);
         }
         let first = lead.next_slot;
-        let entries: Vec<(u64, EntryData)> = commands
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| (first + i as u64, EntryData::Command(c)))
-            .collect();
+        let entries: Vec<(u64, EntryData)> =
+            commands.into_iter().enumerate().map(|(i, c)| (first + i as u64, EntryData::Command(c))).collect();
         self.lead.as_mut().expect("checked").next_slot = first + entries.len() as u64;
         self.propose_slots(entries);
         Ok(())
@@ -1115,11 +948,7 @@ impl Replica for Paxos {
         while self.applied < self.commit && committed.len() < MAX_COMMITTED_PER_READY {
             let index = self.applied + 1;
             let slot = self.log.get(&index).expect("slots up to commit are present");
-            committed.push(Entry {
-                index,
-                term: slot.ballot.round,
-                data: slot.data.clone(),
-            });
+            committed.push(Entry { index, term: slot.ballot.round, data: slot.data.clone() });
             self.applied = index;
         }
         let mut rd = std::mem::take(&mut self.out);
@@ -1161,12 +990,7 @@ impl Replica for Paxos {
         let slots: Vec<SlotValue> = self
             .log
             .iter()
-            .map(|(&index, s)| SlotValue {
-                index,
-                ballot: s.ballot,
-                data: s.data.clone(),
-                chosen: s.chosen,
-            })
+            .map(|(&index, s)| SlotValue { index, ballot: s.ballot, data: s.data.clone(), chosen: s.chosen })
             .collect();
         out.extend(slots.chunks(SLOTS_PER_RECORD).map(|c| Record::Slots(c.to_vec())));
         out

@@ -36,13 +36,22 @@ pub struct SlotValue {
 pub enum Message {
     /// Would you follow a new proposer? Sent before bumping the ballot (the `prevote` knob)
     /// so that a node that cannot reach a quorum does not disrupt one that can.
-    Probe { round: u64 },
+    Probe {
+        round: u64,
+    },
     /// `granted` when the sender does not currently hear a leader. `promised` lets the prober
     /// pick a round above every promise it has seen.
-    ProbeReply { round: u64, granted: bool, promised: u64 },
+    ProbeReply {
+        round: u64,
+        granted: bool,
+        promised: u64,
+    },
     /// Phase 1a for every slot `>= from`. Re-sent with the same ballot and a higher `from` to
     /// fetch the next page of an acceptor's log.
-    Prepare { ballot: Ballot, from: u64 },
+    Prepare {
+        ballot: Ballot,
+        from: u64,
+    },
     /// Phase 1b: the acceptor promised `ballot` and reports what it accepted in `from..=upto`.
     /// `complete` means there is nothing above `upto`. A snapshot stands in for slots that the
     /// acceptor has compacted (they are all chosen).
@@ -55,7 +64,10 @@ pub enum Message {
         snapshot: Option<Snapshot>,
     },
     /// `ballot` was refused because the sender has promised `promised`.
-    Nack { ballot: Ballot, promised: Ballot },
+    Nack {
+        ballot: Ballot,
+        promised: Ballot,
+    },
     /// Phase 2a. `commit` is the leader's chosen prefix: slots up to it whose accepted ballot
     /// is `ballot` are chosen.
     Accept {
@@ -73,7 +85,11 @@ pub enum Message {
         seen: u64,
     },
     /// Leadership, commit point, and (through `ctx`) read confirmation.
-    Heartbeat { ballot: Ballot, commit: u64, ctx: u64 },
+    Heartbeat {
+        ballot: Ballot,
+        commit: u64,
+        ctx: u64,
+    },
     HeartbeatAck {
         ballot: Ballot,
         commit: u64,
@@ -81,11 +97,20 @@ pub enum Message {
         ctx: u64,
     },
     /// Chosen values for a learner that fell behind.
-    Chosen { ballot: Ballot, entries: Vec<SlotValue> },
+    Chosen {
+        ballot: Ballot,
+        entries: Vec<SlotValue>,
+    },
     /// For a learner that fell behind the sender's compacted prefix.
-    InstallSnapshot { ballot: Ballot, snapshot: Snapshot },
+    InstallSnapshot {
+        ballot: Ballot,
+        snapshot: Snapshot,
+    },
     /// A learner's chosen prefix after a `Chosen` or `InstallSnapshot`; paces catch-up.
-    ChosenAck { ballot: Ballot, commit: u64 },
+    ChosenAck {
+        ballot: Ballot,
+        commit: u64,
+    },
 }
 
 /// What an acceptor must not forget. Written before any reply that depends on it leaves.
@@ -94,10 +119,7 @@ pub enum Record {
     /// The acceptor promised never to accept below this ballot.
     Promise(Ballot),
     /// The acceptor accepted these values under `ballot` (which implies a promise of it).
-    Accept {
-        ballot: Ballot,
-        entries: Vec<(u64, EntryData)>,
-    },
+    Accept { ballot: Ballot, entries: Vec<(u64, EntryData)> },
     /// Slot states written verbatim: chosen values learned from others, and the rewritten
     /// log after compaction.
     Slots(Vec<SlotValue>),

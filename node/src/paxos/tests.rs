@@ -26,9 +26,7 @@ fn cfg(id: NodeId, n: u64) -> ReplicaConfig {
 impl Net {
     fn new(n: u64) -> Net {
         Net {
-            nodes: (1..=n)
-                .map(|id| Some(Paxos::restore(cfg(id, n), None, vec![]).unwrap()))
-                .collect(),
+            nodes: (1..=n).map(|id| Some(Paxos::restore(cfg(id, n), None, vec![]).unwrap())).collect(),
             wal: (0..n).map(|_| (None, vec![])).collect(),
             applied: (0..n).map(|_| vec![]).collect(),
             reads: (0..n).map(|_| vec![]).collect(),
@@ -121,13 +119,8 @@ impl Net {
     }
 
     fn leader(&self) -> Option<NodeId> {
-        let ls: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .flatten()
-            .filter(|p| p.status().role == Role::Leader)
-            .map(|p| p.status().id)
-            .collect();
+        let ls: Vec<NodeId> =
+            self.nodes.iter().flatten().filter(|p| p.status().role == Role::Leader).map(|p| p.status().id).collect();
         assert!(ls.len() <= 1, "two leaders at once: {ls:?}");
         ls.first().copied()
     }
@@ -192,14 +185,8 @@ fn a_follower_refuses_proposals_and_names_the_leader() {
     let l = net.elect();
     net.tick(2);
     let f = if l == 1 { 2 } else { 1 };
-    assert_eq!(
-        net.node(f).propose(vec![cmd("x")]),
-        Err(ProposeError::NotLeader { leader: Some(l) })
-    );
-    assert_eq!(
-        net.node(f).read_index(1),
-        Err(ProposeError::NotLeader { leader: Some(l) })
-    );
+    assert_eq!(net.node(f).propose(vec![cmd("x")]), Err(ProposeError::NotLeader { leader: Some(l) }));
+    assert_eq!(net.node(f).read_index(1), Err(ProposeError::NotLeader { leader: Some(l) }));
 }
 
 #[test]
@@ -211,26 +198,10 @@ fn an_acceptor_rejects_ballots_below_its_promise() {
     assert_eq!(rd.records, vec![Record::Promise(high)]);
     assert!(matches!(rd.messages[..], [(3, Message::Promise { ballot, complete: true, .. })] if ballot == high));
     let low = Ballot { round: 4, node: 1 };
-    p.step(
-        1,
-        Message::Accept {
-            ballot: low,
-            commit: 0,
-            entries: vec![(1, EntryData::Command(cmd("x")))],
-        },
-    );
+    p.step(1, Message::Accept { ballot: low, commit: 0, entries: vec![(1, EntryData::Command(cmd("x")))] });
     let rd = p.ready();
     assert!(rd.records.is_empty(), "nothing may be accepted below the promise");
-    assert_eq!(
-        rd.messages,
-        vec![(
-            1,
-            Message::Nack {
-                ballot: low,
-                promised: high
-            }
-        )]
-    );
+    assert_eq!(rd.messages, vec![(1, Message::Nack { ballot: low, promised: high })]);
     assert!(p.accepted().next().is_none());
 }
 
@@ -244,16 +215,7 @@ fn a_promise_survives_a_restart() {
     assert_eq!(p.promised(), high);
     let low = Ballot { round: 4, node: 1 };
     p.step(1, Message::Prepare { ballot: low, from: 1 });
-    assert_eq!(
-        p.ready().messages,
-        vec![(
-            1,
-            Message::Nack {
-                ballot: low,
-                promised: high
-            }
-        )]
-    );
+    assert_eq!(p.ready().messages, vec![(1, Message::Nack { ballot: low, promised: high })]);
 }
 
 #[test]
@@ -282,20 +244,10 @@ fn phase_one_adopts_the_highest_ballot_value_and_fills_holes_with_noops() {
     assert_eq!(net.leader(), Some(3));
     net.settle();
     let got: Vec<EntryData> = net.applied[2].iter().map(|e| e.data.clone()).collect();
-    assert_eq!(
-        got,
-        vec![
-            EntryData::Command(cmd("new")),
-            EntryData::Noop,
-            EntryData::Command(cmd("b"))
-        ]
-    );
+    assert_eq!(got, vec![EntryData::Command(cmd("new")), EntryData::Noop, EntryData::Command(cmd("b"))]);
     let round = net.node(3).status().term;
     assert!(round > 2, "the new ballot is above every ballot seen");
-    assert!(
-        net.applied[2].iter().all(|e| e.term == round),
-        "recovered values are re-proposed under the new ballot"
-    );
+    assert!(net.applied[2].iter().all(|e| e.term == round), "recovered values are re-proposed under the new ballot");
 }
 
 #[test]
@@ -364,11 +316,7 @@ fn a_learner_behind_the_leaders_snapshot_gets_the_snapshot() {
     }
     net.settle();
     let applied = net.node(l).status().applied_index;
-    let snap = Snapshot {
-        index: applied,
-        term: 1,
-        data: b"state".to_vec(),
-    };
+    let snap = Snapshot { index: applied, term: 1, data: b"state".to_vec() };
     net.node(l).compact(snap.clone()).unwrap();
     assert_eq!(net.node(l).status().snapshot_index, applied);
     net.node(l).propose(vec![cmd("tail")]).unwrap();
@@ -386,14 +334,7 @@ fn a_learner_behind_the_leaders_snapshot_gets_the_snapshot() {
 fn compaction_beyond_the_applied_index_is_refused() {
     let mut net = Net::new(1);
     net.elect();
-    let err = net
-        .node(1)
-        .compact(Snapshot {
-            index: 5,
-            term: 1,
-            data: vec![],
-        })
-        .unwrap_err();
+    let err = net.node(1).compact(Snapshot { index: 5, term: 1, data: vec![] }).unwrap_err();
     assert!(matches!(err, crate::replica::ReplicaError::Compact { index: 5, .. }));
 }
 
@@ -409,11 +350,7 @@ fn a_restarted_acceptor_rebuilds_its_log_from_its_records_and_the_snapshot() {
     let before: Vec<_> = net.node(f).accepted().map(|(i, b, d, _)| (i, b, d.clone())).collect();
     // Compact, rewrite the WAL the way the runtime does, then restart.
     let applied = net.node(f).status().applied_index;
-    let snap = Snapshot {
-        index: 4,
-        term: 1,
-        data: vec![],
-    };
+    let snap = Snapshot { index: 4, term: 1, data: vec![] };
     assert!(applied >= 4);
     net.node(f).compact(snap.clone()).unwrap();
     net.wal[(f - 1) as usize] = (Some(snap), net.node(f).durable_records());
@@ -457,10 +394,7 @@ fn a_leader_that_cannot_hear_a_quorum_steps_down() {
     let l = net.elect();
     net.isolate(l);
     net.tick(25);
-    assert_ne!(
-        net.nodes[(l - 1) as usize].as_ref().unwrap().status().role,
-        Role::Leader
-    );
+    assert_ne!(net.nodes[(l - 1) as usize].as_ref().unwrap().status().role, Role::Leader);
     let new = net.leader().expect("the majority side elects a leader");
     assert_ne!(new, l);
     net.heal();
@@ -477,11 +411,7 @@ fn a_node_that_cannot_reach_a_quorum_does_not_raise_the_ballot() {
     let f = if l == 1 { 2 } else { 1 };
     net.isolate(f);
     net.tick(100);
-    assert_eq!(
-        net.node(f).status().term,
-        term,
-        "prevote kept the isolated node from bumping its round"
-    );
+    assert_eq!(net.node(f).status().term, term, "prevote kept the isolated node from bumping its round");
     net.heal();
     net.tick(5);
     assert_eq!(net.leader(), Some(l), "the healthy leader was not disrupted");
@@ -517,8 +447,6 @@ fn a_slow_proposer_gets_busy_instead_of_an_unbounded_window() {
     }
     assert_eq!(net.leader(), Some(1));
     net.isolate(1);
-    net.node(1)
-        .propose(vec![cmd("a"), cmd("b"), cmd("c"), cmd("d")])
-        .unwrap();
+    net.node(1).propose(vec![cmd("a"), cmd("b"), cmd("c"), cmd("d")]).unwrap();
     assert_eq!(net.node(1).propose(vec![cmd("e")]), Err(ProposeError::Busy));
 }
