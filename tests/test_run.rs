@@ -300,6 +300,7 @@ fn test_bad_flags_are_usage_errors() {
         vec!["test", "-i", "nowhere", "--nemesis", "meteor"],
         vec!["test", "-i", "nowhere", "--rate", "0"],
         vec!["test", "-i", "nowhere", "--node-opt", "novalue"],
+        vec!["test", "-i", "/nonexistent/inventory.yaml"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert_eq!(

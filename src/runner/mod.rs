@@ -167,13 +167,13 @@ impl Phases {
 pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow::Result<RunOutcome> {
     let workload = faultline_workloads::lookup(&cfg.workload)
         .ok_or_else(|| crate::exit::usage(format!("unknown workload {:?}", cfg.workload)))?;
+    let inventory = crate::inventory::resolve_cli(&cfg.inventory)?;
     let run = RunDir::create(&cfg.store, &cfg.name)?;
     // History time counts from here until the cluster is ready (see `reset_epoch`);
     // `started` in test.json is always the same instant as history time zero.
     let start = Instant::now();
     let started_wall = store::rfc3339(std::time::SystemTime::now());
     crate::test_cmd::log_to(Some(&run.file(store::LOG_FILE)));
-    let inventory = crate::inventory::resolve_cli(&cfg.inventory)?;
     let test_json = json!({
         "name": cfg.name,
         "started": started_wall,
@@ -388,12 +388,11 @@ async fn lifecycle(
     );
 
     // The run proper: clients, nemesis and monitor, until the time limit or an interrupt.
+    let stop_nemesis = CancellationToken::new();
+    let nemesis = nodedb::spawn_nemesis(cfg, nemesis_cluster.clone(), rec.clone(), stop_nemesis.clone())
+        .map_err(&fail)?;
     let stop_monitor = CancellationToken::new();
     let monitor = tokio::spawn(monitor::run(db.clone(), rec.clone(), stop_monitor.clone()));
-    let stop_nemesis = CancellationToken::new();
-    let nemesis =
-        crate::runner::nodedb::spawn_nemesis(cfg, nemesis_cluster.clone(), rec.clone(), stop_nemesis.clone())
-            .map_err(|e| fail(e))?;
     let progress = progress::spawn(rec.clone(), cfg.time_limit_s);
     let client_cancel = interrupt.child_token();
     let report = phases
