@@ -576,6 +576,59 @@ mod tests {
     }
 
     #[test]
+    fn nemesis_bad_drills_are_usage_errors_before_any_connection() {
+        let is_usage = |d: Drill| {
+            let e = prepare(&d).err().expect("rejected");
+            e.chain().any(|c| c.is::<crate::exit::UsageError>())
+        };
+        let timing = Timing {
+            hold: None,
+            expiry: None,
+        };
+        assert!(is_usage(Drill::Partition {
+            shape: "ring".into(),
+            one_way: false,
+            lag: "5s".into(),
+            timing: timing.clone()
+        }));
+        assert!(is_usage(Drill::Kill {
+            target: "".into(),
+            timing: timing.clone()
+        }));
+        assert!(is_usage(Drill::Pause {
+            target: "one".into(),
+            timing: Timing {
+                hold: Some("1x".into()),
+                expiry: None
+            }
+        }));
+        assert!(is_usage(Drill::Packet {
+            target: "one".into(),
+            delay_ms: 10,
+            jitter_ms: 0,
+            loss_percent: 150.0,
+            timing: timing.clone()
+        }));
+        let p = prepare(&Drill::Partition {
+            shape: "constrained".into(),
+            one_way: true,
+            lag: "2s".into(),
+            timing: Timing {
+                hold: Some("10s".into()),
+                expiry: None,
+            },
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            p.opts.expiry,
+            Duration::from_secs(17),
+            "hold + margin + lag"
+        );
+        assert!(p.opts.one_way);
+    }
+
+    #[test]
     fn nemesis_expiry_defaults_follow_the_hold() {
         let t = Timing {
             hold: Some("10s".into()),

@@ -117,3 +117,51 @@ impl Cluster for InventoryCluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_node::protocol::NodeStatus;
+
+    fn st(id: &str, role: &str, term: u64, leader: Option<&str>) -> (String, NodeStatus) {
+        (
+            id.to_string(),
+            NodeStatus {
+                id: id.into(),
+                algo: "raft".into(),
+                role: role.into(),
+                term,
+                leader: leader.map(str::to_string),
+                commit_index: 0,
+                applied_index: 0,
+                last_index: 0,
+                snapshot_index: 0,
+                leader_elections_won: 0,
+                pid: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn nemesis_leader_is_the_self_declared_leader_of_the_highest_term() {
+        // A deposed leader behind a partition still believes it leads, in an older term.
+        let answers = vec![
+            st("n1", "leader", 3, Some("n1")),
+            st("n2", "follower", 5, Some("n3")),
+            st("n3", "leader", 5, Some("n3")),
+        ];
+        assert_eq!(pick_leader(&answers).as_deref(), Some("n3"));
+    }
+
+    #[test]
+    fn nemesis_leader_falls_back_to_what_most_nodes_name() {
+        // The leader itself did not answer.
+        let answers = vec![
+            st("n1", "follower", 4, Some("n2")),
+            st("n3", "follower", 4, Some("n2")),
+            st("n4", "candidate", 5, None),
+        ];
+        assert_eq!(pick_leader(&answers).as_deref(), Some("n2"));
+        assert_eq!(pick_leader(&[st("n1", "candidate", 2, None)]), None);
+    }
+}

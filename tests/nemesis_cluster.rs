@@ -72,6 +72,15 @@ impl LocalCluster {
         (out.status.success(), stdout)
     }
 
+    fn exec_all(&self, cmd: &str) -> bool {
+        Command::new(BIN)
+            .args(["exec", "-i", &self.name, "--", cmd])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
     fn nemesis(&self, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(["nemesis", "-i", &self.name])
@@ -444,4 +453,64 @@ fn nemesis_cluster_kill_start_pause_resume_act_on_the_pidfile() {
             "0"
         );
     }
+}
+
+#[test]
+fn nemesis_cluster_leader_targets_ask_the_running_nodes() {
+    let c = LocalCluster::up("l");
+    let store = std::env::temp_dir().join(format!("{}-store", c.name));
+    // Deploy and start the real node, and leave it running.
+    let out = Command::new(BIN)
+        .args([
+            "test",
+            "-i",
+            &c.name,
+            "--time-limit",
+            "2",
+            "--leave-db-running",
+            "--store",
+        ])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&store);
+    assert_ok(&out, "faultline test --leave-db-running");
+
+    let out = c.nemesis(&["kill", "--target", "leader", "--for", "2s", "--json"]);
+    assert_ok(&out, "kill --target leader");
+    let v = applied_json(&out);
+    let leader = v["value"]["leader"].as_str().expect("a leader").to_string();
+    assert_eq!(v["value"]["targets"], serde_json::json!([leader.clone()]));
+    assert!(
+        stdout(&out).contains(&format!("{leader}: healed kill-")),
+        "{}",
+        stdout(&out)
+    );
+    let st = stdout(&c.nemesis(&["status"]));
+    assert_eq!(
+        st.matches("running (").count(),
+        3,
+        "the killed leader was restarted:\n{st}"
+    );
+
+    // Wait for a leader again, then cut it off.
+    let mut isolated = None;
+    for _ in 0..20 {
+        let out = c.nemesis(&["partition", "--shape", "leader", "--for", "1s", "--json"]);
+        if out.status.success() {
+            isolated = applied_json(&out)["value"]["isolated"]
+                .as_str()
+                .map(str::to_string);
+            break;
+        }
+        assert!(String::from_utf8_lossy(&out.stderr).contains("leader"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let isolated = isolated.expect("a leader was elected and isolated");
+    assert!(c.nodes().contains(&isolated));
+    for n in c.nodes() {
+        assert_eq!(c.faultline_rules(&n).trim(), "", "{n} healed after --for");
+    }
+    // Leave nothing running.
+    let _ = c.exec_all("kill $(cat /var/lib/faultline/node/node.pid) 2>/dev/null; true");
 }
