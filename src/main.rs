@@ -56,6 +56,8 @@ enum Command {
     Trend(report_cmd::TrendArgs),
     /// Serve the store's runs and reports on 127.0.0.1.
     Serve(report_cmd::ServeArgs),
+    /// The nightly matrix: every db x workload x nemesis, JUnit XML, non-zero on failure.
+    Suite(report::suite::SuiteArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Runs(a) => report_cmd::run_runs(a),
         Command::Trend(a) => report_cmd::run_trend(a),
         Command::Serve(a) => report_cmd::run_serve(a),
+        Command::Suite(a) => report::suite::run(a),
     };
     match result {
         Ok(code) => code,

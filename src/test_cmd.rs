@@ -235,7 +235,7 @@ impl std::io::Write for LogWriter {
     }
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     use tracing_subscriber::prelude::*;
     let file = tracing_subscriber::fmt::layer()
         .with_ansi(false)

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod plots;
 pub mod run;
 pub mod serve;
+pub mod suite;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
