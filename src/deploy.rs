@@ -258,11 +258,16 @@ pub async fn configure(control: &Control, layout: &Layout, algo: &str) -> anyhow
         r.and_then(|o| o.check())
             .with_context(|| format!("{node}: cannot reset {}", layout.data_dir))?;
     }
-    for (name, _) in &hosts {
+    // Every host gets its own file, written in parallel.
+    let writes = hosts.iter().map(|(name, _)| {
         let yaml = node_yaml(layout, algo, name, &hosts);
-        let r = control
-            .put_bytes(&[name.as_str()], yaml.as_bytes(), &layout.config(), 0o644)
-            .await;
+        async move {
+            control
+                .put_bytes(&[name.as_str()], yaml.as_bytes(), &layout.config(), 0o644)
+                .await
+        }
+    });
+    for r in futures::future::join_all(writes).await {
         for (node, r) in r {
             r.with_context(|| format!("{node}: cannot write {}", layout.config()))?;
         }
