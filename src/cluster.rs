@@ -8,8 +8,8 @@
 //!
 //! Everything `up` creates is recorded in `<clusters dir>/NAME/cluster.json` *before* it is
 //! created, so `down` removes exactly that, also after an `up` that failed half-way. Names of
-//! namespaces and interfaces derive from the cluster name, so `down` also sweeps what a
-//! crashed `up` could not record.
+//! namespaces and interfaces derive from the cluster name, so `down` can still sweep them
+//! by name if the record itself is lost.
 
 mod init;
 pub mod net;
@@ -140,6 +140,12 @@ struct NodeState {
     name: String,
     netns: String,
     veth: String,
+    /// Set just before the namespace / veth is created, after checking it did not exist,
+    /// so `down` never removes a same-named thing that was not ours.
+    #[serde(default)]
+    netns_created: bool,
+    #[serde(default)]
+    veth_created: bool,
     addr: String,
     /// `unshare` (parent of init, in the root PID namespace), with its start time so a
     /// recycled pid is never signalled.
@@ -300,10 +306,20 @@ fn build(name: &str, n: usize, dir: &Path) -> anyhow::Result<PathBuf> {
     // Namespaces and links.
     for i in 0..state.nodes.len() {
         let node = state.nodes[i].clone();
+        if Path::new("/run/netns").join(&node.netns).exists() {
+            bail!("network namespace {} already exists", node.netns);
+        }
+        state.nodes[i].netns_created = true;
+        state.save()?;
         net::run("ip", &["netns", "add", &node.netns])?;
         if net::link_exists(&node.veth) {
-            bail!("interface {} already exists", node.veth);
+            bail!(
+                "interface {} already exists (not removed: it is not this cluster's)",
+                node.veth
+            );
         }
+        state.nodes[i].veth_created = true;
+        state.save()?;
         net::run(
             "ip",
             &[
@@ -579,17 +595,26 @@ fn teardown(name: &str) -> anyhow::Result<()> {
             .filter_map(|n| n.unshare_pid.map(|p| (p, n.unshare_start)))
             .collect();
         stop_all(&unshares);
-        for n in &s.nodes {
-            netns.push(n.netns.clone());
-            links.push(n.veth.clone());
+        for n in s.nodes.iter() {
+            if n.netns_created {
+                netns.push(n.netns.clone());
+            }
+            if n.veth_created {
+                links.push(n.veth.clone());
+            }
         }
         if s.bridge_created {
             links.push(s.bridge.clone());
         }
     }
-    // Sweep by name: namespaces `fl-NAME-n*` and the bridge, in case the record is missing.
+    // Without a record (state file lost), sweep by name: namespaces `fl-NAME-n*` and the bridge.
     let prefix = format!("fl-{name}-n");
-    if let Ok(list) = net::run("ip", &["netns", "list"]) {
+    let listed = if state.is_none() {
+        net::run("ip", &["netns", "list"]).ok()
+    } else {
+        None
+    };
+    if let Some(list) = listed {
         for line in list.lines() {
             let ns = line.split_whitespace().next().unwrap_or("");
             if ns

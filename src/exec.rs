@@ -1,5 +1,6 @@
-//! `faultline exec -i INVENTORY [--nodes n1,n3] [--timeout-s N] -- CMD...`: one command on
-//! many hosts, each output line prefixed with its node, exit 0 only if every node succeeded.
+//! `faultline exec -i INVENTORY [--nodes n1,n3] [--timeout-s N] [--upload LOCAL=REMOTE] -- CMD...`:
+//! one command on many hosts, each output line prefixed with its node, exit 0 only if every
+//! node succeeded. `--upload` first copies a file (verified, skipped where already present).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::control::{Control, ControlError, ControlOptions, Output};
+use crate::control::{Control, ControlError, ControlOptions, Output, Uploaded};
 use crate::exit::usage;
 
 #[derive(clap::Args)]
@@ -25,8 +26,14 @@ pub struct ExecArgs {
     /// Bound on connecting to each node; default the inventory's connect_timeout_ms.
     #[arg(long)]
     connect_timeout_s: Option<f64>,
+    /// Copy a local file to every selected node before the command.
+    #[arg(long, value_name = "LOCAL=REMOTE")]
+    upload: Option<String>,
+    /// File mode (octal) of the uploaded file.
+    #[arg(long, default_value = "644")]
+    mode: String,
     /// The command, run with `sh -c` (words are joined with spaces, as ssh does).
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present = "upload")]
     cmd: Vec<String>,
 }
 
@@ -48,9 +55,35 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let timeout = seconds(args.timeout_s, "timeout-s")?;
     let connect_timeout = seconds(args.connect_timeout_s, "connect-timeout-s")?;
     let cmd = args.cmd.join(" ");
-    if cmd.trim().is_empty() {
+    if cmd.trim().is_empty() && args.upload.is_none() {
         return Err(usage("empty command"));
     }
+    let upload = match &args.upload {
+        None => None,
+        Some(spec) => {
+            let (local, remote) = spec
+                .split_once('=')
+                .filter(|(l, r)| !l.is_empty() && r.starts_with('/'))
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--upload wants LOCAL=/ABSOLUTE/REMOTE, got {spec:?}"
+                    ))
+                })?;
+            if !std::path::Path::new(local).is_file() {
+                return Err(usage(format!("--upload: no such file {local:?}")));
+            }
+            let mode = u32::from_str_radix(&args.mode, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--mode wants an octal file mode, got {:?}",
+                        args.mode
+                    ))
+                })?;
+            Some((std::path::PathBuf::from(local), remote.to_string(), mode))
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -69,8 +102,34 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         for (_, msg) in &failures {
             eprintln!("{msg}");
         }
-        let mut pending: FuturesUnordered<_> = control
-            .node_names()
+        let mut targets = control.node_names();
+        if let Some((local, remote, mode)) = &upload {
+            let results = control.upload(&targets, local, remote, *mode).await;
+            targets.clear();
+            for (node, r) in results {
+                match r {
+                    Ok(Uploaded::Copied { bytes }) => {
+                        println!(
+                            "{node}: uploaded {} -> {remote} ({bytes} bytes)",
+                            local.display()
+                        );
+                        targets.push(node);
+                    }
+                    Ok(Uploaded::AlreadyPresent) => {
+                        println!("{node}: {remote} already up to date");
+                        targets.push(node);
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failures.push((node, short(&e)));
+                    }
+                }
+            }
+        }
+        if cmd.trim().is_empty() {
+            targets.clear();
+        }
+        let mut pending: FuturesUnordered<_> = targets
             .into_iter()
             .map(|n| {
                 let control = control.clone();
