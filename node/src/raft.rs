@@ -163,6 +163,8 @@ pub struct Raft {
     transfer_elapsed: u32,
 
     read_ctx: u64,
+    /// A read round was opened and its heartbeats are not sent yet.
+    read_round_due: bool,
     pending_reads: VecDeque<PendingRead>,
     /// Reads received before this leader committed an entry of its own term.
     early_reads: Vec<u64>,
@@ -358,13 +360,19 @@ impl Raft {
     }
 
     fn bcast_heartbeat(&mut self) {
+        // Every peer now hears the current read round: reads registered from here on must
+        // open a new one, or an ack of this earlier heartbeat could confirm them.
+        self.read_round_due = false;
         for p in self.peers() {
             self.send_heartbeat(p);
         }
     }
 
     fn send_heartbeat(&mut self, to: NodeId) {
-        let (term, ctx) = (self.term, self.read_ctx);
+        // A round still due is not on the wire until it is broadcast; a lone heartbeat must
+        // not carry it, or its ack could confirm reads registered after it was sent.
+        let ctx = self.read_ctx - u64::from(self.read_round_due);
+        let term = self.term;
         let pr = self.progress.get_mut(&to).expect("progress for every peer");
         let commit = self.commit.min(pr.matched);
         pr.sent_commit = pr.sent_commit.max(commit);
@@ -428,9 +436,13 @@ impl Raft {
             self.read_states.push(ReadState { id, index: self.commit });
             return;
         }
-        self.read_ctx += 1;
+        // Reads arriving together share one heartbeat round, sent when the batch is handed
+        // out in `ready`; a read joins a round only if the round has not been sent yet.
+        if !self.read_round_due {
+            self.read_ctx += 1;
+            self.read_round_due = true;
+        }
         self.pending_reads.push_back(PendingRead { id, index: self.commit, ctx: self.read_ctx });
-        self.bcast_heartbeat();
     }
 
     /// Releases reads whose heartbeat round a quorum has acknowledged: at that moment no other
@@ -707,6 +719,7 @@ impl Raft {
             transferee: None,
             transfer_elapsed: 0,
             read_ctx: 0,
+            read_round_due: false,
             pending_reads: VecDeque::new(),
             early_reads: Vec::new(),
             msgs: Vec::new(),
@@ -957,7 +970,8 @@ impl Replica for Raft {
     }
 
     fn has_ready(&self) -> bool {
-        !self.msgs.is_empty()
+        self.read_round_due
+            || !self.msgs.is_empty()
             || !self.records.is_empty()
             || !self.read_states.is_empty()
             || self.install.is_some()
@@ -966,6 +980,12 @@ impl Replica for Raft {
     }
 
     fn ready(&mut self) -> Ready<Message, Record> {
+        if self.read_round_due {
+            if self.role == Role::Leader {
+                self.bcast_heartbeat();
+            }
+            self.read_round_due = false;
+        }
         let mut records = std::mem::take(&mut self.records);
         let hs = (self.term, self.vote, self.commit);
         if hs != self.persisted_hs {
