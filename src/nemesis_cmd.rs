@@ -393,6 +393,12 @@ fn finish_heal(report: HealReport) -> anyhow::Result<ExitCode> {
 }
 
 async fn fault(cx: &dyn Cluster, p: Prepared, seed: u64, json: bool) -> anyhow::Result<ExitCode> {
+    // Installed before the fault, so an interrupt at any point still leads to the heal.
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = (
+        signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+    );
     let pkg = lookup(p.family).map_err(nemesis_err)?;
     let applied = (pkg.start)(cx, &p.opts, seed).await.map_err(nemesis_err)?;
     print_applied(&applied, p.opts.expiry, seed);
@@ -412,9 +418,12 @@ async fn fault(cx: &dyn Cluster, p: Prepared, seed: u64, json: bool) -> anyhow::
         return Ok(ExitCode::SUCCESS);
     };
     println!("holding for {} (Ctrl-C heals now)", human(hold));
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let (mut int, mut term) = signals;
     tokio::select! {
         _ = tokio::time::sleep(hold) => {}
-        _ = tokio::signal::ctrl_c() => println!("interrupted"),
+        _ = int.recv() => println!("interrupted: healing now"),
+        _ = term.recv() => println!("terminated: healing now"),
     }
     let (healed, errors) = journal::heal_on(
         cx,

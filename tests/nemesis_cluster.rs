@@ -360,6 +360,47 @@ fn nemesis_cluster_faults_heal_on_the_hosts_after_the_controller_is_sigkilled() 
         );
     }
 
+    // SIGINT and SIGTERM heal at once rather than at the end of --for.
+    for sig in ["-INT", "-TERM"] {
+        let mut child = Command::new(BIN)
+            .args([
+                "nemesis",
+                "-i",
+                &c.name,
+                "partition",
+                "--shape",
+                "halves",
+                "--for",
+                "60s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("partition rules", Duration::from_secs(20), || {
+            nodes
+                .iter()
+                .any(|n| !c.faultline_rules(n).trim().is_empty())
+        });
+        let sent = Instant::now();
+        assert!(
+            Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{sig}: {status:?}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(20),
+            "{sig} healed promptly"
+        );
+        for n in &nodes {
+            assert_eq!(c.faultline_rules(n).trim(), "", "{n} healed after {sig}");
+        }
+    }
+
     // A pause whose controller dies mid-fault.
     c.spawn_dummy_nodes();
     let mut child = Command::new(BIN)
