@@ -252,9 +252,15 @@ pub fn status_script(pidfile: &str, journal_dir: &str) -> String {
     format!(
         r#"echo "== journal"
 {list}echo "== rules"
-for c in {cin} {cout}; do iptables -w -S "$c" 2>/dev/null | grep -v '^-N ' || true; done
+for t in iptables ip6tables; do
+  command -v $t >/dev/null 2>&1 || continue
+  for c in {cin} {cout}; do $t -w -S "$c" 2>/dev/null | grep -v '^-N ' || true; done
+done
 echo "== jumps"
-{{ iptables -w -S INPUT; iptables -w -S OUTPUT; }} 2>/dev/null | grep -c -e '-j {cin}$' -e '-j {cout}$' || true
+for t in iptables ip6tables; do
+  command -v $t >/dev/null 2>&1 || continue
+  $t -w -S INPUT 2>/dev/null; $t -w -S OUTPUT 2>/dev/null
+done | grep -c -e '-j {cin}$' -e '-j {cout}$' || true
 echo "== process"
 {ALIVE_FN}pf={pf}
 pid=$(tr -d ' \n' < "$pf" 2>/dev/null || true)

@@ -307,10 +307,18 @@ fn majorities_ring(ring: &[String], one_way: bool, order: &[String]) -> Layout {
     }
 }
 
-/// Idempotently creates the two chains and their jump rules; leaves the chains empty.
-pub fn setup_script() -> String {
+/// `iptables` for IPv4 addresses and names, `ip6tables` for IPv6 literals.
+fn tool_for(addr: &str) -> &'static str {
+    if addr.contains(':') {
+        "ip6tables"
+    } else {
+        "iptables"
+    }
+}
+
+fn chain_setup(tool: &str) -> String {
     format!(
-        r#"ipt="iptables -w"
+        r#"ipt="{tool} -w"
 for c in {CHAIN_IN} {CHAIN_OUT}; do
   $ipt -n -L "$c" >/dev/null 2>&1 || $ipt -N "$c"
   $ipt -F "$c"
@@ -321,18 +329,26 @@ $ipt -C OUTPUT -j {CHAIN_OUT} 2>/dev/null || $ipt -I OUTPUT 1 -j {CHAIN_OUT}
     )
 }
 
-/// Removes faultline's jumps and chains and nothing else. Succeeds when there is nothing to
-/// remove. The deletion loops are bounded.
+/// Idempotently creates the two IPv4 chains and their jump rules; leaves the chains empty.
+pub fn setup_script() -> String {
+    chain_setup("iptables")
+}
+
+/// Removes faultline's jumps and chains, IPv4 and IPv6, and nothing else. Succeeds when there
+/// is nothing to remove. The deletion loops are bounded.
 pub fn teardown_script() -> String {
     format!(
-        r#"ipt="iptables -w"
-for pair in INPUT:{CHAIN_IN} OUTPUT:{CHAIN_OUT}; do
-  parent=${{pair%%:*}}; c=${{pair#*:}}
-  i=0
-  while $ipt -C "$parent" -j "$c" 2>/dev/null && [ $i -lt 64 ]; do
-    $ipt -D "$parent" -j "$c"; i=$((i+1))
+        r#"for tool in iptables ip6tables; do
+  command -v $tool >/dev/null 2>&1 || continue
+  ipt="$tool -w"
+  for pair in INPUT:{CHAIN_IN} OUTPUT:{CHAIN_OUT}; do
+    parent=${{pair%%:*}}; c=${{pair#*:}}
+    i=0
+    while $ipt -C "$parent" -j "$c" 2>/dev/null && [ $i -lt 64 ]; do
+      $ipt -D "$parent" -j "$c"; i=$((i+1))
+    done
+    if $ipt -n -L "$c" >/dev/null 2>&1; then $ipt -F "$c" && $ipt -X "$c"; fi
   done
-  if $ipt -n -L "$c" >/dev/null 2>&1; then $ipt -F "$c" && $ipt -X "$c"; fi
 done
 "#
     )
@@ -343,10 +359,11 @@ done
 /// DROP rules already stop established flows).
 fn conntrack_script(addr: &str) -> String {
     let a = quote(addr);
+    let family = if addr.contains(':') { "-f ipv6 " } else { "" };
     format!(
         r#"if command -v conntrack >/dev/null 2>&1; then
   for dir in -s -d; do
-    out=$(conntrack -D $dir {a} 2>&1) || case "$out" in *"0 flow entries"*) ;; *) echo "conntrack -D $dir {addr}: $out" >&2; exit 1 ;; esac
+    out=$(conntrack -D {family}$dir {a} 2>&1) || case "$out" in *"0 flow entries"*) ;; *) echo "conntrack -D $dir {addr}: $out" >&2; exit 1 ;; esac
   done
 else
   echo "conntrack not installed; open flows to {addr} are cut by the DROP rules only" >&2
@@ -363,20 +380,33 @@ pub fn host_apply_script(
     grudge: &Grudge,
     addr: &dyn Fn(&str) -> Result<String>,
 ) -> Result<String> {
-    let mut s = setup_script();
+    let mut rules = String::new();
     let mut cut = Vec::new();
     for peer in grudge.dropped_by(node) {
         let a = addr(&peer)?;
-        s.push_str(&format!("$ipt -A {CHAIN_IN} -s {} -j DROP\n", quote(&a)));
+        rules.push_str(&format!(
+            "{} -w -A {CHAIN_IN} -s {} -j DROP\n",
+            tool_for(&a),
+            quote(&a)
+        ));
         cut.push(a);
     }
     for peer in grudge.dropping(node) {
         let a = addr(&peer)?;
-        s.push_str(&format!("$ipt -A {CHAIN_OUT} -d {} -j DROP\n", quote(&a)));
+        rules.push_str(&format!(
+            "{} -w -A {CHAIN_OUT} -d {} -j DROP\n",
+            tool_for(&a),
+            quote(&a)
+        ));
         if !cut.contains(&a) {
             cut.push(a);
         }
     }
+    let mut s = setup_script();
+    if cut.iter().any(|a| tool_for(a) == "ip6tables") {
+        s.push_str(&chain_setup("ip6tables"));
+    }
+    s.push_str(&rules);
     for a in &cut {
         s.push_str(&conntrack_script(a));
     }
@@ -693,6 +723,14 @@ mod tests {
         assert!(s2.contains("-A FAULTLINE-OUT -d '10.0.0.1' -j DROP"));
         assert!(!s2.contains("FAULTLINE-IN -s"));
         assert!(s1.contains("-I INPUT 1 -j FAULTLINE-IN"));
+        assert!(!s1.contains("ip6tables"));
+        let v6 = |n: &str| Ok(format!("fd00::{}", &n[1..]));
+        let s6 = host_apply_script("n1", &g, &v6).unwrap();
+        assert!(
+            s6.contains("ip6tables -w -A FAULTLINE-IN -s 'fd00::2' -j DROP"),
+            "{s6}"
+        );
+        assert!(s6.contains("conntrack -D -f ipv6"));
         assert!(
             s1.lines()
                 .all(|l| !l.contains("iptables") || l.contains("iptables -w"))

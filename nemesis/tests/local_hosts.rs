@@ -412,3 +412,77 @@ async fn constrained_cuts_the_hub_off_first_then_swaps_in_the_final_shape() {
             .all(|(_, s)| s.as_ref().unwrap().is_clean())
     );
 }
+
+/// Like [`Local`], with IPv6 peer addresses.
+struct Local6(Arc<Hosts>);
+
+impl Cluster for Local6 {
+    fn nodes(&self) -> Vec<String> {
+        Local(self.0.clone()).nodes()
+    }
+    fn address(&self, node: &str) -> Option<String> {
+        let i: u8 = node.strip_prefix('n')?.parse().ok()?;
+        Some(format!("fd00:213::{}", i + 1))
+    }
+    fn run<'a>(
+        &'a self,
+        node: &'a str,
+        script: &'a str,
+        _t: Duration,
+    ) -> BoxFuture<'a, Result<Output, RemoteError>> {
+        Box::pin(async move {
+            let real = self.0.dir.join(node).display().to_string();
+            let out = self.0.sh(node, &script.replace(GENERIC, &real));
+            Ok(Output {
+                status: out.status.code(),
+                stdout: String::from_utf8_lossy(&out.stdout).into(),
+                stderr: String::from_utf8_lossy(&out.stderr).into(),
+            })
+        })
+    }
+    fn leader(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
+    fn start_command(&self, _node: &str) -> String {
+        "true".into()
+    }
+    fn paths(&self) -> HostPaths {
+        Local(self.0.clone()).paths()
+    }
+}
+
+#[tokio::test]
+async fn ipv6_peers_are_cut_with_ip6tables_and_healed() {
+    let hosts = Hosts::new("6", 3);
+    let cx = Local6(hosts.clone());
+    let a = partition::start(&cx, &FaultOptions::default(), 5)
+        .await
+        .unwrap();
+    let v6_rules: String = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| String::from_utf8(hosts.sh(n, "ip6tables -w -S").stdout).unwrap())
+        .collect();
+    // Halves of three: 2 cut links, each dropped both ways, in and out.
+    assert_eq!(v6_rules.matches("-j DROP").count(), 8, "{v6_rules}");
+    assert!(v6_rules.contains("-s fd00:213::"), "{v6_rules}");
+    let st = status(&cx).await;
+    assert_eq!(
+        st.iter()
+            .map(|(_, s)| s.as_ref().unwrap().rules.len())
+            .sum::<usize>(),
+        8
+    );
+    heal(&cx, false).await;
+    for n in ["n1", "n2", "n3"] {
+        let v6 = String::from_utf8(hosts.sh(n, "ip6tables -w -S").stdout).unwrap();
+        assert!(!v6.contains("FAULTLINE"), "{n}: {v6}");
+    }
+    assert!(
+        status(&cx)
+            .await
+            .iter()
+            .all(|(_, s)| s.as_ref().unwrap().is_clean()),
+        "{}",
+        a.journal_id
+    );
+}
