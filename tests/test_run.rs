@@ -312,3 +312,46 @@ fn test_bad_flags_are_usage_errors() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn test_cluster_set_bank_append_under_faults_check_valid() {
+    let env = Env::new("w", 3);
+    for (db, workload, nemesis) in [
+        ("raft", "set", "partition"),
+        ("paxos", "bank", "kill"),
+        ("raft", "append", "pause"),
+    ] {
+        let out = env.test(&[
+            "--db",
+            db,
+            "--workload",
+            workload,
+            "--nemesis",
+            nemesis,
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "8",
+            "--recovery-time",
+            "3",
+            "--seed",
+            "5",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{workload} on {db} under {nemesis}");
+        let dir = env.latest();
+        let results = json(&dir.join("results.json"));
+        let own = results["results"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["checker"] == workload))
+            .or_else(|| results["results"].get(workload))
+            .unwrap_or_else(|| panic!("no {workload} checker result: {results}"));
+        assert_eq!(own["valid"], true, "{own}");
+        let h = history(&dir);
+        assert!(count(&h, "ok") > 300, "{workload}: only {} ok", count(&h, "ok"));
+        assert!(
+            h.iter().any(|e| e["process"] == "nemesis"),
+            "{workload}: no fault happened"
+        );
+        assert_eq!(json(&dir.join("test.json"))["db"], db);
+    }
+}
