@@ -103,7 +103,13 @@ fn report_writes_html_results_and_interval_log_for_a_run() {
         "header plus one row per window"
     );
     assert!(html.contains("Counterexample: linearizable"));
-    assert!(html.contains("#cc0000"), "the culprit op is highlighted");
+    let timeline = &html[html.find("Counterexample: linearizable").unwrap()..];
+    let timeline = &timeline[..timeline.find("</svg>").unwrap()];
+    let highlighted = timeline
+        .matches(r##"stroke="#cc0000" stroke-width="2""##)
+        .count();
+    assert_eq!(highlighted, 1, "only the culprit is highlighted");
+    assert!(timeline.contains("process 1") && timeline.contains("process 2"));
     assert!(
         html.contains("lost leader"),
         "log excerpt around the partition's start"

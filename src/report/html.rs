@@ -157,9 +157,13 @@ pub fn run_page(
     // Counterexamples.
     for r in results.iter().filter(|r| r.valid == Validity::Invalid) {
         if let Some(svg) = counterexample_svg(&run.history, &r.details) {
+            let reason = super::run::find_key(&r.details, "reason")
+                .and_then(Value::as_str)
+                .map(|why| format!("<p><b>{}</b></p>", esc(why)))
+                .unwrap_or_default();
             let _ = write!(
                 o,
-                "<h2>Counterexample: {}</h2><p>Ops around the violation; the ones the checker named are outlined in red.</p>{svg}",
+                "<h2>Counterexample: {}</h2>{reason}<p>Ops around the violation on the same keys; the op the checker blames is outlined in red.</p>{svg}",
                 esc(&r.checker)
             );
         }
@@ -439,9 +443,11 @@ pub fn counterexample_svg(history: &[Event], details: &Value) -> Option<String> 
         .take(TIMELINE_OPS_MAX)
         .map(|o| (o.invoke_pos, *o))
         .collect();
+    // Concurrent ops on the keys involved tell the story; others are noise.
+    let keys: BTreeSet<Option<&str>> = involved.iter().map(|o| o.key.as_deref()).collect();
     for o in ops
         .iter()
-        .filter(|o| o.invoke_ns <= hi && o.complete_ns >= lo)
+        .filter(|o| o.invoke_ns <= hi && o.complete_ns >= lo && keys.contains(&o.key.as_deref()))
     {
         if chosen.len() >= TIMELINE_OPS_MAX {
             break;

@@ -287,6 +287,23 @@ pub fn throughput(
     })
 }
 
+/// Cuts a label to what fits in `width` pixels of 11 px sans-serif (the whole label stays
+/// in the bar's tooltip).
+fn fit(label: &str, width: f64) -> String {
+    let chars = ((width - 6.0) / 6.2).max(0.0) as usize;
+    if label.chars().count() <= chars {
+        label.to_string()
+    } else if chars >= 2 {
+        label
+            .chars()
+            .take(chars - 1)
+            .chain(std::iter::once('…'))
+            .collect()
+    } else {
+        String::new()
+    }
+}
+
 /// One op on the counterexample timeline.
 pub struct TimelineOp {
     pub process: u64,
@@ -365,7 +382,7 @@ pub fn timeline(ops: &[TimelineOp]) -> String {
                 r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
                 x0 + 3.0,
                 y + row_h / 2.0 + 3.0,
-                super::html::esc(&o.label)
+                super::html::esc(&fit(&o.label, x1 - x0))
             );
         }
     }

@@ -141,19 +141,34 @@ pub fn write_run(
     let h = history(12_000, outages);
     let text: String = h.iter().map(|e| format!("{e}\n")).collect();
     std::fs::write(dir.join("history.jsonl"), text).unwrap();
-    // A linearizability failure naming two ops by history index.
+    // A linearizability failure in the linearizable checker's shape: the culprit op, and
+    // a concurrent op listed beside it (not the culprit).
     let lin_valid = if invalid { json!(false) } else { json!(true) };
-    let bad: Vec<u64> = h
-        .iter()
-        .filter(|e| e["process"] == json!(1) && e["type"] == "ok")
-        .take(2)
-        .map(|e| e["index"].as_u64().unwrap())
-        .collect();
+    let ops_of = |p: u64| -> Vec<(u64, u64)> {
+        let evs: Vec<&Value> = h.iter().filter(|e| e["process"] == json!(p)).collect();
+        evs.chunks(2)
+            .map(|c| {
+                (
+                    c[0]["index"].as_u64().unwrap(),
+                    c[1]["index"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (bad, other) = (ops_of(1)[1], ops_of(2)[1]);
+    let details = if invalid {
+        json!({"counterexample": {
+            "reason": "read of 7 cannot follow write of 8",
+            "op": {"process": 1, "invoke_index": bad.0, "complete_index": bad.1},
+            "concurrent": [{"op": {"process": 2, "invoke_index": other.0, "complete_index": other.1}, "linearized": true}],
+        }})
+    } else {
+        json!({})
+    };
     let results = json!({
         "run_dir": dir.display().to_string(),
         "valid": lin_valid,
-        "results": [{"checker": "linearizable", "valid": lin_valid,
-                     "details": if invalid { json!({"op": {"index": bad[1]}, "previous-ok": {"index": bad[0]}}) } else { json!({}) }}],
+        "results": [{"checker": "linearizable", "valid": lin_valid, "details": details}],
     });
     std::fs::write(
         dir.join("results.json"),
