@@ -343,3 +343,86 @@ fn print_summary(cfg: &TestConfig, o: &runner::RunOutcome) {
     }
     println!("run directory: {}", o.run_dir.display());
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: TestArgs,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<TestConfig> {
+        let mut v = vec!["faultline", "-i", "inv.yaml"];
+        v.extend_from_slice(args);
+        Wrap::try_parse_from(v).unwrap().args.validate()
+    }
+
+    fn usage_message(r: anyhow::Result<TestConfig>) -> String {
+        let e = r.expect_err("expected a usage error");
+        assert_eq!(crate::exit::for_error(&e), ExitCode::from(crate::exit::USAGE));
+        e.to_string()
+    }
+
+    #[test]
+    fn defaults_name_the_test_after_workload_db_and_nemesis() {
+        let c = parse(&["--seed", "3"]).unwrap();
+        assert_eq!(c.name, "register-raft-none");
+        assert_eq!(c.seed, 3);
+        assert!(c.nemesis.is_empty());
+        let c = parse(&[
+            "--db",
+            "raft,paxos",
+            "--workload",
+            "bank",
+            "--nemesis",
+            "kill,partition",
+        ])
+        .unwrap();
+        assert_eq!(c.dbs, vec!["raft", "paxos"]);
+        assert_eq!(c.name, "bank-raft+paxos-kill+partition");
+        assert_eq!(c.for_db("paxos").db(), "paxos");
+    }
+
+    #[test]
+    fn node_opts_split_at_the_first_equals_sign() {
+        let c = parse(&[
+            "--node-opt",
+            "unsafe_local_reads=true",
+            "--node-opt",
+            "log_level=a=b",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.node_opts,
+            vec![
+                ("unsafe_local_reads".into(), "true".into()),
+                ("log_level".into(), "a=b".into())
+            ]
+        );
+        assert!(usage_message(parse(&["--node-opt", "=x"])).contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        assert!(usage_message(parse(&["--db", "etcd"])).contains("--db"));
+        assert!(usage_message(parse(&["--workload", "queue"])).contains("register, set, bank, append"));
+        assert!(usage_message(parse(&["--concurrency", "0"])).contains("--concurrency"));
+        assert!(usage_message(parse(&["--time-limit", "0"])).contains("--time-limit"));
+        assert!(usage_message(parse(&["--nemesis", "meteor"])).contains("--nemesis"));
+        assert!(usage_message(parse(&["--name", "latest"])).contains("--name"));
+        assert!(usage_message(parse(&["--test-count", "0"])).contains("--test-count"));
+    }
+
+    #[test]
+    fn without_a_seed_runs_still_get_a_recorded_one() {
+        let a = parse(&[]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = parse(&[]).unwrap();
+        assert_ne!(a.seed, b.seed);
+    }
+}
