@@ -264,3 +264,50 @@ pub fn validity_word(v: Validity) -> &'static str {
         Validity::Unknown => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, valid: Validity) -> CheckResult {
+        CheckResult {
+            checker: name.into(),
+            valid,
+            details: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn results_keep_their_shape_and_other_fields() {
+        let dir = std::env::temp_dir().join(format!("faultline-results-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rs = [
+            result("set", Validity::Valid),
+            result("stats", Validity::Unknown),
+        ];
+
+        let as_map = serde_json::json!({"valid": true, "harness_error": null, "results": {}});
+        write_results(&dir, &as_map, &rs, Validity::Unknown).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(RESULTS_JSON)).unwrap()).unwrap();
+        assert_eq!(v["valid"], "unknown");
+        assert!(v.as_object().unwrap().contains_key("harness_error"));
+        assert_eq!(v["results"]["stats"]["valid"], "unknown");
+
+        let as_list = serde_json::json!({"results": []});
+        write_results(&dir, &as_list, &rs, Validity::Invalid).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(RESULTS_JSON)).unwrap()).unwrap();
+        assert_eq!(v["valid"], false);
+        assert_eq!(v["results"][0]["checker"], "set");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn milliseconds_read_naturally() {
+        assert_eq!(fmt_ms(0.5), "0.50 ms");
+        assert_eq!(fmt_ms(250.0), "250 ms");
+        assert_eq!(fmt_ms(2400.0), "2.40 s");
+        assert_eq!(fmt_ms(65_000.0), "65.0 s");
+    }
+}

@@ -21,6 +21,8 @@ pub const CONNECTIONS_MAX: usize = 64;
 pub const REQUEST_BYTES_MAX: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Whole-file transfers (a large history over a slow link) get longer.
+const FILE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Run directories listed on the index page.
 const LISTED_RUNS_MAX: usize = 500;
 
@@ -202,10 +204,25 @@ async fn handle(mut sock: TcpStream, store: &Path) -> anyhow::Result<()> {
         )
         .await;
     }
-    let body = tokio::fs::read(&real)
+    // Histories can be large: streamed, not read into memory.
+    let mut file = tokio::fs::File::open(&real)
         .await
-        .with_context(|| format!("reading {}", real.display()))?;
-    respond(&mut sock, "200 OK", content_type(&real), &body, head_only).await
+        .with_context(|| format!("opening {}", real.display()))?;
+    let len = file.metadata().await?.len();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {len}\r\nConnection: close\r\nX-Content-Type-Options: nosniff\r\n\r\n",
+        content_type(&real)
+    );
+    tokio::time::timeout(FILE_TIMEOUT, async {
+        sock.write_all(head.as_bytes()).await?;
+        if !head_only {
+            tokio::io::copy(&mut file, &mut sock).await?;
+        }
+        sock.shutdown().await
+    })
+    .await
+    .context("sending the file timed out")??;
+    Ok(())
 }
 
 fn content_type(p: &Path) -> &'static str {
