@@ -338,8 +338,24 @@ fn print_summary(cfg: &TestConfig, o: &runner::RunOutcome) {
     if let Some(e) = &o.harness_error {
         println!("harness error: {e}");
     }
+    let heal_errors = s["nemesis"]["heal-errors"].as_array().map_or(0, Vec::len);
+    if heal_errors > 0 {
+        println!(
+            "warning: {heal_errors} heal error(s); the faults expire on the hosts by themselves (see results.json)"
+        );
+    }
     if o.interrupted {
-        println!("interrupted: faults healed, nodes stopped; the history and partial results are kept");
+        let faults = if heal_errors > 0 {
+            "heal attempted"
+        } else {
+            "faults healed"
+        };
+        let nodes = if cfg.leave_db_running {
+            "nodes left running"
+        } else {
+            "nodes stopped"
+        };
+        println!("interrupted: {faults}, {nodes}; the history and partial results are kept");
     }
     println!("run directory: {}", o.run_dir.display());
 }
