@@ -93,15 +93,15 @@ impl LocalCluster {
         self.addrs.keys().cloned().collect()
     }
 
-    /// Which peers a new TCP connection from `a` to their sshd reaches within 2 s (one SSH
-    /// round trip for all peers).
+    /// Which peers a new TCP connection from `a` to their sshd reaches, within 3 s each (one
+    /// SSH round trip for all peers).
     fn reaches(&self, a: &str) -> BTreeMap<String, bool> {
         let peers: Vec<&String> = self.addrs.keys().filter(|p| *p != a).collect();
         let script: String = peers
             .iter()
             .map(|p| {
                 format!(
-                    "if timeout 2 bash -c '</dev/tcp/{}/22' 2>/dev/null; then echo {p}=yes; else echo {p}=no; fi; ",
+                    "if timeout 3 bash -c '</dev/tcp/{}/22' 2>/dev/null; then echo {p}=yes; else echo {p}=no; fi; ",
                     self.addrs[*p]
                 )
             })
@@ -217,7 +217,11 @@ fn nemesis_cluster_partition_cuts_new_and_open_flows_and_heal_restores_them_leav
             .0
     );
     for a in &nodes {
-        assert!(c.reaches(a).values().all(|&ok| ok), "{a} before any fault");
+        wait_for(
+            &format!("{a} to reach every peer before any fault"),
+            Duration::from_secs(15),
+            || c.reaches(a).values().all(|&ok| ok),
+        );
         for b in nodes.iter().filter(|b| *b != a) {
             start_flow_probe(&c, a, b);
         }
@@ -294,7 +298,11 @@ fn nemesis_cluster_partition_cuts_new_and_open_flows_and_heal_restores_them_leav
             "",
             "{a} still has faultline rules"
         );
-        assert!(c.reaches(a).values().all(|&ok| ok), "{a} after heal");
+        wait_for(
+            &format!("{a} to reach every peer after heal"),
+            Duration::from_secs(15),
+            || c.reaches(a).values().all(|&ok| ok),
+        );
     }
     assert!(
         c.exec("n1", "iptables -w -S INPUT")
@@ -350,7 +358,11 @@ fn nemesis_cluster_faults_heal_on_the_hosts_after_the_controller_is_sigkilled() 
     );
     assert!(applied_at.elapsed() >= Duration::from_secs(5));
     for a in &nodes {
-        assert!(c.reaches(a).values().all(|&ok| ok), "{a} after expiry");
+        wait_for(
+            &format!("{a} to reach every peer after expiry"),
+            Duration::from_secs(15),
+            || c.reaches(a).values().all(|&ok| ok),
+        );
         assert_eq!(
             c.exec(a, "ls /var/lib/faultline/nemesis/journal | wc -l")
                 .1
