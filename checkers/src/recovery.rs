@@ -14,7 +14,9 @@
 //!   times) that overlaps the fault window. A write is any op whose `f` is not a read.
 //!   When no write succeeds after the fault started, the cluster never recovered within
 //!   the span: `recovered` is false and the figure is a lower bound (shown as "≥").
-//! - `first_error_ms`: fault start to the first failed or indeterminate completion.
+//! - `first_error_ms`: fault start to the first failed or indeterminate completion; a
+//!   failure that is the data model's refusal (cas mismatch, insufficient funds; see
+//!   [`is_refusal`]) is an answer, not an error, and does not count.
 //! - `first_write_after_start_ms` / `first_write_after_heal_ms`: to the first successful
 //!   write *invoked* after the fault start / the heal (an op already in flight proves
 //!   nothing about the state the fault left).
@@ -111,6 +113,24 @@ pub fn fault_windows(history: &[Event]) -> Vec<FaultWindow> {
     }
     windows.sort_by_key(|w| w.start_ns);
     windows
+}
+
+/// A definite failure that is the data model's answer (a cas whose expected value did
+/// not match, a transfer from an empty account) rather than the cluster's failure to
+/// answer: the cluster was available to say no.
+pub fn is_refusal(error: Option<&str>) -> bool {
+    let Some(e) = error else { return false };
+    let e = e.to_ascii_lowercase();
+    [
+        "mismatch",
+        "insufficient",
+        "no such",
+        "absent",
+        "not found",
+        "precondition",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
 }
 
 /// Reads are the only ops that do not count as writes for availability.
@@ -313,7 +333,13 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
 
         let first_error = ops
             .iter()
-            .filter(|o| o.outcome != Outcome::Ok && o.complete_ns >= ws && o.complete_ns < span_end)
+            .filter(|o| {
+                o.outcome != Outcome::Ok
+                    && o.complete_ns >= ws
+                    && o.complete_ns < span_end
+                    && !(o.outcome == Outcome::Fail
+                        && is_refusal(history[o.complete_pos].error.as_deref()))
+            })
             .map(|o| o.complete_ns)
             .min()
             .map(|t| ms(t - ws));
@@ -728,6 +754,25 @@ mod tests {
                 ("pause", 6001, None)
             ]
         );
+    }
+
+    #[test]
+    fn a_cas_mismatch_is_an_answer_not_an_error() {
+        let mut h = steady_writes(0, 0, 6000 * MS);
+        h.extend(fault("kill", 2000 * MS, 4000 * MS));
+        let mut mismatch = done(1, 2100 * MS, EventType::Fail, "cas");
+        mismatch.error = Some("cas-mismatch".into());
+        let mut refused = done(1, 2600 * MS, EventType::Fail, "cas");
+        refused.error = Some("not-leader: not the leader".into());
+        h.extend([
+            inv(1, 2050 * MS, "cas"),
+            mismatch,
+            inv(1, 2500 * MS, "cas"),
+            refused,
+        ]);
+        let r = analyze(&sorted(h), &RecoveryOptions::default());
+        assert_eq!(r.windows[0].first_error_ms, Some(600.0));
+        assert!(is_refusal(Some("insufficient funds")) && !is_refusal(None));
     }
 
     #[test]
