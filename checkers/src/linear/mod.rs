@@ -11,7 +11,7 @@ mod register;
 mod search;
 pub mod synth;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -221,22 +221,21 @@ fn pair(history: &[Event]) -> Result<Vec<(usize, Option<usize>)>, HistoryError> 
         process: history[pos].process.to_string(),
         message,
     };
-    let mut pending: HashMap<u64, usize> = HashMap::new();
-    let mut pairs: Vec<(usize, Option<usize>)> = Vec::new();
-    let mut slot_of: HashMap<usize, usize> = HashMap::new();
+    // Process -> (invocation position, its slot in `pairs`).
+    let mut pending: search::IntMap<u64, (usize, usize)> = search::IntMap::default();
+    let mut pairs: Vec<(usize, Option<usize>)> = Vec::with_capacity(history.len() / 2 + 1);
     for (pos, e) in history.iter().enumerate() {
         let Some(p) = e.client() else { continue };
         match e.kind {
             EventType::Invoke => {
-                if let Some(&prev) = pending.get(&p) {
+                if let Some(&(prev, _)) = pending.get(&p) {
                     return Err(err(pos, format!("invoked while its invocation at event {prev} has not completed")));
                 }
-                pending.insert(p, pos);
-                slot_of.insert(pos, pairs.len());
+                pending.insert(p, (pos, pairs.len()));
                 pairs.push((pos, None));
             }
             _ => {
-                let Some(inv) = pending.remove(&p) else {
+                let Some((inv, slot)) = pending.remove(&p) else {
                     return Err(err(pos, format!("{} without an invocation", e.kind.as_str())));
                 };
                 if history[inv].f != e.f {
@@ -245,7 +244,7 @@ fn pair(history: &[Event]) -> Result<Vec<(usize, Option<usize>)>, HistoryError> 
                 if e.key.is_some() && history[inv].key != e.key {
                     return Err(err(pos, format!("completes key {:?} but the invocation was for {:?}", e.key, history[inv].key)));
                 }
-                pairs[slot_of[&inv]].1 = Some(pos);
+                pairs[slot].1 = Some(pos);
             }
         }
     }
@@ -274,7 +273,8 @@ struct KeyResult {
 pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) -> Result<LinReport, HistoryError> {
     let start = Instant::now();
     let pairs = pair(history)?;
-    let mut by_key: BTreeMap<Option<String>, Vec<PreOp<M::Op>>> = BTreeMap::new();
+    let mut key_index: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut work: Vec<KeyWork<M::Op>> = Vec::new();
     for &(inv, comp) in &pairs {
         let e = &history[inv];
         let converted = model.op(e, comp.map(|c| &history[c])).map_err(|message| HistoryError {
@@ -289,11 +289,14 @@ pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) 
             Some(c) if !optional => c as u64 + 1,
             _ => u64::MAX,
         };
-        by_key.entry(e.key.clone()).or_default().push(PreOp { op, optional, call: inv as u64 + 1, ret, invoke: inv, complete: comp });
+        let k = *key_index.entry(e.key.as_deref()).or_insert_with(|| {
+            work.push(KeyWork { key: e.key.clone(), ops: Vec::new() });
+            work.len() - 1
+        });
+        work[k].ops.push(PreOp { op, optional, call: inv as u64 + 1, ret, invoke: inv, complete: comp });
     }
-    let keys = by_key.len();
-    let mut work: Vec<KeyWork<M::Op>> = by_key.into_iter().map(|(key, ops)| KeyWork { key, ops }).collect();
-    work.sort_by_key(|w| std::cmp::Reverse(w.ops.len()));
+    let keys = work.len();
+    work.sort_by(|a, b| b.ops.len().cmp(&a.ops.len()).then_with(|| a.key.cmp(&b.key)));
 
     let deadline = budget.time_limit.map(|t| start + t);
     let memory_used = AtomicUsize::new(0);

@@ -58,8 +58,28 @@ pub trait Model: Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CasRegister;
 
-/// Register values by their JSON text; `None` is the initial, never-written state.
-pub type RegValue = Option<std::sync::Arc<str>>;
+/// A register value. Integers, the common case, are held inline; anything else by its
+/// compact JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RegValue {
+    /// The initial, never-written state (JSON `null`).
+    Null,
+    Int(i64),
+    Json(std::sync::Arc<str>),
+    /// Stands for every value nothing observes (see the register pre-pass).
+    Unobserved,
+}
+
+impl std::fmt::Display for RegValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegValue::Null => f.write_str("null"),
+            RegValue::Int(i) => write!(f, "{i}"),
+            RegValue::Json(s) => f.write_str(s),
+            RegValue::Unobserved => f.write_str("<a value nothing reads>"),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RegOp {
@@ -72,8 +92,9 @@ pub enum RegOp {
 
 fn reg_value(v: &Value) -> RegValue {
     match v {
-        Value::Null => None,
-        other => Some(other.to_string().into()),
+        Value::Null => RegValue::Null,
+        Value::Number(n) if n.is_i64() => RegValue::Int(n.as_i64().unwrap_or(0)),
+        other => RegValue::Json(other.to_string().into()),
     }
 }
 
@@ -93,7 +114,7 @@ impl Model for CasRegister {
     }
 
     fn init(&self) -> RegValue {
-        None
+        RegValue::Null
     }
 
     fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(RegOp, Certainty)>, String> {
@@ -136,9 +157,10 @@ impl Model for CasRegister {
 
     fn state_json(&self, state: &RegValue) -> Value {
         match state {
-            None => Value::Null,
-            Some(s) if &**s == super::register::UNOBSERVED => Value::String("<a value nothing reads>".into()),
-            Some(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())),
+            RegValue::Null => Value::Null,
+            RegValue::Int(i) => Value::from(*i),
+            RegValue::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())),
+            RegValue::Unobserved => Value::String(state.to_string()),
         }
     }
 
@@ -158,34 +180,161 @@ impl Model for CasRegister {
 }
 
 /// A string per key, initially empty: get (read), put (write), append (concatenate).
+///
+/// States are not strings but fingerprints of them — two independent polynomial hashes
+/// modulo 2^61 - 1, plus the length — with the text kept as a shared chain of appended
+/// pieces for display. Appending is then O(piece) instead of O(string), and comparing
+/// O(1); two different strings share a fingerprint with probability below 2^-90 for
+/// strings under a megabyte.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Kv;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum KvOp {
-    Get(String),
-    Put(String),
-    Append(String),
+const MOD: u64 = (1 << 61) - 1;
+const BASES: [u64; 2] = [0x1d8e_4e27_c47d_124f % MOD, 0x0b3d_91f0_7a6c_2e95 % MOD];
+
+#[inline]
+fn mulmod(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    let x = ((r as u64) & MOD) + ((r >> 61) as u64);
+    if x >= MOD { x - MOD } else { x }
 }
 
-fn kv_string(v: &Value) -> Result<String, String> {
+#[inline]
+fn addmod(a: u64, b: u64) -> u64 {
+    let x = a + b;
+    if x >= MOD { x - MOD } else { x }
+}
+
+/// A string with its fingerprint and `BASES^len`, precomputed once per operation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KvText {
+    hash: [u64; 2],
+    pow: [u64; 2],
+    len: u64,
+    text: std::sync::Arc<str>,
+}
+
+impl KvText {
+    fn new(s: &str) -> KvText {
+        let mut hash = [0u64; 2];
+        let mut pow = [1u64; 2];
+        for &b in s.as_bytes() {
+            for k in 0..2 {
+                hash[k] = addmod(mulmod(hash[k], BASES[k]), u64::from(b) + 1);
+                pow[k] = mulmod(pow[k], BASES[k]);
+            }
+        }
+        KvText { hash, pow, len: s.len() as u64, text: s.into() }
+    }
+}
+
+impl std::fmt::Debug for KvText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", &*self.text)
+    }
+}
+
+/// One piece of a string state: its text follows the text of `prev`.
+struct Piece {
+    prev: Option<std::sync::Arc<Piece>>,
+    text: std::sync::Arc<str>,
+}
+
+impl Drop for Piece {
+    // Long chains would otherwise be dropped recursively, one stack frame per append.
+    fn drop(&mut self) {
+        let mut next = self.prev.take();
+        while let Some(p) = next {
+            match std::sync::Arc::try_unwrap(p) {
+                Ok(mut piece) => next = piece.prev.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// A string state: equal and hashed by fingerprint; `pieces` only spell it out.
+#[derive(Clone)]
+pub struct KvState {
+    hash: [u64; 2],
+    len: u64,
+    pieces: Option<std::sync::Arc<Piece>>,
+}
+
+impl PartialEq for KvState {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.len == other.len
+    }
+}
+impl Eq for KvState {}
+impl std::hash::Hash for KvState {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.hash.hash(h);
+        self.len.hash(h);
+    }
+}
+
+impl KvState {
+    fn of(t: &KvText) -> KvState {
+        let pieces = (t.len > 0).then(|| std::sync::Arc::new(Piece { prev: None, text: t.text.clone() }));
+        KvState { hash: t.hash, len: t.len, pieces }
+    }
+
+    fn holds(&self, t: &KvText) -> bool {
+        self.hash == t.hash && self.len == t.len
+    }
+
+    fn append(&self, t: &KvText) -> KvState {
+        if t.len == 0 {
+            return self.clone();
+        }
+        let hash = [0, 1].map(|k| addmod(mulmod(self.hash[k], t.pow[k]), t.hash[k]));
+        let pieces = Some(std::sync::Arc::new(Piece { prev: self.pieces.clone(), text: t.text.clone() }));
+        KvState { hash, len: self.len + t.len, pieces }
+    }
+
+    pub fn text(&self) -> String {
+        let mut parts = Vec::new();
+        let mut p = self.pieces.as_deref();
+        while let Some(piece) = p {
+            parts.push(&*piece.text);
+            p = piece.prev.as_deref();
+        }
+        parts.iter().rev().copied().collect()
+    }
+}
+
+impl std::fmt::Debug for KvState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KvOp {
+    Get(KvText),
+    Put(KvText),
+    Append(KvText),
+}
+
+fn kv_text(v: &Value) -> Result<KvText, String> {
     match v {
-        Value::Null => Ok(String::new()),
-        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(KvText::new("")),
+        Value::String(s) => Ok(KvText::new(s)),
         other => Err(format!("the kv model holds strings, got {other}")),
     }
 }
 
 impl Model for Kv {
-    type State = String;
+    type State = KvState;
     type Op = KvOp;
 
     fn name(&self) -> &'static str {
         "kv"
     }
 
-    fn init(&self) -> String {
-        String::new()
+    fn init(&self) -> KvState {
+        KvState::of(&KvText::new(""))
     }
 
     fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(KvOp, Certainty)>, String> {
@@ -197,39 +346,39 @@ impl Model for Kv {
         };
         let op = match invoke.f.as_str() {
             "get" | "read" => match (kind, completion) {
-                (EventType::Ok, Some(c)) => KvOp::Get(kv_string(&c.value)?),
+                (EventType::Ok, Some(c)) => KvOp::Get(kv_text(&c.value)?),
                 _ => return Ok(None),
             },
-            "put" | "write" => KvOp::Put(kv_string(&invoke.value)?),
-            "append" => KvOp::Append(kv_string(&invoke.value)?),
+            "put" | "write" => KvOp::Put(kv_text(&invoke.value)?),
+            "append" => KvOp::Append(kv_text(&invoke.value)?),
             other => return Err(format!("the kv model has no operation {other:?} (expected get, put or append)")),
         };
         Ok(Some((op, certainty)))
     }
 
-    fn step(&self, state: &String, op: &KvOp) -> Option<String> {
+    fn step(&self, state: &KvState, op: &KvOp) -> Option<KvState> {
         match op {
-            KvOp::Get(v) => (v == state).then(|| state.clone()),
-            KvOp::Put(v) => Some(v.clone()),
-            KvOp::Append(v) => Some(format!("{state}{v}")),
+            KvOp::Get(v) => state.holds(v).then(|| state.clone()),
+            KvOp::Put(v) => Some(KvState::of(v)),
+            KvOp::Append(v) => Some(state.append(v)),
         }
     }
 
-    fn state_json(&self, state: &String) -> Value {
-        Value::String(state.clone())
+    fn state_json(&self, state: &KvState) -> Value {
+        Value::String(state.text())
     }
 
-    fn needs(&self, op: &KvOp) -> Option<String> {
+    fn needs(&self, op: &KvOp) -> Option<KvState> {
         match op {
-            KvOp::Get(v) => Some(v.clone()),
+            KvOp::Get(v) => Some(KvState::of(v)),
             _ => None,
         }
     }
 
-    fn effect(&self, op: &KvOp) -> Effect<String> {
+    fn effect(&self, op: &KvOp) -> Effect<KvState> {
         match op {
             KvOp::Get(_) => Effect::Keeps,
-            KvOp::Put(v) => Effect::Sets(v.clone()),
+            KvOp::Put(v) => Effect::Sets(KvState::of(v)),
             KvOp::Append(_) => Effect::Unknown,
         }
     }

@@ -14,201 +14,180 @@
 //!   inside a forward one.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use super::model::{RegOp, RegValue};
+use super::search::IntHasher;
 use super::{PreOp, Prepass};
 
-pub(super) fn prepass(ops: &mut Vec<PreOp<RegOp>>) -> Prepass {
-    // Who can produce each value.
-    let mut writers: HashMap<RegValue, Vec<usize>> = HashMap::new();
-    let mut has_mismatch = false;
-    for (i, o) in ops.iter().enumerate() {
-        match &o.op {
-            RegOp::Write(v) | RegOp::Cas(_, v) => writers.entry(v.clone()).or_default().push(i),
-            RegOp::CasMismatch(_) => has_mismatch = true,
-            RegOp::Read(_) => {}
+const NO: u32 = u32::MAX;
+
+/// One op's values as small integers (0 is the initial `null`): the value it needs the
+/// register to hold (`NO`: none; for a mismatch, the value it must not hold) and the value
+/// it leaves (`NO`: unchanged).
+#[derive(Clone, Copy)]
+struct Ids {
+    need: u32,
+    make: u32,
+    mismatch: bool,
+}
+
+type ValueIds<'a> = HashMap<&'a RegValue, u32, BuildHasherDefault<IntHasher>>;
+
+fn value_id<'a>(map: &mut ValueIds<'a>, v: &'a RegValue) -> u32 {
+    match v {
+        RegValue::Null => 0,
+        other => {
+            let next = map.len() as u32 + 1;
+            *map.entry(other).or_insert(next)
         }
     }
-    for (i, o) in ops.iter().enumerate() {
-        if o.optional {
-            continue;
+}
+
+fn intern_values(ops: &[PreOp<RegOp>]) -> (Vec<Ids>, usize) {
+    let mut map = ValueIds::default();
+    let mut id = |v| value_id(&mut map, v);
+    let ids = ops
+        .iter()
+        .map(|o| match &o.op {
+            RegOp::Read(v) => Ids { need: id(v), make: NO, mismatch: false },
+            RegOp::Write(v) => Ids { need: NO, make: id(v), mismatch: false },
+            RegOp::Cas(a, b) => Ids { need: id(a), make: id(b), mismatch: false },
+            RegOp::CasMismatch(a) => Ids { need: id(a), make: NO, mismatch: true },
+        })
+        .collect();
+    let n = map.len() + 1;
+    (ids, n)
+}
+
+pub(super) fn prepass(ops: &mut Vec<PreOp<RegOp>>) -> Prepass {
+    let (ids, values) = intern_values(ops);
+    let mut writers = vec![0u32; values];
+    let mut observers = vec![0u32; values];
+    // The earliest return among the required ops that need each value.
+    let mut need_by = vec![u64::MAX; values];
+    let mut has_mismatch = false;
+    for (o, x) in ops.iter().zip(&ids) {
+        if x.make != NO {
+            writers[x.make as usize] += 1;
         }
-        let needs = match &o.op {
-            RegOp::Read(Some(v)) | RegOp::Cas(Some(v), _) => Some(v),
-            _ => None,
-        };
-        if let Some(v) = needs
-            && !writers.contains_key(&Some(v.clone()))
-        {
-            let what = if matches!(o.op, RegOp::Read(_)) { "read" } else { "cas succeeded from" };
+        if x.mismatch {
+            has_mismatch = true;
+        } else if x.need != NO {
+            observers[x.need as usize] += 1;
+            if !o.optional {
+                need_by[x.need as usize] = need_by[x.need as usize].min(o.ret);
+            }
+        }
+    }
+    for (i, (o, x)) in ops.iter().zip(&ids).enumerate() {
+        if !o.optional && !x.mismatch && x.need != NO && x.need != 0 && writers[x.need as usize] == 0 {
+            let (what, v) = match &o.op {
+                RegOp::Read(v) => ("read", v),
+                RegOp::Cas(v, _) => ("cas succeeded from", v),
+                _ => unreachable!("only reads and cas need a value"),
+            };
             return Prepass::Invalid { op: i, reason: format!("{what} {v}, a value no operation wrote"), related: Vec::new() };
         }
     }
 
-    // Observers of each value: reads and cas-from, by certainty.
-    let mut observed_by: HashMap<RegValue, Vec<usize>> = HashMap::new();
-    for (i, o) in ops.iter().enumerate() {
-        if let RegOp::Read(v) | RegOp::Cas(v, _) = &o.op {
-            observed_by.entry(v.clone()).or_default().push(i);
-        }
-    }
-    let mut drop = vec![false; ops.len()];
-    for (i, o) in ops.iter().enumerate() {
-        if !o.optional {
+    let mut keep = vec![true; ops.len()];
+    for (i, x) in ids.iter().enumerate() {
+        let o = &mut ops[i];
+        if !o.optional || x.make == NO || x.make == 0 {
             continue;
         }
-        let produced = match &o.op {
-            RegOp::Write(v) | RegOp::Cas(_, v) => v.clone(),
-            _ => continue,
-        };
-        if produced.is_none() {
-            continue;
+        let v = x.make as usize;
+        if observers[v] == 0 && !has_mismatch {
+            keep[i] = false;
+        } else if writers[v] == 1 && need_by[v] != u64::MAX {
+            o.optional = false;
+            o.ret = need_by[v];
         }
-        let observers = observed_by.get(&produced).map(Vec::as_slice).unwrap_or(&[]);
-        if observers.is_empty() && !has_mismatch {
-            drop[i] = true;
-        }
-    }
-    let mut promote: Vec<(usize, u64)> = Vec::new();
-    for (i, o) in ops.iter().enumerate() {
-        if !o.optional || drop[i] {
-            continue;
-        }
-        let produced = match &o.op {
-            RegOp::Write(v) | RegOp::Cas(_, v) => v.clone(),
-            _ => continue,
-        };
-        if produced.is_none() || writers.get(&produced).map(Vec::len) != Some(1) {
-            continue;
-        }
-        let deadline = observed_by
-            .get(&produced)
-            .into_iter()
-            .flatten()
-            .filter(|&&j| !ops[j].optional)
-            .map(|&j| ops[j].ret)
-            .min();
-        if let Some(d) = deadline {
-            promote.push((i, d));
-        }
-    }
-    for (i, d) in promote {
-        ops[i].optional = false;
-        ops[i].ret = d;
     }
     let mut k = 0;
     ops.retain(|_| {
         k += 1;
-        !drop[k - 1]
+        keep[k - 1]
     });
+    let ids: Vec<Ids> = ids.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x).collect();
 
-    match zones(ops) {
+    match zones(ops, &ids, values) {
         Prepass::Search => {
-            merge_unobserved(ops);
+            merge_unobserved(ops, &ids, values);
             Prepass::Search
         }
         decided => decided,
     }
 }
 
-/// Stands for every value that nothing reads, compares against or cas-es from. Not JSON
-/// text, so it cannot equal a real value.
-pub(super) const UNOBSERVED: &str = "#unobserved";
-
-/// Values nothing observes are interchangeable: from any of them reads and cas fail and
-/// every mismatch succeeds. Writing them all as one value merges states and makes the
-/// crashed writes of such values identical, which the search then orders instead of
-/// trying every subset.
-fn merge_unobserved(ops: &mut [PreOp<RegOp>]) {
-    let mut observed: std::collections::HashSet<RegValue> = std::collections::HashSet::new();
-    for o in ops.iter() {
-        match &o.op {
-            RegOp::Read(v) | RegOp::Cas(v, _) | RegOp::CasMismatch(v) => {
-                observed.insert(v.clone());
-            }
-            RegOp::Write(_) => {}
-        }
-    }
-    let merged: RegValue = Some(UNOBSERVED.into());
-    for o in ops.iter_mut() {
-        if let RegOp::Write(v) | RegOp::Cas(_, v) = &mut o.op
-            && v.is_some()
-            && !observed.contains(v)
-        {
-            *v = merged.clone();
-        }
-    }
-}
-
 /// Gibbons–Korach on reads and unique-valued writes; `Search` when the history has
 /// anything else.
-fn zones(ops: &[PreOp<RegOp>]) -> Prepass {
-    let mut cluster_of: HashMap<RegValue, usize> = HashMap::new();
-    // Cluster 0 is the initial value, written before everything (time 0).
-    cluster_of.insert(None, 0);
-    let mut writer: Vec<Option<usize>> = vec![None];
-    for (i, o) in ops.iter().enumerate() {
+fn zones(ops: &[PreOp<RegOp>], ids: &[Ids], values: usize) -> Prepass {
+    // Cluster per value; value 0 (null) is written before everything, at time 0.
+    let mut writer = vec![NO; values];
+    for (i, (o, x)) in ops.iter().zip(ids).enumerate() {
         match &o.op {
-            RegOp::Write(v) if !o.optional => {
-                if cluster_of.contains_key(v) {
+            RegOp::Write(_) if !o.optional && x.make != 0 => {
+                if writer[x.make as usize] != NO {
                     return Prepass::Search;
                 }
-                cluster_of.insert(v.clone(), writer.len());
-                writer.push(Some(i));
+                writer[x.make as usize] = i as u32;
             }
             RegOp::Read(_) if !o.optional => {}
             _ => return Prepass::Search,
         }
     }
     // (earliest return, latest call, op with the latest call, op with the earliest return)
-    let mut zone: Vec<(u64, u64, Option<usize>, Option<usize>)> = writer
+    let mut zone: Vec<(u64, u64, u32, u32)> = writer
         .iter()
-        .map(|w| match w {
-            None => (0, 0, None, None),
-            Some(i) => (ops[*i].ret, ops[*i].call, Some(*i), Some(*i)),
-        })
+        .map(|&w| if w == NO { (0, 0, NO, NO) } else { (ops[w as usize].ret, ops[w as usize].call, w, w) })
         .collect();
-    for (i, o) in ops.iter().enumerate() {
-        let RegOp::Read(v) = &o.op else { continue };
-        let Some(&c) = cluster_of.get(v) else {
+    for (i, (o, x)) in ops.iter().zip(ids).enumerate() {
+        if !matches!(o.op, RegOp::Read(_)) {
+            continue;
+        }
+        let c = x.need as usize;
+        let w = writer[c];
+        if c != 0 && w == NO {
             return Prepass::Invalid { op: i, reason: "read a value no operation wrote".into(), related: Vec::new() };
-        };
-        if let Some(w) = writer[c]
-            && o.ret < ops[w].call
-        {
+        }
+        if w != NO && o.ret < ops[w as usize].call {
             return Prepass::Invalid {
                 op: i,
                 reason: "read a value whose only write began after the read returned".into(),
-                related: vec![w],
+                related: vec![w as usize],
             };
         }
         let z = &mut zone[c];
-        if o.ret < z.0 {
-            z.0 = o.ret;
-            z.3 = Some(i);
+        if o.ret < z.0 || z.3 == NO {
+            z.0 = z.0.min(o.ret);
+            z.3 = i as u32;
         }
         if o.call > z.1 {
             z.1 = o.call;
-            z.2 = Some(i);
+            z.2 = i as u32;
         }
     }
-    let mut forward: Vec<usize> = (0..zone.len()).filter(|&c| zone[c].0 < zone[c].1).collect();
+    // Values nobody wrote or read have no cluster.
+    let live = |c: usize| writer[c] != NO || zone[c].2 != NO || c == 0;
+    let mut forward: Vec<usize> = (0..values).filter(|&c| live(c) && zone[c].0 < zone[c].1).collect();
     forward.sort_unstable_by_key(|&c| zone[c].0);
     let related = |a: usize, b: usize| -> Vec<usize> {
-        [writer[a], zone[a].3, writer[b], zone[b].3].into_iter().flatten().collect()
+        [writer[a], zone[a].3, writer[b], zone[b].3].into_iter().filter(|&x| x != NO).map(|x| x as usize).collect()
     };
     for pair in forward.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         if zone[b].0 < zone[a].1 {
             // Both values were read after both writes completed: one of those reads is stale.
             return Prepass::Invalid {
-                op: zone[a].2.unwrap_or(0),
+                op: zone[a].2 as usize,
                 reason: "read a value after a later write had completed (overlapping forward zones)".into(),
                 related: related(a, b),
             };
         }
     }
-    for c in 0..zone.len() {
+    for c in (0..values).filter(|&c| live(c)) {
         let (zf, zs, _, _) = zone[c];
         if zf < zs {
             continue;
@@ -221,11 +200,33 @@ fn zones(ops: &[PreOp<RegOp>]) -> Prepass {
         let fz = forward[p - 1];
         if zf < zone[fz].1 {
             return Prepass::Invalid {
-                op: zone[fz].2.unwrap_or(0),
+                op: zone[fz].2 as usize,
                 reason: "read a value after another write had overwritten it (backward zone inside a forward zone)".into(),
                 related: related(fz, c),
             };
         }
     }
     Prepass::Valid
+}
+
+/// Values nothing observes are interchangeable: from any of them reads and cas fail and
+/// every mismatch succeeds. Writing them all as one value merges states and makes the
+/// crashed writes of such values identical, which the search then orders instead of
+/// trying every subset.
+fn merge_unobserved(ops: &mut [PreOp<RegOp>], ids: &[Ids], values: usize) {
+    let mut observed = vec![false; values];
+    for x in ids {
+        if x.need != NO {
+            observed[x.need as usize] = true;
+        }
+    }
+    let merged = RegValue::Unobserved;
+    for (o, x) in ops.iter_mut().zip(ids) {
+        if x.make != NO && x.make != 0 && !observed[x.make as usize] {
+            match &mut o.op {
+                RegOp::Write(v) | RegOp::Cas(_, v) => *v = merged.clone(),
+                _ => {}
+            }
+        }
+    }
 }
