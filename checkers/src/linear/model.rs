@@ -51,6 +51,14 @@ pub trait Model: Sync {
     fn effect(&self, _op: &Self::Op) -> Effect<Self::State> {
         Effect::Unknown
     }
+    /// Whether [`Model::reachable`] says anything; when false the search never asks.
+    const HAS_REACHABLE: bool = false;
+    /// Could `op` become possible from `state` if no op with an [`Effect::Sets`] effect
+    /// comes between? (For strings under append: is `state` a prefix of what a get
+    /// returned.) Lets the search drop an order as soon as a pending read rules it out.
+    fn reachable(&self, _state: &Self::State, _op: &Self::Op) -> bool {
+        true
+    }
 }
 
 /// A register per key holding any JSON value, initially `null`: read, write, cas.
@@ -212,19 +220,28 @@ pub struct KvText {
     pow: [u64; 2],
     len: u64,
     text: std::sync::Arc<str>,
+    /// Fingerprints of every prefix, by length (for values read).
+    prefixes: std::sync::Arc<[[u64; 2]]>,
 }
 
 impl KvText {
-    fn new(s: &str) -> KvText {
+    fn new(s: &str, with_prefixes: bool) -> KvText {
         let mut hash = [0u64; 2];
         let mut pow = [1u64; 2];
+        let mut prefixes = Vec::with_capacity(if with_prefixes { s.len() + 1 } else { 0 });
         for &b in s.as_bytes() {
+            if with_prefixes {
+                prefixes.push(hash);
+            }
             for k in 0..2 {
                 hash[k] = addmod(mulmod(hash[k], BASES[k]), u64::from(b) + 1);
                 pow[k] = mulmod(pow[k], BASES[k]);
             }
         }
-        KvText { hash, pow, len: s.len() as u64, text: s.into() }
+        if with_prefixes {
+            prefixes.push(hash);
+        }
+        KvText { hash, pow, len: s.len() as u64, text: s.into(), prefixes: prefixes.into() }
     }
 }
 
@@ -317,10 +334,10 @@ pub enum KvOp {
     Append(KvText),
 }
 
-fn kv_text(v: &Value) -> Result<KvText, String> {
+fn kv_text(v: &Value, read: bool) -> Result<KvText, String> {
     match v {
-        Value::Null => Ok(KvText::new("")),
-        Value::String(s) => Ok(KvText::new(s)),
+        Value::Null => Ok(KvText::new("", read)),
+        Value::String(s) => Ok(KvText::new(s, read)),
         other => Err(format!("the kv model holds strings, got {other}")),
     }
 }
@@ -334,7 +351,7 @@ impl Model for Kv {
     }
 
     fn init(&self) -> KvState {
-        KvState::of(&KvText::new(""))
+        KvState::of(&KvText::new("", false))
     }
 
     fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(KvOp, Certainty)>, String> {
@@ -346,11 +363,11 @@ impl Model for Kv {
         };
         let op = match invoke.f.as_str() {
             "get" | "read" => match (kind, completion) {
-                (EventType::Ok, Some(c)) => KvOp::Get(kv_text(&c.value)?),
+                (EventType::Ok, Some(c)) => KvOp::Get(kv_text(&c.value, true)?),
                 _ => return Ok(None),
             },
-            "put" | "write" => KvOp::Put(kv_text(&invoke.value)?),
-            "append" => KvOp::Append(kv_text(&invoke.value)?),
+            "put" | "write" => KvOp::Put(kv_text(&invoke.value, false)?),
+            "append" => KvOp::Append(kv_text(&invoke.value, false)?),
             other => return Err(format!("the kv model has no operation {other:?} (expected get, put or append)")),
         };
         Ok(Some((op, certainty)))
@@ -380,6 +397,15 @@ impl Model for Kv {
             KvOp::Get(_) => Effect::Keeps,
             KvOp::Put(v) => Effect::Sets(KvState::of(v)),
             KvOp::Append(_) => Effect::Unknown,
+        }
+    }
+
+    const HAS_REACHABLE: bool = true;
+
+    fn reachable(&self, state: &KvState, op: &KvOp) -> bool {
+        match op {
+            KvOp::Get(v) => v.prefixes.get(state.len as usize).is_some_and(|h| *h == state.hash),
+            _ => true,
         }
     }
 }
@@ -413,5 +439,9 @@ impl<M: Model> Model for Plain<M> {
     }
     fn effect(&self, op: &M::Op) -> Effect<M::State> {
         self.0.effect(op)
+    }
+    const HAS_REACHABLE: bool = M::HAS_REACHABLE;
+    fn reachable(&self, state: &M::State, op: &M::Op) -> bool {
+        self.0.reachable(state, op)
     }
 }

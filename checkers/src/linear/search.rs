@@ -62,11 +62,12 @@ pub(super) struct Interned<'m, M: Model> {
     pub states: Vec<M::State>,
     ids: HashMap<M::State, u32>,
     memo: IntMap<u64, u32>,
+    reach: IntMap<u64, bool>,
 }
 
 impl<'m, M: Model> Interned<'m, M> {
     pub fn new(model: &'m M, ops: Vec<M::Op>) -> Self {
-        let mut s = Interned { model, ops, states: Vec::new(), ids: HashMap::new(), memo: IntMap::default() };
+        let mut s = Interned { model, ops, states: Vec::new(), ids: HashMap::new(), memo: IntMap::default(), reach: IntMap::default() };
         s.intern(model.init());
         s
     }
@@ -96,8 +97,19 @@ impl<'m, M: Model> Interned<'m, M> {
         (r != NONE).then_some(r)
     }
 
+    #[inline]
+    pub fn reachable(&mut self, state: u32, op: u32) -> bool {
+        let k = (u64::from(state) << 32) | u64::from(op);
+        if let Some(&r) = self.reach.get(&k) {
+            return r;
+        }
+        let r = self.model.reachable(&self.states[state as usize], &self.ops[op as usize]);
+        self.reach.insert(k, r);
+        r
+    }
+
     pub fn approx_bytes(&self) -> usize {
-        self.memo.capacity() * 24 + self.states.capacity() * (std::mem::size_of::<M::State>() * 2 + 16)
+        (self.memo.capacity() + self.reach.capacity()) * 24 + self.states.capacity() * (std::mem::size_of::<M::State>() * 2 + 16)
     }
 }
 
@@ -335,6 +347,9 @@ struct Walk<'o> {
     stack: Vec<(u32, u32, u32, u32)>,
     required_left: usize,
     pins: Option<Pins>,
+    /// Ops that set the state outright, and how many are still pending.
+    resets: Vec<bool>,
+    resets_left: usize,
 }
 
 impl Walk<'_> {
@@ -368,6 +383,7 @@ impl Walk<'_> {
             if let Some(p) = &mut self.pins {
                 p.take(i, required);
             }
+            self.resets_left -= usize::from(self.resets[i]);
             self.state = ns;
             true
         } else {
@@ -398,6 +414,7 @@ impl Walk<'_> {
             if let Some(p) = &mut self.pins {
                 p.untake(i, required);
             }
+            self.resets_left += usize::from(self.resets[i]);
             if tagged & FORCED == 0 {
                 return Some(self.next[c]);
             }
@@ -446,6 +463,8 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
 
     let pins = Pins::build(ops, st);
     let keeps: Vec<bool> = st.ops.iter().map(|op| st.model.effect(op) == Effect::Keeps).collect();
+    let resets: Vec<bool> = st.ops.iter().map(|op| matches!(st.model.effect(op), Effect::Sets(_))).collect();
+    let resets_left = resets.iter().filter(|r| **r).count();
     let mut w = Walk {
         ops,
         n: n as u32,
@@ -458,6 +477,8 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
         stack: Vec::with_capacity(n.min(1 << 20)),
         required_left,
         pins,
+        resets,
+        resets_left,
     };
     let mut cache = ConfigCache::new();
     let mut deepest: Option<Deepest> = None;
@@ -552,7 +573,20 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
             match st.step(w.state, op) {
                 Some(ns) => {
                     let required = !ops.optional[op as usize];
-                    let pinned = ns != w.state && w.pins.as_ref().is_some_and(|p| !p.may_leave(w.state, op as usize, required));
+                    let mut pinned = ns != w.state && w.pins.as_ref().is_some_and(|p| !p.may_leave(w.state, op as usize, required));
+                    if M::HAS_REACHABLE && !pinned && ns != w.state && w.resets_left == usize::from(w.resets[op as usize]) {
+                        // Nothing can reset the state any more: every pending read must
+                        // still be reachable from the new state.
+                        let mut e = w.next[head as usize];
+                        while e != NONE && e & 1 == 0 {
+                            let j = e >> 1;
+                            if j != op && !ops.optional[j as usize] && !st.reachable(ns, j) {
+                                pinned = true;
+                                break;
+                            }
+                            e = w.next[e as usize];
+                        }
+                    }
                     if !pinned && w.try_push(op, ns, false, &mut cache) {
                         stats.configs += 1;
                         if w.required_left == 0 {
