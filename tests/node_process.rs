@@ -98,10 +98,43 @@ async fn scenario(tag: &str, algo: Algo) {
     }
     assert_eq!(acked.len(), 30, "every write should be acknowledged in a healthy cluster");
 
-    // kill -9 the leader: a new one takes over and every acknowledged write is still there.
+    // kill -9 the leader while writers are mid-flight: a new one takes over and every
+    // acknowledged write — before or during the kill — is still there.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let addrs = cluster.client_addrs.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2000 {
+                i += 1;
+                let key = format!("w{w}-{i}");
+                let addr = &addrs[(i as usize) % addrs.len()];
+                if let Ok(mut c) = Client::connect(addr, Duration::from_secs(2)).await
+                    && c.write(&key, Value::Int(i)).await.is_ok()
+                {
+                    acked.push((key, i));
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let old_pid = cluster.pid(leader).unwrap();
     cluster.kill9(leader);
     let (new_leader, st2) = cluster.wait_leader(Duration::from_secs(15)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut during = 0;
+    for w in writers {
+        for (k, v) in w.await.unwrap() {
+            acked.insert(k, v);
+            during += 1;
+        }
+    }
+    assert!(during > 20, "writers made progress around the kill: {during}");
     assert_ne!(new_leader, leader, "the killed node (pid {old_pid}) cannot lead");
     assert!(st2.term > st.term, "a new election happened: {} > {}", st2.term, st.term);
     for (k, v) in &acked {
