@@ -26,6 +26,45 @@ const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Inbound peer connections served at once (a peer reconnecting leaves old ones closing).
 const MAX_INBOUND: usize = 64;
+/// A batch that cannot be handed to the kernel within this long means the peer stopped
+/// reading or the path is cut; reconnecting beats waiting behind a full send buffer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Unacknowledged data older than this aborts the connection (TCP_USER_TIMEOUT). Without it
+/// a connection that lived through a partition stays "established" while the kernel backs
+/// off its retransmissions for minutes, and a healed node hears nothing.
+const USER_TIMEOUT_MS: u32 = 3_000;
+/// Keepalive probes find dead idle connections the same way, e.g. the inbound side of a
+/// link whose sender went quiet behind a partition.
+const KEEPALIVE_IDLE_S: u32 = 1;
+const KEEPALIVE_INTERVAL_S: u32 = 1;
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Socket options every peer connection gets, both directions. Best effort: a platform
+/// without these options still works, only slower to notice a dead link.
+fn tune(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: u32| {
+        let v = value as libc::c_int;
+        // SAFETY: fd is a live socket owned by `stream`; the option value is a c_int on
+        // the stack whose size is passed alongside.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, USER_TIMEOUT_MS);
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE_S);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_PROBES);
+}
 
 #[derive(Default)]
 pub struct TransportStats {
@@ -88,9 +127,9 @@ pub fn spawn_outbound(
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
+            tune(&stream);
             let mut framed = Framed::new(stream, protocol::peer_codec());
-            if framed.send(hello.clone()).await.is_err() {
+            if !matches!(tokio::time::timeout(WRITE_TIMEOUT, framed.send(hello.clone())).await, Ok(Ok(()))) {
                 continue;
             }
             info!(peer = %peer_name, %addr, "connected to peer");
@@ -101,18 +140,21 @@ pub fn spawn_outbound(
                     _ = shutdown.changed() => return,
                 };
                 let Some(first) = first else { return };
-                let mut ok = framed.feed(first).await.is_ok();
                 let mut n = 1u64;
-                while ok && n < 256 {
-                    match rx.try_recv() {
-                        Ok(m) => {
-                            ok = framed.feed(m).await.is_ok();
-                            n += 1;
+                let write = async {
+                    framed.feed(first).await?;
+                    while n < 256 {
+                        match rx.try_recv() {
+                            Ok(m) => {
+                                framed.feed(m).await?;
+                                n += 1;
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
-                }
-                ok = ok && SinkExt::<Bytes>::flush(&mut framed).await.is_ok();
+                    SinkExt::<Bytes>::flush(&mut framed).await
+                };
+                let ok = matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())));
                 if !ok {
                     stats.dropped_disconnected.fetch_add(n, Ordering::Relaxed);
                     warn!(peer = %peer_name, %addr, "peer connection lost; reconnecting");
@@ -155,7 +197,7 @@ where
         let (deliver, resolve, mut shutdown) = (deliver.clone(), resolve.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = stream.set_nodelay(true);
+            tune(&stream);
             let mut framed = Framed::new(stream, protocol::peer_codec());
             let hello = tokio::time::timeout(CONNECT_TIMEOUT, framed.next()).await;
             let Ok(Some(Ok(hello))) = hello else {
