@@ -14,8 +14,6 @@ FAULTLINE_PKGS=(
   "sha256sum:coreutils"
   "timeout:coreutils"
   "cc:build-essential"
-  "pkg-config:pkg-config"
-  "curl:curl"
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }

@@ -717,8 +717,13 @@ async fn open_session(
     }
 }
 
+/// A control directory older than this whose masters are all gone belonged to a controller
+/// that died without closing; it is removed by the next one.
+const STALE_CONTROL_DIR_S: u64 = 600;
+
 fn make_control_dir(base: &Path) -> Result<PathBuf, ControlError> {
     use std::os::unix::fs::DirBuilderExt;
+    sweep_stale_control_dirs(base);
     for _ in 0..16 {
         let p = base.join(format!("flc-{:08x}", rand::random::<u32>()));
         match std::fs::DirBuilder::new().mode(0o700).create(&p) {
@@ -736,6 +741,40 @@ fn make_control_dir(base: &Path) -> Result<PathBuf, ControlError> {
         "cannot find a free control directory name under {}",
         base.display()
     )))
+}
+
+fn sweep_stale_control_dirs(base: &Path) {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return;
+    };
+    // Bounded: a directory full of junk costs at most this many checks per connect.
+    for e in rd.flatten().take(4096) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("flc-") && name.len() == 12) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > STALE_CONTROL_DIR_S);
+        if !old {
+            continue;
+        }
+        let dir = e.path();
+        let live = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|conn| {
+                std::os::unix::net::UnixStream::connect(conn.path().join("master")).is_ok()
+            });
+        if !live {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 /// Reads up to `limit` bytes and drains the rest, so a chatty command cannot exhaust memory
