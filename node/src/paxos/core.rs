@@ -37,6 +37,10 @@ use super::msg::{Ballot, Message, Record, SlotValue};
 const MAX_COMMITTED_PER_READY: usize = 4096;
 /// Entries per `Record::Slots` when the log is rewritten.
 const SLOTS_PER_RECORD: usize = 1024;
+/// A new leader re-proposes every open slot above its chosen prefix. Honest peers only ever
+/// leave a few pipelining windows open (the chosen ones are learned from the promises first),
+/// so a range wider than this comes from a corrupt peer and is refused rather than walked.
+const MAX_RECOVERY_SLOTS: u64 = 1 << 22;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Slot {
@@ -386,10 +390,14 @@ impl Paxos {
         if (c.complete.count_ones() as usize) < self.quorum() {
             return;
         }
+        let end = self.last_index().max(c.recovered.keys().next_back().copied().unwrap_or(0));
+        if end.saturating_sub(self.commit) > MAX_RECOVERY_SLOTS {
+            self.become_follower(None);
+            return;
+        }
         let c = self.cand.take().expect("checked");
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
-        let end = self.last_index().max(c.recovered.keys().next_back().copied().unwrap_or(0));
         let mut entries = Vec::new();
         for s in self.commit + 1..=end {
             if self.log.get(&s).is_some_and(|x| x.chosen) {

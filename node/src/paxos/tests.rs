@@ -450,3 +450,17 @@ fn a_slow_proposer_gets_busy_instead_of_an_unbounded_window() {
     net.node(1).propose(vec![cmd("a"), cmd("b"), cmd("c"), cmd("d")]).unwrap();
     assert_eq!(net.node(1).propose(vec![cmd("e")]), Err(ProposeError::Busy));
 }
+
+#[test]
+fn a_candidate_refuses_to_walk_an_absurd_slot_range_from_a_corrupt_peer() {
+    let far = Record::Accept { ballot: Ballot { round: 1, node: 2 }, entries: vec![(1 << 40, EntryData::Noop)] };
+    let mut net = Net::new(3);
+    net.nodes[0] = Some(Paxos::restore(cfg(1, 3), None, vec![far]).unwrap());
+    net.isolate(2);
+    for _ in 0..100 {
+        net.node(3).tick();
+        net.settle();
+    }
+    assert_eq!(net.leader(), None, "no leader re-proposes 2^40 slots");
+    assert!(net.node(3).status().term > 0, "node 3 did run phase 1");
+}
