@@ -98,7 +98,9 @@ struct CandidateState {
     recovered: BTreeMap<u64, (Ballot, EntryData)>,
 }
 
-/// A Multi-Paxos replica. See the module docs.
+/// A Multi-Paxos replica: proposer, acceptor and learner in one pure state machine. Why a
+/// follower may trust a commit point, and what is durable, is explained at the top of
+/// `node/src/paxos/core.rs`.
 #[derive(Debug)]
 pub struct Paxos {
     cfg: ReplicaConfig,
