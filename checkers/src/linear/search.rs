@@ -133,11 +133,16 @@ impl ConfigCache {
 
     #[inline]
     fn hash(head: u64, words: &[u64]) -> u64 {
-        let mut h = head.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut h = head;
         for &w in words {
-            h = (h ^ (h >> 31) ^ w).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h = (h ^ (h >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ w;
         }
-        h ^ (h >> 32)
+        // splitmix64's finalizer: every input bit reaches every output bit.
+        h ^= h >> 30;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^ (h >> 31)
     }
 
     #[inline]
@@ -150,9 +155,9 @@ impl ConfigCache {
     fn insert(&mut self, state: u32, f: u32, words: &[u64]) -> bool {
         let head = (u64::from(state) << 32) | u64::from(f);
         let h = Self::hash(head, words);
-        let tag = h as u32;
+        let tag = (h >> 32) as u32;
         let mask = self.slots.len() - 1;
-        let mut i = (h >> 32) as usize & mask;
+        let mut i = h as usize & mask;
         loop {
             let off = self.slots[i];
             if off == NONE {
@@ -185,12 +190,12 @@ impl ConfigCache {
             let o = off as usize;
             let len = self.arena[o + 1] as usize;
             let h = Self::hash(self.arena[o], &self.arena[o + 2..o + 2 + len]);
-            let mut i = (h >> 32) as usize & mask;
+            let mut i = h as usize & mask;
             while slots[i] != NONE {
                 i = (i + 1) & mask;
             }
             slots[i] = off;
-            tags[i] = h as u32;
+            tags[i] = (h >> 32) as u32;
         }
         self.slots = slots;
         self.tags = tags;
