@@ -555,3 +555,41 @@ fn cluster_usage_errors_exit_64() {
     assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cluster_up_without_root_says_root_is_needed() {
+    require_cluster_env!();
+    let Ok(setpriv) = which("setpriv") else {
+        eprintln!("SKIPPED: setpriv (util-linux) not installed");
+        return;
+    };
+    // A copy the unprivileged user can execute, wherever the build directory lives.
+    let dir = std::env::temp_dir().join(format!("fl-nr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("faultline");
+    std::fs::copy(BIN, &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["cluster", "up", "--nodes", "1", "--name", "nonroot"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("local clusters need root"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn which(tool: &str) -> Result<PathBuf, ()> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.exists())
+        .ok_or(())
+}
