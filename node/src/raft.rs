@@ -60,8 +60,11 @@ impl Message {
 /// What Raft keeps in the WAL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
-    /// "Updated on stable storage before responding to RPCs": currentTerm, votedFor, and the
-    /// commit index so a restart re-applies what it already knew to be committed.
+    /// "Updated on stable storage before responding to RPCs": currentTerm and votedFor. The
+    /// commit index rides along when the record is written anyway, so a restart re-applies
+    /// what it knew to be committed; a commit advance alone never costs an fsync (the paper
+    /// keeps commitIndex volatile, and the Paxos core does not persist its chosen point
+    /// either — the comparison must not charge one protocol for an extra sync).
     HardState { term: u64, vote: Option<NodeId>, commit: u64 },
     /// Entries to append; an entry at an index that already exists replaces it and everything
     /// after it (the follower's conflict truncation).
@@ -976,7 +979,7 @@ impl Replica for Raft {
             || !self.read_states.is_empty()
             || self.install.is_some()
             || self.commit > self.applied
-            || (self.term, self.vote, self.commit) != self.persisted_hs
+            || (self.term, self.vote) != (self.persisted_hs.0, self.persisted_hs.1)
     }
 
     fn ready(&mut self) -> Ready<Message, Record> {
@@ -988,7 +991,7 @@ impl Replica for Raft {
         }
         let mut records = std::mem::take(&mut self.records);
         let hs = (self.term, self.vote, self.commit);
-        if hs != self.persisted_hs {
+        if (hs.0, hs.1) != (self.persisted_hs.0, self.persisted_hs.1) {
             // Last in the batch: a torn write can then lose the hard state but never leave a
             // commit index pointing past entries that did not make it to disk.
             records.push(Record::HardState { term: hs.0, vote: hs.1, commit: hs.2 });
