@@ -189,7 +189,13 @@ pub async fn preflight(control: &Control, layout: &Layout, tools: &[&str]) -> an
 
 /// Uploads this executable to every host (skipped where the same build is present).
 pub async fn install(control: &Control, layout: &Layout) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
+    // The running image, not its path: a rebuild during a run replaces the file on disk,
+    // and nodes must get the build whose protocol this controller speaks.
+    let exe = if Path::new("/proc/self/exe").exists() {
+        std::path::PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().context("cannot locate the faultline executable")?
+    };
     let dir = Path::new(&layout.bin)
         .parent()
         .map(|p| p.display().to_string())
