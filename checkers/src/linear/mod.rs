@@ -257,7 +257,7 @@ struct KeyWork<O> {
 }
 
 /// Configurations each key may explore in the first round over several keys.
-const PROBE_CONFIGS: u64 = 5_000;
+const PROBE_CONFIGS: u64 = 2_500;
 
 struct KeyResult {
     valid: Validity,

@@ -352,9 +352,36 @@ struct Walk<'o> {
     stack: Vec<(u32, u32, u32, u32)>,
     required_left: usize,
     pins: Option<Pins>,
-    /// Ops that set the state outright, and how many are still pending.
+    /// Ops that set the state outright; `pending_resets` counts the pending ones by op
+    /// index (a Fenwick tree), so "could a reset still come before op j returns" is a
+    /// prefix sum up to `reset_horizon[j]`.
     resets: Vec<bool>,
-    resets_left: usize,
+    pending_resets: Fenwick,
+    reset_horizon: Vec<u32>,
+}
+
+/// Prefix sums with O(log n) point updates.
+struct Fenwick(Vec<i32>);
+
+impl Fenwick {
+    fn add(&mut self, i: usize, d: i32) {
+        let mut i = i + 1;
+        while i < self.0.len() {
+            self.0[i] += d;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// Sum over indices `0..k`.
+    fn sum(&self, k: usize) -> i32 {
+        let mut i = k;
+        let mut s = 0;
+        while i > 0 {
+            s += self.0[i];
+            i -= i & i.wrapping_neg();
+        }
+        s
+    }
 }
 
 impl Walk<'_> {
@@ -388,7 +415,9 @@ impl Walk<'_> {
             if let Some(p) = &mut self.pins {
                 p.take(i, required);
             }
-            self.resets_left -= usize::from(self.resets[i]);
+            if self.resets[i] {
+                self.pending_resets.add(i, -1);
+            }
             self.state = ns;
             true
         } else {
@@ -419,7 +448,9 @@ impl Walk<'_> {
             if let Some(p) = &mut self.pins {
                 p.untake(i, required);
             }
-            self.resets_left += usize::from(self.resets[i]);
+            if self.resets[i] {
+                self.pending_resets.add(i, 1);
+            }
             if tagged & FORCED == 0 {
                 return Some(self.next[c]);
             }
@@ -469,7 +500,16 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
     let pins = Pins::build(ops, st);
     let keeps: Vec<bool> = st.ops.iter().map(|op| st.model.effect(op) == Effect::Keeps).collect();
     let resets: Vec<bool> = st.ops.iter().map(|op| matches!(st.model.effect(op), Effect::Sets(_))).collect();
-    let resets_left = resets.iter().filter(|r| **r).count();
+    let mut pending_resets = Fenwick(vec![0; n + 1]);
+    let mut reset_horizon = vec![0u32; n];
+    if M::HAS_REACHABLE {
+        for (i, _) in resets.iter().enumerate().filter(|(_, r)| **r) {
+            pending_resets.add(i, 1);
+        }
+        for (j, h) in reset_horizon.iter_mut().enumerate() {
+            *h = ops.call.partition_point(|&c| c < ops.ret[j]) as u32;
+        }
+    }
     let mut w = Walk {
         ops,
         n: n as u32,
@@ -483,7 +523,8 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
         required_left,
         pins,
         resets,
-        resets_left,
+        pending_resets,
+        reset_horizon,
     };
     let mut cache = ConfigCache::new();
     let mut deepest: Option<Deepest> = None;
@@ -579,15 +620,20 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
                 Some(ns) => {
                     let required = !ops.optional[op as usize];
                     let mut pinned = ns != w.state && w.pins.as_ref().is_some_and(|p| !p.may_leave(w.state, op as usize, required));
-                    if M::HAS_REACHABLE && !pinned && ns != w.state && w.resets_left == usize::from(w.resets[op as usize]) {
-                        // Nothing can reset the state any more: every pending read must
-                        // still be reachable from the new state.
+                    if M::HAS_REACHABLE && !pinned && ns != w.state {
+                        // A pending read the new state cannot grow into, with no reset
+                        // able to come before the read returns, rules this step out.
+                        let own = op as usize;
                         let mut e = w.next[head as usize];
                         while e != NONE && e & 1 == 0 {
                             let j = e >> 1;
                             if j != op && !ops.optional[j as usize] && !st.reachable(ns, j) {
-                                pinned = true;
-                                break;
+                                let horizon = w.reset_horizon[j as usize] as usize;
+                                let mine = i32::from(w.resets[own] && own < horizon);
+                                if w.pending_resets.sum(horizon) - mine == 0 {
+                                    pinned = true;
+                                    break;
+                                }
                             }
                             e = w.next[e as usize];
                         }
