@@ -57,22 +57,34 @@ fn validate(args: CheckArgs) -> anyhow::Result<Config> {
     if args.threads == Some(0) {
         return Err(exit::usage("--threads must be at least 1"));
     }
-    let file = if args.path.is_dir() { args.path.join("history.jsonl") } else { args.path };
+    let file = if args.path.is_dir() {
+        args.path.join("history.jsonl")
+    } else {
+        args.path
+    };
     let mut budget = Budget {
         time_limit: Some(Duration::from_secs(args.time_limit_s)),
-        memory_limit_bytes: usize::try_from(args.memory_limit_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        memory_limit_bytes: usize::try_from(args.memory_limit_mb.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         ..Budget::default()
     };
     if let Some(t) = args.threads {
         budget.threads = t;
     }
-    Ok(Config { file, model, format, json: args.json, budget })
+    Ok(Config {
+        file,
+        model,
+        format,
+        json: args.json,
+        budget,
+    })
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = validate(args)?;
     let events = formats::load(&cfg.file, cfg.format)?;
-    let report = linear::check(&events, cfg.model, &cfg.budget).with_context(|| format!("{}: malformed history", cfg.file.display()))?;
+    let report = linear::check(&events, cfg.model, &cfg.budget)
+        .with_context(|| format!("{}: malformed history", cfg.file.display()))?;
     if cfg.json {
         let mut v = serde_json::to_value(&report)?;
         v["path"] = serde_json::Value::String(cfg.file.display().to_string());

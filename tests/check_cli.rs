@@ -6,12 +6,21 @@ use std::process::{Command, Output};
 use faultline_checkers::linear::synth::{self, SynthOpts};
 
 fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline")).args(args).output().expect("run faultline")
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .output()
+        .expect("run faultline")
 }
 
 fn data(rel: &str) -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/porcupine-test-data").join(rel);
-    assert!(p.is_file(), "benchmark data missing: {} (shared/ beside the repository)", p.display());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/bench/porcupine-test-data")
+        .join(rel);
+    assert!(
+        p.is_file(),
+        "benchmark data missing: {} (shared/ beside the repository)",
+        p.display()
+    );
     p.display().to_string()
 }
 
@@ -22,14 +31,22 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn write_history(path: &Path, events: &[faultline_checkers::Event]) {
-    let text: String = events.iter().map(|e| serde_json::to_string(e).unwrap() + "\n").collect();
+    let text: String = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
     std::fs::write(path, text).unwrap();
 }
 
 #[test]
 fn check_valid_jepsen_log_exits_0() {
     let out = faultline(&["check", &data("jepsen/etcd_002.log")]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("linearizable"));
 }
 
@@ -55,7 +72,12 @@ fn check_invalid_log_exits_1_with_a_counterexample() {
 #[test]
 fn check_kv_edn_with_the_kv_model() {
     let out = faultline(&["check", "--model", "kv", "--json", &data("kv/c10-ok.txt")]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], serde_json::json!(true));
     assert_eq!(v["keys"], 10);
@@ -66,10 +88,23 @@ fn check_kv_edn_with_the_kv_model() {
 #[test]
 fn check_run_directory_reads_history_jsonl() {
     let dir = scratch("dir");
-    let mut h = synth::generate(&SynthOpts { seed: 3, ops: 2000, clients: 8, keys: 4, cas_ratio: 0.3, crash_ratio: 0.05, ..SynthOpts::default() });
+    let mut h = synth::generate(&SynthOpts {
+        seed: 3,
+        ops: 2000,
+        clients: 8,
+        keys: 4,
+        cas_ratio: 0.3,
+        crash_ratio: 0.05,
+        ..SynthOpts::default()
+    });
     write_history(&dir.join("history.jsonl"), &h);
     let out = faultline(&["check", dir.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     synth::plant_stale_read(&mut h, 3).expect("a spot for a stale read");
     write_history(&dir.join("history.jsonl"), &h);
     let out = faultline(&["check", "--json", dir.to_str().unwrap()]);
@@ -93,8 +128,19 @@ fn check_exhausted_budget_exits_2_unknown() {
         ..SynthOpts::default()
     });
     write_history(&file, &h);
-    let out = faultline(&["check", "--json", "--time-limit-s", "0", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = faultline(&[
+        "check",
+        "--json",
+        "--time-limit-s",
+        "0",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], "unknown");
     assert!(v["unknown_reason"].as_str().unwrap().contains("time limit"));
@@ -105,14 +151,22 @@ fn check_exhausted_budget_exits_2_unknown() {
 fn check_bad_input_names_file_and_line_and_exits_3() {
     let dir = scratch("bad");
     let file = dir.join("h.jsonl");
-    std::fs::write(&file, "{\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\nnot json\n").unwrap();
+    std::fs::write(
+        &file,
+        "{\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\nnot json\n",
+    )
+    .unwrap();
     let out = faultline(&["check", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:2:", file.display())), "{err}");
 
     // Well-formed lines, impossible history: a completion without an invocation.
-    std::fs::write(&file, "{\"process\":0,\"type\":\"ok\",\"f\":\"read\",\"value\":1}\n").unwrap();
+    std::fs::write(
+        &file,
+        "{\"process\":0,\"type\":\"ok\",\"f\":\"read\",\"value\":1}\n",
+    )
+    .unwrap();
     let out = faultline(&["check", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("without an invocation"));
@@ -124,7 +178,13 @@ fn check_bad_input_names_file_and_line_and_exits_3() {
 
 #[test]
 fn check_usage_errors_exit_64() {
-    assert_eq!(faultline(&["check", "--model", "queue", "x"]).status.code(), Some(64));
-    assert_eq!(faultline(&["check", "--format", "csv", "x"]).status.code(), Some(64));
+    assert_eq!(
+        faultline(&["check", "--model", "queue", "x"]).status.code(),
+        Some(64)
+    );
+    assert_eq!(
+        faultline(&["check", "--format", "csv", "x"]).status.code(),
+        Some(64)
+    );
     assert_eq!(faultline(&["check"]).status.code(), Some(64));
 }

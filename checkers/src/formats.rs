@@ -29,7 +29,9 @@ impl std::str::FromStr for Format {
             "jsonl" => Ok(Format::Jsonl),
             "jepsen-log" => Ok(Format::JepsenLog),
             "jepsen-edn" | "edn" => Ok(Format::JepsenEdn),
-            other => Err(format!("unknown history format {other:?} (expected auto, jsonl, jepsen-log or jepsen-edn)")),
+            other => Err(format!(
+                "unknown history format {other:?} (expected auto, jsonl, jepsen-log or jepsen-edn)"
+            )),
         }
     }
 }
@@ -38,22 +40,40 @@ impl std::str::FromStr for Format {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Parse { path: String, line: usize, message: String },
+    Parse {
+        path: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// Reads and parses a history file.
 pub fn load(path: &Path, format: Format) -> Result<Vec<Event>, ReadError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io { path: name.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+        path: name.clone(),
+        source,
+    })?;
     parse(&text, &name, format)
 }
 
 /// Parses a history held in memory; `path` only names it in errors.
 pub fn parse(text: &str, path: &str, format: Format) -> Result<Vec<Event>, ReadError> {
-    let format = if format == Format::Auto { detect(text) } else { format };
-    let err = |line: usize, message: String| ReadError::Parse { path: path.to_string(), line, message };
+    let format = if format == Format::Auto {
+        detect(text)
+    } else {
+        format
+    };
+    let err = |line: usize, message: String| ReadError::Parse {
+        path: path.to_string(),
+        line,
+        message,
+    };
     let mut events = match format {
         Format::Jsonl | Format::Auto => parse_jsonl(text).map_err(|(l, m)| err(l, m))?,
         Format::JepsenLog => parse_jepsen_log(text).map_err(|(l, m)| err(l, m))?,
@@ -69,7 +89,11 @@ pub fn parse(text: &str, path: &str, format: Format) -> Result<Vec<Event>, ReadE
 
 /// Guesses the format from the first non-blank line.
 pub fn detect(text: &str) -> Format {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     if first.contains("jepsen.util") || first.starts_with("INFO") {
         Format::JepsenLog
     } else if first.starts_with("{:") || first.starts_with("[{:") || first.starts_with('[') {
@@ -91,7 +115,8 @@ fn parse_jsonl(text: &str) -> LineResult<Vec<Event>> {
         if line.trim().is_empty() {
             continue;
         }
-        let e: Event = serde_json::from_str(line).map_err(|e| (i + 1, format!("not a history event: {e}")))?;
+        let e: Event =
+            serde_json::from_str(line).map_err(|e| (i + 1, format!("not a history event: {e}")))?;
         out.push(e);
     }
     Ok(out)
@@ -104,7 +129,9 @@ fn parse_jepsen_log(text: &str) -> LineResult<Vec<Event>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
-        let Some(at) = line.find(MARKER) else { continue };
+        let Some(at) = line.find(MARKER) else {
+            continue;
+        };
         let rest = line[at + MARKER.len()..].trim();
         let take = |s: &str| {
             let s = s.trim_start();
@@ -115,7 +142,10 @@ fn parse_jepsen_log(text: &str) -> LineResult<Vec<Event>> {
         let (kind, r) = take(&r);
         let (f, r) = take(&r);
         if f.is_empty() {
-            return Err((lineno, "expected `<process> :<type> :<f> <value>` after `jepsen.util -`".into()));
+            return Err((
+                lineno,
+                "expected `<process> :<type> :<f> <value>` after `jepsen.util -`".into(),
+            ));
         }
         let value_text = r.trim();
         let (process, kind, f) = (process.as_str(), kind.as_str(), f.as_str());
@@ -142,7 +172,17 @@ fn parse_jepsen_log(text: &str) -> LineResult<Vec<Event>> {
         if kind == EventType::Fail && f == "cas" && error.is_none() {
             error = Some(CAS_MISMATCH.to_string());
         }
-        out.push(Event { index: None, time: 0, process, kind, f, key: None, value, error, node: None });
+        out.push(Event {
+            index: None,
+            time: 0,
+            process,
+            kind,
+            f,
+            key: None,
+            value,
+            error,
+            node: None,
+        });
     }
     Ok(out)
 }
@@ -163,7 +203,9 @@ fn parse_type(s: &str) -> Result<EventType, String> {
         "ok" => Ok(EventType::Ok),
         "fail" => Ok(EventType::Fail),
         "info" => Ok(EventType::Info),
-        other => Err(format!("unknown op type {other:?} (expected invoke, ok, fail or info)")),
+        other => Err(format!(
+            "unknown op type {other:?} (expected invoke, ok, fail or info)"
+        )),
     }
 }
 
@@ -172,7 +214,12 @@ fn parse_edn_ops(text: &str) -> LineResult<Vec<Event>> {
     // A whole history may be one vector of op maps.
     if forms.len() == 1 && forms[0].0.is_array() {
         let (v, line) = forms.pop().unwrap();
-        forms = v.as_array().unwrap().iter().map(|x| (x.clone(), line)).collect();
+        forms = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x.clone(), line))
+            .collect();
     }
     let mut out = Vec::with_capacity(forms.len());
     for (form, line) in forms {
@@ -186,7 +233,9 @@ fn edn_map_to_event(form: Value) -> Result<Event, String> {
         return Err(format!("expected an op map, got {form}"));
     };
     let process = match m.remove("process") {
-        Some(Value::Number(n)) => Process::Client(n.as_u64().ok_or("process must be a non-negative integer")?),
+        Some(Value::Number(n)) => {
+            Process::Client(n.as_u64().ok_or("process must be a non-negative integer")?)
+        }
         Some(Value::String(s)) => Process::Named(s),
         Some(other) => return Err(format!("bad :process {other}")),
         None => return Err("op map without :process".into()),
@@ -226,7 +275,12 @@ fn edn_map_to_event(form: Value) -> Result<Event, String> {
 /// Keywords and symbols become strings without their colon; sets and lists become arrays;
 /// tagged literals (`#inst "..."`) become their value.
 fn read_edn_all(text: &str, first_line: usize) -> LineResult<Vec<(Value, usize)>> {
-    let mut r = EdnReader { s: text.as_bytes(), pos: 0, line: first_line, depth: 0 };
+    let mut r = EdnReader {
+        s: text.as_bytes(),
+        pos: 0,
+        line: first_line,
+        depth: 0,
+    };
     let mut out = Vec::new();
     loop {
         r.skip_ws();
@@ -274,7 +328,9 @@ impl EdnReader<'_> {
 
     fn form(&mut self) -> LineResult<Value> {
         self.skip_ws();
-        let Some(&c) = self.s.get(self.pos) else { return self.err("unexpected end of input") };
+        let Some(&c) = self.s.get(self.pos) else {
+            return self.err("unexpected end of input");
+        };
         match c {
             b'{' => {
                 self.pos += 1;
@@ -295,7 +351,11 @@ impl EdnReader<'_> {
             }
             b'[' | b'(' => {
                 self.pos += 1;
-                Ok(Value::Array(self.seq(if c == b'[' { b']' } else { b')' })?))
+                Ok(Value::Array(self.seq(if c == b'[' {
+                    b']'
+                } else {
+                    b')'
+                })?))
             }
             b'#' => {
                 self.pos += 1;
@@ -344,7 +404,12 @@ impl EdnReader<'_> {
     fn token(&mut self) -> String {
         let start = self.pos;
         while let Some(&c) = self.s.get(self.pos) {
-            if c.is_ascii_whitespace() || matches!(c, b',' | b'{' | b'}' | b'[' | b']' | b'(' | b')' | b'"' | b';') {
+            if c.is_ascii_whitespace()
+                || matches!(
+                    c,
+                    b',' | b'{' | b'}' | b'[' | b']' | b'(' | b')' | b'"' | b';'
+                )
+            {
                 break;
             }
             self.pos += 1;
@@ -356,12 +421,16 @@ impl EdnReader<'_> {
         self.pos += 1;
         let mut out = Vec::new();
         loop {
-            let Some(&c) = self.s.get(self.pos) else { return self.err("unterminated string") };
+            let Some(&c) = self.s.get(self.pos) else {
+                return self.err("unterminated string");
+            };
             self.pos += 1;
             match c {
                 b'"' => break,
                 b'\\' => {
-                    let Some(&e) = self.s.get(self.pos) else { return self.err("unterminated string") };
+                    let Some(&e) = self.s.get(self.pos) else {
+                        return self.err("unterminated string");
+                    };
                     self.pos += 1;
                     out.push(match e {
                         b'n' => b'\n',
@@ -443,11 +512,25 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let text = "{\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n{\"process\":1,\"type\":\"okay\",\"f\":\"read\"}\n";
-        let e = parse(text, "h.jsonl", Format::Auto).unwrap_err().to_string();
+        let e = parse(text, "h.jsonl", Format::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("h.jsonl:2: "), "{e}");
-        let e = parse("{:process 1 :type :ok\n :f :read", "h.edn", Format::JepsenEdn).unwrap_err().to_string();
+        let e = parse(
+            "{:process 1 :type :ok\n :f :read",
+            "h.edn",
+            Format::JepsenEdn,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("h.edn:2: "), "{e}");
-        let e = parse("INFO  jepsen.util - x\t:ok\t:read\t1", "h.log", Format::Auto).unwrap_err().to_string();
+        let e = parse(
+            "INFO  jepsen.util - x\t:ok\t:read\t1",
+            "h.log",
+            Format::Auto,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("h.log:1: "), "{e}");
     }
 }

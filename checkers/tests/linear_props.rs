@@ -13,7 +13,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 fn budget() -> Budget {
-    Budget { time_limit: Some(Duration::from_secs(20)), memory_limit_bytes: 1 << 30, threads: 2 }
+    Budget {
+        time_limit: Some(Duration::from_secs(20)),
+        memory_limit_bytes: 1 << 30,
+        threads: 2,
+    }
 }
 
 /// An op for the oracle: times are event positions; `ret` is None for optional ops.
@@ -32,18 +36,34 @@ fn oracle_ops(h: &[Event]) -> Vec<OracleOp> {
         if e.kind != EventType::Invoke {
             continue;
         }
-        let comp = h.iter().enumerate().skip(i + 1).find(|(_, c)| c.process == e.process);
+        let comp = h
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, c)| c.process == e.process);
         let (ret, kind_c, val_c, err) = match comp {
             Some((j, c)) => (Some(j), c.kind, c.value.clone(), c.error.clone()),
             None => (None, EventType::Info, Value::Null, None),
         };
-        let op = |kind, a: Value, b: Value, required: bool| OracleOp { call: i, ret: if required { ret } else { None }, kind, a, b };
+        let op = |kind, a: Value, b: Value, required: bool| OracleOp {
+            call: i,
+            ret: if required { ret } else { None },
+            kind,
+            a,
+            b,
+        };
         match (e.f.as_str(), kind_c) {
             ("read", EventType::Ok) => out.push(op("read", val_c, Value::Null, true)),
             ("write", EventType::Ok) => out.push(op("write", e.value.clone(), Value::Null, true)),
-            ("write", EventType::Info) => out.push(op("write", e.value.clone(), Value::Null, false)),
-            ("cas", EventType::Ok) => out.push(op("cas", e.value[0].clone(), e.value[1].clone(), true)),
-            ("cas", EventType::Info) => out.push(op("cas", e.value[0].clone(), e.value[1].clone(), false)),
+            ("write", EventType::Info) => {
+                out.push(op("write", e.value.clone(), Value::Null, false))
+            }
+            ("cas", EventType::Ok) => {
+                out.push(op("cas", e.value[0].clone(), e.value[1].clone(), true))
+            }
+            ("cas", EventType::Info) => {
+                out.push(op("cas", e.value[0].clone(), e.value[1].clone(), false))
+            }
             ("cas", EventType::Fail) if err.as_deref() == Some(CAS_MISMATCH) => {
                 out.push(op("mismatch", e.value[0].clone(), Value::Null, true))
             }
@@ -55,7 +75,11 @@ fn oracle_ops(h: &[Event]) -> Vec<OracleOp> {
 
 /// Tries every order: exponential, for a handful of ops only.
 fn oracle(ops: &[OracleOp], done: &mut Vec<bool>, state: &Value) -> bool {
-    if ops.iter().zip(done.iter()).all(|(o, d)| *d || o.ret.is_none()) {
+    if ops
+        .iter()
+        .zip(done.iter())
+        .all(|(o, d)| *d || o.ret.is_none())
+    {
         return true;
     }
     for i in 0..ops.len() {
@@ -63,7 +87,10 @@ fn oracle(ops: &[OracleOp], done: &mut Vec<bool>, state: &Value) -> bool {
             continue;
         }
         // Every op that returned before this one was called must already be placed.
-        let blocked = ops.iter().enumerate().any(|(j, p)| !done[j] && p.ret.is_some_and(|r| r < ops[i].call));
+        let blocked = ops
+            .iter()
+            .enumerate()
+            .any(|(j, p)| !done[j] && p.ret.is_some_and(|r| r < ops[i].call));
         if blocked {
             continue;
         }
@@ -103,7 +130,10 @@ fn random_history(rng: &mut SmallRng) -> Vec<Event> {
         slots.swap(i, j);
     }
     for i in 0..n {
-        let (a, b) = (slots[2 * i].min(slots[2 * i + 1]), slots[2 * i].max(slots[2 * i + 1]));
+        let (a, b) = (
+            slots[2 * i].min(slots[2 * i + 1]),
+            slots[2 * i].max(slots[2 * i + 1]),
+        );
         timeline.push((a, i, true));
         timeline.push((b, i, false));
     }
@@ -117,8 +147,22 @@ fn random_history(rng: &mut SmallRng) -> Vec<Event> {
             };
             match rng.random_range(0..3) {
                 0 => ("read", Value::Null, EventType::Ok, small_value(rng)),
-                1 => ("write", json!(rng.random_range(1..4)), if outcome == EventType::Fail { EventType::Ok } else { outcome }, Value::Null),
-                _ => ("cas", json!([small_value(rng), json!(rng.random_range(1..4))]), outcome, Value::Null),
+                1 => (
+                    "write",
+                    json!(rng.random_range(1..4)),
+                    if outcome == EventType::Fail {
+                        EventType::Ok
+                    } else {
+                        outcome
+                    },
+                    Value::Null,
+                ),
+                _ => (
+                    "cas",
+                    json!([small_value(rng), json!(rng.random_range(1..4))]),
+                    outcome,
+                    Value::Null,
+                ),
             }
         })
         .collect();
@@ -128,7 +172,11 @@ fn random_history(rng: &mut SmallRng) -> Vec<Event> {
         let mut e = if invoke {
             Event::op(i as u64, EventType::Invoke, f, None, arg.clone())
         } else {
-            let v = if *f == "read" { read.clone() } else { arg.clone() };
+            let v = if *f == "read" {
+                read.clone()
+            } else {
+                arg.clone()
+            };
             Event::op(i as u64, *outcome, f, None, v)
         };
         if !invoke && *outcome == EventType::Fail {
@@ -153,20 +201,40 @@ fn search_and_prepasses_agree_with_brute_force_on_tiny_histories() {
         let want = oracle(&ops, &mut vec![false; ops.len()], &Value::Null);
         let full = linear::check(&h, ModelKind::CasRegister, &budget()).unwrap();
         let plain = linear::check_model(&Plain(CasRegister), &h, &budget()).unwrap();
-        let want_v = if want { Validity::Valid } else { Validity::Invalid };
-        assert_eq!(plain.valid, want_v, "search alone, case {case}: {}", render(&h));
-        assert_eq!(full.valid, want_v, "with pre-passes, case {case}: {}", render(&h));
+        let want_v = if want {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
+        assert_eq!(
+            plain.valid,
+            want_v,
+            "search alone, case {case}: {}",
+            render(&h)
+        );
+        assert_eq!(
+            full.valid,
+            want_v,
+            "with pre-passes, case {case}: {}",
+            render(&h)
+        );
         if want {
             valid += 1;
         } else {
             invalid += 1;
         }
     }
-    assert!(valid > 2000 && invalid > 2000, "the generator must produce both: {valid} valid, {invalid} invalid");
+    assert!(
+        valid > 2000 && invalid > 2000,
+        "the generator must produce both: {valid} valid, {invalid} invalid"
+    );
 }
 
 fn render(h: &[Event]) -> String {
-    h.iter().map(|e| serde_json::to_string(e).unwrap()).collect::<Vec<_>>().join("\n")
+    h.iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn synth_opts(seed: u64, rng: &mut SmallRng) -> SynthOpts {
@@ -176,10 +244,18 @@ fn synth_opts(seed: u64, rng: &mut SmallRng) -> SynthOpts {
         clients: rng.random_range(1..10),
         keys: rng.random_range(1..4),
         read_ratio: rng.random_range(0.2..0.7),
-        cas_ratio: if rng.random_bool(0.5) { rng.random_range(0.0..0.6) } else { 0.0 },
+        cas_ratio: if rng.random_bool(0.5) {
+            rng.random_range(0.0..0.6)
+        } else {
+            0.0
+        },
         unique_values: rng.random_bool(0.5),
         value_range: rng.random_range(2..6),
-        crash_ratio: if rng.random_bool(0.5) { rng.random_range(0.0..0.2) } else { 0.0 },
+        crash_ratio: if rng.random_bool(0.5) {
+            rng.random_range(0.0..0.2)
+        } else {
+            0.0
+        },
     }
 }
 
@@ -192,7 +268,11 @@ fn simulated_atomic_store_histories_are_linearizable() {
         let r = linear::check(&h, ModelKind::CasRegister, &budget()).unwrap();
         assert_eq!(r.valid, Validity::Valid, "{opts:?}\n{r}");
         let plain = linear::check_model(&Plain(CasRegister), &h, &budget()).unwrap();
-        assert_eq!(plain.valid, Validity::Valid, "search alone: {opts:?}\n{plain}");
+        assert_eq!(
+            plain.valid,
+            Validity::Valid,
+            "search alone: {opts:?}\n{plain}"
+        );
     }
 }
 
@@ -203,18 +283,179 @@ fn a_planted_stale_read_is_always_caught() {
     for seed in 0..400 {
         let opts = synth_opts(seed, &mut rng);
         let mut h = synth::generate(&opts);
-        let Some(at) = synth::plant_stale_read(&mut h, seed) else { continue };
+        let Some(at) = synth::plant_stale_read(&mut h, seed) else {
+            continue;
+        };
         planted += 1;
         let r = linear::check(&h, ModelKind::CasRegister, &budget()).unwrap();
-        assert_eq!(r.valid, Validity::Invalid, "{opts:?}, read planted at {at}\n{r}");
+        assert_eq!(
+            r.valid,
+            Validity::Invalid,
+            "{opts:?}, read planted at {at}\n{r}"
+        );
         let c = r.counterexample.expect("a counterexample");
         assert!(c.op.is_some(), "the counterexample names an op: {c}");
         // Without the pre-passes, crashed writes leave the search exponentially many
         // orders to refute; it is held to the same answer where it can give one.
         if opts.crash_ratio == 0.0 {
             let plain = linear::check_model(&Plain(CasRegister), &h, &budget()).unwrap();
-            assert_eq!(plain.valid, Validity::Invalid, "search alone: {opts:?}\n{plain}");
+            assert_eq!(
+                plain.valid,
+                Validity::Invalid,
+                "search alone: {opts:?}\n{plain}"
+            );
         }
     }
-    assert!(planted > 300, "only {planted} histories had a spot for a stale read");
+    assert!(
+        planted > 300,
+        "only {planted} histories had a spot for a stale read"
+    );
+}
+
+/// Tiny kv histories: put, append and get of short strings, every op on its own process.
+fn random_kv_history(rng: &mut SmallRng) -> Vec<Event> {
+    let n = rng.random_range(1..=7);
+    let mut slots: Vec<usize> = (0..2 * n).collect();
+    for i in (1..slots.len()).rev() {
+        let j = rng.random_range(0..=i);
+        slots.swap(i, j);
+    }
+    let mut timeline: Vec<(usize, usize, bool)> = Vec::new();
+    for i in 0..n {
+        let (a, b) = (
+            slots[2 * i].min(slots[2 * i + 1]),
+            slots[2 * i].max(slots[2 * i + 1]),
+        );
+        timeline.push((a, i, true));
+        timeline.push((b, i, false));
+    }
+    timeline.sort();
+    const READS: [&str; 8] = ["", "a", "x", "ax", "xy", "axy", "ayx", "yx"];
+    let specs: Vec<(&str, Value, EventType)> = (0..n)
+        .map(|_| {
+            let outcome = if rng.random_bool(0.2) {
+                EventType::Info
+            } else {
+                EventType::Ok
+            };
+            match rng.random_range(0..3) {
+                0 => (
+                    "get",
+                    json!(READS[rng.random_range(0..READS.len())]),
+                    EventType::Ok,
+                ),
+                1 => ("put", json!(["a", ""][rng.random_range(0..2)]), outcome),
+                _ => ("append", json!(["x", "y"][rng.random_range(0..2)]), outcome),
+            }
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (_, i, invoke) in timeline {
+        let (f, v, outcome) = &specs[i];
+        let e = if invoke {
+            Event::op(
+                i as u64,
+                EventType::Invoke,
+                f,
+                Some("k"),
+                if *f == "get" { Value::Null } else { v.clone() },
+            )
+        } else {
+            Event::op(i as u64, *outcome, f, Some("k"), v.clone())
+        };
+        out.push(e);
+    }
+    out
+}
+
+fn kv_oracle(
+    ops: &[(usize, Option<usize>, &str, String)],
+    done: &mut Vec<bool>,
+    state: &str,
+) -> bool {
+    if ops
+        .iter()
+        .zip(done.iter())
+        .all(|(o, d)| *d || o.1.is_none())
+    {
+        return true;
+    }
+    for i in 0..ops.len() {
+        if done[i]
+            || ops
+                .iter()
+                .enumerate()
+                .any(|(j, p)| !done[j] && p.1.is_some_and(|r| r < ops[i].0))
+        {
+            continue;
+        }
+        let (_, _, f, v) = &ops[i];
+        let next = match *f {
+            "get" => (v == state).then(|| state.to_string()),
+            "put" => Some(v.clone()),
+            _ => Some(format!("{state}{v}")),
+        };
+        if let Some(ns) = next {
+            done[i] = true;
+            let ok = kv_oracle(ops, done, &ns);
+            done[i] = false;
+            if ok {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn kv_search_agrees_with_brute_force_on_tiny_histories() {
+    let mut rng = SmallRng::seed_from_u64(17);
+    let (mut valid, mut invalid) = (0, 0);
+    for case in 0..20_000 {
+        let h = random_kv_history(&mut rng);
+        let mut ops = Vec::new();
+        for (i, e) in h
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == EventType::Invoke)
+        {
+            let (j, c) = h
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .find(|(_, c)| c.process == e.process)
+                .unwrap();
+            let required = c.kind == EventType::Ok;
+            let v = c.value.as_str().unwrap().to_string();
+            ops.push((
+                i,
+                required.then_some(j),
+                if e.f == "get" {
+                    "get"
+                } else if e.f == "put" {
+                    "put"
+                } else {
+                    "append"
+                },
+                v,
+            ));
+        }
+        let want = kv_oracle(&ops, &mut vec![false; ops.len()], "");
+        let got = linear::check(&h, ModelKind::Kv, &budget()).unwrap();
+        let want_v = if want {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
+        assert_eq!(got.valid, want_v, "case {case}: {}", render(&h));
+        if want {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    assert!(
+        valid > 2000 && invalid > 2000,
+        "the generator must produce both: {valid} valid, {invalid} invalid"
+    );
 }

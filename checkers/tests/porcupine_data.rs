@@ -23,7 +23,10 @@ fn data_dir() -> PathBuf {
 fn porcupine_histories_get_their_expected_verdicts() {
     let dir = data_dir();
     let expected = std::fs::read_to_string(dir.join("expected.txt")).unwrap();
-    let budget = Budget { time_limit: Some(Duration::from_secs(60)), ..Budget::default() };
+    let budget = Budget {
+        time_limit: Some(Duration::from_secs(60)),
+        ..Budget::default()
+    };
     let mut checked = 0;
     let mut wrong = Vec::new();
     for line in expected.lines().filter(|l| !l.trim().is_empty()) {
@@ -34,19 +37,37 @@ fn porcupine_histories_get_their_expected_verdicts() {
             other => panic!("bad verdict {other:?} in expected.txt"),
         };
         let events = formats::load(&dir.join(file), Format::Auto).unwrap();
-        let model = if file.starts_with("kv/") { ModelKind::Kv } else { ModelKind::CasRegister };
+        let model = if file.starts_with("kv/") {
+            ModelKind::Kv
+        } else {
+            ModelKind::CasRegister
+        };
         let report = linear::check(&events, model, &budget).unwrap();
         if report.valid != want {
-            wrong.push(format!("{file}: expected {want:?}, got {:?}\n{report}", report.valid));
+            wrong.push(format!(
+                "{file}: expected {want:?}, got {:?}\n{report}",
+                report.valid
+            ));
         }
         if want == Validity::Invalid {
-            let c = report.counterexample.as_ref().expect("an invalid verdict carries a counterexample");
+            let c = report
+                .counterexample
+                .as_ref()
+                .expect("an invalid verdict carries a counterexample");
             assert!(!c.reason.is_empty());
         }
         checked += 1;
     }
-    assert!(wrong.is_empty(), "{} of {checked} wrong:\n{}", wrong.len(), wrong.join("\n"));
-    assert_eq!(checked, 108, "102 etcd logs with a verdict and 6 kv histories");
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        checked, 108,
+        "102 etcd logs with a verdict and 6 kv histories"
+    );
 }
 
 #[test]

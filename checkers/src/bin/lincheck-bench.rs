@@ -20,23 +20,76 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "etcd-all", what: "all 102 etcd histories, one thread", porcupine: "446 ms" },
-    Case { name: "kv-c50-ok", what: "kv c50-ok, one thread", porcupine: "191 ms" },
-    Case { name: "kv-c50-bad", what: "kv c50-bad, one thread", porcupine: "12 ms" },
-    Case { name: "reg-10k-c5", what: "register 10k ops, 5 clients", porcupine: "35 ms" },
-    Case { name: "reg-100k-c5", what: "register 100k ops, 5 clients", porcupine: "0.97 s, 2.3 GB" },
-    Case { name: "reg-10k-c20", what: "register 10k ops, 20 clients", porcupine: "57 s, 13 GB" },
-    Case { name: "reg-100k-c20", what: "register 100k ops, 20 clients", porcupine: "out of memory (16 GB)" },
-    Case { name: "reg-10k-crash-bad", what: "register 10k ops, 5 clients, 1% crashed writes, one stale read", porcupine: "no answer in 60 s" },
-    Case { name: "cas-100k-c5", what: "read/write/cas 100k ops, 5 clients, unique values", porcupine: "-" },
-    Case { name: "cas-10k-c20", what: "read/write/cas 10k ops, 20 clients, unique values", porcupine: "-" },
-    Case { name: "small-100k-c5", what: "read/write/cas 100k ops, 5 clients, values 0-4", porcupine: "-" },
-    Case { name: "small-10k-c20", what: "read/write/cas 10k ops, 20 clients, values 0-4", porcupine: "-" },
-    Case { name: "small-10k-crash-bad", what: "read/write/cas 10k ops, 5 clients, values 0-4, 1% crashed, one stale read", porcupine: "-" },
+    Case {
+        name: "etcd-all",
+        what: "all 102 etcd histories, one thread",
+        porcupine: "446 ms",
+    },
+    Case {
+        name: "kv-c50-ok",
+        what: "kv c50-ok, one thread",
+        porcupine: "191 ms",
+    },
+    Case {
+        name: "kv-c50-bad",
+        what: "kv c50-bad, one thread",
+        porcupine: "12 ms",
+    },
+    Case {
+        name: "reg-10k-c5",
+        what: "register 10k ops, 5 clients",
+        porcupine: "35 ms",
+    },
+    Case {
+        name: "reg-100k-c5",
+        what: "register 100k ops, 5 clients",
+        porcupine: "0.97 s, 2.3 GB",
+    },
+    Case {
+        name: "reg-10k-c20",
+        what: "register 10k ops, 20 clients",
+        porcupine: "57 s, 13 GB",
+    },
+    Case {
+        name: "reg-100k-c20",
+        what: "register 100k ops, 20 clients",
+        porcupine: "out of memory (16 GB)",
+    },
+    Case {
+        name: "reg-10k-crash-bad",
+        what: "register 10k ops, 5 clients, 1% crashed writes, one stale read",
+        porcupine: "no answer in 60 s",
+    },
+    Case {
+        name: "cas-100k-c5",
+        what: "read/write/cas 100k ops, 5 clients, unique values",
+        porcupine: "-",
+    },
+    Case {
+        name: "cas-10k-c20",
+        what: "read/write/cas 10k ops, 20 clients, unique values",
+        porcupine: "-",
+    },
+    Case {
+        name: "small-100k-c5",
+        what: "read/write/cas 100k ops, 5 clients, values 0-4",
+        porcupine: "-",
+    },
+    Case {
+        name: "small-10k-c20",
+        what: "read/write/cas 10k ops, 20 clients, values 0-4",
+        porcupine: "-",
+    },
+    Case {
+        name: "small-10k-crash-bad",
+        what: "read/write/cas 10k ops, 5 clients, values 0-4, 1% crashed, one stale read",
+        porcupine: "-",
+    },
 ];
 
 fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/porcupine-test-data");
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/porcupine-test-data");
     if !dir.join("expected.txt").is_file() {
         eprintln!("benchmark data missing: {}", dir.display());
         std::process::exit(3);
@@ -45,25 +98,59 @@ fn data_dir() -> PathBuf {
 }
 
 fn one_thread() -> Budget {
-    Budget { time_limit: Some(Duration::from_secs(10)), memory_limit_bytes: 1 << 30, threads: 1 }
+    Budget {
+        time_limit: Some(Duration::from_secs(10)),
+        memory_limit_bytes: 1 << 30,
+        threads: 1,
+    }
 }
 
 fn synth_case(name: &str) -> (Vec<Event>, &'static str) {
-    let base = SynthOpts { seed: 42, ..SynthOpts::default() };
-    let rw = |ops, clients| SynthOpts { ops, clients, read_ratio: 0.5, ..base.clone() };
-    let cas = |ops, clients| SynthOpts { ops, clients, read_ratio: 0.4, cas_ratio: 0.5, ..base.clone() };
-    let small = |ops, clients| SynthOpts { unique_values: false, value_range: 5, ..cas(ops, clients) };
+    let base = SynthOpts {
+        seed: 42,
+        ..SynthOpts::default()
+    };
+    let rw = |ops, clients| SynthOpts {
+        ops,
+        clients,
+        read_ratio: 0.5,
+        ..base.clone()
+    };
+    let cas = |ops, clients| SynthOpts {
+        ops,
+        clients,
+        read_ratio: 0.4,
+        cas_ratio: 0.5,
+        ..base.clone()
+    };
+    let small = |ops, clients| SynthOpts {
+        unique_values: false,
+        value_range: 5,
+        ..cas(ops, clients)
+    };
     let (opts, plant) = match name {
         "reg-10k-c5" => (rw(10_000, 5), false),
         "reg-100k-c5" => (rw(100_000, 5), false),
         "reg-10k-c20" => (rw(10_000, 20), false),
         "reg-100k-c20" => (rw(100_000, 20), false),
-        "reg-10k-crash-bad" => (SynthOpts { crash_ratio: 0.02, ..rw(10_000, 5) }, true),
+        "reg-10k-crash-bad" => (
+            SynthOpts {
+                crash_ratio: 0.02,
+                ..rw(10_000, 5)
+            },
+            true,
+        ),
         "cas-100k-c5" => (cas(100_000, 5), false),
         "cas-10k-c20" => (cas(10_000, 20), false),
         "small-100k-c5" => (small(100_000, 5), false),
         "small-10k-c20" => (small(10_000, 20), false),
-        "small-10k-crash-bad" => (SynthOpts { crash_ratio: 0.02, ..small(10_000, 5) }, true),
+        "small-10k-crash-bad" => (
+            SynthOpts {
+                crash_ratio: 0.02,
+                ..small(10_000, 5)
+            },
+            true,
+        ),
         other => panic!("unknown case {other}"),
     };
     let mut h = synth::generate(&opts);
@@ -102,7 +189,10 @@ fn run_case(name: &str) {
                 .filter(|l| l.starts_with("jepsen/"))
                 .map(|l| {
                     let (f, v) = l.split_once(' ').unwrap();
-                    (formats::load(&dir.join(f), Format::Auto).unwrap(), v == "true")
+                    (
+                        formats::load(&dir.join(f), Format::Auto).unwrap(),
+                        v == "true",
+                    )
                 })
                 .collect();
             let mut times = Vec::new();
@@ -119,10 +209,19 @@ fn run_case(name: &str) {
                 }
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
-            (times, format!("{} histories, {wrong} wrong", hs.len()), "all as expected".into(), configs)
+            (
+                times,
+                format!("{} histories, {wrong} wrong", hs.len()),
+                "all as expected".into(),
+                configs,
+            )
         }
         "kv-c50-ok" | "kv-c50-bad" => {
-            let file = if name == "kv-c50-ok" { "kv/c50-ok.txt" } else { "kv/c50-bad.txt" };
+            let file = if name == "kv-c50-ok" {
+                "kv/c50-ok.txt"
+            } else {
+                "kv/c50-bad.txt"
+            };
             let h = formats::load(&data_dir().join(file), Format::Auto).unwrap();
             let mut times = Vec::new();
             let mut last = None;
@@ -132,11 +231,25 @@ fn run_case(name: &str) {
                 last = Some(r);
             }
             let r = last.unwrap();
-            (times, verdict(r.valid).into(), if name == "kv-c50-ok" { "valid" } else { "invalid" }.into(), r.configs)
+            (
+                times,
+                verdict(r.valid).into(),
+                if name == "kv-c50-ok" {
+                    "valid"
+                } else {
+                    "invalid"
+                }
+                .into(),
+                r.configs,
+            )
         }
         _ => {
             let (h, expect) = synth_case(name);
-            let budget = Budget { time_limit: Some(Duration::from_secs(10)), memory_limit_bytes: 1 << 30, threads: 2 };
+            let budget = Budget {
+                time_limit: Some(Duration::from_secs(10)),
+                memory_limit_bytes: 1 << 30,
+                threads: 2,
+            };
             let reps = if h.len() > 100_000 { 3 } else { 5 };
             let mut times = Vec::new();
             let mut last = None;
@@ -170,23 +283,41 @@ fn main() {
         run_case(name);
         return;
     }
-    let wanted: Vec<&Case> = CASES.iter().filter(|c| args.is_empty() || args.iter().any(|a| a == c.name)).collect();
+    let wanted: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| args.is_empty() || args.iter().any(|a| a == c.name))
+        .collect();
     if wanted.is_empty() {
-        eprintln!("unknown case; known: {}", CASES.iter().map(|c| c.name).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "unknown case; known: {}",
+            CASES.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+        );
         std::process::exit(64);
     }
     let exe = std::env::current_exe().expect("own path");
     println!("| case | faultline | result | peak RSS | Porcupine |");
     println!("|---|---|---|---|---|");
     for c in wanted {
-        let out = Command::new(&exe).args(["--case", c.name]).output().expect("run case");
+        let out = Command::new(&exe)
+            .args(["--case", c.name])
+            .output()
+            .expect("run case");
         let line = String::from_utf8_lossy(&out.stdout);
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
-            println!("| {} | failed: {} | | | {} |", c.what, String::from_utf8_lossy(&out.stderr).trim(), c.porcupine);
+            println!(
+                "| {} | failed: {} | | | {} |",
+                c.what,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                c.porcupine
+            );
             continue;
         };
         let ms = v["median_ms"].as_f64().unwrap_or(0.0);
-        let t = if ms >= 1000.0 { format!("{:.2} s", ms / 1e3) } else { format!("{ms:.1} ms") };
+        let t = if ms >= 1000.0 {
+            format!("{:.2} s", ms / 1e3)
+        } else {
+            format!("{ms:.1} ms")
+        };
         println!(
             "| {} | {t} | {} (expected {}) | {:.0} MB | {} |",
             c.what,

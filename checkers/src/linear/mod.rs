@@ -50,7 +50,9 @@ impl std::str::FromStr for ModelKind {
         match s {
             "cas-register" | "register" => Ok(ModelKind::CasRegister),
             "kv" => Ok(ModelKind::Kv),
-            other => Err(format!("unknown model {other:?} (expected cas-register or kv)")),
+            other => Err(format!(
+                "unknown model {other:?} (expected cas-register or kv)"
+            )),
         }
     }
 }
@@ -70,7 +72,9 @@ impl Default for Budget {
         Budget {
             time_limit: Some(Duration::from_secs(600)),
             memory_limit_bytes: 4 << 30,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(2),
+            threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(2),
         }
     }
 }
@@ -103,8 +107,14 @@ pub struct OpView {
 
 impl fmt::Display for OpView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let done = self.complete_index.map_or("-".to_string(), |c| c.to_string());
-        write!(f, "p{} {} {} {} [{}..{}]", self.process, self.kind, self.f, self.value, self.invoke_index, done)
+        let done = self
+            .complete_index
+            .map_or("-".to_string(), |c| c.to_string());
+        write!(
+            f,
+            "p{} {} {} {} [{}..{}]",
+            self.process, self.kind, self.f, self.value, self.invoke_index, done
+        )
     }
 }
 
@@ -185,7 +195,11 @@ pub enum Prepass {
     Search,
     Valid,
     /// A certain violation; `op` and `related` index the key's ops.
-    Invalid { op: usize, reason: String, related: Vec<usize> },
+    Invalid {
+        op: usize,
+        reason: String,
+        related: Vec<usize>,
+    },
 }
 
 /// Models may decide some keys, or simplify them, before the search.
@@ -206,7 +220,11 @@ impl Prepasses for Kv {}
 impl<M: Model> Prepasses for model::Plain<M> {}
 
 /// Checks a history against the named model.
-pub fn check(history: &[Event], model: ModelKind, budget: &Budget) -> Result<LinReport, HistoryError> {
+pub fn check(
+    history: &[Event],
+    model: ModelKind,
+    budget: &Budget,
+) -> Result<LinReport, HistoryError> {
     match model {
         ModelKind::CasRegister => check_model(&CasRegister, history, budget),
         ModelKind::Kv => check_model(&Kv, history, budget),
@@ -229,20 +247,38 @@ fn pair(history: &[Event]) -> Result<Vec<(usize, Option<usize>)>, HistoryError> 
         match e.kind {
             EventType::Invoke => {
                 if let Some(&(prev, _)) = pending.get(&p) {
-                    return Err(err(pos, format!("invoked while its invocation at event {prev} has not completed")));
+                    return Err(err(
+                        pos,
+                        format!("invoked while its invocation at event {prev} has not completed"),
+                    ));
                 }
                 pending.insert(p, (pos, pairs.len()));
                 pairs.push((pos, None));
             }
             _ => {
                 let Some((inv, slot)) = pending.remove(&p) else {
-                    return Err(err(pos, format!("{} without an invocation", e.kind.as_str())));
+                    return Err(err(
+                        pos,
+                        format!("{} without an invocation", e.kind.as_str()),
+                    ));
                 };
                 if history[inv].f != e.f {
-                    return Err(err(pos, format!("completes {:?} but the invocation at event {inv} was {:?}", e.f, history[inv].f)));
+                    return Err(err(
+                        pos,
+                        format!(
+                            "completes {:?} but the invocation at event {inv} was {:?}",
+                            e.f, history[inv].f
+                        ),
+                    ));
                 }
                 if e.key.is_some() && history[inv].key != e.key {
-                    return Err(err(pos, format!("completes key {:?} but the invocation was for {:?}", e.key, history[inv].key)));
+                    return Err(err(
+                        pos,
+                        format!(
+                            "completes key {:?} but the invocation was for {:?}",
+                            e.key, history[inv].key
+                        ),
+                    ));
                 }
                 pairs[slot].1 = Some(pos);
             }
@@ -270,33 +306,56 @@ struct KeyResult {
 }
 
 /// Checks a history against any model.
-pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) -> Result<LinReport, HistoryError> {
+pub fn check_model<M: Prepasses>(
+    model: &M,
+    history: &[Event],
+    budget: &Budget,
+) -> Result<LinReport, HistoryError> {
     let start = Instant::now();
     let pairs = pair(history)?;
     let mut key_index: HashMap<Option<&str>, usize> = HashMap::new();
     let mut work: Vec<KeyWork<M::Op>> = Vec::new();
     for &(inv, comp) in &pairs {
         let e = &history[inv];
-        let converted = model.op(e, comp.map(|c| &history[c])).map_err(|message| HistoryError {
-            position: inv,
-            index: e.index.unwrap_or(inv as u64),
-            process: e.process.to_string(),
-            message,
-        })?;
-        let Some((op, certainty)) = converted else { continue };
+        let converted = model
+            .op(e, comp.map(|c| &history[c]))
+            .map_err(|message| HistoryError {
+                position: inv,
+                index: e.index.unwrap_or(inv as u64),
+                process: e.process.to_string(),
+                message,
+            })?;
+        let Some((op, certainty)) = converted else {
+            continue;
+        };
         let optional = certainty == Certainty::Optional;
         let ret = match comp {
             Some(c) if !optional => c as u64 + 1,
             _ => u64::MAX,
         };
         let k = *key_index.entry(e.key.as_deref()).or_insert_with(|| {
-            work.push(KeyWork { key: e.key.clone(), ops: Vec::new() });
+            work.push(KeyWork {
+                key: e.key.clone(),
+                ops: Vec::new(),
+            });
             work.len() - 1
         });
-        work[k].ops.push(PreOp { op, optional, call: inv as u64 + 1, ret, invoke: inv, complete: comp });
+        work[k].ops.push(PreOp {
+            op,
+            optional,
+            call: inv as u64 + 1,
+            ret,
+            invoke: inv,
+            complete: comp,
+        });
     }
     let keys = work.len();
-    work.sort_by(|a, b| b.ops.len().cmp(&a.ops.len()).then_with(|| a.key.cmp(&b.key)));
+    work.sort_by(|a, b| {
+        b.ops
+            .len()
+            .cmp(&a.ops.len())
+            .then_with(|| a.key.cmp(&b.key))
+    });
 
     let deadline = budget.time_limit.map(|t| start + t);
     let memory_used = AtomicUsize::new(0);
@@ -345,11 +404,20 @@ pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) 
     // running every partition at once).
     let mut retry = vec![true; work.len()];
     if work.len() > 1 {
-        let probe_limits = Limits { configs_max: PROBE_CONFIGS, ..limits };
+        let probe_limits = Limits {
+            configs_max: PROBE_CONFIGS,
+            ..limits
+        };
         let smallest_first: Vec<usize> = (0..work.len()).rev().collect();
         let retry_cell: Vec<AtomicBool> = (0..work.len()).map(|_| AtomicBool::new(false)).collect();
         run(&smallest_first, &|i| {
-            let r = check_key(model, history, work[i].key.clone(), work[i].ops.clone(), &probe_limits);
+            let r = check_key(
+                model,
+                history,
+                work[i].key.clone(),
+                work[i].ops.clone(),
+                &probe_limits,
+            );
             if r.probe_exhausted {
                 retry_cell[i].store(true, Ordering::Relaxed);
                 None
@@ -357,12 +425,20 @@ pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) 
                 Some(r)
             }
         });
-        retry = retry_cell.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        retry = retry_cell
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
     }
-    let work: Vec<Mutex<Option<KeyWork<M::Op>>>> = work.into_iter().map(|w| Mutex::new(Some(w))).collect();
+    let work: Vec<Mutex<Option<KeyWork<M::Op>>>> =
+        work.into_iter().map(|w| Mutex::new(Some(w))).collect();
     let largest_first: Vec<usize> = (0..work.len()).filter(|&i| retry[i]).collect();
     run(&largest_first, &|i| {
-        let w = work[i].lock().unwrap().take().expect("each key is checked once");
+        let w = work[i]
+            .lock()
+            .unwrap()
+            .take()
+            .expect("each key is checked once");
         Some(check_key(model, history, w.key, w.ops, &limits))
     });
 
@@ -378,7 +454,10 @@ pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) 
         unknown_reason: None,
         counterexample: None,
     };
-    let results: Vec<KeyResult> = slots.into_iter().filter_map(|m| m.into_inner().unwrap()).collect();
+    let results: Vec<KeyResult> = slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap())
+        .collect();
     let invalid = results.iter().any(|r| r.valid == Validity::Invalid);
     for r in results {
         report.configs += r.configs;
@@ -403,14 +482,35 @@ pub fn check_model<M: Prepasses>(model: &M, history: &[Event], budget: &Budget) 
 /// How long a pre-pass violation may search for a fuller counterexample.
 const EXPLAIN_TIME_MAX: Duration = Duration::from_secs(2);
 
-fn check_key<M: Prepasses>(model: &M, history: &[Event], key: Option<String>, mut ops: Vec<PreOp<M::Op>>, limits: &Limits<'_>) -> KeyResult {
-    let w: KeyWork<M::Op> = KeyWork { key, ops: Vec::new() };
+fn check_key<M: Prepasses>(
+    model: &M,
+    history: &[Event],
+    key: Option<String>,
+    mut ops: Vec<PreOp<M::Op>>,
+    limits: &Limits<'_>,
+) -> KeyResult {
+    let w: KeyWork<M::Op> = KeyWork {
+        key,
+        ops: Vec::new(),
+    };
     let pre = model.prepass(&mut ops);
-    let mut result = KeyResult { valid: Validity::Valid, probe_exhausted: false, configs: 0, searched: false, peak_bytes: 0, unknown_reason: None, counterexample: None };
+    let mut result = KeyResult {
+        valid: Validity::Valid,
+        probe_exhausted: false,
+        configs: 0,
+        searched: false,
+        peak_bytes: 0,
+        unknown_reason: None,
+        counterexample: None,
+    };
     let pre_violation = match pre {
         Prepass::Valid => return result,
         Prepass::Search => None,
-        Prepass::Invalid { op, reason, related } => Some((op, reason, related)),
+        Prepass::Invalid {
+            op,
+            reason,
+            related,
+        } => Some((op, reason, related)),
     };
     result.searched = true;
 
@@ -422,7 +522,13 @@ fn check_key<M: Prepasses>(model: &M, history: &[Event], key: Option<String>, mu
         rank[i] = r;
     }
     let pre: Vec<PreOp<M::Op>> = order.iter().map(|&i| ops[i].clone()).collect();
-    let pre_violation = pre_violation.map(|(op, reason, related)| (rank[op], reason, related.into_iter().map(|j| rank[j]).collect::<Vec<_>>()));
+    let pre_violation = pre_violation.map(|(op, reason, related)| {
+        (
+            rank[op],
+            reason,
+            related.into_iter().map(|j| rank[j]).collect::<Vec<_>>(),
+        )
+    });
     let mut prev_same = vec![NONE; pre.len()];
     let mut last_same: HashMap<String, u32> = HashMap::new();
     for (i, p) in pre.iter().enumerate() {
@@ -443,8 +549,17 @@ fn check_key<M: Prepasses>(model: &M, history: &[Event], key: Option<String>, mu
     let explain_deadline;
     let explain_limits;
     let limits = if pre_violation.is_some() {
-        explain_deadline = Some(limits.deadline.map_or(Instant::now() + EXPLAIN_TIME_MAX, |d| d.min(Instant::now() + EXPLAIN_TIME_MAX)));
-        explain_limits = Limits { deadline: explain_deadline, ..*limits };
+        explain_deadline = Some(
+            limits
+                .deadline
+                .map_or(Instant::now() + EXPLAIN_TIME_MAX, |d| {
+                    d.min(Instant::now() + EXPLAIN_TIME_MAX)
+                }),
+        );
+        explain_limits = Limits {
+            deadline: explain_deadline,
+            ..*limits
+        };
         &explain_limits
     } else {
         limits
@@ -458,25 +573,37 @@ fn check_key<M: Prepasses>(model: &M, history: &[Event], key: Option<String>, mu
         (Outcome::Valid, Some((op, reason, _))) => {
             // The search is exact; a pre-pass disagreeing with it is a defect worth loud
             // failure in tests, but the exact answer is the one to report.
-            debug_assert!(false, "pre-pass found a violation ({reason}) at {:?} but the search linearized the key", view(op));
+            debug_assert!(
+                false,
+                "pre-pass found a violation ({reason}) at {:?} but the search linearized the key",
+                view(op)
+            );
         }
         (Outcome::Invalid(d), pre_violation) => {
             result.valid = Validity::Invalid;
             let blocked = (d.blocked != NONE).then_some(d.blocked as usize);
             let concurrent = blocked.map_or_else(Vec::new, |b| {
-                let mut c: Vec<usize> = (0..pre.len()).filter(|&j| j != b && pre[j].call < pre[b].ret && pre[j].ret > pre[b].call).collect();
+                let mut c: Vec<usize> = (0..pre.len())
+                    .filter(|&j| j != b && pre[j].call < pre[b].ret && pre[j].ret > pre[b].call)
+                    .collect();
                 c.sort_by_key(|&j| pre[j].call.abs_diff(pre[b].call));
                 c.truncate(32);
                 c.sort_unstable();
                 c.into_iter()
                     .map(|j| {
                         let linearized = d.is_linearized(j as u32);
-                        let next = if linearized { None } else { Some(st.step(d.state, j as u32)) };
+                        let next = if linearized {
+                            None
+                        } else {
+                            Some(st.step(d.state, j as u32))
+                        };
                         Concurrent {
                             op: view(j),
                             linearized,
                             possible_next: next.map(|s| s.is_some()),
-                            would_give: next.flatten().map(|s| model.state_json(&st.states[s as usize])),
+                            would_give: next
+                                .flatten()
+                                .map(|s| model.state_json(&st.states[s as usize])),
                         }
                     })
                     .collect()
@@ -495,10 +622,15 @@ fn check_key<M: Prepasses>(model: &M, history: &[Event], key: Option<String>, mu
                 prefix_tail: d
                     .tail
                     .iter()
-                    .map(|&(op, s)| Step { op: view(op as usize), state_after: model.state_json(&st.states[s as usize]) })
+                    .map(|&(op, s)| Step {
+                        op: view(op as usize),
+                        state_after: model.state_json(&st.states[s as usize]),
+                    })
                     .collect(),
                 final_state: model.state_json(&st.states[d.state as usize]),
-                related: pre_violation.map(|(op, _, rel)| std::iter::once(op).chain(rel).map(view).collect()).unwrap_or_default(),
+                related: pre_violation
+                    .map(|(op, _, rel)| std::iter::once(op).chain(rel).map(view).collect())
+                    .unwrap_or_default(),
             });
         }
         (Outcome::Unknown(why), Some((op, reason, related))) => {
@@ -518,7 +650,10 @@ fn check_key<M: Prepasses>(model: &M, history: &[Event], key: Option<String>, mu
         (Outcome::Unknown(why), None) => {
             result.valid = Validity::Unknown;
             result.probe_exhausted = stats.configs >= limits.configs_max;
-            let key = w.key.as_deref().map_or("the register".to_string(), |k| format!("key {k:?}"));
+            let key = w
+                .key
+                .as_deref()
+                .map_or("the register".to_string(), |k| format!("key {k:?}"));
             result.unknown_reason = Some(format!("{key} ({} ops): {why}", pre.len()));
         }
     }
@@ -552,7 +687,12 @@ impl fmt::Display for LinReport {
         writeln!(
             f,
             "{verdict}: {} ops over {} key(s), model {}, {:.1} ms, {} configurations searched ({} key(s) decided without search)",
-            self.ops, self.keys, self.model, self.elapsed_ms, self.configs, self.keys_without_search
+            self.ops,
+            self.keys,
+            self.model,
+            self.elapsed_ms,
+            self.configs,
+            self.keys_without_search
         )?;
         if let Some(why) = &self.unknown_reason {
             writeln!(f, "  undecided: {why}")?;
@@ -578,7 +718,11 @@ impl fmt::Display for Counterexample {
         }
         if self.prefix_len > 0 || !self.prefix_tail.is_empty() {
             let shown = self.prefix_tail.len();
-            writeln!(f, "  longest linearizable prefix: {} ops; the last {shown}:", self.prefix_len)?;
+            writeln!(
+                f,
+                "  longest linearizable prefix: {} ops; the last {shown}:",
+                self.prefix_len
+            )?;
             for s in &self.prefix_tail {
                 writeln!(f, "    {}  -> state {}", s.op, s.state_after)?;
             }
@@ -607,7 +751,10 @@ pub struct LinearizableChecker {
 
 impl LinearizableChecker {
     pub fn new(model: ModelKind) -> Self {
-        LinearizableChecker { model, budget: Budget::default() }
+        LinearizableChecker {
+            model,
+            budget: Budget::default(),
+        }
     }
 
     pub fn with_budget(model: ModelKind, budget: Budget) -> Self {

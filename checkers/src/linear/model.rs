@@ -38,7 +38,11 @@ pub trait Model: Sync {
     /// The operation an invocation and its completion (`None`: never completed) describe,
     /// or `None` when it cannot have affected or observed the state (a failed write, a
     /// read that timed out). An `Err` names what is malformed.
-    fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(Self::Op, Certainty)>, String>;
+    fn op(
+        &self,
+        invoke: &Event,
+        completion: Option<&Event>,
+    ) -> Result<Option<(Self::Op, Certainty)>, String>;
     /// The state after `op`, or `None` when `op` is impossible in `state`.
     fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
     fn state_json(&self, state: &Self::State) -> Value;
@@ -125,13 +129,18 @@ impl Model for CasRegister {
         RegValue::Null
     }
 
-    fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(RegOp, Certainty)>, String> {
+    fn op(
+        &self,
+        invoke: &Event,
+        completion: Option<&Event>,
+    ) -> Result<Option<(RegOp, Certainty)>, String> {
         let kind = completion.map_or(EventType::Info, |c| c.kind);
         let certainty = match kind {
             EventType::Ok => Certainty::Required,
             EventType::Info | EventType::Invoke => Certainty::Optional,
             EventType::Fail => {
-                let observed = invoke.f == "cas" && completion.and_then(|c| c.error.as_deref()) == Some(CAS_MISMATCH);
+                let observed = invoke.f == "cas"
+                    && completion.and_then(|c| c.error.as_deref()) == Some(CAS_MISMATCH);
                 if !observed {
                     return Ok(None);
                 }
@@ -149,7 +158,11 @@ impl Model for CasRegister {
                 let (from, to) = cas_args(&invoke.value)?;
                 RegOp::Cas(from, to)
             }
-            other => return Err(format!("the cas-register model has no operation {other:?} (expected read, write or cas)")),
+            other => {
+                return Err(format!(
+                    "the cas-register model has no operation {other:?} (expected read, write or cas)"
+                ));
+            }
         };
         Ok(Some((op, certainty)))
     }
@@ -167,7 +180,9 @@ impl Model for CasRegister {
         match state {
             RegValue::Null => Value::Null,
             RegValue::Int(i) => Value::from(*i),
-            RegValue::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())),
+            RegValue::Json(s) => {
+                serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+            }
             RegValue::Unobserved => Value::String(state.to_string()),
         }
     }
@@ -241,7 +256,13 @@ impl KvText {
         if with_prefixes {
             prefixes.push(hash);
         }
-        KvText { hash, pow, len: s.len() as u64, text: s.into(), prefixes: prefixes.into() }
+        KvText {
+            hash,
+            pow,
+            len: s.len() as u64,
+            text: s.into(),
+            prefixes: prefixes.into(),
+        }
     }
 }
 
@@ -293,8 +314,17 @@ impl std::hash::Hash for KvState {
 
 impl KvState {
     fn of(t: &KvText) -> KvState {
-        let pieces = (t.len > 0).then(|| std::sync::Arc::new(Piece { prev: None, text: t.text.clone() }));
-        KvState { hash: t.hash, len: t.len, pieces }
+        let pieces = (t.len > 0).then(|| {
+            std::sync::Arc::new(Piece {
+                prev: None,
+                text: t.text.clone(),
+            })
+        });
+        KvState {
+            hash: t.hash,
+            len: t.len,
+            pieces,
+        }
     }
 
     fn holds(&self, t: &KvText) -> bool {
@@ -306,8 +336,15 @@ impl KvState {
             return self.clone();
         }
         let hash = [0, 1].map(|k| addmod(mulmod(self.hash[k], t.pow[k]), t.hash[k]));
-        let pieces = Some(std::sync::Arc::new(Piece { prev: self.pieces.clone(), text: t.text.clone() }));
-        KvState { hash, len: self.len + t.len, pieces }
+        let pieces = Some(std::sync::Arc::new(Piece {
+            prev: self.pieces.clone(),
+            text: t.text.clone(),
+        }));
+        KvState {
+            hash,
+            len: self.len + t.len,
+            pieces,
+        }
     }
 
     pub fn text(&self) -> String {
@@ -354,7 +391,11 @@ impl Model for Kv {
         KvState::of(&KvText::new("", false))
     }
 
-    fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(KvOp, Certainty)>, String> {
+    fn op(
+        &self,
+        invoke: &Event,
+        completion: Option<&Event>,
+    ) -> Result<Option<(KvOp, Certainty)>, String> {
         let kind = completion.map_or(EventType::Info, |c| c.kind);
         let certainty = match kind {
             EventType::Ok => Certainty::Required,
@@ -368,7 +409,11 @@ impl Model for Kv {
             },
             "put" | "write" => KvOp::Put(kv_text(&invoke.value, false)?),
             "append" => KvOp::Append(kv_text(&invoke.value, false)?),
-            other => return Err(format!("the kv model has no operation {other:?} (expected get, put or append)")),
+            other => {
+                return Err(format!(
+                    "the kv model has no operation {other:?} (expected get, put or append)"
+                ));
+            }
         };
         Ok(Some((op, certainty)))
     }
@@ -404,7 +449,10 @@ impl Model for Kv {
 
     fn reachable(&self, state: &KvState, op: &KvOp) -> bool {
         match op {
-            KvOp::Get(v) => v.prefixes.get(state.len as usize).is_some_and(|h| *h == state.hash),
+            KvOp::Get(v) => v
+                .prefixes
+                .get(state.len as usize)
+                .is_some_and(|h| *h == state.hash),
             _ => true,
         }
     }
@@ -425,7 +473,11 @@ impl<M: Model> Model for Plain<M> {
     fn init(&self) -> M::State {
         self.0.init()
     }
-    fn op(&self, invoke: &Event, completion: Option<&Event>) -> Result<Option<(M::Op, Certainty)>, String> {
+    fn op(
+        &self,
+        invoke: &Event,
+        completion: Option<&Event>,
+    ) -> Result<Option<(M::Op, Certainty)>, String> {
         self.0.op(invoke, completion)
     }
     fn step(&self, state: &M::State, op: &M::Op) -> Option<M::State> {

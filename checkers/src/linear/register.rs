@@ -50,10 +50,26 @@ fn intern_values(ops: &[PreOp<RegOp>]) -> (Vec<Ids>, usize) {
     let ids = ops
         .iter()
         .map(|o| match &o.op {
-            RegOp::Read(v) => Ids { need: id(v), make: NO, mismatch: false },
-            RegOp::Write(v) => Ids { need: NO, make: id(v), mismatch: false },
-            RegOp::Cas(a, b) => Ids { need: id(a), make: id(b), mismatch: false },
-            RegOp::CasMismatch(a) => Ids { need: id(a), make: NO, mismatch: true },
+            RegOp::Read(v) => Ids {
+                need: id(v),
+                make: NO,
+                mismatch: false,
+            },
+            RegOp::Write(v) => Ids {
+                need: NO,
+                make: id(v),
+                mismatch: false,
+            },
+            RegOp::Cas(a, b) => Ids {
+                need: id(a),
+                make: id(b),
+                mismatch: false,
+            },
+            RegOp::CasMismatch(a) => Ids {
+                need: id(a),
+                make: NO,
+                mismatch: true,
+            },
         })
         .collect();
     let n = map.len() + 1;
@@ -81,13 +97,22 @@ pub(super) fn prepass(ops: &mut Vec<PreOp<RegOp>>) -> Prepass {
         }
     }
     for (i, (o, x)) in ops.iter().zip(&ids).enumerate() {
-        if !o.optional && !x.mismatch && x.need != NO && x.need != 0 && writers[x.need as usize] == 0 {
+        if !o.optional
+            && !x.mismatch
+            && x.need != NO
+            && x.need != 0
+            && writers[x.need as usize] == 0
+        {
             let (what, v) = match &o.op {
                 RegOp::Read(v) => ("read", v),
                 RegOp::Cas(v, _) => ("cas succeeded from", v),
                 _ => unreachable!("only reads and cas need a value"),
             };
-            return Prepass::Invalid { op: i, reason: format!("{what} {v}, a value no operation wrote"), related: Vec::new() };
+            return Prepass::Invalid {
+                op: i,
+                reason: format!("{what} {v}, a value no operation wrote"),
+                related: Vec::new(),
+            };
         }
     }
 
@@ -110,7 +135,12 @@ pub(super) fn prepass(ops: &mut Vec<PreOp<RegOp>>) -> Prepass {
         k += 1;
         keep[k - 1]
     });
-    let ids: Vec<Ids> = ids.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(x, _)| x).collect();
+    let ids: Vec<Ids> = ids
+        .into_iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(x, _)| x)
+        .collect();
 
     match zones(ops, &ids, values) {
         Prepass::Search => {
@@ -141,7 +171,13 @@ fn zones(ops: &[PreOp<RegOp>], ids: &[Ids], values: usize) -> Prepass {
     // (earliest return, latest call, op with the latest call, op with the earliest return)
     let mut zone: Vec<(u64, u64, u32, u32)> = writer
         .iter()
-        .map(|&w| if w == NO { (0, 0, NO, NO) } else { (ops[w as usize].ret, ops[w as usize].call, w, w) })
+        .map(|&w| {
+            if w == NO {
+                (0, 0, NO, NO)
+            } else {
+                (ops[w as usize].ret, ops[w as usize].call, w, w)
+            }
+        })
         .collect();
     for (i, (o, x)) in ops.iter().zip(ids).enumerate() {
         if !matches!(o.op, RegOp::Read(_)) {
@@ -150,7 +186,11 @@ fn zones(ops: &[PreOp<RegOp>], ids: &[Ids], values: usize) -> Prepass {
         let c = x.need as usize;
         let w = writer[c];
         if c != 0 && w == NO {
-            return Prepass::Invalid { op: i, reason: "read a value no operation wrote".into(), related: Vec::new() };
+            return Prepass::Invalid {
+                op: i,
+                reason: "read a value no operation wrote".into(),
+                related: Vec::new(),
+            };
         }
         if w != NO && o.ret < ops[w as usize].call {
             return Prepass::Invalid {
@@ -171,10 +211,16 @@ fn zones(ops: &[PreOp<RegOp>], ids: &[Ids], values: usize) -> Prepass {
     }
     // Values nobody wrote or read have no cluster.
     let live = |c: usize| writer[c] != NO || zone[c].2 != NO || c == 0;
-    let mut forward: Vec<usize> = (0..values).filter(|&c| live(c) && zone[c].0 < zone[c].1).collect();
+    let mut forward: Vec<usize> = (0..values)
+        .filter(|&c| live(c) && zone[c].0 < zone[c].1)
+        .collect();
     forward.sort_unstable_by_key(|&c| zone[c].0);
     let related = |a: usize, b: usize| -> Vec<usize> {
-        [writer[a], zone[a].3, writer[b], zone[b].3].into_iter().filter(|&x| x != NO).map(|x| x as usize).collect()
+        [writer[a], zone[a].3, writer[b], zone[b].3]
+            .into_iter()
+            .filter(|&x| x != NO)
+            .map(|x| x as usize)
+            .collect()
     };
     for pair in forward.windows(2) {
         let (a, b) = (pair[0], pair[1]);
@@ -182,7 +228,9 @@ fn zones(ops: &[PreOp<RegOp>], ids: &[Ids], values: usize) -> Prepass {
             // Both values were read after both writes completed: one of those reads is stale.
             return Prepass::Invalid {
                 op: zone[a].2 as usize,
-                reason: "read a value after a later write had completed (overlapping forward zones)".into(),
+                reason:
+                    "read a value after a later write had completed (overlapping forward zones)"
+                        .into(),
                 related: related(a, b),
             };
         }

@@ -43,7 +43,9 @@ impl Hasher for IntHasher {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23);
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(23);
     }
     fn write_u32(&mut self, v: u32) {
         self.write_u64(u64::from(v));
@@ -67,7 +69,14 @@ pub(super) struct Interned<'m, M: Model> {
 
 impl<'m, M: Model> Interned<'m, M> {
     pub fn new(model: &'m M, ops: Vec<M::Op>) -> Self {
-        let mut s = Interned { model, ops, states: Vec::new(), ids: HashMap::new(), memo: IntMap::default(), reach: IntMap::default() };
+        let mut s = Interned {
+            model,
+            ops,
+            states: Vec::new(),
+            ids: HashMap::new(),
+            memo: IntMap::default(),
+            reach: IntMap::default(),
+        };
         s.intern(model.init());
         s
     }
@@ -88,7 +97,9 @@ impl<'m, M: Model> Interned<'m, M> {
         if let Some(&r) = self.memo.get(&k) {
             return (r != NONE).then_some(r);
         }
-        let next = self.model.step(&self.states[state as usize], &self.ops[op as usize]);
+        let next = self
+            .model
+            .step(&self.states[state as usize], &self.ops[op as usize]);
         let r = match next {
             Some(ns) => self.intern(ns),
             None => NONE,
@@ -103,13 +114,16 @@ impl<'m, M: Model> Interned<'m, M> {
         if let Some(&r) = self.reach.get(&k) {
             return r;
         }
-        let r = self.model.reachable(&self.states[state as usize], &self.ops[op as usize]);
+        let r = self
+            .model
+            .reachable(&self.states[state as usize], &self.ops[op as usize]);
         self.reach.insert(k, r);
         r
     }
 
     pub fn approx_bytes(&self) -> usize {
-        (self.memo.capacity() + self.reach.capacity()) * 24 + self.states.capacity() * (std::mem::size_of::<M::State>() * 2 + 16)
+        (self.memo.capacity() + self.reach.capacity()) * 24
+            + self.states.capacity() * (std::mem::size_of::<M::State>() * 2 + 16)
     }
 }
 
@@ -124,7 +138,12 @@ struct ConfigCache {
 
 impl ConfigCache {
     fn new() -> Self {
-        ConfigCache { slots: vec![NONE; 1024], tags: vec![0; 1024], arena: Vec::with_capacity(4096), len: 0 }
+        ConfigCache {
+            slots: vec![NONE; 1024],
+            tags: vec![0; 1024],
+            arena: Vec::with_capacity(4096),
+            len: 0,
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -148,7 +167,9 @@ impl ConfigCache {
     #[inline]
     fn matches(&self, off: u32, head: u64, words: &[u64]) -> bool {
         let o = off as usize;
-        self.arena[o] == head && self.arena[o + 1] as usize == words.len() && &self.arena[o + 2..o + 2 + words.len()] == words
+        self.arena[o] == head
+            && self.arena[o + 1] as usize == words.len()
+            && &self.arena[o + 2..o + 2 + words.len()] == words
     }
 
     /// Inserts the configuration; false when it was already there.
@@ -186,7 +207,12 @@ impl ConfigCache {
         let mut slots = vec![NONE; cap];
         let mut tags = vec![0u32; cap];
         let mask = cap - 1;
-        for (&off, _) in self.slots.iter().zip(&self.tags).filter(|(o, _)| **o != NONE) {
+        for (&off, _) in self
+            .slots
+            .iter()
+            .zip(&self.tags)
+            .filter(|(o, _)| **o != NONE)
+        {
             let o = off as usize;
             let len = self.arena[o + 1] as usize;
             let h = Self::hash(self.arena[o], &self.arena[o + 2..o + 2 + len]);
@@ -242,7 +268,9 @@ impl Deepest {
             return true;
         }
         let w = (op >> 6) as usize - (self.f >> 6) as usize;
-        self.window.get(w).is_some_and(|word| word & (1 << (op & 63)) != 0)
+        self.window
+            .get(w)
+            .is_some_and(|word| word & (1 << (op & 63)) != 0)
     }
 }
 
@@ -302,7 +330,12 @@ impl Pins {
                 set_left[sets[i] as usize] += 1;
             }
         }
-        Some(Pins { needs, sets, need_left, set_left })
+        Some(Pins {
+            needs,
+            sets,
+            need_left,
+            set_left,
+        })
     }
 
     /// May `op` move the state from `from` to another state?
@@ -404,7 +437,12 @@ impl Walk<'_> {
         let fw = (self.f >> 6) as usize;
         let tw = (((self.top - 1) >> 6) as usize).max(fw);
         if cache.insert(ns, self.f, &self.bits[fw..=tw]) {
-            self.stack.push((op | if forced { FORCED } else { 0 }, self.state, old_f, old_top));
+            self.stack.push((
+                op | if forced { FORCED } else { 0 },
+                self.state,
+                old_f,
+                old_top,
+            ));
             let c = 2 * i;
             unlink(c, &mut self.next, &mut self.prev);
             let required = !self.ops.optional[i];
@@ -468,11 +506,18 @@ impl Walk<'_> {
     }
 }
 
-pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Limits<'_>) -> (Outcome, SearchStats) {
+pub(super) fn search<M: Model>(
+    ops: &Ops,
+    st: &mut Interned<'_, M>,
+    limits: &Limits<'_>,
+) -> (Outcome, SearchStats) {
     let n = ops.call.len();
     assert!(n < (FORCED as usize) / 2, "too many operations for one key");
     let required_left = ops.optional.iter().filter(|o| !**o).count();
-    let mut stats = SearchStats { configs: 0, peak_bytes: 0 };
+    let mut stats = SearchStats {
+        configs: 0,
+        peak_bytes: 0,
+    };
     if required_left == 0 {
         return (Outcome::Valid, stats);
     }
@@ -498,8 +543,16 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
     drop(order);
 
     let pins = Pins::build(ops, st);
-    let keeps: Vec<bool> = st.ops.iter().map(|op| st.model.effect(op) == Effect::Keeps).collect();
-    let resets: Vec<bool> = st.ops.iter().map(|op| matches!(st.model.effect(op), Effect::Sets(_))).collect();
+    let keeps: Vec<bool> = st
+        .ops
+        .iter()
+        .map(|op| st.model.effect(op) == Effect::Keeps)
+        .collect();
+    let resets: Vec<bool> = st
+        .ops
+        .iter()
+        .map(|op| matches!(st.model.effect(op), Effect::Sets(_)))
+        .collect();
     let mut pending_resets = Fenwick(vec![0; n + 1]);
     let mut reset_horizon = vec![0u32; n];
     if M::HAS_REACHABLE {
@@ -535,20 +588,30 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
 
     let outcome = 'search: loop {
         iterations += 1;
-        if iterations % CHECK_EVERY == 0 {
-            let bytes = cache.bytes() + st.approx_bytes() + w.stack.capacity() * 16 + (w.next.len() + w.prev.len()) * 4;
+        if iterations.is_multiple_of(CHECK_EVERY) {
+            let bytes = cache.bytes()
+                + st.approx_bytes()
+                + w.stack.capacity() * 16
+                + (w.next.len() + w.prev.len()) * 4;
             stats.peak_bytes = stats.peak_bytes.max(bytes);
             if bytes > charged {
-                limits.memory_used.fetch_add(bytes - charged, Ordering::Relaxed);
+                limits
+                    .memory_used
+                    .fetch_add(bytes - charged, Ordering::Relaxed);
             } else {
-                limits.memory_used.fetch_sub(charged - bytes, Ordering::Relaxed);
+                limits
+                    .memory_used
+                    .fetch_sub(charged - bytes, Ordering::Relaxed);
             }
             charged = bytes;
             if limits.cancel.load(Ordering::Relaxed) {
                 break Outcome::Unknown("cancelled: another key already failed".into());
             }
             if cache.len as u64 >= limits.configs_max {
-                break Outcome::Unknown(format!("probe limit of {} configurations reached", limits.configs_max));
+                break Outcome::Unknown(format!(
+                    "probe limit of {} configurations reached",
+                    limits.configs_max
+                ));
             }
             if limits.memory_used.load(Ordering::Relaxed) > limits.memory_bytes_max {
                 break Outcome::Unknown(format!(
@@ -558,7 +621,10 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
                 ));
             }
             if limits.deadline.is_some_and(|d| Instant::now() >= d) {
-                break Outcome::Unknown(format!("time limit reached after {} configurations", cache.len));
+                break Outcome::Unknown(format!(
+                    "time limit reached after {} configurations",
+                    cache.len
+                ));
             }
         }
 
@@ -619,7 +685,10 @@ pub(super) fn search<M: Model>(ops: &Ops, st: &mut Interned<'_, M>, limits: &Lim
             match st.step(w.state, op) {
                 Some(ns) => {
                     let required = !ops.optional[op as usize];
-                    let mut pinned = ns != w.state && w.pins.as_ref().is_some_and(|p| !p.may_leave(w.state, op as usize, required));
+                    let mut pinned = ns != w.state
+                        && w.pins
+                            .as_ref()
+                            .is_some_and(|p| !p.may_leave(w.state, op as usize, required));
                     if M::HAS_REACHABLE && !pinned && ns != w.state {
                         // A pending read the new state cannot grow into, with no reset
                         // able to come before the read returns, rules this step out.
@@ -707,7 +776,14 @@ fn relink(e: usize, next: &mut [u32], prev: &mut [u32]) {
     }
 }
 
-fn snapshot(stack: &[(u32, u32, u32, u32)], state: u32, f: u32, bits: &[u64], top: u32, blocked: u32) -> Deepest {
+fn snapshot(
+    stack: &[(u32, u32, u32, u32)],
+    state: u32,
+    f: u32,
+    bits: &[u64],
+    top: u32,
+    blocked: u32,
+) -> Deepest {
     let from = stack.len().saturating_sub(TAIL_MAX);
     let tail = (from..stack.len())
         .map(|k| {
@@ -716,6 +792,17 @@ fn snapshot(stack: &[(u32, u32, u32, u32)], state: u32, f: u32, bits: &[u64], to
         })
         .collect();
     let fw = (f >> 6) as usize;
-    let tw = if top == 0 { fw } else { (((top - 1) >> 6) as usize).max(fw) };
-    Deepest { depth: stack.len(), blocked, tail, state, f, window: bits[fw..=tw].to_vec() }
+    let tw = if top == 0 {
+        fw
+    } else {
+        (((top - 1) >> 6) as usize).max(fw)
+    };
+    Deepest {
+        depth: stack.len(),
+        blocked,
+        tail,
+        state,
+        f,
+        window: bits[fw..=tw].to_vec(),
+    }
 }

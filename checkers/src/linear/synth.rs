@@ -50,7 +50,12 @@ impl Default for SynthOpts {
 enum Slot {
     Idle,
     /// Invoked; `Some(result)` once it took effect.
-    Busy { f: &'static str, key: usize, arg: Value, result: Option<(EventType, Value)> },
+    Busy {
+        f: &'static str,
+        key: usize,
+        arg: Value,
+        result: Option<(EventType, Value)>,
+    },
 }
 
 /// A linearizable history of `opts.ops` operations.
@@ -65,7 +70,13 @@ pub fn generate(opts: &SynthOpts) -> Vec<Event> {
     let mut busy = 0usize;
     let mut out: Vec<Event> = Vec::with_capacity(opts.ops * 2 + 16);
     let key_name = |k: usize| (opts.keys > 1).then(|| format!("k{k}"));
-    let push = |out: &mut Vec<Event>, p: u64, kind: EventType, f: &str, key: Option<String>, value: Value, error: Option<&str>| {
+    let push = |out: &mut Vec<Event>,
+                p: u64,
+                kind: EventType,
+                f: &str,
+                key: Option<String>,
+                value: Value,
+                error: Option<&str>| {
         let n = out.len() as u64;
         out.push(Event {
             index: Some(n),
@@ -113,15 +124,41 @@ pub fn generate(opts: &SynthOpts) -> Vec<Event> {
                 } else {
                     ("write", fresh(&mut rng, &mut next_value))
                 };
-                push(&mut out, process[c], EventType::Invoke, f, key_name(key), arg.clone(), None);
-                slots[c] = Slot::Busy { f, key, arg, result: None };
+                push(
+                    &mut out,
+                    process[c],
+                    EventType::Invoke,
+                    f,
+                    key_name(key),
+                    arg.clone(),
+                    None,
+                );
+                slots[c] = Slot::Busy {
+                    f,
+                    key,
+                    arg,
+                    result: None,
+                };
             }
-            Slot::Busy { f, key, arg, result } => {
+            Slot::Busy {
+                f,
+                key,
+                arg,
+                result,
+            } => {
                 let crash = f != "read" && rng.random_bool(opts.crash_ratio * 0.5);
                 match result {
                     None if crash => {
                         // Crashed before taking effect.
-                        push(&mut out, process[c], EventType::Info, f, key_name(key), arg, Some("crashed"));
+                        push(
+                            &mut out,
+                            process[c],
+                            EventType::Info,
+                            f,
+                            key_name(key),
+                            arg,
+                            Some("crashed"),
+                        );
                         process[c] += opts.clients as u64;
                         slots[c] = Slot::Idle;
                         busy -= 1;
@@ -142,11 +179,24 @@ pub fn generate(opts: &SynthOpts) -> Vec<Event> {
                                 }
                             }
                         };
-                        slots[c] = Slot::Busy { f, key, arg, result: Some(r) };
+                        slots[c] = Slot::Busy {
+                            f,
+                            key,
+                            arg,
+                            result: Some(r),
+                        };
                     }
                     Some(_) if crash => {
                         // Took effect, but the client never learned.
-                        push(&mut out, process[c], EventType::Info, f, key_name(key), arg, Some("crashed"));
+                        push(
+                            &mut out,
+                            process[c],
+                            EventType::Info,
+                            f,
+                            key_name(key),
+                            arg,
+                            Some("crashed"),
+                        );
                         process[c] += opts.clients as u64;
                         slots[c] = Slot::Idle;
                         busy -= 1;
@@ -179,7 +229,9 @@ pub fn plant_stale_read(history: &mut Vec<Event>, seed: u64) -> Option<usize> {
             inv_at.insert(p, pos);
             continue;
         }
-        let Some(inv) = inv_at.remove(&p) else { continue };
+        let Some(inv) = inv_at.remove(&p) else {
+            continue;
+        };
         let produced = match e.f.as_str() {
             "write" => history[inv].value.clone(),
             "cas" => history[inv].value[1].clone(),
@@ -202,7 +254,9 @@ pub fn plant_stale_read(history: &mut Vec<Event>, seed: u64) -> Option<usize> {
         };
         producers.push((e.key.clone(), produced, inv, usize::MAX, EventType::Info));
     }
-    let done: Vec<usize> = (0..producers.len()).filter(|&i| producers[i].4 == EventType::Ok).collect();
+    let done: Vec<usize> = (0..producers.len())
+        .filter(|&i| producers[i].4 == EventType::Ok)
+        .collect();
     if done.len() < 2 {
         return None;
     }
@@ -214,7 +268,12 @@ pub fn plant_stale_read(history: &mut Vec<Event>, seed: u64) -> Option<usize> {
         let Some(w1) = done
             .iter()
             .copied()
-            .filter(|&w| producers[w].0 == key2 && producers[w].3 < call2 && producers[w].1 != v2 && !producers[w].1.is_null())
+            .filter(|&w| {
+                producers[w].0 == key2
+                    && producers[w].3 < call2
+                    && producers[w].1 != v2
+                    && !producers[w].1.is_null()
+            })
             .max_by_key(|&w| producers[w].3)
         else {
             continue;
