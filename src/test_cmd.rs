@@ -304,7 +304,7 @@ async fn run_all(cfg: TestConfig) -> anyhow::Result<ExitCode> {
 }
 
 fn print_summary(cfg: &TestConfig, o: &runner::RunOutcome) {
-    eprintln!();
+    runner::progress::clear();
     match &o.report {
         Some(r) => crate::report::print_summary(r),
         None => {

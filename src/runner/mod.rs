@@ -14,7 +14,7 @@ pub mod clients;
 pub mod history;
 pub mod monitor;
 pub mod nodedb;
-mod progress;
+pub mod progress;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! op counts. On a terminal it redraws one line; otherwise it prints a line every 5 s.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -10,16 +9,29 @@ use tokio::task::JoinHandle;
 
 use super::history::Recorder;
 
-static PHASE: Mutex<String> = Mutex::new(String::new());
-
 fn tty() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// Announces a lifecycle phase.
+/// Announces a lifecycle phase. On a terminal this is the progress line itself, redrawn
+/// by the next phase and wiped by [`clear`]; elsewhere it is a log line.
 pub fn phase(name: &str) {
-    *PHASE.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
-    note(&format!("{name} ..."));
+    let mut err = std::io::stderr().lock();
+    if tty() {
+        let _ = write!(err, "\r\x1b[2Kfaultline: {name} ...");
+    } else {
+        let _ = writeln!(err, "faultline: {name} ...");
+    }
+    let _ = err.flush();
+}
+
+/// Wipes the progress line, so what follows (the summary) starts on a clean line.
+pub fn clear() {
+    if tty() {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K");
+        let _ = err.flush();
+    }
 }
 
 /// A line for the user, clearing any progress line first.
