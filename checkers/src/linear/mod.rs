@@ -564,7 +564,7 @@ fn check_key<M: Prepasses>(
     } else {
         limits
     };
-    let (outcome, stats) = search::search(&ops, &mut st, limits);
+    let (outcome, stats) = search::search(&ops, &mut st, limits, pre_violation.is_none());
     result.configs = stats.configs;
     result.peak_bytes = stats.peak_bytes;
     let view = |i: usize| op_view(history, &pre[i]);

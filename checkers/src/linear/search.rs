@@ -506,10 +506,14 @@ impl Walk<'_> {
     }
 }
 
+/// `prune`: use the state pins. They cut the search but also move the dead end earlier, so
+/// a search that only explains a violation already proven turns them off: its
+/// counterexample then ends at the operation a reader would blame.
 pub(super) fn search<M: Model>(
     ops: &Ops,
     st: &mut Interned<'_, M>,
     limits: &Limits<'_>,
+    prune: bool,
 ) -> (Outcome, SearchStats) {
     let n = ops.call.len();
     assert!(n < (FORCED as usize) / 2, "too many operations for one key");
@@ -542,7 +546,7 @@ pub(super) fn search<M: Model>(
     }
     drop(order);
 
-    let pins = Pins::build(ops, st);
+    let pins = if prune { Pins::build(ops, st) } else { None };
     let keeps: Vec<bool> = st
         .ops
         .iter()
