@@ -593,3 +593,28 @@ fn which(tool: &str) -> Result<PathBuf, ()> {
         .find(|p| p.exists())
         .ok_or(())
 }
+
+#[test]
+fn cluster_two_clusters_coexist_and_go_down_separately() {
+    require_cluster_env!();
+    let a = format!("t-ca-{}", std::process::id());
+    let b = format!("t-cb-{}", std::process::id());
+    let (ca, _) = Cluster::up(&a, 1);
+    let (cb, _) = Cluster::up(&b, 1);
+    let (sa, sb) = (state(&a), state(&b));
+    assert_ne!(sa["subnet"], sb["subnet"]);
+    assert_ne!(sa["bridge"], sb["bridge"]);
+    for name in [&a, &b] {
+        let out = exec(name, &[], "hostname");
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    }
+    assert!(fl(&["cluster", "down", "--name", &a]).status.success());
+    std::mem::forget(ca);
+    let out = exec(&b, &[], "hostname");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(lines_of(&out, "n1"), vec!["n1"]);
+    let list = text(&fl(&["cluster", "list"]).stdout);
+    assert!(list.contains(&b) && !list.contains(&a), "{list}");
+    drop(cb);
+    assert!(!Path::new("/var/lib/faultline-clusters").join(&b).exists());
+}
