@@ -62,19 +62,20 @@ pub(super) struct Interned<'m, M: Model> {
     pub model: &'m M,
     pub ops: Vec<M::Op>,
     pub states: Vec<M::State>,
-    ids: HashMap<M::State, u32>,
+    ids: HashMap<M::State, u32, BuildHasherDefault<IntHasher>>,
     memo: IntMap<u64, u32>,
     reach: IntMap<u64, bool>,
 }
 
 impl<'m, M: Model> Interned<'m, M> {
     pub fn new(model: &'m M, ops: Vec<M::Op>) -> Self {
+        let n = ops.len();
         let mut s = Interned {
             model,
             ops,
             states: Vec::new(),
-            ids: HashMap::new(),
-            memo: IntMap::default(),
+            ids: HashMap::default(),
+            memo: IntMap::with_capacity_and_hasher(n * 2, Default::default()),
             reach: IntMap::default(),
         };
         s.intern(model.init());
