@@ -456,7 +456,7 @@ impl Control {
             .await
             .map_err(|_| timed_out())?
             .map_err(|_| ControlError::Local("semaphore closed".into()))?;
-        let session = tokio::time::timeout_at(deadline.into(), self.session(host))
+        let mut session = tokio::time::timeout_at(deadline.into(), self.session(host))
             .await
             .map_err(|_| timed_out())??;
         // The host enforces the limit too, so an overrunning command does not outlive us.
@@ -469,19 +469,37 @@ impl Control {
             quote(cmd)
         );
         let limit = self.inner.output_limit;
+        let piped_stdin = input.is_some();
         let work = async {
-            let mut child = session
-                .raw_command(&wrapped)
-                .stdin(if input.is_some() {
-                    Stdio::piped()
-                } else {
-                    Stdio::null()
-                })
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .await
-                .map_err(|e| self.ssh_error(host, node, cmd, e))?;
+            let spawn = |session: Arc<Session>| {
+                let wrapped = wrapped.clone();
+                async move {
+                    let child = session
+                        .arc_raw_command(wrapped)
+                        .stdin(if piped_stdin {
+                            Stdio::piped()
+                        } else {
+                            Stdio::null()
+                        })
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .await;
+                    child
+                }
+            };
+            let mut child = match spawn(session.clone()).await {
+                Ok(c) => c,
+                // The channel never opened, so nothing ran: reconnect once and retry.
+                Err(openssh::Error::Disconnected) | Err(openssh::Error::SshMux(_)) => {
+                    host.suspect.store(true, Ordering::Relaxed);
+                    session = self.session(host).await?;
+                    spawn(session.clone())
+                        .await
+                        .map_err(|e| self.ssh_error(host, node, cmd, e))?
+                }
+                Err(e) => return Err(self.ssh_error(host, node, cmd, e)),
+            };
             let stdin = child.stdin().take();
             let stdout = child.stdout().take();
             let stderr = child.stderr().take();
@@ -838,6 +856,9 @@ pub fn quote(s: &str) -> String {
     }
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+#[cfg(test)]
+mod cluster_tests;
 
 #[cfg(test)]
 mod tests {
