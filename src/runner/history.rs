@@ -220,23 +220,8 @@ async fn write_loop(
     Ok(written)
 }
 
-/// Reads a history file back (for checking what was actually stored).
-pub fn read_history(path: &Path) -> anyhow::Result<Vec<Event>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut events = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Event>(line) {
-            Ok(e) => events.push(e),
-            // A torn last line (crash mid-write) is dropped; anything else is an error.
-            Err(_) if i + 1 == text.lines().count() && !text.ends_with('\n') => break,
-            Err(e) => anyhow::bail!("{}:{}: {e}", path.display(), i + 1),
-        }
-    }
-    Ok(events)
-}
+/// The history reader the report uses: strict about every line but a torn last one.
+pub use crate::report::run::read_history;
 
 #[cfg(test)]
 mod tests {
