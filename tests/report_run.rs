@@ -166,3 +166,34 @@ fn a_valid_run_exits_zero_and_a_missing_run_is_an_error() {
     );
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[test]
+fn report_of_an_interrupted_run_is_at_best_unknown() {
+    let store = temp_store("report-interrupted");
+    let dir = write_run(
+        &store,
+        "reg",
+        "20261127T050000.000Z",
+        "paxos",
+        &paxos_outages(),
+        false,
+    );
+    let mut r = results(&dir);
+    r["interrupted"] = Value::Bool(true);
+    std::fs::write(dir.join("results.json"), r.to_string()).unwrap();
+
+    // Written again, as `faultline report` does, the verdict stays what the runner said.
+    for _ in 0..2 {
+        let out = faultline().arg("report").arg(&dir).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(results(&dir)["valid"], "unknown");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(!html.contains("class=\"banner valid\""));
+    let _ = std::fs::remove_dir_all(&store);
+}

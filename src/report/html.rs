@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use faultline_checkers::perf::{CompletedOp, LatencyRow, completed_ops, history_end_ns};
 use faultline_checkers::recovery::fault_windows;
-use faultline_checkers::{CheckResult, Event, Validity};
+use faultline_checkers::{Event, Validity};
 use serde_json::Value;
 
 use super::logs::LogScan;
@@ -79,12 +79,8 @@ fn latency_table(out: &mut String, rows: &[LatencyRow]) {
     out.push_str("</table>");
 }
 
-pub fn run_page(
-    run: &RunData,
-    s: &ReportSummary,
-    results: &[CheckResult],
-    scan: &LogScan,
-) -> String {
+pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
+    let results = &s.results;
     let mut o = String::new();
     let title = format!(
         "{} — {}",

@@ -24,7 +24,6 @@ use faultline_checkers::perf::{self, PerfReport};
 use faultline_checkers::recovery::{self, RecoveryOptions, RecoveryReport};
 use faultline_checkers::stats::{self, StatsReport};
 use faultline_checkers::{CheckResult, Validity};
-use serde::Serialize;
 
 pub use run::RunData;
 pub use summary::print_summary;
@@ -35,7 +34,7 @@ pub const RESULTS_JSON: &str = "results.json";
 pub const LATENCY_HLOG: &str = "latency.hlog";
 
 /// What the report found, for the terminal summary, the run index and comparisons.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ReportSummary {
     pub run_dir: PathBuf,
     pub name: String,
@@ -44,26 +43,15 @@ pub struct ReportSummary {
     pub nemesis: String,
     pub seed: Option<String>,
     pub commit: Option<String>,
-    /// Every checker's verdict combined: any invalid wins, then any unknown.
-    #[serde(serialize_with = "ser_validity")]
+    /// Every checker's verdict combined: any invalid wins, then any unknown; at best
+    /// unknown for an incomplete run (see [`cap_incomplete`]).
     pub valid: Validity,
-    pub checks: Vec<CheckLine>,
+    /// Every checker's result as `results.json` holds it.
+    pub results: Vec<CheckResult>,
     pub perf: PerfReport,
     pub recovery: RecoveryReport,
-    pub stats: StatsReport,
     pub panics: usize,
     pub report_html: PathBuf,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckLine {
-    pub checker: String,
-    #[serde(serialize_with = "ser_validity")]
-    pub valid: Validity,
-}
-
-fn ser_validity<S: serde::Serializer>(v: &Validity, s: S) -> Result<S::Ok, S::Error> {
-    v.serialize(s)
 }
 
 /// Analyses a finished run and writes its report files: `report.html`, `latency.hlog`
@@ -73,7 +61,12 @@ fn ser_validity<S: serde::Serializer>(v: &Validity, s: S) -> Result<S::Ok, S::Er
 /// `history.jsonl` and `results.json`. When the run lives in a store (see [`store_of`]),
 /// it is also recorded in the store's run index.
 pub fn write_run_report(run_dir: &Path) -> anyhow::Result<ReportSummary> {
-    let run = RunData::load(run_dir)?;
+    write_report(RunData::load(run_dir)?)
+}
+
+/// [`write_run_report`] over a run already loaded.
+pub fn write_report(run: RunData) -> anyhow::Result<ReportSummary> {
+    let run_dir = run.dir.as_path();
     let opts = RecoveryOptions {
         election_timeout_ms_min: run.election_timeout_ms_min(),
         ..Default::default()
@@ -126,7 +119,10 @@ pub fn write_run_report(run_dir: &Path) -> anyhow::Result<ReportSummary> {
         .cloned()
         .collect();
     results.extend(ours);
-    let valid = results.iter().fold(Validity::Valid, |v, r| v.and(r.valid));
+    let valid = cap_incomplete(
+        results.iter().fold(Validity::Valid, |v, r| v.and(r.valid)),
+        &run.results_raw,
+    );
     write_results(run_dir, &run.results_raw, &results, valid)?;
 
     let base = run
@@ -148,20 +144,13 @@ pub fn write_run_report(run_dir: &Path) -> anyhow::Result<ReportSummary> {
         seed: run.seed(),
         commit: run.commit(),
         valid,
-        checks: results
-            .iter()
-            .map(|r| CheckLine {
-                checker: r.checker.clone(),
-                valid: r.valid,
-            })
-            .collect(),
+        results,
         perf: perf_report,
         recovery: recovery_report,
-        stats: stats_report,
         panics: scan.panics_total,
         report_html: run_dir.join(REPORT_HTML),
     };
-    let page = html::run_page(&run, &summary, &results, &scan);
+    let page = html::run_page(&run, &summary, &scan);
     write_atomic(&summary.report_html, page.as_bytes())?;
     // The index is a convenience: a run whose index write fails keeps its report.
     if let Some(store) = store_of(run_dir)
@@ -170,6 +159,20 @@ pub fn write_run_report(run_dir: &Path) -> anyhow::Result<ReportSummary> {
         tracing::warn!(error = %format!("{e:#}"), "recording the run in the index");
     }
     Ok(summary)
+}
+
+/// An interrupted run, or one the harness could not finish (as the runner's fields in
+/// `results.json` say), cannot vouch for the system: its verdict is at best unknown.
+pub fn cap_incomplete(valid: Validity, results_json: &serde_json::Value) -> Validity {
+    let interrupted = results_json.get("interrupted") == Some(&serde_json::Value::Bool(true));
+    let harness_error = results_json
+        .get("harness_error")
+        .is_some_and(|e| !e.is_null());
+    if valid == Validity::Valid && (interrupted || harness_error) {
+        Validity::Unknown
+    } else {
+        valid
+    }
 }
 
 fn stats_validity(s: &StatsReport) -> Validity {
@@ -301,6 +304,25 @@ mod tests {
         assert_eq!(v["valid"], false);
         assert_eq!(v["results"][0]["checker"], "set");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_incomplete_run_is_at_best_unknown() {
+        use serde_json::json;
+        let done = json!({"harness_error": null, "interrupted": false});
+        assert_eq!(cap_incomplete(Validity::Valid, &done), Validity::Valid);
+        let interrupted = json!({"harness_error": null, "interrupted": true});
+        assert_eq!(
+            cap_incomplete(Validity::Valid, &interrupted),
+            Validity::Unknown
+        );
+        let aborted = json!({"harness_error": "cannot connect", "interrupted": false});
+        assert_eq!(cap_incomplete(Validity::Valid, &aborted), Validity::Unknown);
+        // A violation found before the run broke off still stands.
+        assert_eq!(
+            cap_incomplete(Validity::Invalid, &aborted),
+            Validity::Invalid
+        );
     }
 
     #[test]

@@ -30,8 +30,13 @@ impl RunData {
         if !dir.is_dir() {
             bail!("{}: not a run directory", dir.display());
         }
-        let test = read_json_opt(&dir.join("test.json"))?.unwrap_or(Value::Null);
         let history = read_history(&dir.join("history.jsonl"))?;
+        RunData::with_history(dir, history)
+    }
+
+    /// The run with a history already in memory (the runner has just read it to check it).
+    pub fn with_history(dir: &Path, history: Vec<Event>) -> anyhow::Result<RunData> {
+        let test = read_json_opt(&dir.join("test.json"))?.unwrap_or(Value::Null);
         let results_raw = read_json_opt(&dir.join("results.json"))?.unwrap_or(Value::Null);
         let results = parse_results(&results_raw)
             .with_context(|| format!("{}", dir.join("results.json").display()))?;

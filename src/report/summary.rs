@@ -27,7 +27,7 @@ fn table(header: &[&str]) -> Table {
 pub fn render_summary(s: &ReportSummary) -> String {
     let mut out = String::new();
     let mut v = table(&["checker", "verdict"]);
-    for c in &s.checks {
+    for c in &s.results {
         v.add_row(vec![Cell::new(&c.checker), verdict_cell(c.valid)]);
     }
     out.push_str(&format!(

@@ -103,24 +103,10 @@ pub struct RunOutcome {
     pub interrupted: bool,
     /// Counts and figures of the run (ops, skipped arrivals, response times, phases).
     pub stats: Value,
-    /// The run's report (perf, recovery, stats), when it could be written.
+    /// The run's report (perf, recovery, node logs), when it could be written; `valid` and
+    /// `results` above are then the report's.
     #[serde(skip)]
     pub report: Option<crate::report::ReportSummary>,
-}
-
-/// The checker results as `results.json` holds them after the report merged its own.
-fn history_results(run: &RunDir) -> anyhow::Result<Option<Vec<CheckResult>>> {
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(run.file(store::RESULTS_FILE))?)?;
-    Ok(match v.get("results") {
-        Some(Value::Array(a)) => Some(serde_json::from_value(Value::Array(a.clone()))?),
-        Some(Value::Object(m)) => Some(
-            m.values()
-                .cloned()
-                .map(serde_json::from_value)
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        _ => None,
-    })
 }
 
 impl RunOutcome {
@@ -251,23 +237,21 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
         stats: Value::Object(stats),
         report: None,
     };
-    run.write_json(store::RESULTS_FILE, &serde_json::to_value(&outcome)?)?;
-    // The report adds perf, recovery, stats and node-log checks to results.json.
-    match crate::report::write_run_report(&run.path) {
+    let mut results_json = serde_json::to_value(&outcome)?;
+    outcome.valid = crate::report::cap_incomplete(outcome.valid, &results_json);
+    results_json["valid"] = serde_json::to_value(outcome.valid)?;
+    run.write_json(store::RESULTS_FILE, &results_json)?;
+    // The report adds perf, recovery, stats and node-log checks to results.json and
+    // decides the verdict over all of them.
+    let report = crate::report::RunData::with_history(&run.path, history)
+        .and_then(crate::report::write_report);
+    match report {
         Ok(summary) => {
             outcome.valid = summary.valid;
-            outcome.results = history_results(&run)?.unwrap_or(outcome.results);
+            outcome.results = summary.results.clone();
             outcome.report = Some(summary);
         }
         Err(e) => tracing::error!(error = %format!("{e:#}"), "writing the run report"),
-    }
-    // An incomplete run cannot vouch for the system: at best unknown.
-    if (outcome.interrupted || outcome.harness_error.is_some()) && outcome.valid == Validity::Valid {
-        outcome.valid = Validity::Unknown;
-        let path = run.file(store::RESULTS_FILE);
-        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-        v["valid"] = serde_json::to_value(outcome.valid)?;
-        run.write_json(store::RESULTS_FILE, &v)?;
     }
     crate::test_cmd::log_to(None);
     Ok(outcome)
