@@ -202,6 +202,20 @@ fn up(name: &str, nodes: usize, keep_on_failure: bool) -> anyhow::Result<ExitCod
     }
     preflight()?;
     let started = Instant::now();
+    // With br_netfilter, bridged frames traverse the root namespace's iptables; a FORWARD
+    // policy of DROP (common with container runtimes) would then cut the nodes off from
+    // each other. Say so rather than let a test fail mysteriously.
+    let br_nf = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|v| v.trim() == "1");
+    if br_nf
+        && net::run("iptables", &["-w", "-S", "FORWARD"])
+            .is_ok_and(|rules| !rules.lines().any(|l| l.trim() == "-P FORWARD ACCEPT"))
+    {
+        eprintln!(
+            "faultline: warning: net.bridge.bridge-nf-call-iptables=1 and the FORWARD policy is not \
+             ACCEPT: traffic between nodes must be accepted by the root namespace's FORWARD chain"
+        );
+    }
     std::fs::create_dir_all(clusters_dir())
         .with_context(|| format!("mkdir {}", clusters_dir().display()))?;
     let dir = cluster_dir(name);
