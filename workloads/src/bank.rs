@@ -93,18 +93,8 @@ pub fn encode<T: serde::Serialize>(balances: &[T]) -> Value {
     Value::String(serde_json::to_string(balances).expect("integers serialize"))
 }
 
-/// Balances from their stored form (also accepts a plain JSON list).
-pub fn decode(v: &Value) -> Option<Vec<i64>> {
-    let parsed;
-    let list = match v {
-        Value::String(s) => {
-            parsed = serde_json::from_str::<Value>(s).ok()?;
-            &parsed
-        }
-        other => other,
-    };
-    list.as_array()?.iter().map(Value::as_i64).collect()
-}
+/// Balances from their stored form: the bank checker's reading of it.
+pub use faultline_checkers::bank::balances as decode;
 
 /// Read the balances, then cas them to the transferred ones. Only the cas can change
 /// anything, so any error before it (even a timeout) is a definite failure.
