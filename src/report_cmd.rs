@@ -23,6 +23,15 @@ pub struct ReportArgs {
 /// Writes (again) each run's `report.html`, `latency.hlog` and report results, records it
 /// in the store's index, prints the summary, and exits with the combined verdict.
 pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    // A path that is no run is a usage error, as for `compare`, before any report is written.
+    for dir in &args.runs {
+        if !dir.join("history.jsonl").is_file() {
+            return Err(crate::exit::usage(format!(
+                "{}: no history.jsonl, not a run directory",
+                dir.display()
+            )));
+        }
+    }
     let mut valid = faultline_checkers::Validity::Valid;
     for dir in &args.runs {
         let s = report::write_run_report(dir)?;

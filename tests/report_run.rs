@@ -149,7 +149,7 @@ fn a_valid_run_exits_zero_and_a_missing_run_is_an_error() {
         .arg(store.join("nope"))
         .output()
         .unwrap();
-    assert_eq!(missing.status.code(), Some(3));
+    assert_eq!(missing.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not a run directory"));
 
     // A torn line in the middle of a history names the file and line.
