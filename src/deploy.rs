@@ -219,6 +219,15 @@ pub async fn install(control: &Control, layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `host:port`, with an IPv6 literal in brackets.
+pub fn socket_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// One node's config file.
 pub fn node_yaml(layout: &Layout, algo: &str, id: &str, hosts: &[(String, String)]) -> String {
     let own = hosts
@@ -227,18 +236,18 @@ pub fn node_yaml(layout: &Layout, algo: &str, id: &str, hosts: &[(String, String
         .map(|(_, h)| h.as_str())
         .unwrap_or("0.0.0.0");
     let mut y = format!(
-        "id: {id}\nalgo: {algo}\ndata_dir: {dd}\nlisten_client: \"{own}:{cp}\"\nlisten_peer: \"{own}:{pp}\"\npeers:\n",
+        "id: {id}\nalgo: {algo}\ndata_dir: {dd}\nlisten_client: {lc}\nlisten_peer: {lp}\npeers:\n",
         id = yaml_str(id),
         dd = yaml_str(&layout.data_dir),
-        cp = layout.client_port,
-        pp = layout.peer_port,
+        lc = yaml_str(&socket_addr(own, layout.client_port)),
+        lp = yaml_str(&socket_addr(own, layout.peer_port)),
     );
     for (n, h) in hosts {
         y.push_str(&format!(
-            "  - id: {}\n    client_addr: \"{h}:{}\"\n    peer_addr: \"{h}:{}\"\n",
+            "  - id: {}\n    client_addr: {}\n    peer_addr: {}\n",
             yaml_str(n),
-            layout.client_port,
-            layout.peer_port
+            yaml_str(&socket_addr(h, layout.client_port)),
+            yaml_str(&socket_addr(h, layout.peer_port)),
         ));
     }
     y
@@ -360,6 +369,21 @@ mod tests {
         assert!(y.contains("listen_client: \"10.0.0.2:7000\""), "{y}");
         assert!(y.contains("peer_addr: \"10.0.0.1:7001\""), "{y}");
         assert_eq!(y.matches("- id:").count(), 2);
+    }
+
+    #[test]
+    fn node_yaml_brackets_ipv6_hosts() {
+        let hosts = vec![
+            ("n1".to_string(), "fd00::1".to_string()),
+            ("n2".into(), "fd00::2".into()),
+        ];
+        let y = node_yaml(&Layout::default(), "paxos", "n1", &hosts);
+        assert!(y.contains("listen_client: \"[fd00::1]:7000\""), "{y}");
+        assert!(y.contains("peer_addr: \"[fd00::2]:7001\""), "{y}");
+        let parsed =
+            faultline_node::config::Config::parse(&y, std::path::Path::new("node.yaml")).unwrap();
+        parsed.validate("node.yaml").unwrap();
+        assert_eq!(parsed.peers.len(), 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The nemesis's view of an inventory's hosts for `faultline nemesis`: scripts run over
-//! `control`, the leader is asked of the nodes themselves through their admin `status`.
+//! The nemesis's view of an inventory's hosts, for `faultline nemesis` and the nemesis of
+//! `faultline test`: scripts run over `control`, the leader is asked of the nodes
+//! themselves through their admin `status`.
 
 use std::time::Duration;
 
@@ -21,11 +22,7 @@ pub struct InventoryCluster {
 impl InventoryCluster {
     fn client_addr(&self, node: &str) -> Option<String> {
         let host = &self.control.inventory().node(node)?.host;
-        Some(if host.contains(':') {
-            format!("[{host}]:{}", self.layout.client_port)
-        } else {
-            format!("{host}:{}", self.layout.client_port)
-        })
+        Some(deploy::socket_addr(host, self.layout.client_port))
     }
 }
 

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::{Control, ControlOptions};
 use crate::deploy::{self, Layout};
+use crate::nemesis_cmd::nemesis_remote::InventoryCluster;
 use crate::store::{self, RunDir};
 use history::Recorder;
 
@@ -324,7 +325,12 @@ async fn lifecycle(
         layout,
         Duration::from_millis(cfg.op_timeout_ms),
     ));
-    let nemesis_cluster = nodedb::nemesis_cluster(&control, layout, &cfg.node_opts, db.clone());
+    // A node the nemesis kills is restarted with this run's knobs.
+    let nemesis_cluster: Arc<dyn faultline_nemesis::Cluster> = Arc::new(InventoryCluster {
+        control: control.clone(),
+        layout: layout.clone(),
+        start_command: Some(deploy::start_command(layout, &cfg.node_opts)),
+    });
     step!("heal-previous", async {
         let report = faultline_nemesis::heal(&*nemesis_cluster, false).await;
         for e in &report.errors {

@@ -1,12 +1,12 @@
 //! The bundled node as the runner sees it: clients and status over the node's client
-//! protocol, and the nemesis's view of the hosts over `control`.
+//! protocol, and the run's nemesis.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use faultline_checkers::Event;
-use faultline_nemesis::{Cluster, Executor, HostPaths, NemesisConfig, Output, RemoteError};
+use faultline_nemesis::{Cluster, Executor, NemesisConfig};
 use faultline_node::client::{Client, ClientError};
 use faultline_node::kv::Value as NodeValue;
 use faultline_node::protocol::WireError;
@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::Db;
 use super::history::Recorder;
-use crate::control::Control;
 use crate::deploy::{self, Layout};
 use crate::inventory::Inventory;
 
@@ -37,7 +36,7 @@ impl NodeDb {
         let nodes: Vec<(String, String)> = inventory
             .nodes
             .iter()
-            .map(|n| (n.name.clone(), format!("{}:{}", n.host, layout.client_port)))
+            .map(|n| (n.name.clone(), deploy::socket_addr(&n.host, layout.client_port)))
             .collect();
         let status = nodes.iter().map(|_| tokio::sync::Mutex::new(None)).collect();
         NodeDb {
@@ -191,95 +190,6 @@ pub async fn wait_ready(db: &dyn Db, limit: Duration) -> anyhow::Result<()> {
             bail!("cluster not ready after {} s: {last}", limit.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The hosts as the nemesis sees them during a run: scripts over `control`, the leader by
-/// the nodes' own status, and a killed node restarted with this run's knobs.
-pub struct RunCluster {
-    control: Control,
-    layout: Layout,
-    sets: Vec<(String, String)>,
-    db: Arc<dyn Db>,
-}
-
-pub fn nemesis_cluster(
-    control: &Control,
-    layout: &Layout,
-    sets: &[(String, String)],
-    db: Arc<dyn Db>,
-) -> Arc<dyn Cluster> {
-    Arc::new(RunCluster {
-        control: control.clone(),
-        layout: layout.clone(),
-        sets: sets.to_vec(),
-        db,
-    })
-}
-
-impl Cluster for RunCluster {
-    fn nodes(&self) -> Vec<String> {
-        self.control.node_names()
-    }
-
-    fn address(&self, node: &str) -> Option<String> {
-        self.control.inventory().node(node).map(|n| n.host.clone())
-    }
-
-    fn run<'a>(
-        &'a self,
-        node: &'a str,
-        script: &'a str,
-        timeout: Duration,
-    ) -> faultline_nemesis::BoxFuture<'a, Result<Output, RemoteError>> {
-        Box::pin(async move {
-            match self.control.run(node, script, timeout).await {
-                Ok(o) => Ok(Output {
-                    status: o.status,
-                    stdout: o.stdout_str(),
-                    stderr: o.stderr_str(),
-                }),
-                Err(e) => Err(RemoteError(e.to_string())),
-            }
-        })
-    }
-
-    /// A node that says it is leader wins (the highest term if several do, as right after
-    /// a partition); otherwise the leader most nodes name.
-    fn leader(&self) -> faultline_nemesis::BoxFuture<'_, Option<String>> {
-        Box::pin(async move {
-            let asks = self.db.nodes().into_iter().map(|n| async move {
-                let r = tokio::time::timeout(STATUS_TIMEOUT, self.db.status(&n)).await;
-                (n, r.ok().and_then(Result::ok))
-            });
-            let answers = futures::future::join_all(asks).await;
-            let term = |v: &Value| v.get("term").and_then(Value::as_u64).unwrap_or(0);
-            let leaders = answers.iter().filter_map(|(n, v)| v.as_ref().map(|v| (n, v)));
-            if let Some((n, _)) = leaders
-                .filter(|(_, v)| v.get("role").and_then(Value::as_str) == Some("leader"))
-                .max_by_key(|(_, v)| term(v))
-            {
-                return Some(n.clone());
-            }
-            let mut votes: std::collections::BTreeMap<String, usize> = Default::default();
-            for v in answers.iter().filter_map(|(_, v)| v.as_ref()) {
-                if let Some(l) = v.get("leader").and_then(Value::as_str) {
-                    *votes.entry(l.to_string()).or_default() += 1;
-                }
-            }
-            votes.into_iter().max_by_key(|(_, c)| *c).map(|(l, _)| l)
-        })
-    }
-
-    fn start_command(&self, _node: &str) -> String {
-        deploy::start_command(&self.layout, &self.sets)
-    }
-
-    fn paths(&self) -> HostPaths {
-        HostPaths {
-            pidfile: self.layout.pidfile(),
-            ..HostPaths::default()
-        }
     }
 }
 
