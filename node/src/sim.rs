@@ -38,6 +38,13 @@ pub struct SimConfig {
     pub partition_ticks_max: u64,
     pub crash_prob: f64,
     pub down_ticks_max: u64,
+    /// A paused node (SIGSTOP) neither ticks nor runs; messages sent to it wait, like bytes in
+    /// its socket buffers, and arrive together when it resumes, old terms and all.
+    pub pause_prob: f64,
+    pub pause_ticks_max: u64,
+    /// Chance that a new partition cuts random individual links (bridges, rings, stars: a
+    /// majority may be connected only through some nodes) instead of splitting into groups.
+    pub partial_partition_prob: f64,
     /// Compact a node's log once this many entries were applied since its snapshot.
     pub compact_every: u64,
     pub op_timeout_ticks: u64,
@@ -66,6 +73,9 @@ impl SimConfig {
             partition_ticks_max: 200,
             crash_prob: 0.002,
             down_ticks_max: 150,
+            pause_prob: 0.0,
+            pause_ticks_max: 0,
+            partial_partition_prob: 0.0,
             compact_every: 50,
             op_timeout_ticks: 120,
             think_ticks_max: 6,
@@ -83,6 +93,8 @@ pub struct SimStats {
     pub info: u64,
     pub crashes: u64,
     pub partitions: u64,
+    pub partial_partitions: u64,
+    pub pauses: u64,
     pub snapshots_installed: u64,
     pub compactions: u64,
     pub max_term: u64,
@@ -99,6 +111,7 @@ struct SimNode<R: Replica> {
     id: NodeId,
     replica: Option<R>,
     down_until: u64,
+    paused_until: u64,
     restarts: u64,
     durable_snapshot: Option<Snapshot>,
     durable_records: Vec<R::Record>,
@@ -140,6 +153,8 @@ pub struct Sim<R: Replica> {
     next_flight: u64,
     /// Node index -> group; messages cross groups only when equal. `None` = no partition.
     partition: Option<(Vec<u8>, u64)>,
+    /// Directed links cut by a partial partition, until the given tick.
+    cut_links: Option<(std::collections::BTreeSet<(NodeId, NodeId)>, u64)>,
     clients: Vec<SimClient>,
     next_read_id: u64,
     history: Vec<serde_json::Value>,
@@ -163,6 +178,7 @@ impl<R: Replica> Sim<R> {
                 id,
                 replica: Some(replica),
                 down_until: 0,
+                paused_until: 0,
                 restarts: 0,
                 durable_snapshot: None,
                 durable_records: Vec::new(),
@@ -175,7 +191,12 @@ impl<R: Replica> Sim<R> {
             });
         }
         let clients = (0..cfg.clients)
-            .map(|i| SimClient { process: i as u64, seq: 0, leader_hint: None, state: ClientState::Idle { next_at: 0 } })
+            .map(|i| SimClient {
+                process: i as u64,
+                seq: 0,
+                leader_hint: None,
+                state: ClientState::Idle { next_at: 0 },
+            })
             .collect();
         Ok(Sim {
             rng,
@@ -186,6 +207,7 @@ impl<R: Replica> Sim<R> {
             flights: HashMap::new(),
             next_flight: 0,
             partition: None,
+            cut_links: None,
             clients,
             next_read_id: 1,
             history: Vec::new(),
@@ -248,6 +270,9 @@ impl<R: Replica> Sim<R> {
         self.now += 1;
         self.faults();
         for i in 0..self.nodes.len() {
+            if self.paused(i) {
+                continue;
+            }
             if let Some(r) = self.nodes[i].replica.as_mut() {
                 r.tick();
             }
@@ -255,7 +280,9 @@ impl<R: Replica> Sim<R> {
         self.deliver();
         self.clients_invoke();
         for i in 0..self.nodes.len() {
-            self.process_ready(i)?;
+            if !self.paused(i) {
+                self.process_ready(i)?;
+            }
         }
         self.client_timeouts();
         self.check_leaders()
@@ -274,10 +301,42 @@ impl<R: Replica> Sim<R> {
         {
             self.partition = None;
         }
+        if let Some((_, until)) = &self.cut_links
+            && (now >= *until || !self.faulty())
+        {
+            self.cut_links = None;
+        }
         if !self.faulty() {
             return;
         }
-        if self.partition.is_none() && self.rng.chance(self.cfg.partition_prob) {
+        if self.cfg.pause_prob > 0.0 && self.rng.chance(self.cfg.pause_prob) {
+            let i = (self.rng.next_u64() % self.nodes.len() as u64) as usize;
+            if self.nodes[i].replica.is_some() && !self.paused(i) {
+                self.nodes[i].paused_until = now + self.rng.range_inclusive(1, self.cfg.pause_ticks_max.max(1));
+                self.stats.pauses += 1;
+            }
+        }
+        let no_partition = self.partition.is_none() && self.cut_links.is_none();
+        if no_partition && self.cfg.partial_partition_prob > 0.0 && self.rng.chance(self.cfg.partition_prob) {
+            let len = self.rng.range_inclusive(1, self.cfg.partition_ticks_max);
+            if self.rng.chance(self.cfg.partial_partition_prob) {
+                let mut cut = std::collections::BTreeSet::new();
+                for &a in &self.members {
+                    for &b in &self.members {
+                        if a < b && self.rng.chance(0.4) {
+                            cut.insert((a, b));
+                            cut.insert((b, a));
+                        }
+                    }
+                }
+                self.cut_links = Some((cut, now + len));
+                self.stats.partial_partitions += 1;
+            } else {
+                let groups: Vec<u8> = (0..self.nodes.len()).map(|_| 1 + (self.rng.next_u64() % 2) as u8).collect();
+                self.partition = Some((groups, now + len));
+            }
+            self.stats.partitions += 1;
+        } else if no_partition && self.cfg.partial_partition_prob == 0.0 && self.rng.chance(self.cfg.partition_prob) {
             let groups: Vec<u8> = (0..self.nodes.len()).map(|_| 1 + (self.rng.next_u64() % 2) as u8).collect();
             let len = self.rng.range_inclusive(1, self.cfg.partition_ticks_max);
             self.partition = Some((groups, now + len));
@@ -297,6 +356,7 @@ impl<R: Replica> Sim<R> {
         let n = &mut self.nodes[i];
         n.replica = None;
         n.down_until = until;
+        n.paused_until = 0;
         n.kv = Kv::new();
         n.pending_writes.clear();
         n.pending_reads.clear();
@@ -326,7 +386,15 @@ impl<R: Replica> Sim<R> {
         }
     }
 
+    /// Whether node index `i` is stopped. Every pause ends with the faulty phase.
+    fn paused(&self, i: usize) -> bool {
+        self.faulty() && self.now < self.nodes[i].paused_until
+    }
+
     fn connected(&self, from: NodeId, to: NodeId) -> bool {
+        if self.cut_links.as_ref().is_some_and(|(cut, _)| cut.contains(&(from, to))) {
+            return false;
+        }
         match &self.partition {
             None => true,
             Some((groups, _)) => {
@@ -356,6 +424,11 @@ impl<R: Replica> Sim<R> {
                 break;
             }
             self.queue.pop();
+            if self.paused((self.flights[&seq].to - 1) as usize) {
+                // Held for the stopped node, in order; it reads them all when it resumes.
+                self.queue.push(Reverse((self.now + 1, seq)));
+                continue;
+            }
             let f = self.flights.remove(&seq).expect("queued flight exists");
             // A partition that began while the message was in flight also cuts it.
             if !self.connected(f.from, f.to) {
@@ -540,8 +613,17 @@ impl<R: Replica> Sim<R> {
             self.record(process, "invoke", f, &key, value);
             let read_id = self.next_read_id;
             self.next_read_id += 1;
-            self.clients[slot].state =
-                ClientState::Waiting { f, key: key.clone(), seq, read_id, deadline: self.now + self.cfg.op_timeout_ticks };
+            self.clients[slot].state = ClientState::Waiting {
+                f,
+                key: key.clone(),
+                seq,
+                read_id,
+                deadline: self.now + self.cfg.op_timeout_ticks,
+            };
+            if self.paused((target - 1) as usize) {
+                // A stopped node accepts the connection but never answers: the client times out.
+                continue;
+            }
             let node = &mut self.nodes[(target - 1) as usize];
             let Some(r) = node.replica.as_mut() else {
                 self.fail(slot, "connection refused");
@@ -633,7 +715,8 @@ impl<R: Replica> Sim<R> {
             c.process += n;
             c.seq = 0;
             c.leader_hint = None;
-            c.state = if self.now < self.cfg.ticks { ClientState::Idle { next_at: self.now } } else { ClientState::Done };
+            c.state =
+                if self.now < self.cfg.ticks { ClientState::Idle { next_at: self.now } } else { ClientState::Done };
         }
         if !self.faulty() {
             for slot in 0..self.clients.len() {

@@ -236,3 +236,33 @@ fn paxos_sim_catches_an_acceptor_that_forgets_its_state_on_restart() {
     eprintln!("amnesiac acceptors caught on {caught} of 12 seeds");
     assert!(caught > 0, "forgotten promises and accepted values went unnoticed on every seed");
 }
+
+/// Pauses (a stopped node's inbox delivered in one burst of old terms when it resumes) and
+/// partial partitions (bridges, rings, stars), five nodes. After the faults heal the cluster
+/// must settle on one leader with every replica applied to the same point within 200 ticks,
+/// ten maximum election timeouts — not merely eventually.
+#[test]
+fn paxos_sim_pauses_and_partial_partitions_converge_within_a_few_election_timeouts() {
+    let seeds: u64 = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let (mut pauses, mut partial, mut ok) = (0, 0, 0);
+    for seed in 0..seeds {
+        let mut cfg = SimConfig::new(1000 + seed);
+        cfg.nodes = 5;
+        cfg.pause_prob = 0.006;
+        cfg.pause_ticks_max = 200;
+        cfg.partition_prob = 0.006;
+        cfg.partial_partition_prob = 0.6;
+        cfg.crash_prob = 0.001;
+        cfg.quiesce_ticks = 200;
+        let sim = run_seed(cfg).unwrap_or_else(|e| panic!("{e}"));
+        common::check_linearizable(sim.history()).unwrap_or_else(|e| panic!("seed {}: {e}", 1000 + seed));
+        pauses += sim.stats.pauses;
+        partial += sim.stats.partial_partitions;
+        ok += sim.stats.ok;
+    }
+    assert!(
+        pauses > seeds && partial > seeds / 2,
+        "faults not exercised: {pauses} pauses, {partial} partial partitions"
+    );
+    assert!(ok > seeds * 50, "too few ok ops: {ok}");
+}
