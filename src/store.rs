@@ -22,6 +22,10 @@ pub const RESULTS_FILE: &str = "results.json";
 pub const LOG_FILE: &str = "faultline.log";
 pub const NODES_DIR: &str = "nodes";
 
+/// Runs of one test that may start in the same millisecond before `create` gives up
+/// (rather than reuse a directory).
+const RUNS_PER_MS_MAX: u32 = 999;
+
 /// The commit this binary was built from (see build.rs).
 pub const GIT_COMMIT: &str = env!("FAULTLINE_GIT_COMMIT");
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,11 +46,13 @@ impl RunDir {
         std::fs::create_dir_all(&test_dir)
             .with_context(|| format!("cannot create store directory {}", test_dir.display()))?;
         let mut path = test_dir.join(&stamp);
-        for i in 1..1000 {
+        let mut suffix = 0;
+        loop {
             match std::fs::create_dir(&path) {
                 Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    path = test_dir.join(format!("{stamp}-{i}"));
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && suffix < RUNS_PER_MS_MAX => {
+                    suffix += 1;
+                    path = test_dir.join(format!("{stamp}-{suffix}"));
                 }
                 Err(e) => {
                     return Err(e).with_context(|| format!("cannot create {}", path.display()));
@@ -74,13 +80,22 @@ impl RunDir {
     /// Writes `value` as pretty JSON, atomically (temp file, then rename), so a reader
     /// never sees half a file.
     pub fn write_json(&self, name: &str, value: &serde_json::Value) -> anyhow::Result<()> {
-        let target = self.file(name);
-        let tmp = self.file(&format!(".{name}.tmp"));
-        let text = serde_json::to_string_pretty(value)?;
-        std::fs::write(&tmp, text + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
-        Ok(())
+        let text = serde_json::to_string_pretty(value)? + "\n";
+        write_atomic(&self.file(name), text.as_bytes())
     }
+}
+
+/// Writes a temporary file and renames it over `path`, so a reader never sees half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
+    Ok(())
 }
 
 /// Points the symlink `link` at `target` by creating a new link and renaming it over the
@@ -164,6 +179,12 @@ mod tests {
         let back: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(b.file(TEST_FILE)).unwrap()).unwrap();
         assert_eq!(back["seed"], 1);
+        let leftovers: Vec<_> = std::fs::read_dir(&b.path)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         std::fs::remove_dir_all(&store).unwrap();
     }
 }

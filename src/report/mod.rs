@@ -19,7 +19,6 @@ pub mod summary;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use faultline_checkers::perf::{self, PerfReport};
 use faultline_checkers::recovery::{self, RecoveryOptions, RecoveryReport};
 use faultline_checkers::stats::{self, StatsReport};
@@ -221,18 +220,7 @@ pub fn store_of(run_dir: &Path) -> Option<PathBuf> {
         .then(|| store.to_path_buf())
 }
 
-/// Write to a temporary file and rename, so a reader never sees half a report.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
+pub use crate::store::write_atomic;
 
 /// Formats milliseconds for people: `850 ms`, `2.40 s`.
 pub fn fmt_ms(ms: f64) -> String {
