@@ -5,51 +5,9 @@
 mod report_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use report_support::*;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_faultline");
-
-struct Cluster {
-    name: String,
-    store: PathBuf,
-}
-
-impl Cluster {
-    fn up(tag: &str, nodes: usize) -> Cluster {
-        let name = format!("t{tag}{}", std::process::id() % 100_000);
-        let store = temp_store(&format!("{name}-store"));
-        let c = Cluster { name, store };
-        let out = Command::new(BIN)
-            .args([
-                "cluster",
-                "up",
-                "--nodes",
-                &nodes.to_string(),
-                "--name",
-                &c.name,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cluster up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        c
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["cluster", "down", "--name", &self.name])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.store);
-    }
-}
 
 fn run_dirs(store: &Path, test: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(store.join(test))
@@ -77,8 +35,8 @@ fn fault_starts(dir: &Path, family: &str) -> usize {
 
 #[test]
 fn report_cluster_raft_and_paxos_same_seed_end_with_a_comparison() {
-    let c = Cluster::up("rc", 3);
-    let out = Command::new(BIN)
+    let c = LocalCluster::up("rc", 3);
+    let out = faultline()
         .args(["test", "-i", &c.name, "--store"])
         .arg(&c.store)
         .args([
@@ -146,7 +104,7 @@ fn report_cluster_raft_and_paxos_same_seed_end_with_a_comparison() {
     let page = std::fs::read_to_string(&cmp[0]).unwrap();
     assert!(page.contains("raft") && page.contains("paxos"));
     // Both runs are in the index.
-    let runs = Command::new(BIN)
+    let runs = faultline()
         .args(["runs", "--store"])
         .arg(&c.store)
         .output()
@@ -156,9 +114,9 @@ fn report_cluster_raft_and_paxos_same_seed_end_with_a_comparison() {
 
 #[test]
 fn report_cluster_suite_runs_the_matrix_and_writes_junit() {
-    let c = Cluster::up("rs", 3);
+    let c = LocalCluster::up("rs", 3);
     let junit = c.store.join("junit.xml");
-    let out = Command::new(BIN)
+    let out = faultline()
         .args(["suite", "-i", &c.name, "--store"])
         .arg(&c.store)
         .args([
@@ -196,7 +154,7 @@ fn report_cluster_suite_runs_the_matrix_and_writes_junit() {
         "{stdout}"
     );
     // A matrix with a bad name is rejected before any run.
-    let bad = Command::new(BIN)
+    let bad = faultline()
         .args(["suite", "-i", &c.name, "--store"])
         .arg(&c.store)
         .args(["--db", "raft,zab"])

@@ -7,34 +7,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_faultline");
+mod common;
 
-/// A local cluster and a private store, both removed on drop.
-struct Env {
-    name: String,
-    store: PathBuf,
+use common::{LocalCluster, faultline};
+
+/// A local cluster with a private store, and the commands the tests run against it.
+struct Env(LocalCluster);
+
+impl std::ops::Deref for Env {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.0
+    }
 }
 
 impl Env {
     fn new(tag: &str, nodes: usize) -> Env {
-        let name = format!("t{tag}{}", std::process::id() % 100_000);
-        let store = std::env::temp_dir().join(format!("fl-{name}-store"));
-        let _ = std::fs::remove_dir_all(&store);
-        let out = Command::new(BIN)
-            .args(["cluster", "up", "--nodes", &nodes.to_string(), "--name", &name])
-            .output()
-            .unwrap();
-        let env = Env { name, store };
-        assert!(
-            out.status.success(),
-            "cluster up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        env
+        Env(LocalCluster::up(tag, nodes))
     }
 
     fn test_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = faultline();
         c.args(["test", "-i", &self.name, "--store"])
             .arg(&self.store)
             .args(args);
@@ -53,19 +46,10 @@ impl Env {
     }
 
     fn exec(&self, cmd: &str) -> Output {
-        Command::new(BIN)
+        faultline()
             .args(["exec", "-i", &self.name, "--", cmd])
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["cluster", "down", "--name", &self.name])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.store);
     }
 }
 
@@ -302,7 +286,7 @@ fn test_bad_flags_are_usage_errors() {
         vec!["test", "-i", "nowhere", "--node-opt", "novalue"],
         vec!["test", "-i", "/nonexistent/inventory.yaml"],
     ] {
-        let out = Command::new(BIN).args(&args).output().unwrap();
+        let out = faultline().args(&args).output().unwrap();
         assert_eq!(
             out.status.code(),
             Some(64),

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::*;
+
 pub const MS: u64 = 1_000_000;
 
 pub struct Outage {
@@ -189,17 +193,6 @@ pub fn write_run(
     let _ = std::fs::remove_file(&latest);
     std::os::unix::fs::symlink(dir.strip_prefix(store).unwrap(), &latest).unwrap();
     dir
-}
-
-pub fn temp_store(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("faultline-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-pub fn faultline() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
 }
 
 /// Parses every `<svg>…</svg>` in `html` as XML; returns how many there were.
