@@ -72,21 +72,21 @@ impl Db for NodeDb {
         Box::pin(async move {
             let i = self.index(node).ok_or_else(|| format!("unknown node {node}"))?;
             let mut slot = self.status[i].lock().await;
-            if slot.is_none() {
-                let mut c = Client::connect(&self.nodes[i].1, STATUS_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                c.set_follow_leader(false);
-                *slot = Some(c);
-            }
-            let c = slot.as_mut().expect("connected above");
-            match c.status().await {
-                Ok(s) => Ok(s.to_json()),
-                Err(e) => {
-                    *slot = None;
-                    Err(e.to_string())
+            // Out of the slot while in use: a caller's timeout that drops this future
+            // mid-request leaves no connection in an unknown state behind.
+            let mut c = match slot.take() {
+                Some(c) => c,
+                None => {
+                    let mut c = Client::connect(&self.nodes[i].1, STATUS_TIMEOUT)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    c.set_follow_leader(false);
+                    c
                 }
-            }
+            };
+            let s = c.status().await.map_err(|e| e.to_string())?;
+            *slot = Some(c);
+            Ok(s.to_json())
         })
     }
 }
