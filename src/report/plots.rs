@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use faultline_checkers::perf::{CompletedOp, Outcome};
 use faultline_checkers::recovery::FaultWindow;
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// A scatter plot with more points than this is thinned (every op that did not succeed
@@ -77,6 +79,51 @@ where
     Ok(())
 }
 
+/// The frame every time plot shares: title, a time axis from 0 to `end_s`, light grid,
+/// and the fault windows shaded over `y_span`.
+fn time_chart<'a, 'b, Y>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    y_desc: &str,
+    end_s: f64,
+    y_range: impl AsRangedCoord<CoordDescType = Y, Value = f64>,
+    y_span: (f64, f64),
+    windows: &[FaultWindow],
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>, String>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(34)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..end_s, y_range)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc(y_desc)
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    shade(&mut chart, windows, end_s, y_span)?;
+    Ok(chart)
+}
+
+/// The series legend, top right.
+fn legend<'a, 'b: 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn render(
     draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
 ) -> Result<String, String> {
@@ -102,21 +149,15 @@ pub fn latency_scatter(
     let stride =
         (ops.iter().filter(|o| o.outcome == Outcome::Ok).count() / SCATTER_POINTS_MAX).max(1);
     render(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Latency by invocation time", ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(34)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..end_s, (0.01f64..y_max).log_scale())
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("latency (ms)")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        shade(&mut chart, windows, end_s, (0.01, y_max))?;
+        let mut chart = time_chart(
+            root,
+            "Latency by invocation time",
+            "latency (ms)",
+            end_s,
+            (0.01f64..y_max).log_scale(),
+            (0.01, y_max),
+            windows,
+        )?;
         for outcome in [Outcome::Ok, Outcome::Info, Outcome::Fail] {
             let color = outcome_color(outcome);
             let mut n = 0usize;
@@ -136,13 +177,7 @@ pub fn latency_scatter(
                 .label(outcome.as_str())
                 .legend(move |(x, y)| Circle::new((x + 5, y), 3, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        legend(&mut chart)?;
         Ok(())
     })
 }
@@ -175,24 +210,15 @@ pub fn latency_quantiles(
     }
     let y_max = lines[2].iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.5;
     render(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("Latency quantiles of ok ops ({bucket_s} s buckets)"),
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(34)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..end_s, (0.01f64..y_max).log_scale())
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("latency (ms)")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        shade(&mut chart, windows, end_s, (0.01, y_max))?;
+        let mut chart = time_chart(
+            root,
+            &format!("Latency quantiles of ok ops ({bucket_s} s buckets)"),
+            "latency (ms)",
+            end_s,
+            (0.01f64..y_max).log_scale(),
+            (0.01, y_max),
+            windows,
+        )?;
         let styles = [
             ("p50", RGBColor(52, 101, 164)),
             ("p99", RGBColor(245, 121, 0)),
@@ -207,13 +233,7 @@ pub fn latency_quantiles(
                     PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        legend(&mut chart)?;
         Ok(())
     })
 }
@@ -241,21 +261,15 @@ pub fn throughput(
         .max(1) as f64;
     let y_max = top.min(p95 * 2.0) * 1.15;
     render(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Throughput (completions per second)", ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(34)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..end_s, 0f64..y_max)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("time (s)")
-            .y_desc("ops/s")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        shade(&mut chart, windows, end_s, (0.0, y_max))?;
+        let mut chart = time_chart(
+            root,
+            "Throughput (completions per second)",
+            "ops/s",
+            end_s,
+            0f64..y_max,
+            (0.0, y_max),
+            windows,
+        )?;
         type Pick = fn(&faultline_checkers::perf::Bucket) -> u64;
         let series: [(Outcome, Pick); 3] = [
             (Outcome::Ok, |b| b.ok),
@@ -276,13 +290,7 @@ pub fn throughput(
                     PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|e| e.to_string())?;
+        legend(&mut chart)?;
         Ok(())
     })
 }
