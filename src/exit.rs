@@ -23,7 +23,11 @@ pub fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 pub fn for_validity(v: Validity) -> ExitCode {
-    ExitCode::from(v.exit_code())
+    ExitCode::from(match v {
+        Validity::Valid => VALID,
+        Validity::Invalid => INVALID,
+        Validity::Unknown => UNKNOWN,
+    })
 }
 
 /// Maps an error that reached `main` to its exit code.
