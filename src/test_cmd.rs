@@ -21,7 +21,8 @@ pub struct TestArgs {
     /// Workload: register, set, bank, append.
     #[arg(long, default_value = "register")]
     pub workload: String,
-    /// Faults: `none`, or a comma list of nemesis families (kill, pause, partition, ...).
+    /// Faults: `none`, or a comma list of nemesis families (kill, pause, partition, ...);
+    /// `<shape>-partition` (e.g. `leader-partition`) is partition with that shape only.
     #[arg(long, default_value = "none")]
     pub nemesis: String,
     /// Mean seconds between (and length of) fault periods.

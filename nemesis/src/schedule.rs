@@ -48,16 +48,27 @@ impl NemesisConfig {
         shapes: Option<&str>,
         one_way: bool,
     ) -> Result<Self> {
-        let families: Vec<String> = nemesis
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        // `<shape>-partition` (e.g. `leader-partition`) is a preset: the partition family
+        // restricted to that shape, so a suite's nemesis axis can name shapes directly.
+        let mut families: Vec<String> = Vec::new();
+        let mut preset_shapes: Vec<Shape> = Vec::new();
+        for name in nemesis.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let family = match name.strip_suffix("-partition") {
+                Some(shape) if lookup(name).is_err() => {
+                    preset_shapes.push(shape.parse()?);
+                    "partition"
+                }
+                _ => {
+                    lookup(name)?;
+                    name
+                }
+            };
+            if !families.iter().any(|f| f == family) {
+                families.push(family.to_string());
+            }
+        }
         if families.is_empty() {
             return Err(NemesisError::Invalid("--nemesis lists no family".into()));
-        }
-        for f in &families {
-            lookup(f)?;
         }
         if !(interval_s.is_finite() && (0.1..=86_400.0).contains(&interval_s)) {
             return Err(NemesisError::Invalid(format!(
@@ -65,16 +76,25 @@ impl NemesisConfig {
             )));
         }
         let shapes = match shapes {
+            None if !preset_shapes.is_empty() => preset_shapes,
             None => vec![
                 Shape::Halves,
                 Shape::One,
                 Shape::MajoritiesRing,
                 Shape::Bridge,
             ],
-            Some(s) => s
-                .split(',')
-                .map(|x| x.trim().parse())
-                .collect::<Result<Vec<_>>>()?,
+            Some(s) => {
+                let mut v = s
+                    .split(',')
+                    .map(|x| x.trim().parse())
+                    .collect::<Result<Vec<_>>>()?;
+                for p in preset_shapes {
+                    if !v.contains(&p) {
+                        v.push(p);
+                    }
+                }
+                v
+            }
         };
         if shapes.is_empty() {
             return Err(NemesisError::Invalid("no partition shape given".into()));
@@ -213,6 +233,20 @@ impl Iterator for Schedule {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn shape_partition_presets_select_the_partition_family_with_that_shape() {
+        let c = NemesisConfig::from_flags("leader-partition,kill", 5.0, None, None, false).unwrap();
+        assert_eq!(c.families, vec!["partition".to_string(), "kill".to_string()]);
+        assert_eq!(c.shapes, vec![Shape::Leader]);
+        let c = NemesisConfig::from_flags("partition,majorities-ring-partition", 5.0, None, Some("halves"), false)
+            .unwrap();
+        assert_eq!(c.families, vec!["partition".to_string()]);
+        assert_eq!(c.shapes, vec![Shape::Halves, Shape::MajoritiesRing]);
+        let e = NemesisConfig::from_flags("sideways-partition", 5.0, None, None, false).unwrap_err();
+        assert!(e.to_string().contains("unknown partition shape"), "{e}");
+    }
+
     use super::*;
 
     fn cfg(f: &str) -> NemesisConfig {
