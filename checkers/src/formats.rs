@@ -39,10 +39,11 @@ impl std::str::FromStr for Format {
 /// A history that cannot be read, with the place that made it so.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{path}: {source}")]
+    // The I/O error is part of the message, not a `source`: error chains print it once.
+    #[error("{path}: {error}")]
     Io {
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     Parse {
@@ -55,9 +56,9 @@ pub enum ReadError {
 /// Reads and parses a history file.
 pub fn load(path: &Path, format: Format) -> Result<Vec<Event>, ReadError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ReadError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ReadError::Io {
         path: name.clone(),
-        source,
+        error,
     })?;
     parse(&text, &name, format)
 }
