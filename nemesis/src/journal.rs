@@ -259,3 +259,44 @@ pub async fn heal_on(
     }
     (healed, errors)
 }
+
+/// The shared shape of the process faults (kill, pause): pick the targets from the seed,
+/// describe them, and apply each host's journaled (apply, undo) scripts, given the node
+/// name and its pidfile.
+pub async fn process_fault(
+    cx: &dyn Cluster,
+    opts: &crate::FaultOptions,
+    seed: u64,
+    family: &'static str,
+    scripts: impl Fn(&str, &str) -> (String, String),
+) -> Result<crate::Applied> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (targets, leader) = crate::target::resolve_with(&opts.target, cx, &mut rng).await?;
+    let pidfile = cx.paths().pidfile;
+    let id = new_id(family, &mut rng);
+    let description = serde_json::json!({
+        "target": opts.target.to_string(),
+        "targets": targets,
+        "leader": leader,
+        "expiry_ms": opts.expiry.as_millis() as u64,
+    });
+    let hosts = targets
+        .iter()
+        .map(|n| {
+            let (apply, undo) = scripts(n, &pidfile);
+            HostFault {
+                node: n.clone(),
+                apply,
+                undo,
+            }
+        })
+        .collect();
+    let hosts = apply_journaled(cx, family, &id, opts.expiry, &description, hosts).await?;
+    Ok(crate::Applied {
+        family,
+        journal_id: id,
+        hosts,
+        description,
+    })
+}

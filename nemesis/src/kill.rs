@@ -2,14 +2,9 @@
 //! the cluster's start command. Never by process name: another process with the same name on
 //! the host is not ours to kill.
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use serde_json::json;
-
 use crate::cluster::Cluster;
-use crate::journal::{self, HostFault};
+use crate::journal;
 use crate::script::{ALIVE_FN, NODE_PID_FN, quote};
-use crate::target::resolve_with;
 use crate::{Applied, FaultOptions, Result};
 
 /// Kills the pidfile's process and waits (bounded, 10 s) until it is gone. A node that is
@@ -54,32 +49,16 @@ pub fn start<'a>(
     opts: &'a FaultOptions,
     seed: u64,
 ) -> crate::BoxFuture<'a, Result<Applied>> {
-    Box::pin(async move {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (targets, leader) = resolve_with(&opts.target, cx, &mut rng).await?;
-        let pidfile = cx.paths().pidfile;
-        let id = journal::new_id("kill", &mut rng);
-        let description = json!({
-            "target": opts.target.to_string(),
-            "targets": targets,
-            "leader": leader,
-            "expiry_ms": opts.expiry.as_millis() as u64,
-        });
-        let hosts = targets
-            .iter()
-            .map(|n| HostFault {
-                node: n.clone(),
-                apply: kill_script(&pidfile),
-                undo: start_script(&pidfile, &cx.start_command(n)),
-            })
-            .collect();
-        let hosts =
-            journal::apply_journaled(cx, "kill", &id, opts.expiry, &description, hosts).await?;
-        Ok(Applied {
-            family: "kill",
-            journal_id: id,
-            hosts,
-            description,
-        })
-    })
+    Box::pin(journal::process_fault(
+        cx,
+        opts,
+        seed,
+        "kill",
+        move |node, pidfile| {
+            (
+                kill_script(pidfile),
+                start_script(pidfile, &cx.start_command(node)),
+            )
+        },
+    ))
 }

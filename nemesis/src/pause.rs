@@ -2,14 +2,9 @@
 //! keeps its sockets open and its peers see silence rather than resets, which exercises
 //! different timeouts than a kill.
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use serde_json::json;
-
 use crate::cluster::Cluster;
-use crate::journal::{self, HostFault};
+use crate::journal;
 use crate::script::{ALIVE_FN, NODE_PID_FN, quote};
-use crate::target::resolve_with;
 use crate::{Applied, FaultOptions, Result};
 
 pub fn pause_script(pidfile: &str) -> String {
@@ -40,32 +35,11 @@ pub fn start<'a>(
     opts: &'a FaultOptions,
     seed: u64,
 ) -> crate::BoxFuture<'a, Result<Applied>> {
-    Box::pin(async move {
-        let mut rng = StdRng::seed_from_u64(seed);
-        let (targets, leader) = resolve_with(&opts.target, cx, &mut rng).await?;
-        let pidfile = cx.paths().pidfile;
-        let id = journal::new_id("pause", &mut rng);
-        let description = json!({
-            "target": opts.target.to_string(),
-            "targets": targets,
-            "leader": leader,
-            "expiry_ms": opts.expiry.as_millis() as u64,
-        });
-        let hosts = targets
-            .iter()
-            .map(|n| HostFault {
-                node: n.clone(),
-                apply: pause_script(&pidfile),
-                undo: resume_script(&pidfile),
-            })
-            .collect();
-        let hosts =
-            journal::apply_journaled(cx, "pause", &id, opts.expiry, &description, hosts).await?;
-        Ok(Applied {
-            family: "pause",
-            journal_id: id,
-            hosts,
-            description,
-        })
-    })
+    Box::pin(journal::process_fault(
+        cx,
+        opts,
+        seed,
+        "pause",
+        |_node, pidfile| (pause_script(pidfile), resume_script(pidfile)),
+    ))
 }
