@@ -1,8 +1,11 @@
-//! `faultline check` (alias `analyze`): re-checks a recorded history for linearizability.
+//! `faultline check` (alias `analyze`): judges a recorded history.
 //!
-//! The path is a history file (faultline JSON Lines, a Jepsen log or Jepsen EDN ops) or a
-//! stored run's directory holding `history.jsonl`. Exit codes: 0 linearizable, 1 not,
-//! 2 unknown (budget exhausted), 3 unreadable input, 64 usage.
+//! On a stored run's directory it runs the same pipeline as the run itself (the workload's
+//! checkers from the registry, perf, recovery, stats, node logs; see [`crate::verdict`]),
+//! or the one `--checker` names; nothing is written. On a history file (faultline JSON
+//! Lines, a Jepsen log, Jepsen EDN or JSON ops) it checks linearizability under `--model`,
+//! or runs `--checker`. Exit codes: 0 valid, 1 invalid, 2 unknown (budget exhausted,
+//! nothing to check), 3 unreadable input, 64 usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +21,9 @@ use crate::exit;
 pub struct CheckArgs {
     /// A history file, or a stored run's directory containing `history.jsonl`.
     pub path: PathBuf,
+    /// Run only this registered checker (e.g. `linearizable`, `set`, `bank`, `append`).
+    #[arg(long)]
+    pub checker: Option<String>,
     /// The object each key holds: `cas-register` (read/write/cas) or `kv` (get/put/append
     /// of strings).
     #[arg(long, default_value = "cas-register")]
@@ -41,6 +47,9 @@ pub struct CheckArgs {
 
 /// Validated arguments.
 struct Config {
+    /// Set when the path is a stored run: judge it with the run's pipeline.
+    run_dir: Option<PathBuf>,
+    checker: Option<String>,
     file: PathBuf,
     model: ModelKind,
     format: Format,
@@ -57,8 +66,17 @@ fn validate(args: CheckArgs) -> anyhow::Result<Config> {
     if args.threads == Some(0) {
         return Err(exit::usage("--threads must be at least 1"));
     }
+    if let Some(c) = &args.checker
+        && faultline_checkers::registry::lookup(c).is_none()
+    {
+        return Err(exit::usage(format!(
+            "--checker {c:?}: unknown checker (known: {})",
+            faultline_checkers::registry::names().join(", ")
+        )));
+    }
+    let run_dir = args.path.is_dir().then(|| args.path.clone());
     let file = if args.path.is_dir() {
-        args.path.join("history.jsonl")
+        args.path.join(crate::store::HISTORY_FILE)
     } else {
         args.path
     };
@@ -72,6 +90,8 @@ fn validate(args: CheckArgs) -> anyhow::Result<Config> {
         budget.threads = t;
     }
     Ok(Config {
+        run_dir,
+        checker: args.checker,
         file,
         model,
         format,
@@ -82,6 +102,12 @@ fn validate(args: CheckArgs) -> anyhow::Result<Config> {
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let cfg = validate(args)?;
+    if let Some(dir) = &cfg.run_dir {
+        return check_run(dir, cfg.checker.as_deref(), cfg.json);
+    }
+    if let Some(name) = &cfg.checker {
+        return check_file_with(&cfg, name);
+    }
     let events = formats::load(&cfg.file, cfg.format)?;
     let report = linear::check(&events, cfg.model, &cfg.budget)
         .with_context(|| format!("{}: malformed history", cfg.file.display()))?;
@@ -97,4 +123,50 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn display(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// A stored run, through the run's own verdict pipeline.
+fn check_run(dir: &Path, checker: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let run = crate::report::RunData::load(dir)?;
+    let facts = crate::verdict::RunFacts::of_results(&run.results_raw);
+    let a = crate::verdict::analyze(&run, checker, &facts)?;
+    if json {
+        let v = serde_json::json!({
+            "path": dir.display().to_string(),
+            "valid": a.valid,
+            "unknown_because": a.caps,
+            "results": a.results,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{}: {} ({} on {})",
+            dir.display(),
+            crate::report::validity_word(a.valid),
+            run.workload(),
+            run.db()
+        );
+        for r in &a.results {
+            println!("  {:<16} {}", r.checker, crate::report::validity_word(r.valid));
+        }
+        for why in &a.caps {
+            println!("  unknown because {why}");
+        }
+    }
+    Ok(exit::for_validity(a.valid))
+}
+
+/// A history file, through one registered checker.
+fn check_file_with(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
+    let events = formats::load(&cfg.file, cfg.format)?;
+    let c = faultline_checkers::registry::lookup(name).expect("validated");
+    let r = c.check(&events);
+    if cfg.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["path"] = serde_json::Value::String(cfg.file.display().to_string());
+        println!("{v}");
+    } else {
+        println!("{}: {} {}", display(&cfg.file), r.checker, crate::report::validity_word(r.valid));
+    }
+    Ok(exit::for_validity(r.valid))
 }

@@ -1,10 +1,10 @@
-//! Putting the bundled node on the hosts and taking it off again.
+//! Host operations every database shares: pre-flight, uploading a binary, resetting the
+//! data directory, starting a daemon that writes a pidfile, stopping it by that pidfile,
+//! and collecting its logs. What differs per database (its config, its command line) lives
+//! in its adapter under `db/`.
 //!
-//! The controller uploads its own executable (the node is the `faultline node` subcommand
-//! of the same binary), content-addressed so a host that already has this build is
-//! skipped, writes each node's YAML config, and starts the node as a daemon detached from
-//! the SSH session. Stopping acts only on the pid in the node's own pidfile, after checking
-//! that the pid still belongs to a faultline node.
+//! Stopping acts only on the pid in the database's own pidfile, after checking that the pid
+//! still belongs to a process started with this layout's data directory on its command line.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,27 +13,31 @@ use anyhow::{Context, bail};
 
 use crate::control::{Control, quote};
 
-/// Where things live on a host.
+/// Root of everything faultline keeps on a host.
+pub const HOST_ROOT: &str = "/var/lib/faultline";
+
+/// Where one database lives on a host: the single source for its paths and ports, used by
+/// deploy, the nemesis (pidfile), log collection and pre-flight alike.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The executable that runs the database.
     pub bin: String,
+    /// The database's own directory (config, pidfile, logs, data); wiped at configure.
     pub data_dir: String,
     pub client_port: u16,
     pub peer_port: u16,
 }
 
-impl Default for Layout {
-    fn default() -> Self {
+impl Layout {
+    /// The bundled node's layout.
+    pub fn node() -> Layout {
         Layout {
-            bin: "/var/lib/faultline/bin/faultline".into(),
-            data_dir: "/var/lib/faultline/node".into(),
+            bin: format!("{HOST_ROOT}/bin/faultline"),
+            data_dir: format!("{HOST_ROOT}/node"),
             client_port: 7000,
             peer_port: 7001,
         }
     }
-}
-
-impl Layout {
     pub fn config(&self) -> String {
         format!("{}/node.yaml", self.data_dir)
     }
@@ -47,30 +51,39 @@ impl Layout {
     pub fn console_log(&self) -> String {
         format!("{}/logs/console.log", self.data_dir)
     }
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "bin": self.bin, "data_dir": self.data_dir, "pidfile": self.pidfile(),
+            "logs": self.logs(), "client_port": self.client_port, "peer_port": self.peer_port,
+        })
+    }
 }
 
 const SHORT: Duration = Duration::from_secs(20);
 
-/// The shell command that starts the node on a host, detached from the SSH session
-/// (also what the kill nemesis uses to restart it). `sets` are `--set KEY=VALUE` knobs.
-pub fn start_command(layout: &Layout, sets: &[(String, String)]) -> String {
-    let mut cmd = format!("{} node --config {}", quote(&layout.bin), quote(&layout.config()));
-    for (k, v) in sets {
-        cmd.push_str(&format!(" --set {}", quote(&format!("{k}={v}"))));
-    }
+/// Wraps `cmd` so it runs detached from the SSH session with its output in the console
+/// log. `write_pidfile` records `$!` for a program that does not write the pidfile itself.
+pub fn daemon_command(layout: &Layout, cmd: &str, write_pidfile: bool) -> String {
+    let pid = if write_pidfile {
+        format!(" echo $! > {}", quote(&layout.pidfile()))
+    } else {
+        String::new()
+    };
     format!(
-        "mkdir -p {logs} && setsid nohup {cmd} >> {console} 2>&1 < /dev/null &",
+        "mkdir -p {logs} && setsid nohup {cmd} >> {console} 2>&1 < /dev/null &{pid}",
         logs = quote(&layout.logs()),
         console = quote(&layout.console_log()),
     )
 }
 
-/// A shell snippet that sets `$pid` to the node's pid if its pidfile names a live faultline
-/// node process, else to the empty string. Never matches a process by name alone.
+/// A shell snippet that sets `$pid` to the pidfile's pid if that process is alive and was
+/// started with this layout's directory on its command line, else to the empty string.
+/// Never matches a process by name alone.
 fn live_pid_sh(layout: &Layout) -> String {
     format!(
-        r#"pid=$(cat {pf} 2>/dev/null | tr -dc 0-9); if [ -n "$pid" ] && [ -r /proc/$pid/cmdline ] && tr '\0' ' ' < /proc/$pid/cmdline | grep -q -- ' node '; then :; else pid=; fi"#,
-        pf = quote(&layout.pidfile())
+        r#"pid=$(cat {pf} 2>/dev/null | tr -dc 0-9); if [ -n "$pid" ] && [ -r /proc/$pid/cmdline ] && tr '\0' ' ' < /proc/$pid/cmdline | grep -qF -- {dd}; then :; else pid=; fi"#,
+        pf = quote(&layout.pidfile()),
+        dd = quote(&layout.data_dir),
     )
 }
 
@@ -117,7 +130,12 @@ fn version_tuple(v: &str) -> Vec<u64> {
 
 /// Checks every host can run this binary and the test: same architecture, a glibc at least
 /// as new as the controller's, the node's ports free, and the tools the run needs.
-pub async fn preflight(control: &Control, layout: &Layout, tools: &[&str]) -> anyhow::Result<()> {
+pub async fn preflight(
+    control: &Control,
+    layout: &Layout,
+    tools: &[&str],
+    runs_our_binary: bool,
+) -> anyhow::Result<()> {
     let ports: Vec<String> = [layout.client_port, layout.peer_port]
         .iter()
         .map(|p| format!("{p:04X}"))
@@ -133,7 +151,7 @@ pub async fn preflight(control: &Control, layout: &Layout, tools: &[&str]) -> an
         script.push_str(&format!("command -v {t} >/dev/null 2>&1 || echo missing={t}\n"));
     }
     let want_arch = std::env::consts::ARCH;
-    let want_glibc = local_glibc();
+    let want_glibc = if runs_our_binary { local_glibc() } else { None };
     let mut problems = Vec::new();
     for (node, r) in control.run_all(&script, SHORT).await {
         let out = match r.and_then(|o| o.check()) {
@@ -147,7 +165,7 @@ pub async fn preflight(control: &Control, layout: &Layout, tools: &[&str]) -> an
             let (k, v) = line.split_once('=').unwrap_or((line, ""));
             let v = v.trim();
             match k {
-                "arch" if v != want_arch => problems.push(format!(
+                "arch" if runs_our_binary && v != want_arch => problems.push(format!(
                     "{node}: architecture {v} does not match the controller's {want_arch}; \
                      the bundled binary cannot run there"
                 )),
@@ -187,15 +205,9 @@ pub async fn preflight(control: &Control, layout: &Layout, tools: &[&str]) -> an
     Ok(())
 }
 
-/// Uploads this executable to every host (skipped where the same build is present).
-pub async fn install(control: &Control, layout: &Layout) -> anyhow::Result<()> {
-    // The running image, not its path: a rebuild during a run replaces the file on disk,
-    // and nodes must get the build whose protocol this controller speaks.
-    let exe = if Path::new("/proc/self/exe").exists() {
-        std::path::PathBuf::from("/proc/self/exe")
-    } else {
-        std::env::current_exe().context("cannot locate the faultline executable")?
-    };
+/// Uploads `exe` to every host as the layout's binary (skipped where the same content is
+/// present).
+pub async fn upload_binary(control: &Control, layout: &Layout, exe: &Path) -> anyhow::Result<()> {
     let dir = Path::new(&layout.bin)
         .parent()
         .map(|p| p.display().to_string())
@@ -207,14 +219,14 @@ pub async fn install(control: &Control, layout: &Layout) -> anyhow::Result<()> {
     }
     let names = control.node_names();
     let mut errors = Vec::new();
-    for (node, r) in control.upload(&names, &exe, &layout.bin, 0o755).await {
+    for (node, r) in control.upload(&names, exe, &layout.bin, 0o755).await {
         match r {
             Ok(u) => tracing::info!(node = %node, result = ?u, "binary installed"),
             Err(e) => errors.push(format!("{node}: {e}")),
         }
     }
     if !errors.is_empty() {
-        bail!("cannot install the node binary: {}", errors.join("; "));
+        bail!("cannot install {}: {}", exe.display(), errors.join("; "));
     }
     Ok(())
 }
@@ -228,42 +240,8 @@ pub fn socket_addr(host: &str, port: u16) -> String {
     }
 }
 
-/// One node's config file.
-pub fn node_yaml(layout: &Layout, algo: &str, id: &str, hosts: &[(String, String)]) -> String {
-    let own = hosts
-        .iter()
-        .find(|(n, _)| n == id)
-        .map(|(_, h)| h.as_str())
-        .unwrap_or("0.0.0.0");
-    let mut y = format!(
-        "id: {id}\nalgo: {algo}\ndata_dir: {dd}\nlisten_client: {lc}\nlisten_peer: {lp}\npeers:\n",
-        id = yaml_str(id),
-        dd = yaml_str(&layout.data_dir),
-        lc = yaml_str(&socket_addr(own, layout.client_port)),
-        lp = yaml_str(&socket_addr(own, layout.peer_port)),
-    );
-    for (n, h) in hosts {
-        y.push_str(&format!(
-            "  - id: {}\n    client_addr: {}\n    peer_addr: {}\n",
-            yaml_str(n),
-            yaml_str(&socket_addr(h, layout.client_port)),
-            yaml_str(&socket_addr(h, layout.peer_port)),
-        ));
-    }
-    y
-}
-
-fn yaml_str(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
-}
-
-/// Wipes each host's node data (a test starts from empty state), writes the configs.
-pub async fn configure(control: &Control, layout: &Layout, algo: &str) -> anyhow::Result<()> {
-    let hosts: Vec<(String, String)> = control
-        .nodes()
-        .iter()
-        .map(|n| (n.name.clone(), n.host.clone()))
-        .collect();
+/// Wipes each host's database directory (a test starts from empty state).
+pub async fn reset_data_dir(control: &Control, layout: &Layout) -> anyhow::Result<()> {
     let wipe = format!(
         "rm -rf {dd} && mkdir -p {logs}",
         dd = quote(&layout.data_dir),
@@ -273,40 +251,34 @@ pub async fn configure(control: &Control, layout: &Layout, algo: &str) -> anyhow
         r.and_then(|o| o.check())
             .with_context(|| format!("{node}: cannot reset {}", layout.data_dir))?;
     }
-    // Every host gets its own file, written in parallel.
-    let writes = hosts.iter().map(|(name, _)| {
-        let yaml = node_yaml(layout, algo, name, &hosts);
-        async move {
-            control
-                .put_bytes(&[name.as_str()], yaml.as_bytes(), &layout.config(), 0o644)
-                .await
-        }
-    });
-    for r in futures::future::join_all(writes).await {
-        for (node, r) in r {
-            r.with_context(|| format!("{node}: cannot write {}", layout.config()))?;
-        }
-    }
     Ok(())
 }
 
-/// Starts the node on every host and checks each wrote its pidfile.
-pub async fn start(control: &Control, layout: &Layout, sets: &[(String, String)]) -> anyhow::Result<()> {
-    let cmd = start_command(layout, sets);
-    let script = format!(
-        "{cmd}\ni=0; while [ $i -lt 100 ]; do {live}; [ -n \"$pid\" ] && {{ echo $pid; exit 0; }}; sleep 0.1; i=$((i+1)); done\necho 'node did not write its pidfile within 10 s' >&2; tail -n 20 {console} >&2; exit 1",
-        live = live_pid_sh(layout),
-        console = quote(&layout.console_log()),
-    );
+/// Starts the database on every host with its own start command and checks that each
+/// pidfile names a live process within 10 s.
+pub async fn start(control: &Control, db: &dyn crate::db::Database) -> anyhow::Result<()> {
+    let layout = db.layout();
+    let starts = control.node_names().into_iter().map(|node| async move {
+        let script = format!(
+            "{cmd}\ni=0; while [ $i -lt 100 ]; do {live}; [ -n \"$pid\" ] && {{ echo $pid; exit 0; }}; sleep 0.1; i=$((i+1)); done\necho '{db} did not write its pidfile {pf} within 10 s; the end of its console log:' >&2; tail -n 20 {console} >&2; exit 1",
+            cmd = db.start_command(&node),
+            live = live_pid_sh(layout),
+            db = db.name(),
+            pf = layout.pidfile(),
+            console = quote(&layout.console_log()),
+        );
+        let r = control.run(&node, &script, SHORT).await;
+        (node, r)
+    });
     let mut errors = Vec::new();
-    for (node, r) in control.run_all(&script, SHORT).await {
+    for (node, r) in futures::future::join_all(starts).await {
         match r.and_then(|o| o.check()) {
-            Ok(o) => tracing::info!(node = %node, pid = %o.stdout_str().trim(), "node started"),
+            Ok(o) => tracing::info!(node = %node, pid = %o.stdout_str().trim(), "database started"),
             Err(e) => errors.push(format!("{node}: {e}")),
         }
     }
     if !errors.is_empty() {
-        bail!("cannot start the node: {}", errors.join("; "));
+        bail!("cannot start {}: {}", db.name(), errors.join("; "));
     }
     Ok(())
 }
@@ -348,42 +320,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn start_command_detaches_and_quotes_knobs() {
-        let l = Layout::default();
-        let c = start_command(&l, &[("unsafe_local_reads".into(), "true".into())]);
-        assert!(c.contains("setsid nohup /var/lib/faultline/bin/faultline node --config /var/lib/faultline/node/node.yaml"), "{c}");
-        assert!(c.contains("--set unsafe_local_reads=true"), "{c}");
-        let c = start_command(&l, &[("k".into(), "a b".into())]);
-        assert!(c.contains("--set 'k=a b'"), "{c}");
-        assert!(c.ends_with("< /dev/null &"), "{c}");
+    fn daemon_command_detaches_and_records_the_pid_when_asked() {
+        let l = Layout::node();
+        let c = daemon_command(&l, "etcd --data-dir /x", true);
+        assert!(c.contains("setsid nohup etcd --data-dir /x >> /var/lib/faultline/node/logs/console.log 2>&1 < /dev/null & echo $! > /var/lib/faultline/node/node.pid"), "{c}");
+        assert!(daemon_command(&l, "x", false).ends_with("< /dev/null &"));
     }
 
     #[test]
-    fn node_yaml_lists_every_peer() {
-        let hosts = vec![
-            ("n1".to_string(), "10.0.0.1".to_string()),
-            ("n2".into(), "10.0.0.2".into()),
-        ];
-        let y = node_yaml(&Layout::default(), "raft", "n2", &hosts);
-        assert!(y.contains("id: \"n2\"\nalgo: raft\n"), "{y}");
-        assert!(y.contains("listen_client: \"10.0.0.2:7000\""), "{y}");
-        assert!(y.contains("peer_addr: \"10.0.0.1:7001\""), "{y}");
-        assert_eq!(y.matches("- id:").count(), 2);
-    }
-
-    #[test]
-    fn node_yaml_brackets_ipv6_hosts() {
-        let hosts = vec![
-            ("n1".to_string(), "fd00::1".to_string()),
-            ("n2".into(), "fd00::2".into()),
-        ];
-        let y = node_yaml(&Layout::default(), "paxos", "n1", &hosts);
-        assert!(y.contains("listen_client: \"[fd00::1]:7000\""), "{y}");
-        assert!(y.contains("peer_addr: \"[fd00::2]:7001\""), "{y}");
-        let parsed =
-            faultline_node::config::Config::parse(&y, std::path::Path::new("node.yaml")).unwrap();
-        parsed.validate("node.yaml").unwrap();
-        assert_eq!(parsed.peers.len(), 2);
+    fn a_live_pid_must_carry_the_layout_directory_on_its_command_line() {
+        // Never a process by name: only the pidfile's pid, and only if it is ours.
+        let s = live_pid_sh(&Layout::node());
+        assert!(s.contains("cat /var/lib/faultline/node/node.pid"), "{s}");
+        assert!(s.contains("grep -qF -- /var/lib/faultline/node"), "{s}");
     }
 
     #[test]

@@ -9,16 +9,21 @@ mod exit;
 mod check;
 mod cluster;
 mod control;
+mod db;
 mod deploy;
 mod exec;
 mod inventory;
+mod logging;
 mod nemesis_cmd;
 mod node_cmd;
 mod report;
 mod report_cmd;
+mod run_loop;
 mod runner;
 mod store;
+mod suite;
 mod test_cmd;
+mod verdict;
 
 use std::process::ExitCode;
 
@@ -57,7 +62,7 @@ enum Command {
     /// Serve the store's runs and reports on 127.0.0.1.
     Serve(report_cmd::ServeArgs),
     /// The nightly matrix: every db x workload x nemesis, JUnit XML, non-zero on failure.
-    Suite(report::suite::SuiteArgs),
+    Suite(suite::SuiteArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,7 +91,7 @@ fn main() -> ExitCode {
         Command::Runs(a) => report_cmd::run_runs(a),
         Command::Trend(a) => report_cmd::run_trend(a),
         Command::Serve(a) => report_cmd::run_serve(a),
-        Command::Suite(a) => report::suite::run(a),
+        Command::Suite(a) => suite::run(a),
     };
     match result {
         Ok(code) => code,

@@ -214,7 +214,7 @@ pub fn run(args: NemesisArgs) -> anyhow::Result<ExitCode> {
     let layout = Layout {
         data_dir: args.data_dir.clone(),
         client_port: args.client_port,
-        ..Layout::default()
+        ..Layout::node()
     };
     // Validate everything that needs no host before connecting.
     let prepared = prepare(&args.action)?;
@@ -228,7 +228,7 @@ pub fn run(args: NemesisArgs) -> anyhow::Result<ExitCode> {
             .context("connecting to the hosts")?;
         let cx = Arc::new(InventoryCluster {
             control: control.clone(),
-            layout,
+            db: crate::db::node::BundledNode::at(&inv, layout),
             start_command: args.start_command.clone(),
         });
         let r = drill(&*cx, &args.action, prepared, seed, args.json).await;

@@ -25,7 +25,7 @@ pub struct ReportArgs {
 pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     // A path that is no run is a usage error, as for `compare`, before any report is written.
     for dir in &args.runs {
-        if !dir.join("history.jsonl").is_file() {
+        if !dir.join(crate::store::HISTORY_FILE).is_file() {
             return Err(crate::exit::usage(format!(
                 "{}: no history.jsonl, not a run directory",
                 dir.display()
@@ -53,7 +53,7 @@ pub struct CompareArgs {
 
 pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     for r in &args.runs {
-        if !r.join("history.jsonl").is_file() {
+        if !r.join(crate::store::HISTORY_FILE).is_file() {
             return Err(crate::exit::usage(format!(
                 "{}: no history.jsonl, not a run directory",
                 r.display()

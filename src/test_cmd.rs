@@ -1,11 +1,9 @@
 //! `faultline test`: raw flags -> validated [`TestConfig`] -> [`runner::run_test`] ->
 //! exit code (0 valid, 1 invalid, 2 unknown, 3 harness error, 64 usage).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 use crate::exit::usage;
 use crate::runner::{self, TestConfig};
@@ -15,9 +13,17 @@ pub struct TestArgs {
     /// Inventory file, or the name of a local cluster (`faultline cluster up --name`).
     #[arg(short = 'i', long = "inventory")]
     pub inventory: String,
-    /// Algorithm under test: raft, paxos, or both in turn (`raft,paxos`) with the same seed.
+    /// Database under test (raft, paxos, ...), or several in turn (`raft,paxos`) with the
+    /// same seed, schedule and knobs, ending with a comparison.
     #[arg(long, default_value = "raft")]
     pub db: String,
+    /// Database knob, checked against what the database declares (repeatable); `-` and `_`
+    /// are the same in names.
+    #[arg(long = "db-opt", value_name = "KEY=VALUE")]
+    pub db_opt: Vec<String>,
+    /// A local executable to upload and run instead of installing the database's package.
+    #[arg(long = "db-binary", value_name = "PATH")]
+    pub db_binary: Option<PathBuf>,
     /// Workload: register, set, bank, append.
     #[arg(long, default_value = "register")]
     pub workload: String,
@@ -58,7 +64,7 @@ pub struct TestArgs {
     /// Leave the nodes running after the run (for inspection).
     #[arg(long)]
     pub leave_db_running: bool,
-    /// Node knob, passed as `--set KEY=VALUE` to every node (repeatable).
+    /// The bundled node's spelling of `--db-opt` (repeatable).
     #[arg(long = "node-opt", value_name = "KEY=VALUE")]
     pub node_opt: Vec<String>,
     /// Store directory for run results.
@@ -68,8 +74,6 @@ pub struct TestArgs {
     #[arg(long)]
     pub name: Option<String>,
 }
-
-const DBS: &[&str] = &["raft", "paxos"];
 
 impl TestArgs {
     /// Every check of user input happens here, before anything touches a host.
@@ -81,17 +85,43 @@ impl TestArgs {
             .filter(|s| !s.is_empty())
             .collect();
         if dbs.is_empty() {
-            return Err(usage(
-                "--db names no algorithm (expected raft, paxos or raft,paxos)",
-            ));
+            return Err(usage(format!(
+                "--db names no database (expected one or more of {})",
+                crate::db::names().join(", ")
+            )));
         }
-        for d in &dbs {
-            if !DBS.contains(&d.as_str()) {
-                return Err(usage(format!(
-                    "--db {d:?}: unknown algorithm (expected one of {})",
-                    DBS.join(", ")
-                )));
+        let mut db_opts = Vec::new();
+        for (flag, o) in self
+            .db_opt
+            .iter()
+            .map(|o| ("--db-opt", o))
+            .chain(self.node_opt.iter().map(|o| ("--node-opt", o)))
+        {
+            match o.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() && !k.contains(char::is_whitespace) => {
+                    db_opts.push((k.trim().to_string(), v.to_string()))
+                }
+                _ => return Err(usage(format!("{flag} {o:?}: expected KEY=VALUE"))),
             }
+        }
+        let db_args = crate::db::DbArgs {
+            opts: db_opts,
+            binary: self.db_binary.clone(),
+        };
+        let mut db_settings = Vec::new();
+        for d in &dbs {
+            let entry = crate::db::lookup(d).ok_or_else(|| {
+                usage(format!(
+                    "--db {d:?}: unknown database; known: {}",
+                    crate::db::REGISTRY
+                        .iter()
+                        .map(|e| format!("{} ({})", e.name, e.about))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            let settings = (entry.validate)(&db_args).map_err(|e| usage(format!("--db-opt: {e}")))?;
+            db_settings.push(settings);
         }
         if faultline_workloads::lookup(&self.workload).is_none() {
             return Err(usage(format!(
@@ -124,24 +154,14 @@ impl TestArgs {
                 self.concurrency
             )));
         }
-        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 1_000_000.0) {
-            return Err(usage(format!(
-                "--rate {} is not between 0 and 1000000 ops/s",
-                self.rate
-            )));
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err(usage(format!("--rate {} must be greater than 0 ops/s", self.rate)));
         }
-        if !(self.time_limit.is_finite() && self.time_limit > 0.0 && self.time_limit <= 7.0 * 86_400.0) {
-            return Err(usage(format!(
-                "--time-limit {} is not between 0 and 604800 s",
-                self.time_limit
-            )));
+        if self.rate > 1_000_000.0 {
+            return Err(usage(format!("--rate {} must be at most 1000000 ops/s", self.rate)));
         }
-        if !(self.recovery_time.is_finite() && (0.0..=3600.0).contains(&self.recovery_time)) {
-            return Err(usage(format!(
-                "--recovery-time {} is not between 0 and 3600 s",
-                self.recovery_time
-            )));
-        }
+        let time_limit = seconds("--time-limit", self.time_limit, false, 7.0 * 86_400.0)?;
+        let recovery = seconds("--recovery-time", self.recovery_time, true, 3600.0)?;
         if !(10..=600_000).contains(&self.op_timeout_ms) {
             return Err(usage(format!(
                 "--op-timeout-ms {} is not between 10 and 600000",
@@ -153,15 +173,6 @@ impl TestArgs {
                 "--test-count {} is not between 1 and 10000",
                 self.test_count
             )));
-        }
-        let mut node_opts = Vec::new();
-        for o in &self.node_opt {
-            match o.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() && !k.contains(char::is_whitespace) => {
-                    node_opts.push((k.trim().to_string(), v.to_string()))
-                }
-                _ => return Err(usage(format!("--node-opt {o:?}: expected KEY=VALUE"))),
-            }
         }
         let name = match &self.name {
             Some(n) => n.clone(),
@@ -181,16 +192,11 @@ impl TestArgs {
                 "--name {name:?}: must be a plain directory name, not `latest`"
             )));
         }
-        let seed = self.seed.unwrap_or_else(|| {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
-        });
+        let seed = self.seed.unwrap_or_else(crate::run_loop::clock_seed);
         Ok(TestConfig {
             name,
             inventory: self.inventory.clone(),
-            dbs,
+            dbs: db_settings,
             workload: self.workload.clone(),
             nemesis,
             nemesis_interval_s: self.nemesis_interval,
@@ -198,114 +204,73 @@ impl TestArgs {
             nemesis_shapes: self.nemesis_shapes.clone(),
             concurrency: self.concurrency,
             rate_per_s: self.rate,
-            time_limit_s: self.time_limit,
-            recovery_s: self.recovery_time,
-            op_timeout_ms: self.op_timeout_ms,
+            time_limit,
+            recovery,
+            op_timeout: Duration::from_millis(self.op_timeout_ms),
             seed,
             test_count: self.test_count,
             leave_db_running: self.leave_db_running,
-            node_opts,
             store: self.store.clone(),
         })
     }
 }
 
-/// The current run's log file; tracing writes there while a run is active.
-static LOG_FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
-
-/// Points the tracing file output at `path` (or nowhere).
-pub fn log_to(path: Option<&Path>) {
-    let file = path.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
-    *LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()) = file;
-}
-
-struct LogWriter;
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            Some(f) => f.write(buf),
-            None => Ok(buf.len()),
-        }
+/// A duration flag in seconds: finite, positive (or zero where `zero_ok`), at most `max_s`.
+fn seconds(flag: &str, s: f64, zero_ok: bool, max_s: f64) -> anyhow::Result<Duration> {
+    if !s.is_finite() || s < 0.0 || (s == 0.0 && !zero_ok) {
+        return Err(usage(if zero_ok {
+            format!("{flag} {s} must be 0 or more seconds")
+        } else {
+            format!("{flag} {s} must be greater than 0 seconds")
+        }));
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
+    if s > max_s {
+        return Err(usage(format!("{flag} {s} must be at most {max_s} seconds")));
     }
-}
-
-pub(crate) fn init_tracing() {
-    use tracing_subscriber::prelude::*;
-    let file = tracing_subscriber::fmt::layer()
-        .with_ansi(false)
-        .with_writer(|| LogWriter)
-        .with_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| "info".into()),
-        );
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
-    let _ = tracing_subscriber::registry().with(file).with(stderr).try_init();
+    Ok(Duration::from_secs_f64(s))
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.validate()?;
-    init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(run_all(cfg))
-}
-
-async fn run_all(cfg: TestConfig) -> anyhow::Result<ExitCode> {
-    let interrupt = CancellationToken::new();
-    let watcher = {
-        let interrupt = interrupt.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "\nfaultline: interrupted; healing faults, stopping nodes and saving the history (Ctrl-C again to abort now)"
-                );
-                interrupt.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!(
-                        "faultline: aborted; faults expire on their own on the hosts, nodes may still run"
-                    );
-                    std::process::exit(i32::from(crate::exit::HARNESS));
-                }
-            }
+    // Rounds: every database in turn with the same seed, `--test-count` times.
+    let rounds: Vec<Vec<TestConfig>> = (0..cfg.test_count)
+        .map(|i| {
+            cfg.dbs
+                .iter()
+                .map(|db| {
+                    let mut one = cfg.for_db(db);
+                    one.seed = cfg.seed.wrapping_add(u64::from(i));
+                    one
+                })
+                .collect()
         })
-    };
-    let mut worst: Option<u8> = None;
-    'outer: for i in 0..cfg.test_count {
-        let mut round = Vec::new();
-        for db in &cfg.dbs {
-            let mut one = cfg.for_db(db);
-            one.seed = cfg.seed.wrapping_add(u64::from(i));
-            let outcome = runner::run_test(&one, interrupt.clone()).await?;
-            print_summary(&one, &outcome);
-            round.push(outcome.run_dir.clone());
-            let code = outcome.exit_code();
-            worst = Some(match worst {
-                None => code,
-                // Invalid dominates, then harness errors, then unknown.
-                Some(w) => [1u8, 3, 2, 0]
-                    .into_iter()
-                    .find(|c| *c == w || *c == code)
-                    .unwrap_or(w),
-            });
-            if interrupt.is_cancelled() {
-                break 'outer;
-            }
-        }
-        crate::report::compare::after_test(&cfg.store, &cfg.name, &round);
-    }
-    watcher.abort();
-    Ok(ExitCode::from(worst.unwrap_or(crate::exit::HARNESS)))
+        .collect();
+    let store = cfg.store.clone();
+    let name = cfg.name.clone();
+    let finished = crate::run_loop::run(
+        rounds,
+        |_, _, _| {},
+        |f| print_summary(&f.cfg, f),
+        |round| {
+            let dirs: Vec<PathBuf> = round
+                .iter()
+                .filter_map(|f| f.outcome.as_ref().ok().map(|o| o.run_dir.clone()))
+                .collect();
+            crate::report::compare::after_test(&store, &name, &dirs);
+        },
+    )?;
+    Ok(ExitCode::from(crate::run_loop::exit_code(&finished)))
 }
 
-fn print_summary(cfg: &TestConfig, o: &runner::RunOutcome) {
+fn print_summary(cfg: &TestConfig, f: &crate::run_loop::Finished) {
     runner::progress::clear();
+    let o = match &f.outcome {
+        Ok(o) => o,
+        Err(e) => {
+            println!("{} ({} on {}): harness error: {e:#}", cfg.name, cfg.workload, cfg.db());
+            return;
+        }
+    };
     match &o.report {
         Some(r) => crate::report::print_summary(r),
         None => {
@@ -400,28 +365,49 @@ mod tests {
             "kill,partition",
         ])
         .unwrap();
-        assert_eq!(c.dbs, vec!["raft", "paxos"]);
+        assert_eq!(c.dbs.iter().map(|d| d.db).collect::<Vec<_>>(), vec!["raft", "paxos"]);
         assert_eq!(c.name, "bank-raft+paxos-kill+partition");
-        assert_eq!(c.for_db("paxos").db(), "paxos");
+        assert_eq!(c.for_db(&c.dbs[1]).db(), "paxos");
     }
 
     #[test]
     fn node_opts_split_at_the_first_equals_sign() {
-        let c = parse(&[
-            "--node-opt",
-            "unsafe_local_reads=true",
-            "--node-opt",
-            "log_level=a=b",
-        ])
-        .unwrap();
+        let c = parse(&["--node-opt", "unsafe_local_reads=true", "--db-opt", "log_level=faultline_node=debug"]).unwrap();
         assert_eq!(
-            c.node_opts,
+            c.dbs[0].opts,
             vec![
+                ("log_level".into(), "faultline_node=debug".into()),
                 ("unsafe_local_reads".into(), "true".into()),
-                ("log_level".into(), "a=b".into())
             ]
         );
         assert!(usage_message(parse(&["--node-opt", "=x"])).contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn a_bad_node_knob_is_a_usage_error_before_any_host_is_contacted() {
+        // The inventory does not even exist: validation alone must refuse the knob.
+        let m = usage_message(parse(&["--node-opt", "unsafe_locl_reads=true"]));
+        assert!(m.contains("did you mean \"unsafe_local_reads\""), "{m}");
+        let m = usage_message(parse(&["--node-opt", "election_timeout_ms_min=abc"]));
+        assert!(m.contains("election_timeout_ms_min=abc"), "{m}");
+        let m = usage_message(parse(&[
+            "--node-opt",
+            "election_timeout_ms_min=900",
+            "--node-opt",
+            "election_timeout_ms_max=600",
+        ]));
+        assert!(m.contains("election"), "{m}");
+        let m = usage_message(parse(&["--node-opt", "data_dir=/tmp/x"]));
+        assert!(m.contains("cannot be changed per run"), "{m}");
+        // Hyphens are underscores.
+        assert!(parse(&["--node-opt", "unsafe-local-reads=true"]).is_ok());
+    }
+
+    #[test]
+    fn zero_time_limit_and_rate_say_greater_than_zero() {
+        assert!(usage_message(parse(&["--time-limit", "0"])).contains("--time-limit 0 must be greater than 0"));
+        assert!(usage_message(parse(&["--rate", "0"])).contains("--rate 0 must be greater than 0"));
+        assert!(usage_message(parse(&["--recovery-time=-1"])).contains("--recovery-time"));
     }
 
     #[test]

@@ -403,17 +403,22 @@ impl Checker for PerfChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
-        let report = analyze(history);
-        let valid = if report.latency.is_empty() {
-            Validity::Unknown
-        } else {
-            Validity::Valid
-        };
-        CheckResult {
-            checker: "perf".to_string(),
-            valid,
-            details: serde_json::to_value(&report).unwrap_or(serde_json::Value::Null),
-        }
+        result(&analyze(history))
+    }
+}
+
+/// The verdict on a report already computed: slow is not wrong, but no latencies at all
+/// means nothing was measured.
+pub fn result(report: &PerfReport) -> CheckResult {
+    let valid = if report.latency.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    };
+    CheckResult {
+        checker: "perf".to_string(),
+        valid,
+        details: serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
     }
 }
 

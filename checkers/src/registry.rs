@@ -23,15 +23,6 @@ impl Validity {
             _ => Valid,
         }
     }
-
-    /// The process exit code for this verdict (0 valid, 1 invalid, 2 unknown).
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Validity::Valid => 0,
-            Validity::Invalid => 1,
-            Validity::Unknown => 2,
-        }
-    }
 }
 
 /// Serialized as Jepsen does: `true`, `false` or `"unknown"`.

@@ -82,17 +82,22 @@ impl Checker for StatsChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
-        let report = analyze(history);
-        let valid = if report.ops.is_empty() || !report.never_ok.is_empty() {
-            Validity::Unknown
-        } else {
-            Validity::Valid
-        };
-        CheckResult {
-            checker: "stats".to_string(),
-            valid,
-            details: serde_json::to_value(&report).unwrap_or(serde_json::Value::Null),
-        }
+        result(&analyze(history))
+    }
+}
+
+/// The verdict on a report already computed: a run with no operations, or an operation
+/// kind that never once succeeded, did not exercise what it claims to test.
+pub fn result(report: &StatsReport) -> CheckResult {
+    let valid = if report.ops.is_empty() || !report.never_ok.is_empty() {
+        Validity::Unknown
+    } else {
+        Validity::Valid
+    };
+    CheckResult {
+        checker: "stats".to_string(),
+        valid,
+        details: serde_json::to_value(report).unwrap_or(serde_json::Value::Null),
     }
 }
 

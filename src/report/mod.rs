@@ -13,15 +13,13 @@ pub mod logs;
 pub mod plots;
 pub mod run;
 pub mod serve;
-pub mod suite;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use faultline_checkers::perf::{self, PerfReport};
-use faultline_checkers::recovery::{self, RecoveryOptions, RecoveryReport};
-use faultline_checkers::stats::{self, StatsReport};
+use faultline_checkers::recovery::{self, RecoveryReport};
 use faultline_checkers::{CheckResult, Validity};
 
 pub use run::RunData;
@@ -29,7 +27,6 @@ pub use summary::print_summary;
 
 /// Names of the files the report writes in a run directory.
 pub const REPORT_HTML: &str = "report.html";
-pub const RESULTS_JSON: &str = "results.json";
 pub const LATENCY_HLOG: &str = "latency.hlog";
 
 /// What the report found, for the terminal summary, the run index and comparisons.
@@ -43,8 +40,10 @@ pub struct ReportSummary {
     pub seed: Option<String>,
     pub commit: Option<String>,
     /// Every checker's verdict combined: any invalid wins, then any unknown; at best
-    /// unknown for an incomplete run (see [`cap_incomplete`]).
+    /// unknown for an incomplete run (see [`crate::verdict`]).
     pub valid: Validity,
+    /// Why `valid` is capped at unknown, if it is.
+    pub caps: Vec<String>,
     /// Every checker's result as `results.json` holds it.
     pub results: Vec<CheckResult>,
     pub perf: PerfReport,
@@ -53,77 +52,23 @@ pub struct ReportSummary {
     pub report_html: PathBuf,
 }
 
-/// Analyses a finished run and writes its report files: `report.html`, `latency.hlog`
-/// (HdrHistogram interval log, one-second intervals) and the `perf`, `recovery`, `stats`
-/// and `node-logs` results merged into `results.json` (replacing earlier results of the
-/// same names, so running it twice gives the same files). Reads `test.json`,
-/// `history.jsonl` and `results.json`. When the run lives in a store (see [`store_of`]),
-/// it is also recorded in the store's run index.
+/// Judges a stored run with the one verdict pipeline (see [`crate::verdict`]), writes its
+/// `results.json` and its report files. For `faultline report`: the run's facts come from
+/// its `results.json`, and a run without one never finished, so it is at best unknown.
 pub fn write_run_report(run_dir: &Path) -> anyhow::Result<ReportSummary> {
-    write_report(RunData::load(run_dir)?)
+    let run = RunData::load(run_dir)?;
+    let facts = crate::verdict::RunFacts::of_results(&run.results_raw);
+    let stats = run.results_raw.get("stats").cloned().unwrap_or(serde_json::Value::Null);
+    let analysis = crate::verdict::analyze(&run, None, &facts)?;
+    crate::verdict::write_results(run_dir, &analysis, &facts, &stats)?;
+    write_report(&run, analysis)
 }
 
-/// [`write_run_report`] over a run already loaded.
-pub fn write_report(run: RunData) -> anyhow::Result<ReportSummary> {
+/// Writes the report files of a run already judged: `report.html`, `latency.hlog`
+/// (HdrHistogram interval log, one-second intervals), and the run's line in the store's run
+/// index when the run lives in a store (see [`store_of`]). Judges nothing itself.
+pub fn write_report(run: &RunData, analysis: crate::verdict::Analysis) -> anyhow::Result<ReportSummary> {
     let run_dir = run.dir.as_path();
-    let opts = RecoveryOptions {
-        election_timeout_ms_min: run.election_timeout_ms_min(),
-        ..Default::default()
-    };
-    let perf_report = perf::analyze(&run.history);
-    let recovery_report = recovery::analyze(&run.history, &opts);
-    let stats_report = stats::analyze(&run.history);
-    let windows = recovery::fault_windows(&run.history);
-    let scan = logs::scan(run_dir, &windows, run.start_unix_ns());
-
-    // Our results, replacing any of the same name.
-    let ours = vec![
-        CheckResult {
-            checker: "perf".into(),
-            valid: if perf_report.latency.is_empty() {
-                Validity::Unknown
-            } else {
-                Validity::Valid
-            },
-            details: serde_json::to_value(&perf_report)?,
-        },
-        CheckResult {
-            checker: "recovery".into(),
-            valid: Validity::Valid,
-            details: serde_json::to_value(&recovery_report)?,
-        },
-        CheckResult {
-            checker: "stats".into(),
-            valid: stats_validity(&stats_report),
-            details: serde_json::to_value(&stats_report)?,
-        },
-        CheckResult {
-            checker: "node-logs".into(),
-            // A node that panicked is a bug in the system under test, whatever the history says.
-            valid: if scan.panics_total > 0 {
-                Validity::Invalid
-            } else {
-                Validity::Valid
-            },
-            details: serde_json::json!({
-                "nodes": scan.nodes, "files": scan.files,
-                "panics_total": scan.panics_total, "panics": scan.panics,
-            }),
-        },
-    ];
-    let mut results: Vec<CheckResult> = run
-        .results
-        .iter()
-        .filter(|r| !ours.iter().any(|o| o.checker == r.checker))
-        .cloned()
-        .collect();
-    results.extend(ours);
-    let valid = cap_incomplete(
-        results.iter().fold(Validity::Valid, |v, r| v.and(r.valid)),
-        &run.results_raw,
-    );
-    write_results(run_dir, &run.results_raw, &results, valid)?;
-
     let base = run
         .start_unix_ns()
         .and_then(|ns| u64::try_from(ns).ok())
@@ -142,14 +87,15 @@ pub fn write_report(run: RunData) -> anyhow::Result<ReportSummary> {
         nemesis: run.nemesis(),
         seed: run.seed(),
         commit: run.commit(),
-        valid,
-        results,
-        perf: perf_report,
-        recovery: recovery_report,
-        panics: scan.panics_total,
+        valid: analysis.valid,
+        caps: analysis.caps,
+        results: analysis.results,
+        perf: analysis.perf,
+        recovery: analysis.recovery,
+        panics: analysis.scan.panics_total,
         report_html: run_dir.join(REPORT_HTML),
     };
-    let page = html::run_page(&run, &summary, &scan);
+    let page = html::run_page(run, &summary, &analysis.scan);
     write_atomic(&summary.report_html, page.as_bytes())?;
     // The index is a convenience: a run whose index write fails keeps its report.
     if let Some(store) = store_of(run_dir)
@@ -158,57 +104,6 @@ pub fn write_report(run: RunData) -> anyhow::Result<ReportSummary> {
         tracing::warn!(error = %format!("{e:#}"), "recording the run in the index");
     }
     Ok(summary)
-}
-
-/// An interrupted run, or one the harness could not finish (as the runner's fields in
-/// `results.json` say), cannot vouch for the system: its verdict is at best unknown.
-pub fn cap_incomplete(valid: Validity, results_json: &serde_json::Value) -> Validity {
-    let interrupted = results_json.get("interrupted") == Some(&serde_json::Value::Bool(true));
-    let harness_error = results_json
-        .get("harness_error")
-        .is_some_and(|e| !e.is_null());
-    if valid == Validity::Valid && (interrupted || harness_error) {
-        Validity::Unknown
-    } else {
-        valid
-    }
-}
-
-fn stats_validity(s: &StatsReport) -> Validity {
-    if s.ops.is_empty() || !s.never_ok.is_empty() {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    }
-}
-
-/// Keeps the fields of an existing `results.json` the report does not own, and the shape
-/// of its `results` (a map by name, or a list).
-fn write_results(
-    dir: &Path,
-    raw: &serde_json::Value,
-    results: &[CheckResult],
-    valid: Validity,
-) -> anyhow::Result<()> {
-    use serde_json::{Map, Value};
-    let as_list = matches!(raw.get("results"), Some(Value::Array(_))) || raw.is_array();
-    let results_v = if as_list {
-        serde_json::to_value(results)?
-    } else {
-        let mut m = Map::new();
-        for r in results {
-            m.insert(r.checker.clone(), serde_json::to_value(r)?);
-        }
-        Value::Object(m)
-    };
-    let mut top = match raw {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    top.insert("valid".into(), serde_json::to_value(valid)?);
-    top.insert("results".into(), results_v);
-    let text = serde_json::to_string_pretty(&Value::Object(top))?;
-    write_atomic(&dir.join(RESULTS_JSON), text.as_bytes())
 }
 
 /// The store a run directory belongs to (`<store>/<test>/<timestamp>`), recognised by
@@ -266,51 +161,6 @@ mod tests {
             valid,
             details: serde_json::json!({}),
         }
-    }
-
-    #[test]
-    fn results_keep_their_shape_and_other_fields() {
-        let dir = std::env::temp_dir().join(format!("faultline-results-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let rs = [
-            result("set", Validity::Valid),
-            result("stats", Validity::Unknown),
-        ];
-
-        let as_map = serde_json::json!({"valid": true, "harness_error": null, "results": {}});
-        write_results(&dir, &as_map, &rs, Validity::Unknown).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(RESULTS_JSON)).unwrap()).unwrap();
-        assert_eq!(v["valid"], "unknown");
-        assert!(v.as_object().unwrap().contains_key("harness_error"));
-        assert_eq!(v["results"]["stats"]["valid"], "unknown");
-
-        let as_list = serde_json::json!({"results": []});
-        write_results(&dir, &as_list, &rs, Validity::Invalid).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(RESULTS_JSON)).unwrap()).unwrap();
-        assert_eq!(v["valid"], false);
-        assert_eq!(v["results"][0]["checker"], "set");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn an_incomplete_run_is_at_best_unknown() {
-        use serde_json::json;
-        let done = json!({"harness_error": null, "interrupted": false});
-        assert_eq!(cap_incomplete(Validity::Valid, &done), Validity::Valid);
-        let interrupted = json!({"harness_error": null, "interrupted": true});
-        assert_eq!(
-            cap_incomplete(Validity::Valid, &interrupted),
-            Validity::Unknown
-        );
-        let aborted = json!({"harness_error": "cannot connect", "interrupted": false});
-        assert_eq!(cap_incomplete(Validity::Valid, &aborted), Validity::Unknown);
-        // A violation found before the run broke off still stands.
-        assert_eq!(
-            cap_incomplete(Validity::Invalid, &aborted),
-            Validity::Invalid
-        );
     }
 
     #[test]

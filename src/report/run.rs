@@ -30,16 +30,16 @@ impl RunData {
         if !dir.is_dir() {
             bail!("{}: not a run directory", dir.display());
         }
-        let history = read_history(&dir.join("history.jsonl"))?;
+        let history = read_history(&dir.join(crate::store::HISTORY_FILE))?;
         RunData::with_history(dir, history)
     }
 
     /// The run with a history already in memory (the runner has just read it to check it).
     pub fn with_history(dir: &Path, history: Vec<Event>) -> anyhow::Result<RunData> {
-        let test = read_json_opt(&dir.join("test.json"))?.unwrap_or(Value::Null);
-        let results_raw = read_json_opt(&dir.join("results.json"))?.unwrap_or(Value::Null);
+        let test = read_json_opt(&dir.join(crate::store::TEST_FILE))?.unwrap_or(Value::Null);
+        let results_raw = read_json_opt(&dir.join(crate::store::RESULTS_FILE))?.unwrap_or(Value::Null);
         let results = parse_results(&results_raw)
-            .with_context(|| format!("{}", dir.join("results.json").display()))?;
+            .with_context(|| format!("{}", dir.join(crate::store::RESULTS_FILE).display()))?;
         Ok(RunData {
             dir: dir.to_path_buf(),
             test,
@@ -85,46 +85,15 @@ impl RunData {
         self.field(&["git-commit", "commit", "git_commit"])
     }
 
-    /// The smallest configured election timeout in milliseconds, wherever in `test.json`
-    /// the node options put it.
+    /// The smallest configured election timeout in milliseconds, from the resolved
+    /// database configuration the runner writes into `test.json` (`db-config`), which
+    /// holds every knob with defaults included; `None` for a run that did not record it.
     pub fn election_timeout_ms_min(&self) -> Option<f64> {
-        for key in [
-            "election_timeout_ms_min",
-            "election_timeout_min_ms",
-            "election_timeout_ms",
-        ] {
-            if let Some(v) = find_key(&self.test, key) {
-                if let Some(x) = v.as_f64() {
-                    return Some(x);
-                }
-                // A `[min, max]` pair or `{min, max}`.
-                if let Some(x) = v.get(0).or_else(|| v.get("min")).and_then(Value::as_f64) {
-                    return Some(x);
-                }
-            }
-        }
-        // `--set KEY=VALUE` node options, stored as `[key, value]` pairs.
-        if let Some(Value::Array(pairs)) = find_key(&self.test, "node_opts") {
-            for p in pairs {
-                let (Some(k), Some(v)) = (p.get(0).and_then(Value::as_str), p.get(1)) else {
-                    continue;
-                };
-                let k = k.rsplit('.').next().unwrap_or(k);
-                if k.contains("election_timeout") && !k.contains("max") {
-                    let x = v.as_f64().or_else(|| {
-                        v.as_str()
-                            .and_then(|s| s.trim_end_matches("ms").parse().ok())
-                    });
-                    if x.is_some() {
-                        return x;
-                    }
-                }
-            }
-        }
-        // No override: the nodes ran this binary's default (the controller deploys itself).
-        serde_json::from_value::<faultline_node::config::Config>(serde_json::json!({"id": "n1"}))
-            .ok()
-            .map(|c| c.election_timeout_ms_min as f64)
+        let cfg = self.test.get("db-config")?;
+        cfg.get("election_timeout_ms_min")
+            .or_else(|| cfg.pointer("/knobs/election_timeout_ms_min"))
+            .or_else(|| cfg.pointer("/knobs/election_timeout_ms"))
+            .and_then(Value::as_f64)
     }
 
     /// Wall-clock start of the run in ns since the Unix epoch, if recorded.

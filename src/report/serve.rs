@@ -314,10 +314,10 @@ fn index_page(store: &Path) -> String {
             };
             for r in rd.filter_map(Result::ok) {
                 let rp = r.path();
-                if rp.is_symlink() || !rp.join("history.jsonl").is_file() {
+                if rp.is_symlink() || !rp.join(crate::store::HISTORY_FILE).is_file() {
                     continue;
                 }
-                let verdict = std::fs::read(rp.join("results.json"))
+                let verdict = std::fs::read(rp.join(crate::store::RESULTS_FILE))
                     .ok()
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                     .and_then(|v| v.get("valid").cloned())

@@ -231,7 +231,7 @@ mod tests {
     async fn events_are_indexed_in_time_order_and_flushed_while_running() {
         let dir = std::env::temp_dir().join(format!("fl-hist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("history.jsonl");
+        let path = dir.join(crate::store::HISTORY_FILE);
         let _ = std::fs::remove_file(&path);
         let (rec, writer) = Recorder::open(&path, Instant::now()).await.unwrap();
         let mut tasks = Vec::new();

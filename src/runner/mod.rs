@@ -22,37 +22,28 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use faultline_checkers::{CheckResult, Validity};
-use faultline_workloads::{GenOpts, Kv, Outcome};
-use futures::future::BoxFuture;
+use faultline_workloads::{GenOpts, Outcome};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{Control, ControlOptions};
-use crate::deploy::{self, Layout};
+use crate::deploy;
 use crate::nemesis_cmd::nemesis_remote::InventoryCluster;
 use crate::store::{self, RunDir};
 use history::Recorder;
 
-/// The database under test, as the runner's clients and monitor see it.
-pub trait Db: Send + Sync {
-    /// Node names, in inventory order.
-    fn nodes(&self) -> Vec<String>;
-    /// A client bound to `node`; `client_id` distinguishes clients for the node's
-    /// deduplication of retried commands.
-    fn client(&self, node: &str, client_id: u64) -> Box<dyn Kv>;
-    /// The node's status as JSON (`role`, `term`, `leader`, `commit_index`, ...).
-    fn status<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Value, String>>;
-}
+pub use crate::db::Db;
 
 /// Everything a run needs, validated (see `test_cmd` for the flags).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TestConfig {
     pub name: String,
     /// The inventory argument as given (a path or a local cluster's name).
     pub inventory: String,
-    /// The algorithm(s); `run_test` runs `dbs[0]`, callers loop for comparisons.
-    pub dbs: Vec<String>,
+    /// The database(s), knobs validated; `run_test` runs `dbs[0]`, callers loop for
+    /// comparisons.
+    pub dbs: Vec<crate::db::DbSettings>,
     pub workload: String,
     /// Nemesis families; empty for none.
     pub nemesis: Vec<String>,
@@ -61,27 +52,51 @@ pub struct TestConfig {
     pub nemesis_shapes: Option<String>,
     pub concurrency: usize,
     pub rate_per_s: f64,
-    pub time_limit_s: f64,
-    pub recovery_s: f64,
-    pub op_timeout_ms: u64,
+    pub time_limit: Duration,
+    pub recovery: Duration,
+    pub op_timeout: Duration,
     pub seed: u64,
     pub test_count: u32,
     pub leave_db_running: bool,
-    pub node_opts: Vec<(String, String)>,
     pub store: PathBuf,
 }
 
 impl TestConfig {
-    /// The same test against one algorithm.
-    pub fn for_db(&self, db: &str) -> TestConfig {
+    /// The same test against one database.
+    pub fn for_db(&self, db: &crate::db::DbSettings) -> TestConfig {
         TestConfig {
-            dbs: vec![db.to_string()],
+            dbs: vec![db.clone()],
             ..self.clone()
         }
     }
 
+    /// The database's registry name.
     pub fn db(&self) -> &str {
-        self.dbs.first().map(String::as_str).unwrap_or("raft")
+        self.dbs.first().map(|d| d.db).unwrap_or("raft")
+    }
+
+    /// The options as `test.json` records them: every value resolved, units in the names.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "inventory": self.inventory,
+            "dbs": self.dbs.iter().map(|d| d.db).collect::<Vec<_>>(),
+            "db-settings": self.dbs.first(),
+            "workload": self.workload,
+            "nemesis": self.nemesis,
+            "nemesis_interval_s": self.nemesis_interval_s,
+            "nemesis_targets": self.nemesis_targets,
+            "nemesis_shapes": self.nemesis_shapes,
+            "concurrency": self.concurrency,
+            "rate_per_s": self.rate_per_s,
+            "time_limit_s": self.time_limit.as_secs_f64(),
+            "recovery_s": self.recovery.as_secs_f64(),
+            "op_timeout_ms": self.op_timeout.as_millis() as u64,
+            "seed": self.seed,
+            "test_count": self.test_count,
+            "leave_db_running": self.leave_db_running,
+            "store": self.store,
+        })
     }
 
     fn gen_opts(&self) -> GenOpts {
@@ -116,7 +131,7 @@ impl RunOutcome {
         if self.harness_error.is_some() && self.valid != Validity::Invalid {
             crate::exit::HARNESS
         } else {
-            self.valid.exit_code()
+            crate::exit::code(self.valid)
         }
     }
 }
@@ -155,12 +170,25 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     let workload = faultline_workloads::lookup(&cfg.workload)
         .ok_or_else(|| crate::exit::usage(format!("unknown workload {:?}", cfg.workload)))?;
     let inventory = crate::inventory::resolve_cli(&cfg.inventory)?;
+    let settings = cfg
+        .dbs
+        .first()
+        .ok_or_else(|| crate::exit::usage("no database to test"))?;
+    let entry = crate::db::lookup(settings.db)
+        .ok_or_else(|| crate::exit::usage(format!("unknown database {:?}", settings.db)))?;
+    let db = (entry.open)(
+        settings,
+        &inventory,
+        &crate::db::OpenOptions {
+            op_timeout: cfg.op_timeout,
+        },
+    );
     let run = RunDir::create(&cfg.store, &cfg.name)?;
     // History time counts from here until the cluster is ready (see `reset_epoch`);
     // `started` in test.json is always the same instant as history time zero.
     let start = Instant::now();
     let started_wall = store::rfc3339(std::time::SystemTime::now());
-    crate::test_cmd::log_to(Some(&run.file(store::LOG_FILE)));
+    crate::logging::log_to(Some(&run.file(store::LOG_FILE)));
     let test_json = json!({
         "name": cfg.name,
         "started": started_wall,
@@ -171,10 +199,11 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
         "db": cfg.db(),
         "workload": cfg.workload,
         "checkers": workload.checkers(),
+        "db-config": db.describe(),
         "nodes": inventory.node_names(),
         "inventory": inventory.path.display().to_string(),
         "inventory-digest": store::digest_file(&inventory.path).unwrap_or_else(|e| format!("unavailable: {e}")),
-        "options": cfg,
+        "options": cfg.to_json(),
     });
     run.write_json(store::TEST_FILE, &test_json)?;
     tracing::info!(dir = %run.path.display(), seed = cfg.seed, db = cfg.db(), "run begins");
@@ -183,13 +212,11 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     let (rec, writer) = Recorder::open(&run.file(store::HISTORY_FILE), start).await?;
     let mut phases = Phases::default();
     let mut stats = serde_json::Map::new();
-    let layout = Layout::default();
-
     let result = lifecycle(
         cfg,
         &*workload,
         &inventory,
-        &layout,
+        db.clone(),
         &run,
         &rec,
         &interrupt,
@@ -208,13 +235,13 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     // Teardown happens whatever went wrong above.
     if let Some(control) = &control {
         let errs = phases
-            .time("collect-logs", deploy::collect_logs(control, &layout, &run))
+            .time("collect-logs", deploy::collect_logs(control, db.layout(), &run))
             .await;
         for e in errs {
             tracing::warn!(error = %e, "log collection");
         }
         if !cfg.leave_db_running {
-            match phases.time("stop-nodes", deploy::stop(control, &layout)).await {
+            match phases.time("stop-nodes", deploy::stop(control, db.layout())).await {
                 Ok(notes) => tracing::info!(?notes, "nodes stopped"),
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "stopping nodes"),
             }
@@ -226,65 +253,37 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     stats.insert("history-events".into(), json!(events));
 
     let history = history::read_history(&run.file(store::HISTORY_FILE))?;
-    let (checked, results) = phases.time("check", async { check(&*workload, &history) }).await;
     let interrupted = interrupt.is_cancelled();
     stats.insert("phases".into(), phases.json());
+    let stats = Value::Object(stats);
+    let facts = crate::verdict::RunFacts {
+        harness_error: harness_error.clone(),
+        interrupted,
+        unfinished: false,
+        faults_failed: stats
+            .pointer("/nemesis/faults-failed")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    };
+    // Judged once, here; the report only draws what this found.
+    let data = crate::report::RunData::with_history(&run.path, history)?;
+    let analysis = crate::verdict::analyze(&data, None, &facts)?;
+    crate::verdict::write_results(&run.path, &analysis, &facts, &stats)?;
     let mut outcome = RunOutcome {
         run_dir: run.path.clone(),
-        valid: checked,
-        results,
+        valid: analysis.valid,
+        results: analysis.results.clone(),
         harness_error,
         interrupted,
-        stats: Value::Object(stats),
+        stats,
         report: None,
     };
-    let mut results_json = serde_json::to_value(&outcome)?;
-    outcome.valid = crate::report::cap_incomplete(outcome.valid, &results_json);
-    results_json["valid"] = serde_json::to_value(outcome.valid)?;
-    run.write_json(store::RESULTS_FILE, &results_json)?;
-    // The report adds perf, recovery, stats and node-log checks to results.json and
-    // decides the verdict over all of them.
-    let report = crate::report::RunData::with_history(&run.path, history)
-        .and_then(crate::report::write_report);
-    match report {
-        Ok(summary) => {
-            outcome.valid = summary.valid;
-            outcome.results = summary.results.clone();
-            outcome.report = Some(summary);
-        }
+    match crate::report::write_report(&data, analysis) {
+        Ok(summary) => outcome.report = Some(summary),
         Err(e) => tracing::error!(error = %format!("{e:#}"), "writing the run report"),
     }
-    crate::test_cmd::log_to(None);
+    crate::logging::log_to(None);
     Ok(outcome)
-}
-
-/// The workload's checkers over the stored history (the report adds perf, recovery and
-/// stats when the run's report is written).
-pub fn check(
-    workload: &dyn faultline_workloads::Workload,
-    history: &[faultline_checkers::Event],
-) -> (Validity, Vec<CheckResult>) {
-    let names: Vec<&str> = workload.checkers().to_vec();
-    let mut valid = Validity::Valid;
-    let mut results = Vec::new();
-    for name in names {
-        let r = match faultline_checkers::registry::lookup(name) {
-            Some(c) => {
-                let t = Instant::now();
-                let r = c.check(history);
-                tracing::info!(checker = name, valid = ?r.valid, seconds = t.elapsed().as_secs_f64(), "checked");
-                r
-            }
-            None => CheckResult {
-                checker: name.to_string(),
-                valid: Validity::Unknown,
-                details: json!({"error": "no checker registered under this name"}),
-            },
-        };
-        valid = valid.and(r.valid);
-        results.push(r);
-    }
-    (valid, results)
 }
 
 type Failure = (anyhow::Error, Option<Control>);
@@ -294,7 +293,7 @@ async fn lifecycle(
     cfg: &TestConfig,
     workload: &dyn faultline_workloads::Workload,
     inventory: &crate::inventory::Inventory,
-    layout: &Layout,
+    db: Arc<dyn crate::db::Database>,
     run: &RunDir,
     rec: &Recorder,
     interrupt: &CancellationToken,
@@ -320,16 +319,12 @@ async fn lifecycle(
         }};
     }
 
-    let db: Arc<dyn Db> = Arc::new(nodedb::NodeDb::new(
-        inventory,
-        layout,
-        Duration::from_millis(cfg.op_timeout_ms),
-    ));
+    let layout = db.layout();
     // A node the nemesis kills is restarted with this run's knobs.
     let nemesis_cluster: Arc<dyn faultline_nemesis::Cluster> = Arc::new(InventoryCluster {
         control: control.clone(),
-        layout: layout.clone(),
-        start_command: Some(deploy::start_command(layout, &cfg.node_opts)),
+        db: db.clone(),
+        start_command: None,
     });
     step!("heal-previous", async {
         let report = faultline_nemesis::heal(&*nemesis_cluster, false).await;
@@ -349,14 +344,15 @@ async fn lifecycle(
         }
         anyhow::Ok(())
     });
-    let mut tools = vec!["setsid", "nohup", "timeout", "tar"];
+    let mut tools = db.tools();
     if cfg.nemesis.iter().any(|f| f == "partition") {
         tools.push("iptables");
     }
-    step!("preflight", deploy::preflight(&control, layout, &tools));
-    step!("install", deploy::install(&control, layout));
-    step!("configure", deploy::configure(&control, layout, cfg.db()));
-    step!("start-nodes", deploy::start(&control, layout, &cfg.node_opts));
+    let ours = db.name() == "raft" || db.name() == "paxos";
+    step!("preflight", deploy::preflight(&control, layout, &tools, ours));
+    step!("install", db.install(&control));
+    step!("configure", db.configure(&control));
+    step!("start-nodes", deploy::start(&control, &*db));
     step!("wait-ready", nodedb::wait_ready(&*db, Duration::from_secs(30)));
     if rec.reset_epoch().await {
         let path = run.file(store::TEST_FILE);
@@ -373,7 +369,7 @@ async fn lifecycle(
             db.clone(),
             workload,
             rec.clone(),
-            Duration::from_millis(cfg.op_timeout_ms)
+            cfg.op_timeout
         )
     );
 
@@ -383,7 +379,7 @@ async fn lifecycle(
         .map_err(&fail)?;
     let stop_monitor = CancellationToken::new();
     let monitor = tokio::spawn(monitor::run(db.clone(), rec.clone(), stop_monitor.clone()));
-    let progress = progress::spawn(rec.clone(), cfg.time_limit_s);
+    let progress = progress::spawn(rec.clone(), cfg.time_limit.as_secs_f64());
     let client_cancel = interrupt.child_token();
     let report = phases
         .time(
@@ -392,8 +388,8 @@ async fn lifecycle(
                 db: db.clone(),
                 workload,
                 gen_opts: cfg.gen_opts(),
-                time_limit: Duration::from_secs_f64(cfg.time_limit_s),
-                op_timeout: Duration::from_millis(cfg.op_timeout_ms),
+                time_limit: cfg.time_limit,
+                op_timeout: cfg.op_timeout,
                 recorder: rec.clone(),
                 cancel: client_cancel,
             }),
@@ -426,7 +422,7 @@ async fn lifecycle(
     );
 
     if !interrupt.is_cancelled() {
-        let recovery = Duration::from_secs_f64(cfg.recovery_s);
+        let recovery = cfg.recovery;
         phases
             .time("recover", async {
                 tokio::select! { _ = tokio::time::sleep(recovery) => {}, _ = interrupt.cancelled() => {} }
@@ -441,7 +437,7 @@ async fn lifecycle(
                     ops,
                     rec.clone(),
                     report.max_process + 1,
-                    Duration::from_millis(cfg.op_timeout_ms),
+                    cfg.op_timeout,
                     interrupt.clone(),
                 ),
             )

@@ -36,7 +36,7 @@ pub async fn run(db: Arc<dyn Db>, rec: Recorder, cancel: CancellationToken) -> u
         for (node, r) in futures::future::join_all(polls).await {
             let (value, error) = match r {
                 Ok(Ok(v)) => (v, None),
-                Ok(Err(e)) => (Value::Null, Some(e)),
+                Ok(Err(e)) => (Value::Null, Some(e.to_string())),
                 Err(_) => (
                     Value::Null,
                     Some(format!("timeout after {} ms", STATUS_TIMEOUT.as_millis())),

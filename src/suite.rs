@@ -5,15 +5,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Table};
 use faultline_checkers::Validity;
-use tokio_util::sync::CancellationToken;
 
-use super::junit::{self, Case, CaseResult};
-use super::summary::verdict_cell;
+use crate::report::junit::{self, Case, CaseResult};
+use crate::report::summary::verdict_cell;
 use crate::test_cmd::TestArgs;
 
 /// Runs in one suite at most: a typo in a list must not start a week of tests.
@@ -51,12 +49,7 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
     let workloads = list(&args.test.workload);
     let nemeses = list(&args.test.nemesis);
     let count = args.test.test_count;
-    let base_seed = args.test.seed.unwrap_or_else(|| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        t.as_nanos() as u64
-    });
+    let base_seed = args.test.seed.unwrap_or_else(crate::run_loop::clock_seed);
     let total = dbs.len() * workloads.len() * nemeses.len().max(1) * count as usize;
     if total == 0 {
         return Err(crate::exit::usage(
@@ -85,68 +78,62 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    crate::test_cmd::init_tracing();
     println!("suite: {} runs, base seed {base_seed}", plan.len());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let interrupt = CancellationToken::new();
-    let rows = rt.block_on(async {
-        let watcher = {
-            let interrupt = interrupt.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\nfaultline: interrupted; finishing the current run's teardown");
-                    interrupt.cancel();
-                }
-            })
-        };
-        let mut rows = Vec::new();
-        for (k, (db, workload, nemesis, cfg)) in plan.into_iter().enumerate() {
-            if interrupt.is_cancelled() {
-                break;
+    let labels: Vec<(String, String, String)> =
+        plan.iter().map(|(d, w, n, _)| (d.clone(), w.clone(), n.clone())).collect();
+    let rounds: Vec<Vec<crate::runner::TestConfig>> =
+        plan.into_iter().map(|(_, _, _, cfg)| vec![cfg]).collect();
+    let finished = crate::run_loop::run(
+        rounds,
+        |k, total, cfg| {
+            let (db, workload, nemesis) = &labels[k];
+            println!("[{}/{total}] {db} {workload} {nemesis} seed {}", k + 1, cfg.seed);
+        },
+        |f| {
+            if let Ok(o) = &f.outcome
+                && let Some(r) = &o.report
+            {
+                crate::report::print_summary(r);
             }
-            println!(
-                "[{}/{total}] {db} {workload} {nemesis} seed {}",
-                k + 1,
-                cfg.seed
-            );
-            let t = Instant::now();
-            let (result, run_dir) = match crate::runner::run_test(&cfg, interrupt.clone()).await {
+        },
+        |_| {},
+    )?;
+    let rows: Vec<Row> = finished
+        .iter()
+        .zip(&labels)
+        .map(|(f, (db, workload, nemesis))| {
+            let (result, run_dir) = match &f.outcome {
                 Ok(o) => {
-                    if let Some(r) = &o.report {
-                        super::print_summary(r);
-                    }
                     let dir = o.run_dir.display().to_string();
                     let res = match (&o.harness_error, o.valid) {
                         (_, Validity::Invalid) => {
                             CaseResult::Invalid(format!("invalid; see {dir}/report.html"))
                         }
                         (Some(e), _) => CaseResult::Crashed(e.clone()),
-                        (None, Validity::Unknown) => CaseResult::Unknown(if o.interrupted {
-                            "interrupted".into()
-                        } else {
-                            "a checker could not decide".into()
-                        }),
+                        (None, Validity::Unknown) => CaseResult::Unknown(
+                            o.report
+                                .as_ref()
+                                .filter(|r| !r.caps.is_empty())
+                                .map(|r| r.caps.join("; "))
+                                .unwrap_or_else(|| "a checker could not decide".into()),
+                        ),
                         (None, Validity::Valid) => CaseResult::Valid,
                     };
                     (res, dir)
                 }
                 Err(e) => (CaseResult::Crashed(format!("{e:#}")), String::new()),
             };
-            rows.push(Row {
-                db,
-                workload,
-                nemesis,
-                seed: cfg.seed,
-                seconds: t.elapsed().as_secs_f64(),
+            Row {
+                db: db.clone(),
+                workload: workload.clone(),
+                nemesis: nemesis.clone(),
+                seed: f.cfg.seed,
+                seconds: f.seconds,
                 result,
                 run_dir,
-            });
-        }
-        watcher.abort();
-        rows
-    });
+            }
+        })
+        .collect();
 
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
@@ -202,14 +189,13 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
                 output: r.run_dir.clone(),
             })
             .collect();
-        super::write_atomic(path, junit::render("faultline-suite", &cases).as_bytes())?;
+        crate::store::write_atomic(path, junit::render("faultline-suite", &cases).as_bytes())?;
         println!("junit: {}", path.display());
     }
-    Ok(ExitCode::from(if invalid > 0 {
-        crate::exit::INVALID
-    } else if crashed > 0 || rows.len() < total {
-        crate::exit::HARNESS
-    } else {
-        crate::exit::VALID
-    }))
+    // The same mapping as `test`: a run that was not run (interrupted) is not valid.
+    let mut code = crate::run_loop::exit_code(&finished);
+    if rows.len() < total {
+        code = crate::exit::worst([code, crate::exit::UNKNOWN]).unwrap_or(code);
+    }
+    Ok(ExitCode::from(code))
 }

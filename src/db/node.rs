@@ -1,0 +1,479 @@
+//! The bundled node (`faultline node`), in its two algorithms: `raft` and `paxos`.
+//!
+//! The controller uploads its own executable and starts it as `faultline node --config`,
+//! so the node always speaks this controller's protocol. Knobs are the node's own config
+//! fields, checked here against the node's `Config` before any host is contacted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use faultline_node::client::{Client, ClientError};
+use faultline_node::config::{Algo, Config};
+use faultline_node::kv::Value as NodeValue;
+use faultline_node::protocol::WireError;
+use faultline_workloads::{Kv, KvError};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::{Database, Db, DbArgs, DbEntry, DbError, DbSettings, OpenOptions};
+use crate::control::{Control, quote};
+use crate::deploy::{self, Layout};
+use crate::inventory::Inventory;
+
+pub const RAFT: DbEntry = DbEntry {
+    name: "raft",
+    about: "the bundled node, Raft core",
+    validate: validate_raft,
+    open,
+};
+
+pub const PAXOS: DbEntry = DbEntry {
+    name: "paxos",
+    about: "the bundled node, Multi-Paxos core",
+    validate: validate_paxos,
+    open,
+};
+
+/// Knobs that say where the node lives on a host. They are the controller's to choose
+/// (the pidfile, logs and ports follow them), so a run cannot override them.
+const LAYOUT_KNOBS: &[&str] = &["id", "algo", "data_dir", "listen_client", "listen_peer", "peers"];
+
+fn validate_raft(args: &DbArgs) -> Result<DbSettings, DbError> {
+    validate(RAFT.name, Algo::Raft, args)
+}
+
+fn validate_paxos(args: &DbArgs) -> Result<DbSettings, DbError> {
+    validate(PAXOS.name, Algo::Paxos, args)
+}
+
+/// Applies the knobs to the node's default config exactly as the node will, so a bad knob
+/// is a usage error here rather than a node that never writes its pidfile.
+fn validate(db: &'static str, algo: Algo, args: &DbArgs) -> Result<DbSettings, DbError> {
+    let knob = |message: String| DbError::Knob { db, message };
+    if let Some(b) = &args.binary {
+        return Err(knob(format!(
+            "--db-binary {}: the bundled node is always this controller's own executable",
+            b.display()
+        )));
+    }
+    let mut cfg = Config::minimal("n1", Layout::node().data_dir.into());
+    cfg.algo = algo;
+    let known = config_knobs(&cfg);
+    let mut opts = Vec::new();
+    for (k, v) in &args.opts {
+        let key = k.trim().replace('-', "_");
+        if LAYOUT_KNOBS.contains(&key.as_str()) {
+            return Err(knob(format!(
+                "knob {k:?} sets where the node lives on its host; faultline chooses that \
+                 (data dir, ports and peers follow the inventory) and it cannot be changed per run"
+            )));
+        }
+        if !known.iter().any(|n| *n == key) {
+            let hint = super::closest(&key, known.iter().map(String::as_str))
+                .map(|c| format!(" (did you mean {c:?}?)"))
+                .unwrap_or_default();
+            return Err(knob(format!(
+                "unknown knob {k:?}{hint}; known: {}",
+                known
+                    .iter()
+                    .filter(|n| !LAYOUT_KNOBS.contains(&n.as_str()))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        cfg.apply_overrides(&[format!("{key}={v}")])
+            .map_err(|e| knob(format!("{key}={v}: {e}")))?;
+        opts.push((key, v.clone()));
+    }
+    cfg.validate("--db-opt").map_err(|e| knob(e.to_string()))?;
+    let mut resolved = serde_json::to_value(&cfg).map_err(|e| knob(e.to_string()))?;
+    if let Some(m) = resolved.as_object_mut() {
+        for k in ["id", "peers", "listen_client", "listen_peer"] {
+            m.remove(k);
+        }
+    }
+    Ok(DbSettings {
+        db,
+        opts,
+        resolved,
+        binary: None,
+    })
+}
+
+/// The node config's field names, from the config itself so a new knob needs no list here.
+fn config_knobs(cfg: &Config) -> Vec<String> {
+    serde_json::to_value(cfg)
+        .ok()
+        .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
+fn open(settings: &DbSettings, inventory: &Inventory, o: &OpenOptions) -> Arc<dyn Database> {
+    Arc::new(BundledNode::new(settings, inventory, o.op_timeout))
+}
+
+/// The bundled node on an inventory's hosts.
+pub struct BundledNode {
+    name: &'static str,
+    layout: Layout,
+    /// `(name, host, client address)`, in inventory order.
+    nodes: Vec<(String, String, String)>,
+    opts: Vec<(String, String)>,
+    resolved: Value,
+    op_timeout: Duration,
+    /// One status connection per node, reused by the monitor.
+    status: Vec<tokio::sync::Mutex<Option<Client>>>,
+}
+
+impl BundledNode {
+    pub fn new(settings: &DbSettings, inventory: &Inventory, op_timeout: Duration) -> BundledNode {
+        let layout = Layout::node();
+        let nodes: Vec<(String, String, String)> = inventory
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    n.host.clone(),
+                    deploy::socket_addr(&n.host, layout.client_port),
+                )
+            })
+            .collect();
+        let status = nodes.iter().map(|_| tokio::sync::Mutex::new(None)).collect();
+        BundledNode {
+            name: settings.db,
+            layout,
+            nodes,
+            opts: settings.opts.clone(),
+            resolved: settings.resolved.clone(),
+            op_timeout,
+            status,
+        }
+    }
+
+    /// The node as started elsewhere with default knobs and `layout` (for the fault drills,
+    /// which act on nodes they did not start).
+    pub fn at(inventory: &Inventory, layout: Layout) -> Arc<dyn Database> {
+        let settings = (RAFT.validate)(&DbArgs::default()).expect("the default knobs are valid");
+        let mut db = BundledNode::new(&settings, inventory, STATUS_TIMEOUT);
+        db.nodes = inventory
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.host.clone(), deploy::socket_addr(&n.host, layout.client_port)))
+            .collect();
+        db.layout = layout;
+        Arc::new(db)
+    }
+
+    fn index(&self, node: &str) -> Option<usize> {
+        self.nodes.iter().position(|(n, _, _)| n == node)
+    }
+
+    /// One node's config file.
+    fn node_yaml(&self, id: &str) -> String {
+        let hosts: Vec<(String, String)> =
+            self.nodes.iter().map(|(n, h, _)| (n.clone(), h.clone())).collect();
+        node_yaml(&self.layout, self.name, id, &hosts)
+    }
+}
+
+/// One node's config file: identity and layout only; knobs travel as `--set` on its
+/// command line, so the report's command line is the whole truth.
+pub fn node_yaml(layout: &Layout, algo: &str, id: &str, hosts: &[(String, String)]) -> String {
+    let own = hosts
+        .iter()
+        .find(|(n, _)| n == id)
+        .map(|(_, h)| h.as_str())
+        .unwrap_or("0.0.0.0");
+    let mut y = format!(
+        "id: {id}\nalgo: {algo}\ndata_dir: {dd}\nlisten_client: {lc}\nlisten_peer: {lp}\npeers:\n",
+        id = yaml_str(id),
+        dd = yaml_str(&layout.data_dir),
+        lc = yaml_str(&deploy::socket_addr(own, layout.client_port)),
+        lp = yaml_str(&deploy::socket_addr(own, layout.peer_port)),
+    );
+    for (n, h) in hosts {
+        y.push_str(&format!(
+            "  - id: {}\n    client_addr: {}\n    peer_addr: {}\n",
+            yaml_str(n),
+            yaml_str(&deploy::socket_addr(h, layout.client_port)),
+            yaml_str(&deploy::socket_addr(h, layout.peer_port)),
+        ));
+    }
+    y
+}
+
+fn yaml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// The command that starts the node, detached from the SSH session.
+pub fn start_command(layout: &Layout, sets: &[(String, String)]) -> String {
+    let mut cmd = format!("{} node --config {}", quote(&layout.bin), quote(&layout.config()));
+    for (k, v) in sets {
+        cmd.push_str(&format!(" --set {}", quote(&format!("{k}={v}"))));
+    }
+    deploy::daemon_command(layout, &cmd, false)
+}
+
+impl Db for BundledNode {
+    fn nodes(&self) -> Vec<String> {
+        self.nodes.iter().map(|(n, _, _)| n.clone()).collect()
+    }
+
+    fn client(&self, node: &str, _client_id: u64) -> Box<dyn Kv> {
+        let addr = self.index(node).map(|i| self.nodes[i].2.clone()).unwrap_or_default();
+        Box::new(NodeKv {
+            addr,
+            client: None,
+            timeout: self.op_timeout,
+        })
+    }
+
+    fn status<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Value, DbError>> {
+        Box::pin(async move {
+            let i = self.index(node).ok_or_else(|| DbError::UnknownNode(node.to_string()))?;
+            let unreachable = |e: ClientError| DbError::Unreachable {
+                node: node.to_string(),
+                message: e.to_string(),
+            };
+            let mut slot = self.status[i].lock().await;
+            // Out of the slot while in use: a caller's timeout that drops this future
+            // mid-request leaves no connection in an unknown state behind.
+            let mut c = match slot.take() {
+                Some(c) => c,
+                None => {
+                    let mut c = Client::connect(&self.nodes[i].2, STATUS_TIMEOUT)
+                        .await
+                        .map_err(unreachable)?;
+                    c.set_follow_leader(false);
+                    c
+                }
+            };
+            let s = c.status().await.map_err(unreachable)?;
+            *slot = Some(c);
+            Ok(s.to_json())
+        })
+    }
+}
+
+impl Database for BundledNode {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn tools(&self) -> Vec<&'static str> {
+        vec!["setsid", "nohup", "timeout", "tar"]
+    }
+
+    fn describe(&self) -> Value {
+        json!({
+            "db": self.name,
+            "knobs": self.resolved,
+            "command": start_command(&self.layout, &self.opts),
+            "layout": self.layout.describe(),
+        })
+    }
+
+    fn install<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            // The running image, not its path: a rebuild during a run replaces the file on
+            // disk, and nodes must get the build whose protocol this controller speaks.
+            let exe = if std::path::Path::new("/proc/self/exe").exists() {
+                std::path::PathBuf::from("/proc/self/exe")
+            } else {
+                std::env::current_exe().context("cannot locate the faultline executable")?
+            };
+            deploy::upload_binary(control, &self.layout, &exe).await
+        })
+    }
+
+    fn configure<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            deploy::reset_data_dir(control, &self.layout).await?;
+            // Every host gets its own file, written in parallel.
+            let writes = self.nodes.iter().map(|(name, _, _)| {
+                let yaml = self.node_yaml(name);
+                async move {
+                    control
+                        .put_bytes(&[name.as_str()], yaml.as_bytes(), &self.layout.config(), 0o644)
+                        .await
+                }
+            });
+            for r in futures::future::join_all(writes).await {
+                for (node, r) in r {
+                    r.with_context(|| format!("{node}: cannot write {}", self.layout.config()))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn start_command(&self, _node: &str) -> String {
+        start_command(&self.layout, &self.opts)
+    }
+}
+
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A worker's connection: opened on first use, so a node that is down costs a definite
+/// connect failure rather than a stuck worker. Follows not-leader redirects.
+struct NodeKv {
+    addr: String,
+    client: Option<Client>,
+    timeout: Duration,
+}
+
+fn kv_error(e: ClientError) -> KvError {
+    // The checkers rely on exactly `cas-mismatch` for an executed compare that failed.
+    let msg = match &e {
+        ClientError::Server(WireError::CasMismatch { .. }) => e.tag().to_string(),
+        _ => format!("{}: {e}", e.tag()),
+    };
+    if e.is_definite() {
+        KvError::Definite(msg)
+    } else {
+        KvError::Indefinite(msg)
+    }
+}
+
+fn node_value(v: &Value) -> Result<NodeValue, KvError> {
+    NodeValue::from_json(v)
+        .ok_or_else(|| KvError::Definite(format!("bad-request: {v} has no node value form")))
+}
+
+impl NodeKv {
+    async fn client(&mut self) -> Result<&mut Client, KvError> {
+        if self.client.is_none() {
+            self.client = Some(Client::connect(&self.addr, self.timeout).await.map_err(kv_error)?);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+}
+
+impl Kv for NodeKv {
+    fn read<'a>(&'a mut self, key: &'a str) -> BoxFuture<'a, Result<Value, KvError>> {
+        Box::pin(async move {
+            let v = self.client().await?.read(key).await.map_err(kv_error)?;
+            Ok(v.map(|v| v.to_json()).unwrap_or(Value::Null))
+        })
+    }
+    fn write<'a>(&'a mut self, key: &'a str, value: Value) -> BoxFuture<'a, Result<(), KvError>> {
+        Box::pin(async move {
+            let v = node_value(&value)?;
+            self.client().await?.write(key, v).await.map_err(kv_error)
+        })
+    }
+    fn cas<'a>(&'a mut self, key: &'a str, from: Value, to: Value) -> BoxFuture<'a, Result<(), KvError>> {
+        Box::pin(async move {
+            let (from, to) = (node_value(&from)?, node_value(&to)?);
+            self.client().await?.cas(key, from, to).await.map_err(kv_error)
+        })
+    }
+    fn append<'a>(&'a mut self, key: &'a str, elem: Value) -> BoxFuture<'a, Result<(), KvError>> {
+        Box::pin(async move {
+            let v = node_value(&elem)?;
+            self.client().await?.append(key, v).await.map_err(kv_error)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(opts: &[(&str, &str)]) -> DbArgs {
+        DbArgs {
+            opts: opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            binary: None,
+        }
+    }
+
+    fn knob_error(opts: &[(&str, &str)]) -> String {
+        validate_raft(&args(opts)).expect_err("expected a knob error").to_string()
+    }
+
+    #[test]
+    fn hyphenated_knob_names_are_accepted() {
+        let s = validate_raft(&args(&[("unsafe-local-reads", "true")])).unwrap();
+        assert_eq!(s.opts, vec![("unsafe_local_reads".to_string(), "true".to_string())]);
+        assert_eq!(s.resolved["unsafe_local_reads"], json!(true));
+        // Defaults are resolved too, so reports never guess.
+        assert_eq!(s.resolved["election_timeout_ms_min"], json!(300));
+        assert_eq!(s.resolved["algo"], json!("raft"));
+    }
+
+    #[test]
+    fn unknown_knob_names_the_closest_one() {
+        let e = knob_error(&[("unsafe_locl_reads", "true")]);
+        assert!(e.contains("unsafe_locl_reads") && e.contains("did you mean \"unsafe_local_reads\""), "{e}");
+    }
+
+    #[test]
+    fn non_integer_knob_value_is_refused() {
+        let e = knob_error(&[("election_timeout_ms_min", "abc")]);
+        assert!(e.contains("election_timeout_ms_min=abc"), "{e}");
+    }
+
+    #[test]
+    fn election_timeout_min_above_max_is_refused() {
+        let e = knob_error(&[("election_timeout_ms_min", "900"), ("election_timeout_ms_max", "600")]);
+        assert!(e.contains("election"), "{e}");
+    }
+
+    #[test]
+    fn layout_knobs_cannot_be_changed_per_run() {
+        // The controller finds pidfile, logs and ports from its own layout; a moved data
+        // dir would orphan running nodes.
+        let e = knob_error(&[("data_dir", "/tmp/x")]);
+        assert!(e.contains("data_dir") && e.contains("cannot be changed per run"), "{e}");
+        assert!(knob_error(&[("data-dir", "/tmp/x")]).contains("cannot be changed per run"));
+    }
+
+    #[test]
+    fn node_yaml_lists_every_peer() {
+        let hosts = vec![
+            ("n1".to_string(), "10.0.0.1".to_string()),
+            ("n2".into(), "10.0.0.2".into()),
+        ];
+        let y = node_yaml(&Layout::node(), "raft", "n2", &hosts);
+        assert!(y.contains("id: \"n2\"\nalgo: raft\n"), "{y}");
+        assert!(y.contains("listen_client: \"10.0.0.2:7000\""), "{y}");
+        assert!(y.contains("peer_addr: \"10.0.0.1:7001\""), "{y}");
+        assert_eq!(y.matches("- id:").count(), 2);
+    }
+
+    #[test]
+    fn node_yaml_brackets_ipv6_hosts() {
+        let hosts = vec![
+            ("n1".to_string(), "fd00::1".to_string()),
+            ("n2".into(), "fd00::2".into()),
+        ];
+        let y = node_yaml(&Layout::node(), "paxos", "n1", &hosts);
+        assert!(y.contains("listen_client: \"[fd00::1]:7000\""), "{y}");
+        assert!(y.contains("peer_addr: \"[fd00::2]:7001\""), "{y}");
+        let parsed = Config::parse(&y, std::path::Path::new("node.yaml")).unwrap();
+        parsed.validate("node.yaml").unwrap();
+        assert_eq!(parsed.peers.len(), 2);
+    }
+
+    #[test]
+    fn start_command_detaches_and_quotes_knobs() {
+        let l = Layout::node();
+        let c = start_command(&l, &[("unsafe_local_reads".into(), "true".into())]);
+        assert!(
+            c.contains("setsid nohup /var/lib/faultline/bin/faultline node --config /var/lib/faultline/node/node.yaml"),
+            "{c}"
+        );
+        assert!(c.contains("--set unsafe_local_reads=true"), "{c}");
+        let c = start_command(&l, &[("k".into(), "a b".into())]);
+        assert!(c.contains("--set 'k=a b'"), "{c}");
+        assert!(c.ends_with("< /dev/null &"), "{c}");
+    }
+}
