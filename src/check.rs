@@ -74,7 +74,10 @@ fn validate(args: CheckArgs) -> anyhow::Result<Config> {
             faultline_checkers::registry::names().join(", ")
         )));
     }
-    let run_dir = args.path.is_dir().then(|| args.path.clone());
+    // A stored run (it has test.json) is judged by its workload's checkers; a bare
+    // directory with only a history is checked like the history file.
+    let run_dir = (args.path.is_dir() && args.path.join(crate::store::TEST_FILE).is_file())
+        .then(|| args.path.clone());
     let file = if args.path.is_dir() {
         args.path.join(crate::store::HISTORY_FILE)
     } else {

@@ -155,13 +155,6 @@ pub fn validity_word(v: Validity) -> &'static str {
 mod tests {
     use super::*;
 
-    fn result(name: &str, valid: Validity) -> CheckResult {
-        CheckResult {
-            checker: name.into(),
-            valid,
-            details: serde_json::json!({}),
-        }
-    }
 
     #[test]
     fn milliseconds_read_naturally() {
