@@ -193,9 +193,12 @@ impl TestArgs {
             )));
         }
         let seed = self.seed.unwrap_or_else(crate::run_loop::clock_seed);
+        // Last, so every flag is checked even when the inventory is also wrong.
+        let hosts = crate::inventory::resolve_cli(&self.inventory)?;
         Ok(TestConfig {
             name,
             inventory: self.inventory.clone(),
+            hosts,
             dbs: db_settings,
             workload: self.workload.clone(),
             nemesis,
@@ -267,7 +270,7 @@ fn print_summary(cfg: &TestConfig, f: &crate::run_loop::Finished) {
     let o = match &f.outcome {
         Ok(o) => o,
         Err(e) => {
-            println!("{} ({} on {}): harness error: {e:#}", cfg.name, cfg.workload, cfg.db());
+            eprintln!("faultline: error: {} ({} on {}): {e:#}", cfg.name, cfg.workload, cfg.db());
             return;
         }
     };
@@ -338,8 +341,16 @@ mod tests {
         args: TestArgs,
     }
 
+    /// A real inventory file: validation reads it.
+    fn inventory() -> String {
+        let p = std::env::temp_dir().join(format!("fl-test-cmd-inv-{}.yaml", std::process::id()));
+        std::fs::write(&p, "nodes:\n  - name: n1\n    host: 10.0.0.1\n  - name: n2\n    host: 10.0.0.2\n").unwrap();
+        p.display().to_string()
+    }
+
     fn parse(args: &[&str]) -> anyhow::Result<TestConfig> {
-        let mut v = vec!["faultline", "-i", "inv.yaml"];
+        let inv = inventory();
+        let mut v = vec!["faultline", "-i", inv.as_str()];
         v.extend_from_slice(args);
         Wrap::try_parse_from(v).unwrap().args.validate()
     }
@@ -385,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_bad_node_knob_is_a_usage_error_before_any_host_is_contacted() {
-        // The inventory does not even exist: validation alone must refuse the knob.
+        // Validation alone refuses the knob: nothing is deployed, nothing waits for a pidfile.
         let m = usage_message(parse(&["--node-opt", "unsafe_locl_reads=true"]));
         assert!(m.contains("did you mean \"unsafe_local_reads\""), "{m}");
         let m = usage_message(parse(&["--node-opt", "election_timeout_ms_min=abc"]));

@@ -211,7 +211,18 @@ fn test_cluster_same_seed_same_ops_and_nemesis_schedule() {
 
 #[test]
 fn test_cluster_sigint_heals_stops_nodes_and_keeps_the_history() {
-    let env = Env::new("i", 3);
+    interrupt_heals_stops_nodes_and_keeps_the_history("i", libc::SIGINT);
+}
+
+/// Schedulers (systemd, CI timeouts, `timeout(1)`) stop jobs with SIGTERM: it must heal
+/// and clean up exactly like Ctrl-C, not exit 143 at once leaving faults and nodes behind.
+#[test]
+fn test_cluster_sigterm_heals_stops_nodes_and_keeps_the_history() {
+    interrupt_heals_stops_nodes_and_keeps_the_history("t", libc::SIGTERM);
+}
+
+fn interrupt_heals_stops_nodes_and_keeps_the_history(tag: &str, signal: i32) {
+    let env = Env::new(tag, 3);
     let child = env
         .test_cmd(&[
             "--workload",
@@ -242,7 +253,7 @@ fn test_cluster_sigint_heals_stops_nodes_and_keeps_the_history() {
     }
     std::thread::sleep(Duration::from_secs(3));
     // SAFETY: signalling the child this test spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let t = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -284,6 +295,10 @@ fn test_bad_flags_are_usage_errors() {
         vec!["test", "-i", "nowhere", "--nemesis", "meteor"],
         vec!["test", "-i", "nowhere", "--rate", "0"],
         vec!["test", "-i", "nowhere", "--node-opt", "novalue"],
+        vec!["test", "-i", "nowhere", "--node-opt", "unsafe_locl_reads=true"],
+        vec!["test", "-i", "nowhere", "--node-opt", "election_timeout_ms_min=abc"],
+        vec!["test", "-i", "nowhere", "--db-opt", "data_dir=/tmp/x"],
+        vec!["test", "-i", "nowhere", "--db", "etcd-but-not-really"],
         vec!["test", "-i", "/nonexistent/inventory.yaml"],
     ] {
         let out = faultline().args(&args).output().unwrap();

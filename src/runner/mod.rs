@@ -41,6 +41,8 @@ pub struct TestConfig {
     pub name: String,
     /// The inventory argument as given (a path or a local cluster's name).
     pub inventory: String,
+    /// The inventory it names, read and checked up front.
+    pub hosts: crate::inventory::Inventory,
     /// The database(s), knobs validated; `run_test` runs `dbs[0]`, callers loop for
     /// comparisons.
     pub dbs: Vec<crate::db::DbSettings>,
@@ -169,7 +171,7 @@ impl Phases {
 pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow::Result<RunOutcome> {
     let workload = faultline_workloads::lookup(&cfg.workload)
         .ok_or_else(|| crate::exit::usage(format!("unknown workload {:?}", cfg.workload)))?;
-    let inventory = crate::inventory::resolve_cli(&cfg.inventory)?;
+    let inventory = cfg.hosts.clone();
     let settings = cfg
         .dbs
         .first()
