@@ -10,8 +10,7 @@ use faultline_nemesis::{BoxFuture, Cluster, HostPaths, Output, RemoteError};
 use crate::control::Control;
 use crate::db::Database;
 
-/// Bound on asking one node for its status.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::db::STATUS_TIMEOUT;
 
 pub struct InventoryCluster {
     pub control: Control,

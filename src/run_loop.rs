@@ -109,3 +109,50 @@ async fn watch_signals(interrupt: CancellationToken) {
     eprintln!("faultline: {how} again: aborted; faults expire on their own on the hosts, nodes may still run");
     std::process::exit(i32::from(crate::exit::HARNESS));
 }
+
+#[cfg(test)]
+mod tests {
+    use faultline_checkers::Validity;
+
+    use super::*;
+
+    fn finished(valid: Validity, harness_error: Option<&str>) -> Finished {
+        let inv = std::env::temp_dir().join(format!("fl-run-loop-inv-{}.yaml", std::process::id()));
+        std::fs::write(&inv, "nodes:\n  - name: n1\n    host: 10.0.0.1\n").unwrap();
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: crate::test_cmd::TestArgs,
+        }
+        let cfg = <Wrap as clap::Parser>::parse_from(["t", "-i", inv.to_str().unwrap()])
+            .args
+            .validate()
+            .unwrap();
+        Finished {
+            cfg,
+            outcome: Ok(RunOutcome {
+                run_dir: "x".into(),
+                valid,
+                results: Vec::new(),
+                harness_error: harness_error.map(str::to_string),
+                interrupted: false,
+                stats: serde_json::Value::Null,
+                report: None,
+            }),
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn an_unknown_run_exits_2_in_suite_as_in_test() {
+        // `suite` used to exit 0 when a run was unknown while `test` exited 2.
+        assert_eq!(exit_code(&[finished(Validity::Valid, None), finished(Validity::Unknown, None)]), 2);
+        assert_eq!(exit_code(&[finished(Validity::Valid, None)]), 0);
+        assert_eq!(
+            exit_code(&[finished(Validity::Unknown, Some("ssh")), finished(Validity::Invalid, None)]),
+            1
+        );
+        assert_eq!(exit_code(&[finished(Validity::Unknown, Some("ssh"))]), 3);
+        assert_eq!(exit_code(&[]), 3, "nothing run is not valid");
+    }
+}

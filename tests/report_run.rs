@@ -220,3 +220,23 @@ fn report_of_a_run_without_results_checks_the_history_and_is_never_valid() {
     assert!(!listing.contains("valid ") || listing.contains("unknown"), "{listing}");
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[test]
+fn check_on_a_run_directory_runs_the_workloads_checkers() {
+    let store = temp_store("check-run-dir");
+    let dir = write_run(&store, "reg", "20261127T050000.000Z", "raft", &raft_outages(), true);
+    let out = faultline().arg("check").arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for checker in ["linearizable", "perf", "recovery", "stats", "node-logs"] {
+        assert!(stdout.contains(checker), "{checker} missing:\n{stdout}");
+    }
+    // One checker by name: stats alone has nothing to object to.
+    let out = faultline().args(["check", "--checker", "stats"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = faultline().args(["check", "--checker", "nope"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    // `check` only reads: results.json is as the run left it.
+    assert_eq!(results(&dir)["valid"], Value::Bool(true));
+    let _ = std::fs::remove_dir_all(&store);
+}

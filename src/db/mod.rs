@@ -77,6 +77,11 @@ pub struct OpenOptions {
     pub op_timeout: Duration,
 }
 
+/// Bound on one status request, everywhere a status is asked for (the monitor, leader
+/// lookups for the nemesis, readiness): below the monitor's 250 ms poll, so a node that
+/// does not answer costs one sample, not a stalled monitor.
+pub const STATUS_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// The databases faultline can test, by name.
 pub static REGISTRY: &[DbEntry] = &[node::RAFT, node::PAXOS];
 

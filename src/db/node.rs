@@ -16,7 +16,7 @@ use faultline_workloads::{Kv, KvError};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{Database, Db, DbArgs, DbEntry, DbError, DbSettings, OpenOptions};
+use super::{Database, Db, DbArgs, DbEntry, DbError, DbSettings, OpenOptions, STATUS_TIMEOUT};
 use crate::control::{Control, quote};
 use crate::deploy::{self, Layout};
 use crate::inventory::Inventory;
@@ -320,7 +320,6 @@ impl Database for BundledNode {
     }
 }
 
-const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A worker's connection: opened on first use, so a node that is down costs a definite
 /// connect failure rather than a stuck worker. Follows not-leader redirects.

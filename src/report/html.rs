@@ -193,7 +193,7 @@ pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
                 let _ = write!(o, "<div>{svg}</div>");
             }
             Err(e) => {
-                let _ = write!(o, "<p>plot failed: {}</p>", esc(&e));
+                let _ = write!(o, "<p>plot failed: {}</p>", esc(&e.to_string()));
             }
         }
     }

@@ -12,6 +12,18 @@ use plotters::prelude::*;
 
 /// A scatter plot with more points than this is thinned (every op that did not succeed
 /// is always kept): a browser struggles with an SVG of a million circles.
+
+/// A plot that could not be drawn; the page shows the message in the plot's place.
+#[derive(Debug, thiserror::Error)]
+#[error("plot: {0}")]
+pub struct PlotError(String);
+
+impl PlotError {
+    fn new(e: impl std::fmt::Display) -> PlotError {
+        PlotError(e.to_string())
+    }
+}
+
 const SCATTER_POINTS_MAX: usize = 20_000;
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 320;
@@ -61,7 +73,7 @@ fn shade<DB: DrawingBackend, X, Y>(
     windows: &[FaultWindow],
     end_s: f64,
     y: (Y::ValueType, Y::ValueType),
-) -> Result<(), String>
+) -> Result<(), PlotError>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged,
@@ -75,7 +87,7 @@ where
             family_color(&w.family).mix(0.18).filled(),
         )
     });
-    chart.draw_series(rects).map_err(|e| e.to_string())?;
+    chart.draw_series(rects).map_err(PlotError::new)?;
     Ok(())
 }
 
@@ -89,7 +101,7 @@ fn time_chart<'a, 'b, Y>(
     y_range: impl AsRangedCoord<CoordDescType = Y, Value = f64>,
     y_span: (f64, f64),
     windows: &[FaultWindow],
-) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>, String>
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>, PlotError>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
@@ -99,14 +111,14 @@ where
         .x_label_area_size(34)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..end_s, y_range)
-        .map_err(|e| e.to_string())?;
+        .map_err(PlotError::new)?;
     chart
         .configure_mesh()
         .x_desc("time (s)")
         .y_desc(y_desc)
         .light_line_style(WHITE)
         .draw()
-        .map_err(|e| e.to_string())?;
+        .map_err(PlotError::new)?;
     shade(&mut chart, windows, end_s, y_span)?;
     Ok(chart)
 }
@@ -114,25 +126,25 @@ where
 /// The series legend, top right.
 fn legend<'a, 'b: 'a, Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK.mix(0.3))
         .position(SeriesLabelPosition::UpperRight)
         .draw()
-        .map_err(|e| e.to_string())
+        .map_err(PlotError::new)
 }
 
 fn render(
-    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
-) -> Result<String, String> {
+    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), PlotError>,
+) -> Result<String, PlotError> {
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(PlotError::new)?;
         draw(&root)?;
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(PlotError::new)?;
     }
     Ok(buf)
 }
@@ -142,7 +154,7 @@ pub fn latency_scatter(
     ops: &[CompletedOp],
     windows: &[FaultWindow],
     end_ns: u64,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let end_s = (end_ns as f64 / 1e9).max(1.0);
     let lat_ms = |o: &CompletedOp| (o.latency_ns() as f64 / 1e6).max(0.01);
     let y_max = ops.iter().map(lat_ms).fold(1.0f64, f64::max) * 1.5;
@@ -173,7 +185,7 @@ pub fn latency_scatter(
                         color.mix(0.6).filled(),
                     )
                 }))
-                .map_err(|e| e.to_string())?
+                .map_err(PlotError::new)?
                 .label(outcome.as_str())
                 .legend(move |(x, y)| Circle::new((x + 5, y), 3, color.filled()));
         }
@@ -187,7 +199,7 @@ pub fn latency_quantiles(
     ops: &[CompletedOp],
     windows: &[FaultWindow],
     end_ns: u64,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let end_s = (end_ns as f64 / 1e9).max(1.0);
     let bucket_s = (end_s / 300.0).ceil().max(1.0);
     let n = (end_s / bucket_s).ceil() as usize + 1;
@@ -227,7 +239,7 @@ pub fn latency_quantiles(
         for (line, (name, color)) in lines.iter().zip(styles) {
             chart
                 .draw_series(LineSeries::new(line.iter().copied(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
+                .map_err(PlotError::new)?
                 .label(name)
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
@@ -243,7 +255,7 @@ pub fn throughput(
     buckets: &[faultline_checkers::perf::Bucket],
     windows: &[FaultWindow],
     end_ns: u64,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let end_s = (end_ns as f64 / 1e9).max(1.0);
     // A burst (the final reads after the load, a backlog draining) would flatten the rest
     // of the plot: the scale stops at twice the 95th-percentile bucket and taller buckets
@@ -284,7 +296,7 @@ pub fn throughput(
                 .map(|b| (b.t_s as f64 + 0.5, (pick(b) as f64).min(y_max)));
             chart
                 .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
+                .map_err(PlotError::new)?
                 .label(outcome.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))

@@ -13,7 +13,7 @@ use super::Db;
 use super::history::Recorder;
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
-pub const STATUS_TIMEOUT: Duration = Duration::from_millis(200);
+use crate::db::STATUS_TIMEOUT;
 
 /// Polls until `cancel` fires; returns the number of samples recorded.
 pub async fn run(db: Arc<dyn Db>, rec: Recorder, cancel: CancellationToken) -> u64 {

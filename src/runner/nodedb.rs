@@ -21,7 +21,7 @@ pub async fn wait_ready(db: &dyn Db, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         let polls = db.nodes().into_iter().map(|n| async move {
-            let r = tokio::time::timeout(Duration::from_secs(1), db.status(&n)).await;
+            let r = tokio::time::timeout(crate::db::STATUS_TIMEOUT, db.status(&n)).await;
             (n, r)
         });
         let mut leaders = Vec::new();

@@ -2,7 +2,7 @@
 //!
 //! A workload is a seeded generator of operations, the names of the checkers that judge
 //! its history, and the final reads issued after the faults heal. Workloads are looked up
-//! by name ([`lookup`]), Maelstrom style: adding one is a file plus a line in [`lookup`].
+//! by name ([`lookup`]), Maelstrom style: adding one is a file plus a line in `REGISTRY`.
 //!
 //! Workloads never see the network. They talk to the cluster through [`Kv`], a handful of
 //! single-key primitives the runner implements on top of the node's client library; this
@@ -173,18 +173,23 @@ pub trait Workload: Send + Sync {
 
 /// Finds a workload by its registered name.
 pub fn lookup(name: &str) -> Option<Box<dyn Workload>> {
-    match name {
-        "register" => Some(Box::new(register::Register::default())),
-        "set" => Some(Box::new(set::Set::default())),
-        "bank" => Some(Box::new(bank::Bank::default())),
-        "append" => Some(Box::new(append::Append::default())),
-        _ => None,
-    }
+    REGISTRY.iter().find(|(n, _)| *n == name).map(|(_, make)| make())
 }
 
-/// Every registered workload name.
-pub fn names() -> &'static [&'static str] {
-    &["register", "set", "bank", "append"]
+/// Builds a workload with its default options.
+pub type Constructor = fn() -> Box<dyn Workload>;
+
+/// The registry: one line per workload, by the name `--workload` takes.
+const REGISTRY: &[(&str, Constructor)] = &[
+    ("register", || Box::new(register::Register::default())),
+    ("set", || Box::new(set::Set::default())),
+    ("bank", || Box::new(bank::Bank::default())),
+    ("append", || Box::new(append::Append::default())),
+];
+
+/// Every registered workload name, in registry order.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(n, _)| *n).collect()
 }
 
 /// The RNG for one stream of one run. Streams are separated by a tag so that adding a
