@@ -85,3 +85,38 @@ fn serve_lists_runs_serves_reports_and_refuses_escapes() {
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[test]
+fn slow_partial_requests_do_not_delay_a_real_one() {
+    let store = temp_store("serve-slow");
+    let mut child = faultline()
+        .args(["serve", "--port", "0", "--store"])
+        .arg(&store)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
+    // 100 clients that start a request and never finish it.
+    let slow: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    let index = get(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let waited = t.elapsed();
+    assert!(index.starts_with("HTTP/1.1 200"), "{index}");
+    // It used to wait about 7 s behind them (64 slots, 10 s read timeout).
+    assert!(waited < Duration::from_secs(2), "a real request waited {waited:?}");
+    drop(slow);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&store);
+}

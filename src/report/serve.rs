@@ -17,9 +17,12 @@ use tokio::sync::Semaphore;
 
 use super::html::{CSS, esc};
 
-pub const CONNECTIONS_MAX: usize = 64;
+/// Enough that slow or idle clients (a slowloris, tabs left open) do not starve real ones;
+/// beyond it a connection gets an immediate 503 instead of waiting in the accept queue.
+pub const CONNECTIONS_MAX: usize = 512;
 pub const REQUEST_BYTES_MAX: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A browser sends its request head at once; a client still sending after this is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Whole-file transfers (a large history over a slow link) get longer.
 const FILE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -47,11 +50,6 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let store = Arc::new(store);
     loop {
-        let permit = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
         let (sock, _) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -59,6 +57,11 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Full: say so without waiting (a non-blocking write; the socket is fresh).
+            let _ = sock.try_write(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 5\r\n\r\nbusy\n");
+            continue;
         };
         let store = store.clone();
         tokio::spawn(async move {
