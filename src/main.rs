@@ -6,6 +6,7 @@
 
 mod exit;
 
+mod bench;
 mod check;
 mod cluster;
 mod control;
@@ -61,6 +62,8 @@ enum Command {
     Trend(report_cmd::TrendArgs),
     /// Serve the store's runs and reports on 127.0.0.1.
     Serve(report_cmd::ServeArgs),
+    /// Measurements: closed-loop throughput and latency of any database.
+    Bench(bench::BenchArgs),
     /// The nightly matrix: every db x workload x nemesis, JUnit XML, non-zero on failure.
     Suite(suite::SuiteArgs),
 }
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Trend(a) => report_cmd::run_trend(a),
         Command::Serve(a) => report_cmd::run_serve(a),
         Command::Suite(a) => suite::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(code) => code,
