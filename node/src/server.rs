@@ -32,8 +32,6 @@ pub const EVENT_QUEUE: usize = 65_536;
 pub const MAX_PENDING_REQUESTS: usize = 65_536;
 /// Events handled per loop iteration before the replica's output is carried out.
 const DRAIN_MAX: usize = 4096;
-/// Client connections served at once.
-const MAX_CLIENT_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -548,9 +546,11 @@ async fn client_accept_loop<R: Replica>(
     cfg: Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_CONNECTIONS));
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_client_connections));
+    let status_permits = Arc::new(tokio::sync::Semaphore::new(cfg.status_reserved_connections));
     // The core answers within request_timeout; allow slack for queueing.
     let answer_within = Duration::from_millis(cfg.request_timeout_ms + 1000);
+    let idle = Duration::from_millis(cfg.client_idle_timeout_ms);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -560,9 +560,15 @@ async fn client_accept_loop<R: Replica>(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            warn!(%remote, "too many client connections; refusing");
-            continue;
+        let (permit, status_only) = match permits.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match status_permits.clone().try_acquire_owned() {
+                Ok(p) => (p, true),
+                Err(_) => {
+                    warn!(%remote, "too many client connections; refusing");
+                    continue;
+                }
+            },
         };
         let tx = tx.clone();
         let mut shutdown = shutdown.clone();
@@ -572,7 +578,10 @@ async fn client_accept_loop<R: Replica>(
             let mut framed = Framed::new(stream, protocol::client_codec());
             loop {
                 let frame = tokio::select! {
-                    f = framed.next() => f,
+                    f = tokio::time::timeout(idle, framed.next()) => match f {
+                        Ok(f) => f,
+                        Err(_) => return,
+                    },
                     _ = shutdown.changed() => return,
                 };
                 let Some(Ok(frame)) = frame else { return };
@@ -584,6 +593,15 @@ async fn client_accept_loop<R: Replica>(
                         return;
                     }
                 };
+                // A reserve slot exists so status gets through a full node; work waits for
+                // an ordinary slot.
+                if status_only && !matches!(req.body, RequestBody::Status) {
+                    let body = ResponseBody::Error(WireError::Busy);
+                    if framed.send(protocol::encode(&Response { id: req.id, body })).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let body = match tx.try_send(Event::Client(req.body, reply_tx)) {
                     Err(TrySendError::Full(_)) => ResponseBody::Error(WireError::Busy),
@@ -599,5 +617,91 @@ async fn client_accept_loop<R: Replica>(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+
+    use crate::client::{Client, ClientError};
+    use crate::config::Config;
+    use crate::protocol::WireError;
+
+    /// Starts a single-node cluster in-process; returns its client address and the stop switch.
+    async fn start(cfg: Config) -> (String, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            crate::node::run_algo(cfg, stop_rx, move |s| {
+                let _ = addr_tx.send(s.client_addr);
+            })
+            .await
+            .expect("node runs");
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(5), addr_rx).await.expect("node starts").unwrap();
+        (addr.to_string(), stop_tx, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_cannot_lock_out_status_and_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::minimal("n1", dir.path().into());
+        cfg.listen_client = "127.0.0.1:0".into();
+        cfg.listen_peer = "127.0.0.1:0".into();
+        cfg.fsync = false;
+        cfg.max_client_connections = 4;
+        cfg.status_reserved_connections = 1;
+        cfg.client_idle_timeout_ms = 600;
+        cfg.validate("test").unwrap();
+        let (addr, stop, task) = start(cfg).await;
+
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(TcpStream::connect(&addr).await.unwrap());
+        }
+        // Every ordinary slot is held: the next connection lands in the status reserve.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut c = Client::connect(&addr, Duration::from_secs(2)).await.unwrap();
+        c.set_follow_leader(false);
+        let st = c.status().await.expect("status gets through a full node");
+        assert_eq!(st.id, "n1");
+        match c.write("k", crate::kv::Value::Int(1)).await {
+            Err(ClientError::Server(WireError::Busy)) => {}
+            other => panic!("a reserve slot must refuse work, got {other:?}"),
+        }
+
+        // The idle connections are closed by the node, not left holding their slots.
+        for mut s in idle {
+            let mut buf = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+                .await
+                .expect("idle connection closed within the timeout")
+                .unwrap_or(0);
+            assert_eq!(n, 0, "expected end-of-stream on an idle connection");
+        }
+
+        // With the slots free again, ordinary work is served (once the single node leads).
+        let mut w = Client::connect(&addr, Duration::from_secs(2)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match w.write("k", crate::kv::Value::Int(1)).await {
+                Ok(()) => break,
+                Err(ClientError::Server(WireError::NotLeader { .. })) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("write after the idle connections were closed: {e}"),
+            }
+        }
+        // The client survives the node closing its idle connection: it reconnects, and the
+        // read is not turned into an indefinite "connection lost".
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(w.read("k").await.unwrap(), Some(crate::kv::Value::Int(1)));
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
     }
 }
