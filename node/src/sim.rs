@@ -10,6 +10,10 @@
 //! atomically (records "fsynced" before messages leave), and a crash keeps exactly the
 //! snapshot and records persisted so far.
 
+pub mod net;
+
+pub use self::net::Net;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
