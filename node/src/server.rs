@@ -22,8 +22,8 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::kv::{Command, Kv, Op, OpResult};
 use crate::protocol::{self, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
-use crate::replica::{EntryData, NodeId, ProposeError, Replica, Role, Snapshot};
-use crate::transport::{self, PeerSender, TransportStats};
+use crate::replica::{EntryData, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot};
+use crate::transport::{self, PeerRefused, PeerSender, TransportStats};
 use crate::wal::{Wal, WalError};
 
 /// Events queued for the core thread before network tasks start refusing work.
@@ -40,9 +40,22 @@ pub enum NodeError {
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("replica: {0}")]
-    Replica(String),
-    #[error("{0}")]
-    Other(String),
+    Replica(#[from] ReplicaError),
+    #[error("{what}: undecodable snapshot: {source}")]
+    Snapshot { what: &'static str, source: postcard::Error },
+    /// The core handed out a committed entry that does not follow the last applied one.
+    #[error("replica: applied {applied} but the next entry is {index}")]
+    ApplyGap { applied: u64, index: u64 },
+    #[error("{}: another node (pid {pid}) is running on this data directory", pidfile.display())]
+    AlreadyRunning { pidfile: PathBuf, pid: i32 },
+    #[error("log_level: {0}")]
+    LogFilter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("node `{id}` is not a member of its own peer list")]
+    NotAMember { id: String },
+    #[error("core thread panicked")]
+    CorePanicked,
+    #[error("core thread: {0}")]
+    CoreJoin(#[from] tokio::task::JoinError),
 }
 
 pub enum Event<M> {
@@ -144,7 +157,7 @@ impl<R: Replica> Core<R> {
             RequestBody::Op { client, seq, op } => (client, seq, op),
         };
         if let Err(e) = op.validate() {
-            let _ = reply.send(ResponseBody::Error(WireError::BadRequest(e)));
+            let _ = reply.send(ResponseBody::Error(WireError::BadRequest(e.to_string())));
             return;
         }
         if self.pending() >= MAX_PENDING_REQUESTS {
@@ -218,7 +231,7 @@ impl<R: Replica> Core<R> {
             let mut installed = false;
             if let Some(s) = rd.snapshot {
                 self.wal.save_snapshot(&s)?;
-                self.kv = Kv::restore(&s.data).map_err(|e| NodeError::Replica(format!("snapshot from leader: {e}")))?;
+                self.kv = Kv::restore(&s.data).map_err(|source| NodeError::Snapshot { what: "snapshot from leader", source })?;
                 info!(index = s.index, term = s.term, "installed snapshot from leader");
                 self.applied = s.index;
                 self.applied_term = s.term;
@@ -251,7 +264,7 @@ impl<R: Replica> Core<R> {
 
     fn apply(&mut self, index: u64, term: u64, data: &EntryData) -> Result<(), NodeError> {
         if index != self.applied + 1 {
-            return Err(NodeError::Replica(format!("applied {} but the next entry is {index}", self.applied)));
+            return Err(NodeError::ApplyGap { applied: self.applied, index });
         }
         self.applied = index;
         self.applied_term = term;
@@ -299,7 +312,7 @@ impl<R: Replica> Core<R> {
             return Ok(());
         }
         let snap = Snapshot { index: self.applied, term: self.applied_term, data: self.kv.snapshot() };
-        self.replica.compact(snap.clone()).map_err(|e| NodeError::Replica(e.to_string()))?;
+        self.replica.compact(snap.clone())?;
         self.wal.save_snapshot(&snap)?;
         self.wal.rewrite(&self.replica.durable_records())?;
         self.snapshot_index = snap.index;
@@ -429,7 +442,7 @@ pub async fn run<R: Replica>(
         warn!("unsafe_local_reads is ON: reads are served without leadership confirmation (stale reads possible)");
     }
     let members = cfg.members();
-    let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::Other("node is not a member".into()))?;
+    let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::NotAMember { id: cfg.id.clone() })?;
     let wal_dir: PathBuf = cfg.data_dir.join("wal");
     let (mut wal, recovered) = Wal::open::<R::Record>(&wal_dir, cfg.effective_fsync())?;
     if cfg.unsafe_no_fsync {
@@ -439,7 +452,7 @@ pub async fn run<R: Replica>(
         warn!(bytes = recovered.torn_bytes, "truncated a torn write at the end of the WAL");
     }
     let kv = match &recovered.snapshot {
-        Some(s) => Kv::restore(&s.data).map_err(|e| NodeError::Other(format!("snapshot: {e}")))?,
+        Some(s) => Kv::restore(&s.data).map_err(|source| NodeError::Snapshot { what: "snapshot", source })?,
         None => Kv::new(),
     };
     let (applied, applied_term) = recovered.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
@@ -450,8 +463,7 @@ pub async fn run<R: Replica>(
         "replaying durable state"
     );
     let seed = rand::random::<u64>();
-    let replica = R::restore(cfg.replica_config(seed), recovered.snapshot, recovered.records)
-        .map_err(|e| NodeError::Replica(e.to_string()))?;
+    let replica = R::restore(cfg.replica_config(seed), recovered.snapshot, recovered.records)?;
 
     let client_listener = TcpListener::bind(&cfg.listen_client)
         .await
@@ -507,12 +519,16 @@ pub async fn run<R: Replica>(
         peer_listener,
         move |h: &PeerHello| {
             if h.algo != algo {
-                return Err(format!("peer {} runs {}, this node runs {algo}", h.from, h.algo));
+                return Err(PeerRefused::Algo { peer: h.from.clone(), theirs: h.algo.clone(), ours: algo });
             }
-            names.iter().position(|n| *n == h.from).map(|i| i as NodeId + 1).ok_or_else(|| format!("unknown peer `{}`", h.from))
+            names
+                .iter()
+                .position(|n| *n == h.from)
+                .map(|i| i as NodeId + 1)
+                .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))
         },
         move |from, bytes| {
-            let msg: R::Message = protocol::decode(bytes).map_err(|e| e.to_string())?;
+            let msg: R::Message = protocol::decode(bytes)?;
             // A full queue drops the message: consensus tolerates loss, the core must not stall.
             let _ = peer_tx.try_send(Event::Peer(from, msg));
             Ok(())
@@ -535,8 +551,8 @@ pub async fn run<R: Replica>(
     };
     match result {
         Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(NodeError::Other("core thread panicked".into())),
-        Err(e) => Err(NodeError::Other(format!("core thread: {e}"))),
+        Ok(Err(_)) => Err(NodeError::CorePanicked),
+        Err(e) => Err(NodeError::CoreJoin(e)),
     }
 }
 
