@@ -535,7 +535,8 @@ mod tests {
 
     #[test]
     fn hyphenated_knob_names_are_accepted() {
-        let c = validate_overrides(&pairs(&[("unsafe-local-reads", "true"), ("election-timeout-ms-max", "900")])).unwrap();
+        let c = validate_overrides(&pairs(&[("unsafe-local-reads", "true"), ("election-timeout-ms-max", "900")]))
+            .unwrap();
         assert!(c.unsafe_local_reads);
         assert_eq!(c.election_timeout_ms_max, 900);
         let mut d = Config::default();

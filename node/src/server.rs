@@ -231,7 +231,8 @@ impl<R: Replica> Core<R> {
             let mut installed = false;
             if let Some(s) = rd.snapshot {
                 self.wal.save_snapshot(&s)?;
-                self.kv = Kv::restore(&s.data).map_err(|source| NodeError::Snapshot { what: "snapshot from leader", source })?;
+                self.kv = Kv::restore(&s.data)
+                    .map_err(|source| NodeError::Snapshot { what: "snapshot from leader", source })?;
                 info!(index = s.index, term = s.term, "installed snapshot from leader");
                 self.applied = s.index;
                 self.applied_term = s.term;

@@ -47,7 +47,10 @@ pub enum SimError {
     #[error("node {node}: {source}")]
     Restore { node: NodeId, source: ReplicaError },
     /// `tick` is `None` for the end-of-run convergence checks. The seed replays the run.
-    #[error("seed {seed}: {}: {violation}", match tick { Some(t) => format!("tick {t}"), None => "at end".to_string() })]
+    #[error("seed {seed}: {}: {violation}", match tick {
+        Some(t) => format!("tick {t}"),
+        None => "at end".to_string(),
+    })]
     Violation { seed: u64, tick: Option<u64>, violation: Violation },
 }
 
@@ -486,7 +489,10 @@ impl<R: Replica> Sim<R> {
             if let Some(s) = rd.snapshot {
                 let n = &mut self.nodes[i];
                 if s.index <= n.applied {
-                    return Err(Violation(format!("node {from}: snapshot at {} does not advance applied {}", s.index, n.applied)));
+                    return Err(Violation(format!(
+                        "node {from}: snapshot at {} does not advance applied {}",
+                        s.index, n.applied
+                    )));
                 }
                 n.kv = Kv::restore(&s.data).map_err(|e| Violation(format!("snapshot decode: {e}")))?;
                 n.applied = s.index;
@@ -528,7 +534,10 @@ impl<R: Replica> Sim<R> {
         // State machine safety: no two replicas apply different commands at one index.
         match self.chosen.get(&e.index) {
             Some(d) if *d != e.data => {
-                return Err(Violation(format!("node {} applied {:?} at {} but another applied {:?}", n.id, e.data, e.index, d)));
+                return Err(Violation(format!(
+                    "node {} applied {:?} at {} but another applied {:?}",
+                    n.id, e.data, e.index, d
+                )));
             }
             Some(_) => {}
             None => {
@@ -538,7 +547,8 @@ impl<R: Replica> Sim<R> {
         n.applied = e.index;
         n.applied_term = e.term;
         let EntryData::Command(bytes) = &e.data else { return Ok(()) };
-        let cmd = Command::decode(bytes).map_err(|err| Violation(format!("undecodable command at {}: {err}", e.index)))?;
+        let cmd =
+            Command::decode(bytes).map_err(|err| Violation(format!("undecodable command at {}: {err}", e.index)))?;
         let result = n.kv.apply(e.index, &cmd);
         if let Some(slot) = n.pending_writes.remove(&(cmd.client, cmd.seq)) {
             self.complete(slot, cmd.seq, Some(result));
@@ -592,7 +602,10 @@ impl<R: Replica> Sim<R> {
             }
             match self.leader_of_term.get(&st.term) {
                 Some(&other) if other != n.id && self.cfg.check_one_leader_per_term => {
-                    return Err(Violation(format!("election safety: {} and {} both lead term {}", other, n.id, st.term)));
+                    return Err(Violation(format!(
+                        "election safety: {} and {} both lead term {}",
+                        other, n.id, st.term
+                    )));
                 }
                 Some(_) => {}
                 None => {

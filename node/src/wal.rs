@@ -64,9 +64,9 @@ impl ImageError {
     /// Byte offset of the damaged frame (0 for whole-file problems).
     pub fn offset(&self) -> u64 {
         match self {
-            ImageError::HeaderChecksum { offset } | ImageError::TooLong { offset, .. } | ImageError::Checksum { offset } => {
-                *offset
-            }
+            ImageError::HeaderChecksum { offset }
+            | ImageError::TooLong { offset, .. }
+            | ImageError::Checksum { offset } => *offset,
             _ => 0,
         }
     }
