@@ -17,7 +17,7 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{arg:?}: expected KEY=VALUE")]
+    #[error("--set {arg:?}: expected KEY=VALUE")]
     NotKeyValue { arg: String },
     #[error("unknown knob {knob:?}{}", match suggestion {
         Some(s) => format!(" (did you mean {s:?}?)"),
