@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use crate::client::Client;
 use crate::config::Algo;
 use crate::kv::Value;
-use crate::local::{LocalCluster, free_ports};
+use crate::local::{LocalCluster, NoLeader, free_ports};
 use crate::replica::SplitMix64;
 
 pub struct BenchOptions {
@@ -65,21 +65,38 @@ impl fmt::Display for BenchReport {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+    #[error(transparent)]
+    NoLeader(#[from] NoLeader),
+    #[error("client task: {0}")]
+    Client(#[from] tokio::task::JoinError),
+    #[error("merging latency histograms: {0}")]
+    Histogram(#[from] hdrhistogram::AdditionError),
+}
+
 /// Starts the cluster, waits for a leader, runs the clients for the duration, stops it all.
-pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
+pub fn run(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
     let dir = std::env::temp_dir().join(format!("faultline-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ports: Vec<u16> = if opts.base_port == 0 {
-        free_ports(6).map_err(|e| e.to_string())?
+        free_ports(6).map_err(|source| BenchError::Io { what: "finding free ports", source })?
     } else {
         (0..6).map(|i| opts.base_port + i).collect()
     };
     let mut extra = opts.extra.clone();
     extra.push(format!("fsync={}", opts.fsync));
     extra.push("log_level=warn".into());
-    let mut cluster = LocalCluster::start(&opts.exe, opts.algo, 3, &ports, &dir, &extra).map_err(|e| e.to_string())?;
+    let mut cluster = LocalCluster::start(&opts.exe, opts.algo, 3, &ports, &dir, &extra)
+        .map_err(|source| BenchError::Io { what: "starting the cluster", source })?;
     cluster.remove_dir_on_drop();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| BenchError::Io { what: "tokio runtime", source })?;
     let result = rt.block_on(async {
         let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await?;
         let addr = cluster.client_addrs[leader].clone();
@@ -123,13 +140,13 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport, String> {
         let mut reads = writes.clone();
         let mut errors = 0;
         for t in tasks {
-            let (w, r, e) = t.await.map_err(|e| e.to_string())?;
-            writes.add(w).map_err(|e| e.to_string())?;
-            reads.add(r).map_err(|e| e.to_string())?;
+            let (w, r, e) = t.await?;
+            writes.add(w)?;
+            reads.add(r)?;
             errors += e;
         }
         let seconds = start.elapsed().as_secs_f64();
-        Ok::<_, String>(BenchReport {
+        Ok::<_, BenchError>(BenchReport {
             algo: opts.algo,
             clients: opts.clients,
             fsync: opts.fsync,

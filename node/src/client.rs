@@ -127,6 +127,19 @@ impl Client {
         Ok(())
     }
 
+    /// The node closes connections that stay idle (`client_idle_timeout_ms`); sending on one
+    /// would turn a request that was never delivered into an indefinite outcome, so a
+    /// connection already at end-of-stream is replaced before use.
+    fn drop_if_closed_by_peer(&mut self) {
+        use futures::FutureExt;
+        let Some(framed) = self.framed.as_mut() else { return };
+        let mut byte = [0u8; 1];
+        match framed.get_mut().peek(&mut byte).now_or_never() {
+            Some(Ok(0)) | Some(Err(_)) => self.framed = None,
+            Some(Ok(_)) | None => {}
+        }
+    }
+
     fn go_home(&mut self) {
         if self.addr != self.home {
             self.addr = self.home.clone();
@@ -141,6 +154,7 @@ impl Client {
         let mut hops = 0;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.drop_if_closed_by_peer();
             let resp = match self.framed.is_some() {
                 true => Ok(()),
                 false => self.reconnect_within(left).await,

@@ -17,10 +17,22 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("--set {arg}: {message}")]
-    Override { arg: String, message: String },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    #[error("--set {arg:?}: expected KEY=VALUE")]
+    NotKeyValue { arg: String },
+    #[error("unknown knob {knob:?}{}", match suggestion {
+        Some(s) => format!(" (did you mean {s:?}?)"),
+        None => format!(" (known knobs: {})", knob_names().collect::<Vec<_>>().join(", ")),
+    })]
+    UnknownKnob { knob: String, suggestion: Option<&'static str> },
+    #[error("{knob}={value}: expected {expected}")]
+    BadValue { knob: &'static str, value: String, expected: &'static str },
+    /// A knob fixed by where the node is installed (ports, paths, membership): the controller
+    /// derives it from its layout per host, so overriding it per run would desynchronise the
+    /// two (e.g. the controller would look for the pidfile in the old data directory).
+    #[error("{knob:?} is per-host layout and cannot be changed per run")]
+    LayoutKnob { knob: &'static str },
+    #[error("{origin}: {knob}: {message}")]
+    Invalid { origin: String, knob: &'static str, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +102,17 @@ pub struct Config {
     /// How long a client request may wait for its outcome before answering `Timeout`.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
+    /// A client connection with no request for this long is closed, so leaked or abandoned
+    /// connections cannot hold the connection slots forever.
+    #[serde(default = "default_client_idle_timeout")]
+    pub client_idle_timeout_ms: u64,
+    /// Client connections served at once (besides the status reserve).
+    #[serde(default = "default_max_client_connections")]
+    pub max_client_connections: usize,
+    /// Extra connection slots that only answer status requests, so the controller and the
+    /// nemesis can still find the leader when ordinary clients hold every other slot.
+    #[serde(default = "default_status_reserved_connections")]
+    pub status_reserved_connections: usize,
     /// PLANTED BUG: serve reads from local state without confirming leadership.
     #[serde(default)]
     pub unsafe_local_reads: bool,
@@ -143,6 +166,15 @@ fn default_snapshot_entries() -> u64 {
 fn default_request_timeout() -> u64 {
     5_000
 }
+fn default_client_idle_timeout() -> u64 {
+    30_000
+}
+fn default_max_client_connections() -> usize {
+    4096
+}
+fn default_status_reserved_connections() -> usize {
+    16
+}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -150,30 +182,159 @@ fn default_log_max_bytes() -> u64 {
     16 << 20
 }
 
-/// Knob names `--set` accepts, for the error message.
-const KNOBS: &[&str] = &[
-    "id",
-    "algo",
-    "data_dir",
-    "listen_client",
-    "listen_peer",
-    "peers",
-    "tick_ms",
-    "election_timeout_ms_min",
-    "election_timeout_ms_max",
-    "heartbeat_ms",
-    "batch_max",
-    "max_inflight_msgs",
-    "fsync",
-    "prevote",
-    "check_quorum",
-    "snapshot_entries",
-    "request_timeout_ms",
-    "unsafe_local_reads",
-    "unsafe_no_fsync",
-    "log_level",
-    "log_max_bytes",
+/// What a knob's value must look like on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Integer,
+    Bool,
+    Text,
+    Algo,
+    /// A JSON list of `{id, client_addr, peer_addr}` objects.
+    Peers,
+}
+
+impl Kind {
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Integer => "an integer",
+            Kind::Bool => "true or false",
+            Kind::Text => "a string",
+            Kind::Algo => "raft or paxos",
+            Kind::Peers => "a JSON list of {id, client_addr, peer_addr} objects",
+        }
+    }
+}
+
+/// Every knob `--set` accepts, in `Config` field order.
+const KNOBS: &[(&str, Kind)] = &[
+    ("id", Kind::Text),
+    ("algo", Kind::Algo),
+    ("data_dir", Kind::Text),
+    ("listen_client", Kind::Text),
+    ("listen_peer", Kind::Text),
+    ("peers", Kind::Peers),
+    ("tick_ms", Kind::Integer),
+    ("election_timeout_ms_min", Kind::Integer),
+    ("election_timeout_ms_max", Kind::Integer),
+    ("heartbeat_ms", Kind::Integer),
+    ("batch_max", Kind::Integer),
+    ("max_inflight_msgs", Kind::Integer),
+    ("fsync", Kind::Bool),
+    ("prevote", Kind::Bool),
+    ("check_quorum", Kind::Bool),
+    ("snapshot_entries", Kind::Integer),
+    ("request_timeout_ms", Kind::Integer),
+    ("client_idle_timeout_ms", Kind::Integer),
+    ("max_client_connections", Kind::Integer),
+    ("status_reserved_connections", Kind::Integer),
+    ("unsafe_local_reads", Kind::Bool),
+    ("unsafe_no_fsync", Kind::Bool),
+    ("log_level", Kind::Text),
+    ("log_max_bytes", Kind::Integer),
 ];
+
+/// Knobs that describe where a node is installed rather than how it behaves. The controller
+/// writes them into each host's node.yaml from its layout (and finds the pidfile and logs
+/// under `data_dir`), so `--node-opt` must not change them per run.
+pub const LAYOUT_KNOBS: &[&str] = &["id", "data_dir", "listen_client", "listen_peer", "peers"];
+
+fn knob_names() -> impl Iterator<Item = &'static str> {
+    KNOBS.iter().map(|(n, _)| *n)
+}
+
+/// `-` and `_` are interchangeable because people type both on a command line.
+fn normalize(name: &str) -> String {
+    name.trim().replace('-', "_")
+}
+
+/// The canonical spelling of a knob (`election-timeout-ms-min` → `election_timeout_ms_min`),
+/// or an error naming the closest known knob.
+pub fn canonical_knob(name: &str) -> Result<&'static str, ConfigError> {
+    let n = normalize(name);
+    if let Some(&(k, _)) = KNOBS.iter().find(|(k, _)| *k == n) {
+        return Ok(k);
+    }
+    let suggestion = knob_names()
+        .map(|k| (edit_distance(&n, k), k))
+        .min()
+        .filter(|&(d, k)| d <= (k.len() / 3).max(2))
+        .map(|(_, k)| k);
+    Err(ConfigError::UnknownKnob { knob: name.to_string(), suggestion })
+}
+
+/// Whether `name` (either spelling) is a per-host layout knob; unknown names are not.
+pub fn is_layout_knob(name: &str) -> bool {
+    canonical_knob(name).is_ok_and(|k| LAYOUT_KNOBS.contains(&k))
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Parses one knob's value by the knob's declared type, so a bad value is reported as
+/// `knob=value: expected <type>` instead of a serde message.
+fn parse_value(knob: &'static str, kind: Kind, raw: &str) -> Result<serde_json::Value, ConfigError> {
+    let bad = || ConfigError::BadValue { knob, value: raw.to_string(), expected: kind.expected() };
+    let v = raw.trim();
+    Ok(match kind {
+        Kind::Integer => serde_json::Value::from(v.parse::<u64>().map_err(|_| bad())?),
+        Kind::Bool => match v {
+            "true" => true.into(),
+            "false" => false.into(),
+            _ => return Err(bad()),
+        },
+        Kind::Text => raw.into(),
+        Kind::Algo => match v {
+            "raft" | "paxos" => v.into(),
+            _ => return Err(bad()),
+        },
+        Kind::Peers => {
+            let list: Vec<Peer> = serde_json::from_str(v).map_err(|_| bad())?;
+            serde_json::to_value(list).expect("peers serialize")
+        }
+    })
+}
+
+/// Checks per-run node options (the controller's `--node-opt KEY=VALUE` pairs) before any
+/// host is contacted: applies them to the built-in defaults and runs every validation rule.
+/// Layout knobs are refused ([`LAYOUT_KNOBS`]). Returns the resolved configuration.
+pub fn validate_overrides(pairs: &[(String, String)]) -> Result<Config, ConfigError> {
+    validate_overrides_on(&Config::default(), pairs)
+}
+
+/// [`validate_overrides`] on top of `base` instead of the defaults.
+pub fn validate_overrides_on(base: &Config, pairs: &[(String, String)]) -> Result<Config, ConfigError> {
+    for (k, _) in pairs {
+        let knob = canonical_knob(k)?;
+        if LAYOUT_KNOBS.contains(&knob) {
+            return Err(ConfigError::LayoutKnob { knob });
+        }
+    }
+    let mut cfg = base.clone();
+    cfg.apply_pairs(pairs)?;
+    cfg.validate("--node-opt")?;
+    Ok(cfg)
+}
+
+impl Default for Config {
+    /// The defaults of every knob, for a single node named `n1` (what `--node-opt` values are
+    /// checked against; the controller supplies the real id and layout per host).
+    fn default() -> Config {
+        Config::minimal("n1", default_data_dir())
+    }
+}
 
 impl Config {
     /// Reads, parses, applies `overrides` (`KEY=VALUE`) and validates.
@@ -190,69 +351,105 @@ impl Config {
             .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
     }
 
-    /// `VALUE` is read as JSON when it parses as such (numbers, booleans, lists), else as a
-    /// plain string.
+    /// Applies `KEY=VALUE` strings (split at the first `=`); see [`Config::apply_pairs`].
     pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<(), ConfigError> {
-        for arg in overrides {
-            let err = |message: String| ConfigError::Override { arg: arg.clone(), message };
-            let (key, value) = arg.split_once('=').ok_or_else(|| err("expected KEY=VALUE".into()))?;
-            if !KNOBS.contains(&key) {
-                return Err(err(format!("unknown knob `{key}`; known: {}", KNOBS.join(", "))));
-            }
-            let value: serde_json::Value =
-                serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
-            let mut tree = serde_json::to_value(&*self).expect("config serializes");
-            tree[key] = value;
-            *self = serde_json::from_value(tree).map_err(|e| err(e.to_string()))?;
+        let pairs = overrides
+            .iter()
+            .map(|arg| {
+                arg.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| ConfigError::NotKeyValue { arg: arg.clone() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_pairs(&pairs)
+    }
+
+    /// Sets each knob (either spelling, `-` or `_`) from its command-line text, checked
+    /// against the knob's type. Cross-field rules are left to [`Config::validate`].
+    pub fn apply_pairs(&mut self, pairs: &[(String, String)]) -> Result<(), ConfigError> {
+        let mut tree = serde_json::to_value(&*self).expect("config serializes");
+        for (key, raw) in pairs {
+            let knob = canonical_knob(key)?;
+            let kind = KNOBS.iter().find(|(k, _)| *k == knob).expect("canonical").1;
+            tree[knob] = parse_value(knob, kind, raw)?;
         }
+        *self = serde_json::from_value(tree).map_err(|e| ConfigError::Invalid {
+            origin: "--set".into(),
+            knob: "config",
+            message: e.to_string(),
+        })?;
         Ok(())
     }
 
-    /// Cross-field checks; `origin` names the file in messages.
+    /// Every knob with its resolved value, defaults included, keyed by canonical name (what
+    /// the controller records in test.json so a run says exactly what the nodes ran with).
+    pub fn knobs_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("config serializes")
+    }
+
+    /// Range and cross-field checks; `origin` names the file (or flag) in messages.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |message: String| Err(ConfigError::Invalid { path: origin.to_string(), message });
+        let bad = |knob: &'static str, message: String| {
+            Err(ConfigError::Invalid { origin: origin.to_string(), knob, message })
+        };
         if self.id.is_empty() {
-            return bad("id must not be empty".into());
+            return bad("id", "must not be empty".into());
         }
         for (name, addr) in [("listen_client", &self.listen_client), ("listen_peer", &self.listen_peer)] {
             if addr.parse::<SocketAddr>().is_err() {
-                return bad(format!("{name}: `{addr}` is not an IP:port address"));
+                return bad(name, format!("`{addr}` is not an IP:port address"));
             }
         }
         let mut ids: Vec<&str> = self.peers.iter().map(|p| p.id.as_str()).collect();
         ids.sort_unstable();
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
-            return bad(format!("peers: id `{}` listed twice", w[0]));
+            return bad("peers", format!("id `{}` listed twice", w[0]));
         }
         if !self.peers.is_empty() && !self.peers.iter().any(|p| p.id == self.id) {
-            return bad(format!("peers must include this node (`{}`)", self.id));
+            return bad("peers", format!("must include this node (`{}`)", self.id));
         }
         if self.tick_ms == 0 || self.tick_ms > 1000 {
-            return bad("tick_ms must be in 1..=1000".into());
+            return bad("tick_ms", format!("{} is not in 1..=1000", self.tick_ms));
         }
         if self.heartbeat_ms < self.tick_ms {
-            return bad(format!("heartbeat_ms ({}) must be at least tick_ms ({})", self.heartbeat_ms, self.tick_ms));
+            return bad("heartbeat_ms", format!("{} must be at least tick_ms ({})", self.heartbeat_ms, self.tick_ms));
         }
         if self.election_timeout_ms_min <= self.heartbeat_ms {
-            return bad("election_timeout_ms_min must exceed heartbeat_ms".into());
+            return bad(
+                "election_timeout_ms_min",
+                format!("{} must exceed heartbeat_ms ({})", self.election_timeout_ms_min, self.heartbeat_ms),
+            );
         }
         if self.election_timeout_ms_max < self.election_timeout_ms_min {
-            return bad("election_timeout_ms_max must be >= election_timeout_ms_min".into());
+            return bad(
+                "election_timeout_ms_max",
+                format!(
+                    "{} must be >= election_timeout_ms_min ({})",
+                    self.election_timeout_ms_max, self.election_timeout_ms_min
+                ),
+            );
         }
         if self.batch_max == 0 || self.batch_max > 65_536 {
-            return bad("batch_max must be in 1..=65536".into());
+            return bad("batch_max", format!("{} is not in 1..=65536", self.batch_max));
         }
         if self.max_inflight_msgs == 0 || self.max_inflight_msgs > 4096 {
-            return bad("max_inflight_msgs must be in 1..=4096".into());
+            return bad("max_inflight_msgs", format!("{} is not in 1..=4096", self.max_inflight_msgs));
         }
         if self.snapshot_entries < 16 {
-            return bad("snapshot_entries must be at least 16".into());
+            return bad("snapshot_entries", format!("{} must be at least 16", self.snapshot_entries));
         }
-        if self.request_timeout_ms == 0 {
-            return bad("request_timeout_ms must be positive".into());
+        for (knob, v) in [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("client_idle_timeout_ms", self.client_idle_timeout_ms),
+            ("max_client_connections", self.max_client_connections as u64),
+            ("log_max_bytes", self.log_max_bytes),
+        ] {
+            if v == 0 {
+                return bad(knob, "must be positive".into());
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            return bad(format!("log_level: `{}` is not a valid filter", self.log_level));
+            return bad("log_level", format!("`{}` is not a valid filter", self.log_level));
         }
         Ok(())
     }
@@ -327,8 +524,88 @@ mod tests {
         assert_eq!((c.batch_max, c.algo, c.fsync), (7, Algo::Paxos, false));
         assert!(c.apply_overrides(&["nope=1".into()]).unwrap_err().to_string().contains("unknown knob"));
         assert!(c.apply_overrides(&["batch_max=lots".into()]).is_err());
+        assert!(matches!(c.apply_overrides(&["batch_max".into()]), Err(ConfigError::NotKeyValue { .. })));
         c.heartbeat_ms = 5000;
         assert!(c.validate("x").is_err());
+    }
+
+    fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn hyphenated_knob_names_are_accepted() {
+        let c = validate_overrides(&pairs(&[("unsafe-local-reads", "true"), ("election-timeout-ms-max", "900")]))
+            .unwrap();
+        assert!(c.unsafe_local_reads);
+        assert_eq!(c.election_timeout_ms_max, 900);
+        let mut d = Config::default();
+        d.apply_overrides(&["heartbeat-ms=40".into()]).unwrap();
+        assert_eq!(d.heartbeat_ms, 40);
+    }
+
+    #[test]
+    fn unknown_knob_suggests_the_closest_one() {
+        let e = validate_overrides(&pairs(&[("unsafe_locl_reads", "true")])).unwrap_err();
+        assert_eq!(e.to_string(), r#"unknown knob "unsafe_locl_reads" (did you mean "unsafe_local_reads"?)"#);
+        let e = validate_overrides(&pairs(&[("zzzzzzzz", "1")])).unwrap_err().to_string();
+        assert!(e.contains("known knobs: id, algo,"), "{e}");
+    }
+
+    #[test]
+    fn bad_integer_names_knob_value_and_type() {
+        let e = validate_overrides(&pairs(&[("election_timeout_ms_min", "abc")])).unwrap_err();
+        assert_eq!(e.to_string(), "election_timeout_ms_min=abc: expected an integer");
+        let e = validate_overrides(&pairs(&[("fsync", "yes")])).unwrap_err();
+        assert_eq!(e.to_string(), "fsync=yes: expected true or false");
+        let e = validate_overrides(&pairs(&[("algo", "zab")])).unwrap_err();
+        assert_eq!(e.to_string(), "algo=zab: expected raft or paxos");
+    }
+
+    #[test]
+    fn election_timeout_min_above_max_is_refused() {
+        let e = validate_overrides(&pairs(&[("election_timeout_ms_min", "700")])).unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { knob: "election_timeout_ms_max", .. }), "{e}");
+        assert!(e.to_string().contains("600 must be >= election_timeout_ms_min (700)"), "{e}");
+    }
+
+    #[test]
+    fn heartbeat_not_below_election_timeout_and_zero_timeouts_are_refused() {
+        let e = validate_overrides(&pairs(&[("heartbeat_ms", "300")])).unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { knob: "election_timeout_ms_min", .. }), "{e}");
+        for knob in ["request_timeout_ms", "client_idle_timeout_ms", "max_client_connections", "tick_ms"] {
+            let e = validate_overrides(&pairs(&[(knob, "0")])).unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { knob: k, .. } if *k == knob), "{knob}: {e}");
+        }
+    }
+
+    #[test]
+    fn layout_knobs_are_listed_and_refused_per_run() {
+        for k in ["id", "data_dir", "data-dir", "listen_client", "listen_peer", "peers"] {
+            assert!(is_layout_knob(k), "{k}");
+        }
+        assert!(!is_layout_knob("batch_max"));
+        assert!(!is_layout_knob("no_such_knob"));
+        let e = validate_overrides(&pairs(&[("data-dir", "/tmp/x")])).unwrap_err();
+        assert_eq!(e.to_string(), r#""data_dir" is per-host layout and cannot be changed per run"#);
+        // The node itself still accepts them on its own command line.
+        let mut c = Config::default();
+        c.apply_overrides(&["data_dir=/tmp/x".into()]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn knobs_json_lists_every_knob_with_defaults() {
+        let c = validate_overrides(&pairs(&[("batch_max", "8")])).unwrap();
+        let j = c.knobs_json();
+        let obj = j.as_object().unwrap();
+        for (k, _) in KNOBS {
+            assert!(obj.contains_key(*k), "{k} missing from {j}");
+        }
+        assert_eq!(obj.len(), KNOBS.len(), "KNOBS and Config fields disagree: {j}");
+        assert_eq!(j["batch_max"], 8);
+        assert_eq!(j["election_timeout_ms_min"], 300);
+        assert_eq!(j["algo"], "raft");
     }
 
     #[test]

@@ -83,14 +83,14 @@ impl Op {
     }
 
     /// Rejects requests that could never succeed, before they reach the log.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), OpError> {
         if self.key().len() > MAX_KEY_BYTES {
-            return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
+            return Err(OpError::KeyTooLong);
         }
-        let check = |v: &Value| -> Result<(), String> {
+        let check = |v: &Value| -> Result<(), OpError> {
             match v {
-                Value::Str(s) if s.len() > MAX_VALUE_BYTES => Err(format!("value longer than {MAX_VALUE_BYTES} bytes")),
-                Value::List(_) => Err("list values cannot be written directly; use append".into()),
+                Value::Str(s) if s.len() > MAX_VALUE_BYTES => Err(OpError::ValueTooLong),
+                Value::List(_) => Err(OpError::ListValue),
                 _ => Ok(()),
             }
         };
@@ -100,6 +100,17 @@ impl Op {
             Op::Cas { from, to, .. } => check(from).and(check(to)),
         }
     }
+}
+
+/// Why an operation can never succeed (the wire carries the message as text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("key longer than {MAX_KEY_BYTES} bytes")]
+    KeyTooLong,
+    #[error("value longer than {MAX_VALUE_BYTES} bytes")]
+    ValueTooLong,
+    #[error("list values cannot be written directly; use append")]
+    ListValue,
 }
 
 /// A log entry's payload as the KV layer encodes it.
@@ -201,7 +212,7 @@ impl Kv {
 
     fn execute(&mut self, op: &Op) -> OpResult {
         if let Err(e) = op.validate() {
-            return OpResult::Rejected(e);
+            return OpResult::Rejected(e.to_string());
         }
         match op {
             Op::Read { key } => self.read(key),

@@ -9,6 +9,14 @@ use crate::client::Client;
 use crate::config::Algo;
 use crate::protocol::NodeStatus;
 
+#[derive(Debug, thiserror::Error)]
+#[error("no leader within {timeout:?}; last statuses {last}")]
+pub struct NoLeader {
+    pub timeout: Duration,
+    /// (id, role, term) of every node that answered the last poll.
+    pub last: String,
+}
+
 pub struct LocalCluster {
     exe: PathBuf,
     pub dir: PathBuf,
@@ -135,7 +143,7 @@ impl LocalCluster {
     }
 
     /// Polls every live node's status until one reports itself leader and a majority agree.
-    pub async fn wait_leader(&self, timeout: Duration) -> Result<(usize, NodeStatus), String> {
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<(usize, NodeStatus), NoLeader> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no status yet");
         while Instant::now() < deadline {
@@ -160,7 +168,7 @@ impl LocalCluster {
             last = format!("{:?}", statuses.iter().map(|(_, s)| (&s.id, &s.role, s.term)).collect::<Vec<_>>());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("no leader within {timeout:?}; last statuses {last}"))
+        Err(NoLeader { timeout, last })
     }
 
     pub fn len(&self) -> usize {

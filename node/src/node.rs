@@ -25,10 +25,7 @@ impl PidFile {
             // Signal 0 only checks that the process exists.
             && unsafe { libc::kill(pid, 0) } == 0
         {
-            return Err(NodeError::Other(format!(
-                "{}: another node (pid {pid}) is running on this data directory",
-                path.display()
-            )));
+            return Err(NodeError::AlreadyRunning { pidfile: path, pid });
         }
         let tmp = data_dir.join("node.pid.tmp");
         fs::write(&tmp, format!("{}\n", std::process::id()))
@@ -113,7 +110,7 @@ pub fn run_node(cfg: Config) -> Result<(), NodeError> {
         .map_err(|source| NodeError::Io { what: format!("create {}", cfg.data_dir.display()), source })?;
     let log = RotatingLog::open(&cfg.data_dir.join("logs"), cfg.log_max_bytes)
         .map_err(|source| NodeError::Io { what: "open log file".into(), source })?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level).map_err(|e| NodeError::Other(e.to_string()))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)?;
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(log).try_init();
     let _pid = PidFile::create(&cfg.data_dir)?;
     info!(id = %cfg.id, algo = cfg.algo.as_str(), pid = std::process::id(), "starting node");

@@ -22,8 +22,8 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::kv::{Command, Kv, Op, OpResult};
 use crate::protocol::{self, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
-use crate::replica::{EntryData, NodeId, ProposeError, Replica, Role, Snapshot};
-use crate::transport::{self, PeerSender, TransportStats};
+use crate::replica::{EntryData, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot};
+use crate::transport::{self, PeerRefused, PeerSender, TransportStats};
 use crate::wal::{Wal, WalError};
 
 /// Events queued for the core thread before network tasks start refusing work.
@@ -32,8 +32,6 @@ pub const EVENT_QUEUE: usize = 65_536;
 pub const MAX_PENDING_REQUESTS: usize = 65_536;
 /// Events handled per loop iteration before the replica's output is carried out.
 const DRAIN_MAX: usize = 4096;
-/// Client connections served at once.
-const MAX_CLIENT_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -42,9 +40,22 @@ pub enum NodeError {
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("replica: {0}")]
-    Replica(String),
-    #[error("{0}")]
-    Other(String),
+    Replica(#[from] ReplicaError),
+    #[error("{what}: undecodable snapshot: {source}")]
+    Snapshot { what: &'static str, source: postcard::Error },
+    /// The core handed out a committed entry that does not follow the last applied one.
+    #[error("replica: applied {applied} but the next entry is {index}")]
+    ApplyGap { applied: u64, index: u64 },
+    #[error("{}: another node (pid {pid}) is running on this data directory", pidfile.display())]
+    AlreadyRunning { pidfile: PathBuf, pid: i32 },
+    #[error("log_level: {0}")]
+    LogFilter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("node `{id}` is not a member of its own peer list")]
+    NotAMember { id: String },
+    #[error("core thread panicked")]
+    CorePanicked,
+    #[error("core thread: {0}")]
+    CoreJoin(#[from] tokio::task::JoinError),
 }
 
 pub enum Event<M> {
@@ -146,7 +157,7 @@ impl<R: Replica> Core<R> {
             RequestBody::Op { client, seq, op } => (client, seq, op),
         };
         if let Err(e) = op.validate() {
-            let _ = reply.send(ResponseBody::Error(WireError::BadRequest(e)));
+            let _ = reply.send(ResponseBody::Error(WireError::BadRequest(e.to_string())));
             return;
         }
         if self.pending() >= MAX_PENDING_REQUESTS {
@@ -220,7 +231,8 @@ impl<R: Replica> Core<R> {
             let mut installed = false;
             if let Some(s) = rd.snapshot {
                 self.wal.save_snapshot(&s)?;
-                self.kv = Kv::restore(&s.data).map_err(|e| NodeError::Replica(format!("snapshot from leader: {e}")))?;
+                self.kv = Kv::restore(&s.data)
+                    .map_err(|source| NodeError::Snapshot { what: "snapshot from leader", source })?;
                 info!(index = s.index, term = s.term, "installed snapshot from leader");
                 self.applied = s.index;
                 self.applied_term = s.term;
@@ -253,7 +265,7 @@ impl<R: Replica> Core<R> {
 
     fn apply(&mut self, index: u64, term: u64, data: &EntryData) -> Result<(), NodeError> {
         if index != self.applied + 1 {
-            return Err(NodeError::Replica(format!("applied {} but the next entry is {index}", self.applied)));
+            return Err(NodeError::ApplyGap { applied: self.applied, index });
         }
         self.applied = index;
         self.applied_term = term;
@@ -301,7 +313,7 @@ impl<R: Replica> Core<R> {
             return Ok(());
         }
         let snap = Snapshot { index: self.applied, term: self.applied_term, data: self.kv.snapshot() };
-        self.replica.compact(snap.clone()).map_err(|e| NodeError::Replica(e.to_string()))?;
+        self.replica.compact(snap.clone())?;
         self.wal.save_snapshot(&snap)?;
         self.wal.rewrite(&self.replica.durable_records())?;
         self.snapshot_index = snap.index;
@@ -431,7 +443,7 @@ pub async fn run<R: Replica>(
         warn!("unsafe_local_reads is ON: reads are served without leadership confirmation (stale reads possible)");
     }
     let members = cfg.members();
-    let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::Other("node is not a member".into()))?;
+    let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::NotAMember { id: cfg.id.clone() })?;
     let wal_dir: PathBuf = cfg.data_dir.join("wal");
     let (mut wal, recovered) = Wal::open::<R::Record>(&wal_dir, cfg.effective_fsync())?;
     if cfg.unsafe_no_fsync {
@@ -441,7 +453,7 @@ pub async fn run<R: Replica>(
         warn!(bytes = recovered.torn_bytes, "truncated a torn write at the end of the WAL");
     }
     let kv = match &recovered.snapshot {
-        Some(s) => Kv::restore(&s.data).map_err(|e| NodeError::Other(format!("snapshot: {e}")))?,
+        Some(s) => Kv::restore(&s.data).map_err(|source| NodeError::Snapshot { what: "snapshot", source })?,
         None => Kv::new(),
     };
     let (applied, applied_term) = recovered.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
@@ -452,8 +464,7 @@ pub async fn run<R: Replica>(
         "replaying durable state"
     );
     let seed = rand::random::<u64>();
-    let replica = R::restore(cfg.replica_config(seed), recovered.snapshot, recovered.records)
-        .map_err(|e| NodeError::Replica(e.to_string()))?;
+    let replica = R::restore(cfg.replica_config(seed), recovered.snapshot, recovered.records)?;
 
     let client_listener = TcpListener::bind(&cfg.listen_client)
         .await
@@ -509,12 +520,16 @@ pub async fn run<R: Replica>(
         peer_listener,
         move |h: &PeerHello| {
             if h.algo != algo {
-                return Err(format!("peer {} runs {}, this node runs {algo}", h.from, h.algo));
+                return Err(PeerRefused::Algo { peer: h.from.clone(), theirs: h.algo.clone(), ours: algo });
             }
-            names.iter().position(|n| *n == h.from).map(|i| i as NodeId + 1).ok_or_else(|| format!("unknown peer `{}`", h.from))
+            names
+                .iter()
+                .position(|n| *n == h.from)
+                .map(|i| i as NodeId + 1)
+                .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))
         },
         move |from, bytes| {
-            let msg: R::Message = protocol::decode(bytes).map_err(|e| e.to_string())?;
+            let msg: R::Message = protocol::decode(bytes)?;
             // A full queue drops the message: consensus tolerates loss, the core must not stall.
             let _ = peer_tx.try_send(Event::Peer(from, msg));
             Ok(())
@@ -537,8 +552,8 @@ pub async fn run<R: Replica>(
     };
     match result {
         Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(NodeError::Other("core thread panicked".into())),
-        Err(e) => Err(NodeError::Other(format!("core thread: {e}"))),
+        Ok(Err(_)) => Err(NodeError::CorePanicked),
+        Err(e) => Err(NodeError::CoreJoin(e)),
     }
 }
 
@@ -548,9 +563,11 @@ async fn client_accept_loop<R: Replica>(
     cfg: Arc<Config>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENT_CONNECTIONS));
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.max_client_connections));
+    let status_permits = Arc::new(tokio::sync::Semaphore::new(cfg.status_reserved_connections));
     // The core answers within request_timeout; allow slack for queueing.
     let answer_within = Duration::from_millis(cfg.request_timeout_ms + 1000);
+    let idle = Duration::from_millis(cfg.client_idle_timeout_ms);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -560,9 +577,15 @@ async fn client_accept_loop<R: Replica>(
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            warn!(%remote, "too many client connections; refusing");
-            continue;
+        let (permit, status_only) = match permits.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match status_permits.clone().try_acquire_owned() {
+                Ok(p) => (p, true),
+                Err(_) => {
+                    warn!(%remote, "too many client connections; refusing");
+                    continue;
+                }
+            },
         };
         let tx = tx.clone();
         let mut shutdown = shutdown.clone();
@@ -572,7 +595,10 @@ async fn client_accept_loop<R: Replica>(
             let mut framed = Framed::new(stream, protocol::client_codec());
             loop {
                 let frame = tokio::select! {
-                    f = framed.next() => f,
+                    f = tokio::time::timeout(idle, framed.next()) => match f {
+                        Ok(f) => f,
+                        Err(_) => return,
+                    },
                     _ = shutdown.changed() => return,
                 };
                 let Some(Ok(frame)) = frame else { return };
@@ -584,6 +610,15 @@ async fn client_accept_loop<R: Replica>(
                         return;
                     }
                 };
+                // A reserve slot exists so status gets through a full node; work waits for
+                // an ordinary slot.
+                if status_only && !matches!(req.body, RequestBody::Status) {
+                    let body = ResponseBody::Error(WireError::Busy);
+                    if framed.send(protocol::encode(&Response { id: req.id, body })).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let body = match tx.try_send(Event::Client(req.body, reply_tx)) {
                     Err(TrySendError::Full(_)) => ResponseBody::Error(WireError::Busy),
@@ -599,5 +634,91 @@ async fn client_accept_loop<R: Replica>(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+
+    use crate::client::{Client, ClientError};
+    use crate::config::Config;
+    use crate::protocol::WireError;
+
+    /// Starts a single-node cluster in-process; returns its client address and the stop switch.
+    async fn start(cfg: Config) -> (String, tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            crate::node::run_algo(cfg, stop_rx, move |s| {
+                let _ = addr_tx.send(s.client_addr);
+            })
+            .await
+            .expect("node runs");
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(5), addr_rx).await.expect("node starts").unwrap();
+        (addr.to_string(), stop_tx, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_cannot_lock_out_status_and_are_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::minimal("n1", dir.path().into());
+        cfg.listen_client = "127.0.0.1:0".into();
+        cfg.listen_peer = "127.0.0.1:0".into();
+        cfg.fsync = false;
+        cfg.max_client_connections = 4;
+        cfg.status_reserved_connections = 1;
+        cfg.client_idle_timeout_ms = 600;
+        cfg.validate("test").unwrap();
+        let (addr, stop, task) = start(cfg).await;
+
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(TcpStream::connect(&addr).await.unwrap());
+        }
+        // Every ordinary slot is held: the next connection lands in the status reserve.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut c = Client::connect(&addr, Duration::from_secs(2)).await.unwrap();
+        c.set_follow_leader(false);
+        let st = c.status().await.expect("status gets through a full node");
+        assert_eq!(st.id, "n1");
+        match c.write("k", crate::kv::Value::Int(1)).await {
+            Err(ClientError::Server(WireError::Busy)) => {}
+            other => panic!("a reserve slot must refuse work, got {other:?}"),
+        }
+
+        // The idle connections are closed by the node, not left holding their slots.
+        for mut s in idle {
+            let mut buf = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+                .await
+                .expect("idle connection closed within the timeout")
+                .unwrap_or(0);
+            assert_eq!(n, 0, "expected end-of-stream on an idle connection");
+        }
+
+        // With the slots free again, ordinary work is served (once the single node leads).
+        let mut w = Client::connect(&addr, Duration::from_secs(2)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match w.write("k", crate::kv::Value::Int(1)).await {
+                Ok(()) => break,
+                Err(ClientError::Server(WireError::NotLeader { .. })) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("write after the idle connections were closed: {e}"),
+            }
+        }
+        // The client survives the node closing its idle connection: it reconnects, and the
+        // read is not turned into an indefinite "connection lost".
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(w.read("k").await.unwrap(), Some(crate::kv::Value::Int(1)));
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
     }
 }

@@ -10,13 +10,49 @@
 //! atomically (records "fsynced" before messages leave), and a crash keeps exactly the
 //! snapshot and records persisted so far.
 
+pub mod net;
+
+pub use self::net::Net;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use serde_json::json;
 
 use crate::kv::{Command, Kv, Op, OpResult, Value};
-use crate::replica::{Entry, EntryData, NodeId, ProposeError, Replica, ReplicaConfig, Role, Snapshot, SplitMix64};
+use crate::replica::{
+    Entry, EntryData, NodeId, ProposeError, Replica, ReplicaConfig, ReplicaError, Role, Snapshot, SplitMix64,
+};
+
+/// A property a run broke: a safety invariant, a convergence check, or a caller's check
+/// passed to [`Sim::run_with`]. Plain text because each check words its own evidence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Violation(pub String);
+
+impl From<String> for Violation {
+    fn from(s: String) -> Self {
+        Violation(s)
+    }
+}
+
+impl From<&str> for Violation {
+    fn from(s: &str) -> Self {
+        Violation(s.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("node {node}: {source}")]
+    Restore { node: NodeId, source: ReplicaError },
+    /// `tick` is `None` for the end-of-run convergence checks. The seed replays the run.
+    #[error("seed {seed}: {}: {violation}", match tick {
+        Some(t) => format!("tick {t}"),
+        None => "at end".to_string(),
+    })]
+    Violation { seed: u64, tick: Option<u64>, violation: Violation },
+}
 
 /// Fault and workload mix for one simulated run. Probabilities are per tick unless noted.
 #[derive(Debug, Clone)]
@@ -167,13 +203,13 @@ pub struct Sim<R: Replica> {
 const PARTITION_NONE: u8 = 0;
 
 impl<R: Replica> Sim<R> {
-    pub fn new(cfg: SimConfig) -> Result<Self, String> {
+    pub fn new(cfg: SimConfig) -> Result<Self, SimError> {
         let members: Vec<NodeId> = (1..=cfg.nodes as u64).collect();
         let mut rng = SplitMix64::new(cfg.seed);
         let mut nodes = Vec::new();
         for &id in &members {
             let rc = Self::replica_config(&cfg, &members, id, rng.next_u64());
-            let replica = R::restore(rc, None, Vec::new()).map_err(|e| format!("node {id}: {e}"))?;
+            let replica = R::restore(rc, None, Vec::new()).map_err(|source| SimError::Restore { node: id, source })?;
             nodes.push(SimNode {
                 id,
                 replica: Some(replica),
@@ -247,26 +283,27 @@ impl<R: Replica> Sim<R> {
         &self.chosen
     }
 
-    pub fn run(&mut self) -> Result<(), String> {
+    pub fn run(&mut self) -> Result<(), SimError> {
         self.run_with(|_| Ok(()))
     }
 
     /// Runs the whole schedule, calling `check` after every tick. Any violation is returned
     /// with the seed so it can be replayed.
-    pub fn run_with(&mut self, mut check: impl FnMut(&Self) -> Result<(), String>) -> Result<(), String> {
+    pub fn run_with(&mut self, mut check: impl FnMut(&Self) -> Result<(), Violation>) -> Result<(), SimError> {
         let total = self.cfg.ticks + self.cfg.quiesce_ticks;
+        let seed = self.cfg.seed;
         while self.now < total {
-            self.step_once().map_err(|e| format!("seed {}: tick {}: {e}", self.cfg.seed, self.now))?;
-            check(self).map_err(|e| format!("seed {}: tick {}: {e}", self.cfg.seed, self.now))?;
+            let stepped = self.step_once().and_then(|()| check(self));
+            stepped.map_err(|violation| SimError::Violation { seed, tick: Some(self.now), violation })?;
         }
-        self.finish().map_err(|e| format!("seed {}: at end: {e}", self.cfg.seed))
+        self.finish().map_err(|violation| SimError::Violation { seed, tick: None, violation })
     }
 
     fn faulty(&self) -> bool {
         self.now < self.cfg.ticks
     }
 
-    fn step_once(&mut self) -> Result<(), String> {
+    fn step_once(&mut self) -> Result<(), Violation> {
         self.now += 1;
         self.faults();
         for i in 0..self.nodes.len() {
@@ -440,7 +477,7 @@ impl<R: Replica> Sim<R> {
         }
     }
 
-    fn process_ready(&mut self, i: usize) -> Result<(), String> {
+    fn process_ready(&mut self, i: usize) -> Result<(), Violation> {
         for _ in 0..16 {
             let Some(r) = self.nodes[i].replica.as_mut() else { return Ok(()) };
             if !r.has_ready() {
@@ -452,9 +489,12 @@ impl<R: Replica> Sim<R> {
             if let Some(s) = rd.snapshot {
                 let n = &mut self.nodes[i];
                 if s.index <= n.applied {
-                    return Err(format!("node {from}: snapshot at {} does not advance applied {}", s.index, n.applied));
+                    return Err(Violation(format!(
+                        "node {from}: snapshot at {} does not advance applied {}",
+                        s.index, n.applied
+                    )));
                 }
-                n.kv = Kv::restore(&s.data).map_err(|e| format!("snapshot decode: {e}"))?;
+                n.kv = Kv::restore(&s.data).map_err(|e| Violation(format!("snapshot decode: {e}")))?;
                 n.applied = s.index;
                 n.applied_term = s.term;
                 n.durable_snapshot = Some(s);
@@ -464,7 +504,7 @@ impl<R: Replica> Sim<R> {
             self.nodes[i].durable_records.extend(rd.records);
             for (to, msg) in rd.messages {
                 if to == from || !self.members.contains(&to) {
-                    return Err(format!("node {from} sent a message to {to}"));
+                    return Err(Violation(format!("node {from} sent a message to {to}")));
                 }
                 self.send(from, to, msg);
             }
@@ -486,15 +526,18 @@ impl<R: Replica> Sim<R> {
         Ok(())
     }
 
-    fn apply(&mut self, i: usize, e: Entry) -> Result<(), String> {
+    fn apply(&mut self, i: usize, e: Entry) -> Result<(), Violation> {
         let n = &mut self.nodes[i];
         if e.index != n.applied + 1 {
-            return Err(format!("node {}: applied {} then got entry {}", n.id, n.applied, e.index));
+            return Err(Violation(format!("node {}: applied {} then got entry {}", n.id, n.applied, e.index)));
         }
         // State machine safety: no two replicas apply different commands at one index.
         match self.chosen.get(&e.index) {
             Some(d) if *d != e.data => {
-                return Err(format!("node {} applied {:?} at {} but another applied {:?}", n.id, e.data, e.index, d));
+                return Err(Violation(format!(
+                    "node {} applied {:?} at {} but another applied {:?}",
+                    n.id, e.data, e.index, d
+                )));
             }
             Some(_) => {}
             None => {
@@ -504,7 +547,8 @@ impl<R: Replica> Sim<R> {
         n.applied = e.index;
         n.applied_term = e.term;
         let EntryData::Command(bytes) = &e.data else { return Ok(()) };
-        let cmd = Command::decode(bytes).map_err(|err| format!("undecodable command at {}: {err}", e.index))?;
+        let cmd =
+            Command::decode(bytes).map_err(|err| Violation(format!("undecodable command at {}: {err}", e.index)))?;
         let result = n.kv.apply(e.index, &cmd);
         if let Some(slot) = n.pending_writes.remove(&(cmd.client, cmd.seq)) {
             self.complete(slot, cmd.seq, Some(result));
@@ -533,7 +577,7 @@ impl<R: Replica> Sim<R> {
         }
     }
 
-    fn maybe_compact(&mut self, i: usize) -> Result<(), String> {
+    fn maybe_compact(&mut self, i: usize) -> Result<(), Violation> {
         let n = &mut self.nodes[i];
         let Some(r) = n.replica.as_mut() else { return Ok(()) };
         let snap_index = n.durable_snapshot.as_ref().map_or(0, |s| s.index);
@@ -541,14 +585,14 @@ impl<R: Replica> Sim<R> {
             return Ok(());
         }
         let snap = Snapshot { index: n.applied, term: n.applied_term, data: n.kv.snapshot() };
-        r.compact(snap.clone()).map_err(|e| format!("node {}: compact: {e}", n.id))?;
+        r.compact(snap.clone()).map_err(|e| Violation(format!("node {}: compact: {e}", n.id)))?;
         n.durable_records = r.durable_records();
         n.durable_snapshot = Some(snap);
         self.stats.compactions += 1;
         Ok(())
     }
 
-    fn check_leaders(&mut self) -> Result<(), String> {
+    fn check_leaders(&mut self) -> Result<(), Violation> {
         for n in &self.nodes {
             let Some(r) = &n.replica else { continue };
             let st = r.status();
@@ -558,7 +602,10 @@ impl<R: Replica> Sim<R> {
             }
             match self.leader_of_term.get(&st.term) {
                 Some(&other) if other != n.id && self.cfg.check_one_leader_per_term => {
-                    return Err(format!("election safety: {} and {} both lead term {}", other, n.id, st.term));
+                    return Err(Violation(format!(
+                        "election safety: {} and {} both lead term {}",
+                        other, n.id, st.term
+                    )));
                 }
                 Some(_) => {}
                 None => {
@@ -729,11 +776,11 @@ impl<R: Replica> Sim<R> {
 
     /// After the quiet period every node is up, agrees on one leader and has applied
     /// everything that was committed: a liveness check that catches stuck clusters.
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), Violation> {
         let mut leaders = Vec::new();
         let mut applied = Vec::new();
         for n in &self.nodes {
-            let r = n.replica.as_ref().ok_or_else(|| format!("node {} still down", n.id))?;
+            let r = n.replica.as_ref().ok_or_else(|| Violation(format!("node {} still down", n.id)))?;
             let st = r.status();
             if st.role == Role::Leader {
                 leaders.push((n.id, st.term));
@@ -741,11 +788,11 @@ impl<R: Replica> Sim<R> {
             applied.push(n.applied);
         }
         if leaders.len() != 1 {
-            return Err(format!("expected one leader after healing, found {leaders:?}"));
+            return Err(Violation(format!("expected one leader after healing, found {leaders:?}")));
         }
         let max = *applied.iter().max().unwrap_or(&0);
         if applied.iter().any(|&a| a != max) {
-            return Err(format!("replicas did not converge after healing: applied {applied:?}"));
+            return Err(Violation(format!("replicas did not converge after healing: applied {applied:?}")));
         }
         let mut states = self.nodes.iter().map(|n| &n.kv);
         let first = states.next().expect("at least one node");

@@ -167,12 +167,25 @@ pub fn spawn_outbound(
     sender
 }
 
+/// Why an inbound peer connection was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerRefused {
+    #[error("undecodable hello: {0}")]
+    BadHello(postcard::Error),
+    #[error("protocol version {theirs}, this node speaks {ours}")]
+    Version { theirs: u32, ours: u32 },
+    #[error("peer {peer} runs {theirs}, this node runs {ours}")]
+    Algo { peer: String, theirs: String, ours: &'static str },
+    #[error("unknown peer `{0}`")]
+    UnknownPeer(String),
+}
+
 /// Accepts peer connections; each decoded message goes to `deliver(from, frame)`.
 /// `resolve` maps the hello's node name to its id (None: unknown peer, refused).
 pub async fn accept_loop<F, G>(listener: TcpListener, resolve: G, deliver: F, mut shutdown: watch::Receiver<bool>)
 where
-    F: Fn(NodeId, &[u8]) -> Result<(), String> + Send + Sync + 'static,
-    G: Fn(&PeerHello) -> Result<NodeId, String> + Send + Sync + 'static,
+    F: Fn(NodeId, &[u8]) -> Result<(), postcard::Error> + Send + Sync + 'static,
+    G: Fn(&PeerHello) -> Result<NodeId, PeerRefused> + Send + Sync + 'static,
 {
     let deliver = Arc::new(deliver);
     let resolve = Arc::new(resolve);
@@ -204,10 +217,13 @@ where
                 debug!(%remote, "peer connection without hello");
                 return;
             };
-            let from = match protocol::decode::<PeerHello>(&hello)
-                .map_err(|e| e.to_string())
-                .and_then(|h| if h.version == PROTOCOL_VERSION { resolve(&h) } else { Err(format!("protocol version {}", h.version)) })
-            {
+            let from = match protocol::decode::<PeerHello>(&hello).map_err(PeerRefused::BadHello).and_then(|h| {
+                if h.version == PROTOCOL_VERSION {
+                    resolve(&h)
+                } else {
+                    Err(PeerRefused::Version { theirs: h.version, ours: PROTOCOL_VERSION })
+                }
+            }) {
                 Ok(id) => id,
                 Err(e) => {
                     warn!(%remote, error = %e, "refusing peer connection");

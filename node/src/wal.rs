@@ -39,6 +39,46 @@ pub enum WalError {
     BadMagic { path: PathBuf, what: &'static str },
 }
 
+/// What is wrong with a log or snapshot image; [`WalError`] adds the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("bad magic")]
+    BadMagic,
+    #[error("record header checksum mismatch")]
+    HeaderChecksum { offset: u64 },
+    #[error("record length {len} exceeds the limit")]
+    TooLong { offset: u64, len: usize },
+    #[error("checksum mismatch before the end of the log")]
+    Checksum { offset: u64 },
+    #[error("truncated snapshot header")]
+    TruncatedSnapshot,
+    #[error("snapshot length {len} does not match the file")]
+    SnapshotLength { len: usize },
+    #[error("snapshot checksum mismatch")]
+    SnapshotChecksum,
+    #[error("undecodable snapshot: {0}")]
+    SnapshotDecode(postcard::Error),
+}
+
+impl ImageError {
+    /// Byte offset of the damaged frame (0 for whole-file problems).
+    pub fn offset(&self) -> u64 {
+        match self {
+            ImageError::HeaderChecksum { offset }
+            | ImageError::TooLong { offset, .. }
+            | ImageError::Checksum { offset } => *offset,
+            _ => 0,
+        }
+    }
+
+    fn in_file(self, path: &Path, what: &'static str) -> WalError {
+        match self {
+            ImageError::BadMagic => WalError::BadMagic { path: path.to_path_buf(), what },
+            e => WalError::Corrupt { path: path.to_path_buf(), offset: e.offset(), reason: e.to_string() },
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
     move |source| WalError::Io { path: path.to_path_buf(), source }
 }
@@ -53,16 +93,16 @@ pub struct Scan {
 }
 
 /// Parses a whole log image. Pure, so it can be fuzzed without a file system.
-pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
+pub fn scan(buf: &[u8]) -> Result<Scan, ImageError> {
     if buf.len() < HEADER {
         // A crash while creating the file: nothing was ever acknowledged from it.
         if WAL_MAGIC.starts_with(buf) {
             return Ok(Scan { records: Vec::new(), valid_len: 0, torn_bytes: buf.len() as u64 });
         }
-        return Err((0, "bad magic".into()));
+        return Err(ImageError::BadMagic);
     }
     if &buf[..HEADER] != WAL_MAGIC {
-        return Err((0, "bad magic".into()));
+        return Err(ImageError::BadMagic);
     }
     let mut records = Vec::new();
     let mut off = HEADER;
@@ -79,10 +119,10 @@ pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
         let word = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes"));
         let (len, len_crc, crc) = (word(0) as usize, word(4), word(8));
         if crc32fast::hash(&rest[0..4]) != len_crc {
-            return Err((off as u64, "record header checksum mismatch".into()));
+            return Err(ImageError::HeaderChecksum { offset: off as u64 });
         }
         if len > MAX_RECORD_BYTES {
-            return Err((off as u64, format!("record length {len} exceeds the limit")));
+            return Err(ImageError::TooLong { offset: off as u64, len });
         }
         if rest.len() < FRAME_HEADER + len {
             return torn(records, off);
@@ -92,7 +132,7 @@ pub fn scan(buf: &[u8]) -> Result<Scan, (u64, String)> {
             if off + FRAME_HEADER + len == buf.len() {
                 return torn(records, off);
             }
-            return Err((off as u64, "checksum mismatch before the end of the log".into()));
+            return Err(ImageError::Checksum { offset: off as u64 });
         }
         records.push(payload.to_vec());
         off += FRAME_HEADER + len;
@@ -154,13 +194,7 @@ impl Wal {
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(&path))?;
         let mut buf = Vec::new();
         file.read_to_end(&mut buf).map_err(io(&path))?;
-        let scan = scan(&buf).map_err(|(offset, reason)| {
-            if reason == "bad magic" {
-                WalError::BadMagic { path: path.clone(), what: "log" }
-            } else {
-                WalError::Corrupt { path: path.clone(), offset, reason }
-            }
-        })?;
+        let scan = scan(&buf).map_err(|e| e.in_file(&path, "log"))?;
         if scan.torn_bytes > 0 || buf.len() < HEADER {
             file.set_len(scan.valid_len).map_err(io(&path))?;
             if scan.valid_len == 0 {
@@ -275,34 +309,28 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, WalError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(path)(e)),
     };
-    decode_snapshot(&buf).map(Some).map_err(|reason| {
-        if reason == "bad magic" {
-            WalError::BadMagic { path: path.to_path_buf(), what: "snapshot" }
-        } else {
-            WalError::Corrupt { path: path.to_path_buf(), offset: 0, reason }
-        }
-    })
+    decode_snapshot(&buf).map(Some).map_err(|e| e.in_file(path, "snapshot"))
 }
 
 /// Decodes a snapshot file image. A snapshot is renamed into place only after its fsync, so
 /// any damage here is real corruption, never a torn write.
-pub fn decode_snapshot(buf: &[u8]) -> Result<Snapshot, String> {
+pub fn decode_snapshot(buf: &[u8]) -> Result<Snapshot, ImageError> {
     if buf.len() < HEADER || &buf[..HEADER] != SNAP_MAGIC {
-        return Err("bad magic".into());
+        return Err(ImageError::BadMagic);
     }
     let rest = &buf[HEADER..];
     if rest.len() < FRAME_HEADER {
-        return Err("truncated snapshot header".into());
+        return Err(ImageError::TruncatedSnapshot);
     }
     let word = |i: usize| u32::from_le_bytes(rest[i..i + 4].try_into().expect("4 bytes"));
     let (len, len_crc, crc) = (word(0) as usize, word(4), word(8));
     if crc32fast::hash(&rest[0..4]) != len_crc || rest.len() != FRAME_HEADER + len {
-        return Err(format!("snapshot length {len} does not match the file"));
+        return Err(ImageError::SnapshotLength { len });
     }
     if crc32fast::hash(&rest[FRAME_HEADER..]) != crc {
-        return Err("snapshot checksum mismatch".into());
+        return Err(ImageError::SnapshotChecksum);
     }
-    postcard::from_bytes(&rest[FRAME_HEADER..]).map_err(|e| format!("undecodable snapshot: {e}"))
+    postcard::from_bytes(&rest[FRAME_HEADER..]).map_err(ImageError::SnapshotDecode)
 }
 
 #[cfg(test)]
@@ -337,13 +365,13 @@ mod tests {
         // A flipped bit in the first frame with valid frames after it: corruption.
         let mut bad = full.clone();
         bad[HEADER + FRAME_HEADER] ^= 1;
-        let (off, why) = scan(&bad).unwrap_err();
-        assert_eq!(off, HEADER as u64);
-        assert!(why.contains("checksum"));
+        let e = scan(&bad).unwrap_err();
+        assert_eq!(e.offset(), HEADER as u64);
+        assert!(matches!(e, ImageError::Checksum { .. }), "{e}");
         // A corrupt length in the middle is not mistaken for a torn tail.
         let mut bad = full.clone();
         bad[HEADER + 3] ^= 0x40;
-        assert!(scan(&bad).unwrap_err().1.contains("header"));
+        assert!(matches!(scan(&bad).unwrap_err(), ImageError::HeaderChecksum { .. }));
         // Zero-filled tail after a crash.
         let mut z = full.clone();
         z.extend_from_slice(&[0u8; 64]);

@@ -16,90 +16,14 @@ use std::collections::BTreeSet;
 
 use faultline_node::paxos::Paxos;
 use faultline_node::raft::Raft;
-use faultline_node::replica::{Entry, EntryData, NodeId, Replica, ReplicaConfig, Role};
+use faultline_node::replica::{NodeId, Replica, ReplicaConfig, Role};
+use faultline_node::sim::Net;
 
-/// A lossless network with a one-tick delay and per-direction link cuts.
-struct Cluster<R: Replica> {
-    nodes: Vec<R>,
-    cut: BTreeSet<(NodeId, NodeId)>,
-    in_flight: Vec<(NodeId, NodeId, R::Message)>,
-    applied: Vec<Vec<Entry>>,
-    now: u64,
-}
-
-impl<R: Replica> Cluster<R> {
-    fn new(n: u64, seed: u64) -> Self {
-        let members: Vec<NodeId> = (1..=n).collect();
-        let nodes = members
-            .iter()
-            .map(|&id| R::restore(ReplicaConfig::new(id, members.clone(), seed * 100 + id), None, vec![]).unwrap())
-            .collect();
-        Cluster { nodes, cut: BTreeSet::new(), in_flight: vec![], applied: vec![vec![]; n as usize], now: 0 }
-    }
-
-    fn node(&mut self, id: NodeId) -> &mut R {
-        &mut self.nodes[(id - 1) as usize]
-    }
-
-    fn ids(&self) -> Vec<NodeId> {
-        (1..=self.nodes.len() as u64).collect()
-    }
-
-    /// Allows exactly the undirected links in `links`.
-    fn set_links(&mut self, links: &[(NodeId, NodeId)]) {
-        self.cut.clear();
-        for a in self.ids() {
-            for b in self.ids() {
-                if a != b && !links.contains(&(a, b)) && !links.contains(&(b, a)) {
-                    self.cut.insert((a, b));
-                }
-            }
-        }
-    }
-
-    fn full_mesh(&self) -> Vec<(NodeId, NodeId)> {
-        let ids = self.ids();
-        ids.iter().flat_map(|&a| ids.iter().filter(move |&&b| b > a).map(move |&b| (a, b))).collect()
-    }
-
-    fn tick(&mut self) {
-        self.now += 1;
-        for (from, to, m) in std::mem::take(&mut self.in_flight) {
-            if !self.cut.contains(&(from, to)) {
-                self.node(to).step(from, m);
-            }
-        }
-        for n in &mut self.nodes {
-            n.tick();
-        }
-        for i in 0..self.nodes.len() {
-            while self.nodes[i].has_ready() {
-                let rd = self.nodes[i].ready();
-                assert!(rd.snapshot.is_none(), "no compaction in this scenario");
-                let from = i as u64 + 1;
-                self.in_flight.extend(rd.messages.into_iter().map(|(to, m)| (from, to, m)));
-                self.applied[i].extend(rd.committed);
-            }
-        }
-    }
-
-    fn leader(&self) -> Option<NodeId> {
-        self.nodes.iter().map(|n| n.status()).find(|s| s.role == Role::Leader).map(|s| s.id)
-    }
-
-    fn max_commit(&self) -> u64 {
-        self.nodes.iter().map(|n| n.status().commit_index).max().unwrap_or(0)
-    }
-
-    fn commands(&self, id: NodeId) -> Vec<Vec<u8>> {
-        self.applied[(id - 1) as usize]
-            .iter()
-            .filter_map(|e| match &e.data {
-                EntryData::Command(c) => Some(c.clone()),
-                EntryData::Noop => None,
-            })
-            .collect()
-    }
+/// Five fresh replicas on a lossless network with a one-tick delay
+/// ([`Net::tick_delayed`]).
+fn cluster<R: Replica>(seed: u64) -> Net<R> {
+    let members: Vec<NodeId> = (1..=5).collect();
+    Net::fresh(5, |id| ReplicaConfig::new(id, members.clone(), seed * 100 + id)).unwrap()
 }
 
 /// What happened after the partition formed.
@@ -116,16 +40,16 @@ struct Outcome {
 const WRITES_BEFORE: usize = 20;
 
 fn constrained_election<R: Replica>(seed: u64, partition_ticks: u64) -> Outcome {
-    let mut c = Cluster::<R>::new(5, seed);
+    let mut c = cluster::<R>(seed);
     let mesh = c.full_mesh();
     c.set_links(&mesh);
     let old = (0..500).find_map(|_| {
-        c.tick();
+        c.tick_delayed();
         c.leader()
     });
     let old = old.expect("a leader in a healthy cluster");
     for _ in 0..5 {
-        c.tick();
+        c.tick_delayed();
     }
     // C falls behind: cut off while the others commit.
     let stale = c.ids().into_iter().find(|&i| i != old).expect("five nodes");
@@ -133,10 +57,10 @@ fn constrained_election<R: Replica>(seed: u64, partition_ticks: u64) -> Outcome 
     c.set_links(&without_c);
     for i in 0..WRITES_BEFORE {
         c.node(old).propose(vec![format!("before-{i}").into_bytes()]).expect("the leader accepts writes");
-        c.tick();
+        c.tick_delayed();
     }
     for _ in 0..20 {
-        c.tick();
+        c.tick_delayed();
     }
     let committed_before = c.node(old).status().commit_index;
     assert!(c.commands(old).len() == WRITES_BEFORE, "the majority committed the writes");
@@ -150,7 +74,7 @@ fn constrained_election<R: Replica>(seed: u64, partition_ticks: u64) -> Outcome 
     let mut proposed = false;
     let mut recovered = None;
     while c.now - start < partition_ticks {
-        c.tick();
+        c.tick_delayed();
         for id in c.ids() {
             if id != old && c.node(id).status().role == Role::Leader {
                 leaders.insert(id);
@@ -205,24 +129,24 @@ fn raft_cannot_elect_the_only_quorum_connected_node_because_its_log_is_stale() {
 /// The same star partition with an up-to-date centre is no obstacle for either protocol:
 /// Raft's unavailability above is caused by the stale log, not by the shape.
 fn star_with_fresh_centre<R: Replica>(seed: u64) -> Option<u64> {
-    let mut c = Cluster::<R>::new(5, seed);
+    let mut c = cluster::<R>(seed);
     let mesh = c.full_mesh();
     c.set_links(&mesh);
     let old = (0..500)
         .find_map(|_| {
-            c.tick();
+            c.tick_delayed();
             c.leader()
         })
         .expect("a leader");
     for _ in 0..20 {
-        c.tick();
+        c.tick_delayed();
     }
     let centre = c.ids().into_iter().find(|&i| i != old).expect("five nodes");
     let star: Vec<_> = c.ids().into_iter().filter(|&i| i != old && i != centre).map(|i| (centre, i)).collect();
     c.set_links(&star);
     let start = c.now;
     while c.now - start < PARTITION_TICKS {
-        c.tick();
+        c.tick_delayed();
         if let Some(l) = c.leader().filter(|&l| l != old) {
             let _ = c.node(l).propose(vec![b"after".to_vec()]);
         }

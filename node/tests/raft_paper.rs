@@ -22,62 +22,14 @@ fn entry(index: u64, term: u64) -> Entry {
     Entry { index, term, data: EntryData::Command(vec![index as u8, term as u8]) }
 }
 
-/// A synchronous network: delivers every message until quiet, skipping cut links.
-struct Net {
-    nodes: Vec<Raft>,
-    cut: BTreeSet<(NodeId, NodeId)>,
-    applied: Vec<Vec<Entry>>,
+type Net = faultline_node::sim::Net<Raft>;
+
+trait Campaign {
+    /// Ticks `id` until it starts campaigning, then settles.
+    fn campaign(&mut self, id: NodeId);
 }
 
-impl Net {
-    fn new(nodes: Vec<Raft>) -> Net {
-        let n = nodes.len();
-        Net { nodes, cut: BTreeSet::new(), applied: vec![Vec::new(); n] }
-    }
-
-    fn node(&mut self, id: NodeId) -> &mut Raft {
-        &mut self.nodes[id as usize - 1]
-    }
-
-    fn isolate(&mut self, id: NodeId) {
-        for other in 1..=self.nodes.len() as u64 {
-            if other != id {
-                self.cut.insert((id, other));
-                self.cut.insert((other, id));
-            }
-        }
-    }
-
-    fn heal(&mut self) {
-        self.cut.clear();
-    }
-
-    /// Drains every node's Ready and delivers the messages, until nothing moves.
-    fn settle(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            for i in 0..self.nodes.len() {
-                if !self.nodes[i].has_ready() {
-                    continue;
-                }
-                moved = true;
-                let rd = self.nodes[i].ready();
-                self.applied[i].extend(rd.committed);
-                let from = i as NodeId + 1;
-                for (to, m) in rd.messages {
-                    if !self.cut.contains(&(from, to)) {
-                        self.nodes[to as usize - 1].step(from, m);
-                    }
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("network did not settle");
-    }
-
-    /// Ticks `id` until it starts campaigning, then settles.
+impl Campaign for Net {
     fn campaign(&mut self, id: NodeId) {
         for _ in 0..100 {
             if self.node(id).status().role != Role::Follower {
@@ -91,10 +43,6 @@ impl Net {
 
 fn drain(r: &mut Raft) -> Vec<(NodeId, Message)> {
     r.ready().messages
-}
-
-fn leader_of(net: &Net) -> Option<NodeId> {
-    net.nodes.iter().find(|r| r.status().role == Role::Leader).map(|r| r.status().id)
 }
 
 #[test]
@@ -147,7 +95,7 @@ fn candidate_with_a_majority_of_votes_becomes_leader() {
     net.cut.remove(&(1, 4));
     net.cut.remove(&(4, 1));
     net.campaign(1);
-    assert_eq!(leader_of(&net), Some(1), "votes from 1, 2, 3 (and 4) are a majority of 5");
+    assert_eq!(net.leader(), Some(1), "votes from 1, 2, 3 (and 4) are a majority of 5");
     let st = net.node(2).status();
     assert_eq!((st.leader, st.term), (Some(1), 1));
 }
@@ -226,7 +174,7 @@ fn stale_terms_are_rejected_and_newer_terms_adopted() {
 
     let mut net = Net::new((1..=3).map(|i| new(i, 3)).collect());
     net.campaign(1);
-    assert_eq!(leader_of(&net), Some(1));
+    assert_eq!(net.leader(), Some(1));
     net.node(1).step(2, Message::AppendResp { term: 9, index: 0, reject: true, hint_index: 0, hint_term: 0 });
     let st = net.node(1).status();
     assert_eq!((st.role, st.term), (Role::Follower, 9));
@@ -290,7 +238,7 @@ fn conflicting_follower_entries_are_overwritten_by_the_leaders() {
             Raft::restore(cfg(3, 3), None, vec![Record::Entries(leader_log.clone()), hs]).unwrap(),
         ]);
         net.campaign(1);
-        assert_eq!(leader_of(&net), Some(1));
+        assert_eq!(net.leader(), Some(1));
         net.node(1).propose(vec![b"after".to_vec()]).unwrap();
         net.settle();
         for _ in 0..10 {
@@ -330,7 +278,7 @@ fn a_new_leader_commits_a_no_op_at_the_start_of_its_term() {
     // the start of its term."
     let mut net = Net::new((1..=3).map(|i| new(i, 3)).collect());
     net.campaign(2);
-    assert_eq!(leader_of(&net), Some(2));
+    assert_eq!(net.leader(), Some(2));
     assert_eq!(net.applied[0].last().map(|e| &e.data), Some(&EntryData::Noop));
     assert_eq!(net.node(1).status().commit_index, 1);
 }
@@ -347,8 +295,7 @@ fn read_index_waits_for_a_quorum_heartbeat_round() {
     net.isolate(1);
     net.node(1).read_index(42).unwrap();
     net.settle();
-    let rd = net.node(1).ready();
-    assert!(rd.read_states.is_empty(), "no quorum answered, so the read must wait");
+    assert!(net.reads[0].is_empty(), "no quorum answered, so the read must wait");
     net.heal();
     net.node(1).read_index(43).unwrap();
     let mut got = Vec::new();
@@ -395,7 +342,7 @@ fn prevote_keeps_a_rejoining_partitioned_node_from_disrupting_the_leader() {
         }
         net.settle();
     }
-    assert_eq!(leader_of(&net), Some(1));
+    assert_eq!(net.leader(), Some(1));
     assert_eq!(net.node(1).status().term, term, "the leader was not deposed");
 }
 
@@ -468,5 +415,5 @@ fn leadership_transfer_hands_over_to_an_up_to_date_follower() {
     net.campaign(1);
     net.node(1).transfer_leader(3).unwrap();
     net.settle();
-    assert_eq!(leader_of(&net), Some(3));
+    assert_eq!(net.leader(), Some(3));
 }

@@ -1,126 +1,33 @@
 //! Unit tests for the Multi-Paxos core, named after the rule each one checks.
 //!
 //! A tiny lossless network drives a handful of replicas to quiescence; fault schedules and
-//! client histories are covered by the shared simulator in `tests/paxos_sim.rs`.
+//! client histories are covered by the shared simulator in `tests/sim_paxos.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use super::*;
-use crate::replica::{Entry, EntryData, NodeId, ProposeError, Replica, ReplicaConfig, Role, Snapshot};
+use crate::replica::{EntryData, NodeId, ProposeError, Replica, ReplicaConfig, Role, Snapshot};
 
-struct Net {
-    nodes: Vec<Option<Paxos>>,
-    /// Durable state per node: what a restart gets back.
-    wal: Vec<(Option<Snapshot>, Vec<Record>)>,
-    applied: Vec<Vec<Entry>>,
-    reads: Vec<Vec<(u64, u64)>>,
-    /// Directed links that drop everything.
-    cut: BTreeSet<(NodeId, NodeId)>,
-    queue: Vec<(NodeId, NodeId, Message)>,
-}
+type Net = crate::sim::Net<Paxos>;
 
 fn cfg(id: NodeId, n: u64) -> ReplicaConfig {
     ReplicaConfig::new(id, (1..=n).collect(), 1000 + id)
 }
 
 impl Net {
-    fn new(n: u64) -> Net {
-        Net {
-            nodes: (1..=n).map(|id| Some(Paxos::restore(cfg(id, n), None, vec![]).unwrap())).collect(),
-            wal: (0..n).map(|_| (None, vec![])).collect(),
-            applied: (0..n).map(|_| vec![]).collect(),
-            reads: (0..n).map(|_| vec![]).collect(),
-            cut: BTreeSet::new(),
-            queue: vec![],
-        }
-    }
-
-    fn node(&mut self, id: NodeId) -> &mut Paxos {
-        self.nodes[(id - 1) as usize].as_mut().expect("node is up")
-    }
-
-    fn isolate(&mut self, id: NodeId) {
-        for other in 1..=self.nodes.len() as u64 {
-            if other != id {
-                self.cut.insert((id, other));
-                self.cut.insert((other, id));
-            }
-        }
-    }
-
-    fn heal(&mut self) {
-        self.cut.clear();
-    }
-
-    fn crash(&mut self, id: NodeId) {
-        self.nodes[(id - 1) as usize] = None;
-        self.applied[(id - 1) as usize].clear();
+    fn of(n: u64) -> Net {
+        Net::fresh(n, |id| cfg(id, n)).unwrap()
     }
 
     fn restart(&mut self, id: NodeId) {
         let n = self.nodes.len() as u64;
-        self.restart_with(cfg(id, n));
+        self.restart_with(cfg(id, n)).unwrap();
     }
 
-    fn restart_with(&mut self, c: ReplicaConfig) {
-        let id = c.id;
-        let (snap, recs) = self.wal[(id - 1) as usize].clone();
-        let p = Paxos::restore(c, snap, recs).unwrap();
-        self.nodes[(id - 1) as usize] = Some(p);
-    }
-
-    /// Carries out every pending `Ready` and delivers messages until nothing moves.
-    fn settle(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = false;
-            for i in 0..self.nodes.len() {
-                let id = i as u64 + 1;
-                let Some(p) = self.nodes[i].as_mut() else { continue };
-                if !p.has_ready() {
-                    continue;
-                }
-                moved = true;
-                let rd = p.ready();
-                if let Some(s) = rd.snapshot {
-                    self.applied[i].retain(|e| e.index > s.index);
-                    self.wal[i].0 = Some(s);
-                }
-                self.wal[i].1.extend(rd.records);
-                for (to, m) in rd.messages {
-                    self.queue.push((id, to, m));
-                }
-                self.applied[i].extend(rd.committed);
-                self.reads[i].extend(rd.read_states.iter().map(|r| (r.id, r.index)));
-            }
-            let q = std::mem::take(&mut self.queue);
-            for (from, to, m) in q {
-                moved = true;
-                if self.cut.contains(&(from, to)) {
-                    continue;
-                }
-                if let Some(p) = self.nodes[(to - 1) as usize].as_mut() {
-                    p.step(from, m);
-                }
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("network did not settle");
-    }
-
-    fn tick(&mut self, n: u32) {
-        for _ in 0..n {
-            for p in self.nodes.iter_mut().flatten() {
-                p.tick();
-            }
-            self.settle();
-        }
-    }
-
-    fn leader(&self) -> Option<NodeId> {
-        let ls: Vec<NodeId> =
-            self.nodes.iter().flatten().filter(|p| p.status().role == Role::Leader).map(|p| p.status().id).collect();
+    /// The leader, asserting there is at most one: a Paxos leader that loses its ballot
+    /// steps down as soon as it hears of a higher one, and this network loses nothing.
+    fn sole_leader(&self) -> Option<NodeId> {
+        let ls = self.leaders();
         assert!(ls.len() <= 1, "two leaders at once: {ls:?}");
         ls.first().copied()
     }
@@ -129,21 +36,11 @@ impl Net {
     fn elect(&mut self) -> NodeId {
         for _ in 0..500 {
             self.tick(1);
-            if let Some(l) = self.leader() {
+            if let Some(l) = self.sole_leader() {
                 return l;
             }
         }
         panic!("no leader elected");
-    }
-
-    fn commands(&self, id: NodeId) -> Vec<Vec<u8>> {
-        self.applied[(id - 1) as usize]
-            .iter()
-            .filter_map(|e| match &e.data {
-                EntryData::Command(c) => Some(c.clone()),
-                EntryData::Noop => None,
-            })
-            .collect()
     }
 }
 
@@ -153,7 +50,7 @@ fn cmd(s: &str) -> Vec<u8> {
 
 #[test]
 fn a_single_node_leads_itself_and_chooses_alone() {
-    let mut net = Net::new(1);
+    let mut net = Net::of(1);
     assert_eq!(net.elect(), 1);
     net.node(1).propose(vec![cmd("a"), cmd("b")]).unwrap();
     net.settle();
@@ -165,7 +62,7 @@ fn a_single_node_leads_itself_and_chooses_alone() {
 
 #[test]
 fn a_value_accepted_by_a_quorum_is_chosen_and_learned_by_every_replica() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     net.node(l).propose(vec![cmd("x")]).unwrap();
     net.settle();
@@ -181,7 +78,7 @@ fn a_value_accepted_by_a_quorum_is_chosen_and_learned_by_every_replica() {
 
 #[test]
 fn a_follower_refuses_proposals_and_names_the_leader() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     net.tick(2);
     let f = if l == 1 { 2 } else { 1 };
@@ -228,7 +125,7 @@ fn phase_one_adopts_the_highest_ballot_value_and_fills_holes_with_noops() {
         ballot: b,
         entries: e.into_iter().map(|(i, s)| (i, EntryData::Command(cmd(s)))).collect(),
     };
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     net.nodes[0] = Some(Paxos::restore(cfg(1, 3), None, vec![acc(b1, vec![(1, "old"), (3, "b")])]).unwrap());
     net.nodes[2] = Some(Paxos::restore(cfg(3, 3), None, vec![acc(b2, vec![(1, "new")])]).unwrap());
     // The quorum is {1, 3}: node 2 is unreachable.
@@ -237,11 +134,11 @@ fn phase_one_adopts_the_highest_ballot_value_and_fills_holes_with_noops() {
     for _ in 0..100 {
         net.node(3).tick();
         net.settle();
-        if net.leader() == Some(3) {
+        if net.sole_leader() == Some(3) {
             break;
         }
     }
-    assert_eq!(net.leader(), Some(3));
+    assert_eq!(net.sole_leader(), Some(3));
     net.settle();
     let got: Vec<EntryData> = net.applied[2].iter().map(|e| e.data.clone()).collect();
     assert_eq!(got, vec![EntryData::Command(cmd("new")), EntryData::Noop, EntryData::Command(cmd("b"))]);
@@ -252,7 +149,7 @@ fn phase_one_adopts_the_highest_ballot_value_and_fills_holes_with_noops() {
 
 #[test]
 fn any_node_may_lead_even_one_with_a_stale_log() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     let stale = if l == 3 { 2 } else { 3 };
     net.isolate(stale);
@@ -270,14 +167,14 @@ fn any_node_may_lead_even_one_with_a_stale_log() {
     let mut slow = cfg(other, 3);
     slow.election_ticks_min = 1000;
     slow.election_ticks_max = 1000;
-    net.restart_with(slow);
+    net.restart_with(slow).unwrap();
     for _ in 0..200 {
         net.tick(1);
-        if net.leader() == Some(stale) {
+        if net.sole_leader() == Some(stale) {
             break;
         }
     }
-    assert_eq!(net.leader(), Some(stale), "a node with a stale log leads");
+    assert_eq!(net.sole_leader(), Some(stale), "a node with a stale log leads");
     net.node(stale).propose(vec![cmd("after")]).unwrap();
     net.settle();
     let want: Vec<Vec<u8>> = (0..5).map(|i| cmd(&format!("w{i}"))).chain([cmd("after")]).collect();
@@ -291,7 +188,7 @@ fn any_node_may_lead_even_one_with_a_stale_log() {
 
 #[test]
 fn a_lagging_learner_catches_up_with_chosen_values() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     let lag = if l == 1 { 2 } else { 1 };
     net.isolate(lag);
@@ -307,7 +204,7 @@ fn a_lagging_learner_catches_up_with_chosen_values() {
 
 #[test]
 fn a_learner_behind_the_leaders_snapshot_gets_the_snapshot() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     let lag = if l == 1 { 2 } else { 1 };
     net.isolate(lag);
@@ -332,7 +229,7 @@ fn a_learner_behind_the_leaders_snapshot_gets_the_snapshot() {
 
 #[test]
 fn compaction_beyond_the_applied_index_is_refused() {
-    let mut net = Net::new(1);
+    let mut net = Net::of(1);
     net.elect();
     let err = net.node(1).compact(Snapshot { index: 5, term: 1, data: vec![] }).unwrap_err();
     assert!(matches!(err, crate::replica::ReplicaError::Compact { index: 5, .. }));
@@ -340,7 +237,7 @@ fn compaction_beyond_the_applied_index_is_refused() {
 
 #[test]
 fn a_restarted_acceptor_rebuilds_its_log_from_its_records_and_the_snapshot() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     for i in 0..10 {
         net.node(l).propose(vec![cmd(&format!("w{i}"))]).unwrap();
@@ -369,7 +266,7 @@ fn a_restarted_acceptor_rebuilds_its_log_from_its_records_and_the_snapshot() {
 
 #[test]
 fn a_read_is_released_only_after_a_quorum_confirms_the_leadership() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     net.node(l).propose(vec![cmd("x")]).unwrap();
     net.settle();
@@ -390,12 +287,12 @@ fn a_read_is_released_only_after_a_quorum_confirms_the_leadership() {
 
 #[test]
 fn a_leader_that_cannot_hear_a_quorum_steps_down() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     net.isolate(l);
     net.tick(25);
     assert_ne!(net.nodes[(l - 1) as usize].as_ref().unwrap().status().role, Role::Leader);
-    let new = net.leader().expect("the majority side elects a leader");
+    let new = net.sole_leader().expect("the majority side elects a leader");
     assert_ne!(new, l);
     net.heal();
     net.tick(5);
@@ -404,7 +301,7 @@ fn a_leader_that_cannot_hear_a_quorum_steps_down() {
 
 #[test]
 fn a_node_that_cannot_reach_a_quorum_does_not_raise_the_ballot() {
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     let l = net.elect();
     net.tick(2);
     let term = net.node(l).status().term;
@@ -414,7 +311,7 @@ fn a_node_that_cannot_reach_a_quorum_does_not_raise_the_ballot() {
     assert_eq!(net.node(f).status().term, term, "prevote kept the isolated node from bumping its round");
     net.heal();
     net.tick(5);
-    assert_eq!(net.leader(), Some(l), "the healthy leader was not disrupted");
+    assert_eq!(net.sole_leader(), Some(l), "the healthy leader was not disrupted");
 }
 
 #[test]
@@ -436,16 +333,16 @@ fn a_slow_proposer_gets_busy_instead_of_an_unbounded_window() {
     let mut c = cfg(1, 3);
     c.batch_max = 2;
     c.max_inflight_msgs = 2;
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     net.nodes[0] = Some(Paxos::restore(c, None, vec![]).unwrap());
     for _ in 0..200 {
         net.node(1).tick();
         net.settle();
-        if net.leader() == Some(1) {
+        if net.sole_leader() == Some(1) {
             break;
         }
     }
-    assert_eq!(net.leader(), Some(1));
+    assert_eq!(net.sole_leader(), Some(1));
     net.isolate(1);
     net.node(1).propose(vec![cmd("a"), cmd("b"), cmd("c"), cmd("d")]).unwrap();
     assert_eq!(net.node(1).propose(vec![cmd("e")]), Err(ProposeError::Busy));
@@ -454,13 +351,13 @@ fn a_slow_proposer_gets_busy_instead_of_an_unbounded_window() {
 #[test]
 fn a_candidate_refuses_to_walk_an_absurd_slot_range_from_a_corrupt_peer() {
     let far = Record::Accept { ballot: Ballot { round: 1, node: 2 }, entries: vec![(1 << 40, EntryData::Noop)] };
-    let mut net = Net::new(3);
+    let mut net = Net::of(3);
     net.nodes[0] = Some(Paxos::restore(cfg(1, 3), None, vec![far]).unwrap());
     net.isolate(2);
     for _ in 0..100 {
         net.node(3).tick();
         net.settle();
     }
-    assert_eq!(net.leader(), None, "no leader re-proposes 2^40 slots");
+    assert_eq!(net.sole_leader(), None, "no leader re-proposes 2^40 slots");
     assert!(net.node(3).status().term > 0, "node 3 did run phase 1");
 }

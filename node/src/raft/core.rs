@@ -1,227 +1,62 @@
-//! Raft (Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm",
-//! extended version, and Ongaro's thesis for PreVote, CheckQuorum and ReadIndex) as a pure
-//! [`Replica`] state machine.
-//!
-//! The structure follows etcd-io/raft: per-follower `Progress` with probe/replicate/snapshot
-//! states and a bounded in-flight window, fast log backtracking with (index, term) hints,
-//! heartbeats that carry a read-index context, and leases only in the CheckQuorum sense (no
-//! lease-based reads: reads are confirmed by a quorum round).
+//! The Raft state machine: roles, elections, replication, compaction and the [`Replica`]
+//! contract. See the module docs of [`super`].
 
 use std::collections::{BTreeMap, VecDeque};
-
-use serde::{Deserialize, Serialize};
 
 use crate::replica::{
     Entry, EntryData, NodeId, ProposeError, ReadState, Ready, Replica, ReplicaConfig, ReplicaError, Role, Snapshot,
     SplitMix64, Status,
 };
 
+use super::msg::{Message, Record};
+use super::progress::{Progress, ProgressState};
+use super::read_only::{MAX_PENDING_READS, PendingRead};
+
 /// Uncommitted entries a leader accepts before refusing proposals with `Busy`.
 pub const MAX_UNCOMMITTED_ENTRIES: u64 = 16_384;
-/// Reads a leader queues before refusing more with `Busy`.
-pub const MAX_PENDING_READS: usize = 16_384;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message {
-    /// §9.6 of the thesis: ask whether a vote would be granted for `term` without bumping ours.
-    PreVote { term: u64, last_index: u64, last_term: u64 },
-    PreVoteResp { term: u64, granted: bool },
-    RequestVote { term: u64, last_index: u64, last_term: u64, transfer: bool },
-    RequestVoteResp { term: u64, granted: bool },
-    Append { term: u64, prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64 },
-    /// `index`: on success the follower's last index matching the leader; on rejection the
-    /// rejected `prev_index`, with a hint for fast backtracking.
-    AppendResp { term: u64, index: u64, reject: bool, hint_index: u64, hint_term: u64 },
-    /// `commit` is capped at what the follower is known to hold; `ctx` is the read-index round.
-    Heartbeat { term: u64, commit: u64, ctx: u64 },
-    HeartbeatResp { term: u64, ctx: u64 },
-    InstallSnapshot { term: u64, snapshot: Snapshot },
-    /// Leader transfer: start an election now, bypassing PreVote and leases.
-    TimeoutNow { term: u64 },
-}
-
-impl Message {
-    pub fn term(&self) -> u64 {
-        match self {
-            Message::PreVote { term, .. }
-            | Message::PreVoteResp { term, .. }
-            | Message::RequestVote { term, .. }
-            | Message::RequestVoteResp { term, .. }
-            | Message::Append { term, .. }
-            | Message::AppendResp { term, .. }
-            | Message::Heartbeat { term, .. }
-            | Message::HeartbeatResp { term, .. }
-            | Message::InstallSnapshot { term, .. }
-            | Message::TimeoutNow { term } => *term,
-        }
-    }
-}
-
-/// What Raft keeps in the WAL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Record {
-    /// "Updated on stable storage before responding to RPCs": currentTerm and votedFor. The
-    /// commit index rides along when the record is written anyway, so a restart re-applies
-    /// what it knew to be committed; a commit advance alone never costs an fsync (the paper
-    /// keeps commitIndex volatile, and the Paxos core does not persist its chosen point
-    /// either — the comparison must not charge one protocol for an extra sync).
-    HardState { term: u64, vote: Option<NodeId>, commit: u64 },
-    /// Entries to append; an entry at an index that already exists replaces it and everything
-    /// after it (the follower's conflict truncation).
-    Entries(Vec<Entry>),
-    /// The log was replaced by a snapshot ending at (index, term): forget all earlier entries.
-    SnapshotMark { index: u64, term: u64 },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProgressState {
-    /// Unknown match: one append in flight at a time until a reply locates the follower.
-    Probe,
-    /// Streaming: optimistic `next`, up to `max_inflight_msgs` appends outstanding.
-    Replicate,
-    /// Waiting for an InstallSnapshot at `pending` to land; resent after a timeout.
-    Snapshot { pending: u64, ticks: u32 },
-}
-
-#[derive(Debug, Clone)]
-struct Progress {
-    matched: u64,
-    next: u64,
-    state: ProgressState,
-    probe_sent: bool,
-    /// Last index of each append in flight (Replicate state).
-    inflight: VecDeque<u64>,
-    /// Heard from since the last CheckQuorum round.
-    recent_active: bool,
-    /// Highest read-index round this follower acknowledged.
-    read_ack: u64,
-    /// Leader ticks since `matched` last advanced while entries were outstanding: detects
-    /// lost appends or acks, which would otherwise stall a Replicate stream forever.
-    stall_ticks: u32,
-    /// Highest commit index this follower was told in a way it could apply, so an ack that
-    /// arrives after the commit point moved gets a prompt commit update.
-    sent_commit: u64,
-}
-
-impl Progress {
-    fn new(next: u64) -> Self {
-        Progress {
-            matched: 0,
-            next,
-            state: ProgressState::Probe,
-            probe_sent: false,
-            inflight: VecDeque::new(),
-            recent_active: false,
-            read_ack: 0,
-            stall_ticks: 0,
-            sent_commit: 0,
-        }
-    }
-
-    fn become_probe(&mut self) {
-        self.state = ProgressState::Probe;
-        self.next = self.matched + 1;
-        self.probe_sent = false;
-        self.inflight.clear();
-    }
-
-    fn become_replicate(&mut self) {
-        self.state = ProgressState::Replicate;
-        self.next = self.matched + 1;
-        self.probe_sent = false;
-        self.inflight.clear();
-    }
-}
-
-#[derive(Debug, Clone)]
-struct PendingRead {
-    id: u64,
-    index: u64,
-    ctx: u64,
-}
-
-/// A Raft replica. See the module docs.
+/// A Raft replica. See the [module docs](super).
 pub struct Raft {
-    cfg: ReplicaConfig,
-    rng: SplitMix64,
-    term: u64,
-    vote: Option<NodeId>,
-    role: Role,
-    leader: Option<NodeId>,
+    pub(super) cfg: ReplicaConfig,
+    pub(super) rng: SplitMix64,
+    pub(super) term: u64,
+    pub(super) vote: Option<NodeId>,
+    pub(super) role: Role,
+    pub(super) leader: Option<NodeId>,
 
     // The log: entries after (base_index, base_term), which a snapshot covers.
-    base_index: u64,
-    base_term: u64,
-    entries: Vec<Entry>,
-    snapshot: Option<Snapshot>,
-    commit: u64,
-    applied: u64,
+    pub(super) base_index: u64,
+    pub(super) base_term: u64,
+    pub(super) entries: Vec<Entry>,
+    pub(super) snapshot: Option<Snapshot>,
+    pub(super) commit: u64,
+    pub(super) applied: u64,
 
-    election_elapsed: u32,
-    heartbeat_elapsed: u32,
-    randomized_timeout: u32,
-    votes: BTreeMap<NodeId, bool>,
-    progress: BTreeMap<NodeId, Progress>,
-    transferee: Option<NodeId>,
-    transfer_elapsed: u32,
+    pub(super) election_elapsed: u32,
+    pub(super) heartbeat_elapsed: u32,
+    pub(super) randomized_timeout: u32,
+    pub(super) votes: BTreeMap<NodeId, bool>,
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+    pub(super) transferee: Option<NodeId>,
+    pub(super) transfer_elapsed: u32,
 
-    read_ctx: u64,
+    pub(super) read_ctx: u64,
     /// A read round was opened and its heartbeats are not sent yet.
-    read_round_due: bool,
-    pending_reads: VecDeque<PendingRead>,
+    pub(super) read_round_due: bool,
+    pub(super) pending_reads: VecDeque<PendingRead>,
     /// Reads received before this leader committed an entry of its own term.
-    early_reads: Vec<u64>,
+    pub(super) early_reads: Vec<u64>,
 
     // Output, drained by `ready`.
-    msgs: Vec<(NodeId, Message)>,
-    records: Vec<Record>,
-    read_states: Vec<ReadState>,
-    install: Option<Snapshot>,
-    persisted_hs: (u64, Option<NodeId>, u64),
+    pub(super) msgs: Vec<(NodeId, Message)>,
+    pub(super) records: Vec<Record>,
+    pub(super) read_states: Vec<ReadState>,
+    pub(super) install: Option<Snapshot>,
+    pub(super) persisted_hs: (u64, Option<NodeId>, u64),
 }
 
 impl Raft {
-    fn last_index(&self) -> u64 {
-        self.base_index + self.entries.len() as u64
-    }
-
-    fn last_term(&self) -> u64 {
-        self.entries.last().map_or(self.base_term, |e| e.term)
-    }
-
-    /// The term of the entry at `index`, if the log still has it.
-    pub fn term_at(&self, index: u64) -> Option<u64> {
-        if index == self.base_index {
-            Some(self.base_term)
-        } else if index < self.base_index || index > self.last_index() {
-            None
-        } else {
-            Some(self.entries[(index - self.base_index - 1) as usize].term)
-        }
-    }
-
-    /// The entries the log holds (after the snapshot), for invariant checks in tests.
-    pub fn log(&self) -> &[Entry] {
-        &self.entries
-    }
-
-    pub fn first_index(&self) -> u64 {
-        self.base_index + 1
-    }
-
-    fn entry(&self, index: u64) -> &Entry {
-        &self.entries[(index - self.base_index - 1) as usize]
-    }
-
-    fn match_term(&self, index: u64, term: u64) -> bool {
-        self.term_at(index) == Some(term)
-    }
-
-    fn is_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
-        last_term > self.last_term() || (last_term == self.last_term() && last_index >= self.last_index())
-    }
-
-    fn quorum(&self) -> usize {
+    pub(super) fn quorum(&self) -> usize {
         self.cfg.quorum()
     }
 
@@ -352,7 +187,7 @@ impl Raft {
         }
     }
 
-    fn committed_in_term(&self) -> bool {
+    pub(super) fn committed_in_term(&self) -> bool {
         self.term_at(self.commit) == Some(self.term)
     }
 
@@ -426,55 +261,6 @@ impl Raft {
         self.send(to, Message::InstallSnapshot { term: self.term, snapshot: snap });
     }
 
-    fn release_early_reads(&mut self) {
-        if self.committed_in_term() && !self.early_reads.is_empty() {
-            for id in std::mem::take(&mut self.early_reads) {
-                self.start_read(id);
-            }
-        }
-    }
-
-    fn start_read(&mut self, id: u64) {
-        if self.cfg.members.len() == 1 {
-            self.read_states.push(ReadState { id, index: self.commit });
-            return;
-        }
-        // Reads arriving together share one heartbeat round, sent when the batch is handed
-        // out in `ready`; a read joins a round only if the round has not been sent yet.
-        if !self.read_round_due {
-            self.read_ctx += 1;
-            self.read_round_due = true;
-        }
-        self.pending_reads.push_back(PendingRead { id, index: self.commit, ctx: self.read_ctx });
-    }
-
-    /// Releases reads whose heartbeat round a quorum has acknowledged: at that moment no other
-    /// leader could have committed anything this leader does not know about.
-    fn advance_reads(&mut self) {
-        let mut acks: Vec<u64> = self.progress.values().map(|p| p.read_ack).collect();
-        acks.push(self.read_ctx);
-        acks.sort_unstable_by(|a, b| b.cmp(a));
-        let safe = acks[self.quorum() - 1];
-        while let Some(r) = self.pending_reads.front() {
-            if r.ctx > safe {
-                break;
-            }
-            let r = self.pending_reads.pop_front().expect("front exists");
-            self.read_states.push(ReadState { id: r.id, index: r.index });
-        }
-    }
-
-    /// Largest index <= `index` whose term is <= `term`: the fast-backtracking probe point.
-    fn find_conflict_by_term(&self, index: u64, term: u64) -> u64 {
-        let mut i = index.min(self.last_index());
-        while i > self.base_index {
-            match self.term_at(i) {
-                Some(t) if t > term => i -= 1,
-                _ => break,
-            }
-        }
-        i
-    }
 
     fn handle_vote(&mut self, from: NodeId, pre: bool, term: u64, last_index: u64, last_term: u64) {
         // "If votedFor is null or candidateId, and candidate's log is at least as up-to-date
