@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use faultline_node::client::{Client, ClientError};
-use faultline_node::config::{Algo, Config};
+use faultline_node::config::{self, Algo, Config};
 use faultline_node::kv::Value as NodeValue;
 use faultline_node::protocol::WireError;
 use faultline_workloads::{Kv, KvError};
@@ -35,10 +35,6 @@ pub const PAXOS: DbEntry = DbEntry {
     open,
 };
 
-/// Knobs that say where the node lives on a host. They are the controller's to choose
-/// (the pidfile, logs and ports follow them), so a run cannot override them.
-const LAYOUT_KNOBS: &[&str] = &["id", "algo", "data_dir", "listen_client", "listen_peer", "peers"];
-
 fn validate_raft(args: &DbArgs) -> Result<DbSettings, DbError> {
     validate(RAFT.name, Algo::Raft, args)
 }
@@ -47,8 +43,10 @@ fn validate_paxos(args: &DbArgs) -> Result<DbSettings, DbError> {
     validate(PAXOS.name, Algo::Paxos, args)
 }
 
-/// Applies the knobs to the node's default config exactly as the node will, so a bad knob
-/// is a usage error here rather than a node that never writes its pidfile.
+/// Applies the knobs to the node's default config exactly as the node will (the node's own
+/// validation), so a bad knob is a usage error here rather than a node that never writes
+/// its pidfile. Layout knobs (data dir, addresses, peers) are the controller's, and the
+/// algorithm is `--db`'s.
 fn validate(db: &'static str, algo: Algo, args: &DbArgs) -> Result<DbSettings, DbError> {
     let knob = |message: String| DbError::Knob { db, message };
     if let Some(b) = &args.binary {
@@ -57,41 +55,21 @@ fn validate(db: &'static str, algo: Algo, args: &DbArgs) -> Result<DbSettings, D
             b.display()
         )));
     }
-    let mut cfg = Config::minimal("n1", Layout::node().data_dir.into());
-    cfg.algo = algo;
-    let known = config_knobs(&cfg);
     let mut opts = Vec::new();
     for (k, v) in &args.opts {
-        let key = k.trim().replace('-', "_");
-        if LAYOUT_KNOBS.contains(&key.as_str()) {
-            return Err(knob(format!(
-                "knob {k:?} sets where the node lives on its host; faultline chooses that \
-                 (data dir, ports and peers follow the inventory) and it cannot be changed per run"
-            )));
+        let name = config::canonical_knob(k).map_err(|e| knob(e.to_string()))?;
+        if name == "algo" {
+            return Err(knob(format!("knob {k:?}: the algorithm is chosen with --db (raft, paxos)")));
         }
-        if !known.iter().any(|n| *n == key) {
-            let hint = super::closest(&key, known.iter().map(String::as_str))
-                .map(|c| format!(" (did you mean {c:?}?)"))
-                .unwrap_or_default();
-            return Err(knob(format!(
-                "unknown knob {k:?}{hint}; known: {}",
-                known
-                    .iter()
-                    .filter(|n| !LAYOUT_KNOBS.contains(&n.as_str()))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        cfg.apply_overrides(&[format!("{key}={v}")])
-            .map_err(|e| knob(format!("{key}={v}: {e}")))?;
-        opts.push((key, v.clone()));
+        opts.push((name.to_string(), v.clone()));
     }
-    cfg.validate("--db-opt").map_err(|e| knob(e.to_string()))?;
-    let mut resolved = serde_json::to_value(&cfg).map_err(|e| knob(e.to_string()))?;
+    let mut base = Config::default();
+    base.algo = algo;
+    let cfg = config::validate_overrides_on(&base, &opts).map_err(|e| knob(e.to_string()))?;
+    let mut resolved = cfg.knobs_json();
     if let Some(m) = resolved.as_object_mut() {
-        for k in ["id", "peers", "listen_client", "listen_peer"] {
-            m.remove(k);
+        for k in config::LAYOUT_KNOBS {
+            m.remove(*k);
         }
     }
     Ok(DbSettings {
@@ -100,14 +78,6 @@ fn validate(db: &'static str, algo: Algo, args: &DbArgs) -> Result<DbSettings, D
         resolved,
         binary: None,
     })
-}
-
-/// The node config's field names, from the config itself so a new knob needs no list here.
-fn config_knobs(cfg: &Config) -> Vec<String> {
-    serde_json::to_value(cfg)
-        .ok()
-        .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
-        .unwrap_or_default()
 }
 
 fn open(settings: &DbSettings, inventory: &Inventory, o: &OpenOptions) -> Arc<dyn Database> {
@@ -433,6 +403,7 @@ mod tests {
         let e = knob_error(&[("data_dir", "/tmp/x")]);
         assert!(e.contains("data_dir") && e.contains("cannot be changed per run"), "{e}");
         assert!(knob_error(&[("data-dir", "/tmp/x")]).contains("cannot be changed per run"));
+        assert!(knob_error(&[("algo", "paxos")]).contains("--db"));
     }
 
     #[test]
