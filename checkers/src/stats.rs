@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::history::Event;
-use crate::perf::{Outcome, completed_ops};
+use faultline_history::pairing::{Outcome, completed_ops};
 use crate::registry::{CheckResult, Checker, Validity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
