@@ -27,6 +27,12 @@ impl Checker for BankChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
+        crate::registry::unless_nothing_checked(history, self.check_ops(history))
+    }
+}
+
+impl BankChecker {
+    fn check_ops(&self, history: &[Event]) -> CheckResult {
         let ops = pair(history);
         let total = ops
             .iter()

@@ -475,6 +475,12 @@ impl Checker for RecoveryChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
+        crate::registry::unless_nothing_checked(history, self.check_ops(history))
+    }
+}
+
+impl RecoveryChecker {
+    fn check_ops(&self, history: &[Event]) -> CheckResult {
         let report = analyze(history, &self.0);
         CheckResult {
             checker: "recovery".to_string(),

@@ -230,6 +230,12 @@ impl Checker for SetChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
+        crate::registry::unless_nothing_checked(history, self.check_ops(history))
+    }
+}
+
+impl SetChecker {
+    fn check_ops(&self, history: &[Event]) -> CheckResult {
         let ops = pair(history);
         let mut report = ElementReport::default();
         for (key, (adds, mut reads)) in group(&ops, &["add"]) {

@@ -275,7 +275,7 @@ pub fn detect(text: &str) -> Format {
         };
     }
     let head: String = text.lines().take(64).collect::<Vec<_>>().join("\n");
-    if head.contains("jepsen.util") || first.starts_with("INFO") {
+    if head.contains("jepsen.util - ") || first.starts_with("INFO") {
         Format::JepsenLog
     } else {
         Format::Jsonl
@@ -823,5 +823,105 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("h.log:1: "), "{e}");
+    }
+
+    #[test]
+    fn auto_detects_every_format_from_a_small_sample() {
+        let cases: &[(&str, Format)] = &[
+            ("{\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n", Format::Jsonl),
+            ("\n\n{\"index\":0,\"time\":5,\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"kill\"}\n", Format::Jsonl),
+            ("INFO  jepsen.util - 3\t:invoke\t:cas\t[1 2]\n", Format::JepsenLog),
+            ("INFO jepsen.core - starting\nINFO  jepsen.util - 3\t:invoke\t:read\tnil\n", Format::JepsenLog),
+            ("{:process 0, :type :invoke, :f :read, :value nil}\n", Format::JepsenEdn),
+            ("[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0 :type :ok :f :read :value 1}]", Format::JepsenEdn),
+            ("({:type :invoke, :f :write, :value 0, :process 0}\n {:type :ok, :f :write, :value 0, :process 0})", Format::JepsenEdn),
+            ("; a comment first\n[{:process 4, :type :invoke, :f :write, :value 2}]", Format::JepsenEdn),
+            ("  \n\t{:index 1 :type :invoke :process 2 :value [[:append 4 2]]}", Format::JepsenEdn),
+            ("[{\"type\":\"invoke\",\"f\":\"read\",\"process\":0,\"index\":0},\n{\"type\":\"ok\",\"f\":\"read\",\"process\":0,\"value\":1,\"index\":1}]", Format::JepsenJson),
+            ("[\n  {\"process\":94,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}]", Format::JepsenJson),
+            ("{\"type\":\"invoke\",\"f\":\"release\",\"process\":1,\"time\":3,\"index\":0},\n", Format::JepsenJson),
+            ("{\"type\":\"fail\",\"f\":\"release\",\"process\":3,\"error\":[\"not-found\",\"lease\"]}\n", Format::JepsenJson),
+            ("{\"index\":0,\"process\":1,\"type\":\"invoke\",\"value\":[[\"append\",253,1]]}\n", Format::JepsenJson),
+        ];
+        for (text, want) in cases {
+            assert_eq!(detect(text), *want, "{text:?}");
+            let ev = parse(text, "sample", Format::Auto).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(!ev.is_empty(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn jepsen_json_reads_nemesis_errors_and_elle_transactions() {
+        let text = "[{\"type\":\"invoke\",\"f\":\"acquire\",\"process\":3,\"time\":371,\"index\":2},\
+                    {\"type\":\"info\",\"f\":\"start\",\"process\":\"nemesis\",\"time\":400,\"index\":3},\n\
+                    {\"type\":\"fail\",\"f\":\"acquire\",\"process\":3,\"time\":500,\"error\":[\"not-found\",\"x\"],\"index\":4},\n\
+                    {\"index\":5,\"process\":1,\"type\":\"invoke\",\"value\":[[\"r\",253,null]]}]\n";
+        let ev = parse(text, "h.json", Format::JepsenJson).unwrap();
+        assert_eq!(ev.len(), 4);
+        assert_eq!(ev[0].client(), Some(3));
+        assert_eq!(ev[0].time, 371);
+        assert!(ev[1].process.is_nemesis());
+        assert_eq!(ev[2].error.as_deref(), Some("[\"not-found\",\"x\"]"));
+        assert_eq!(ev[3].f, "txn");
+        // The same ops one a line read the same.
+        let lines: String = ev
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + ",\n")
+            .collect();
+        assert_eq!(parse(&lines, "h.json", Format::JepsenJson).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn jepsen_json_errors_name_the_line_of_the_op() {
+        let text = "[{\"type\":\"invoke\",\"f\":\"read\",\"process\":0},\n{\"type\":\"invoke\",\"f\":\"read\"},\n{}]";
+        let e = parse(text, "h.json", Format::Auto).unwrap_err().to_string();
+        assert_eq!(e, "h.json:2: op without process");
+        let e = parse("[{\"type\":\"ok\",\"f\":\"read\",\"process\":0}\n{\"type\"", "h.json", Format::Auto)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "h.json:2: expected ',' or ']' after an op");
+        let e = parse("{\"type\":\"ok\",\"process\":0,\"value\":3}\n", "h.json", Format::JepsenJson)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "h.json:1: op without f");
+    }
+
+    #[test]
+    fn empty_or_blank_text_reads_as_no_events_in_every_format() {
+        for format in [Format::Auto, Format::Jsonl, Format::JepsenLog, Format::JepsenEdn, Format::JepsenJson] {
+            for text in ["", "\n\n  \n"] {
+                let ev = parse(text, "empty", format).unwrap_or_else(|e| panic!("{format:?}: {e}"));
+                assert!(ev.is_empty(), "{format:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn readme_as_jepsen_log_yields_no_invented_ops() {
+        let readme = "# faultline\n\nA Jepsen-style harness. Histories are checked with\n\
+                      `faultline check`; see jepsen.util for the log format.\n\n- one\n- two\n";
+        assert_eq!(parse(readme, "README.md", Format::JepsenLog).unwrap(), Vec::new());
+        // Read as JSON Lines (what `auto` picks for prose) it is an error at its first line.
+        let e = parse(readme, "README.md", Format::Auto).unwrap_err().to_string();
+        assert!(e.starts_with("README.md:1: not a history event"), "{e}");
+    }
+
+    #[test]
+    fn loading_a_file_streams_jsonl_and_names_the_file_in_errors() {
+        let dir = std::env::temp_dir().join(format!("faultline-history-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("h.jsonl");
+        let line = "{\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n{\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":2}\n";
+        std::fs::write(&good, line.repeat(3)).unwrap();
+        let ev = load(&good, Format::Auto).unwrap();
+        assert_eq!(ev.len(), 6);
+        assert_eq!(ev[5].index, Some(5));
+        let bad = dir.join("bad.jsonl");
+        std::fs::write(&bad, format!("{line}{{\"process\":1}}\n")).unwrap();
+        let e = load(&bad, Format::Auto).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}:3: not a history event", bad.display())), "{e}");
+        let e = load(&dir.join("absent.jsonl"), Format::Auto).unwrap_err().to_string();
+        assert!(e.contains("absent.jsonl: "), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

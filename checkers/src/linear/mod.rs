@@ -275,6 +275,20 @@ pub fn check_model<M: Prepasses>(
 ) -> Result<LinReport, HistoryError> {
     let start = Instant::now();
     let pairs = pair(history)?;
+    if pairs.is_empty() {
+        return Ok(LinReport {
+            valid: Validity::Unknown,
+            model: model.name().to_string(),
+            ops: 0,
+            keys: 0,
+            elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+            configs: 0,
+            keys_without_search: 0,
+            search_peak_bytes: 0,
+            unknown_reason: Some(crate::registry::NO_CLIENT_OPS.to_string()),
+            counterexample: None,
+        });
+    }
     let mut key_index: HashMap<Option<&str>, usize> = HashMap::new();
     let mut work: Vec<KeyWork<M::Op>> = Vec::new();
     for &(inv, comp) in &pairs {
@@ -733,6 +747,12 @@ impl Checker for LinearizableChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
+        crate::registry::unless_nothing_checked(history, self.check_ops(history))
+    }
+}
+
+impl LinearizableChecker {
+    fn check_ops(&self, history: &[Event]) -> CheckResult {
         match check(history, self.model, &self.budget) {
             Ok(r) => CheckResult {
                 checker: self.name().to_string(),
