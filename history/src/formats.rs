@@ -212,6 +212,8 @@ fn finish(r: Read_<Vec<Event>>, path: &str) -> Result<Vec<Event>, ReadError> {
             e.index = Some(i as u64);
         }
     }
+    // Growth by doubling leaves up to half the vector unused for the whole check.
+    events.shrink_to_fit();
     Ok(events)
 }
 
