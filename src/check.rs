@@ -2,7 +2,7 @@
 //!
 //! The path is a history file (faultline JSON Lines, a Jepsen log or Jepsen EDN ops) or a
 //! stored run's directory holding `history.jsonl`. Exit codes: 0 linearizable, 1 not,
-//! 2 unknown (budget exhausted), 3 unreadable input, 64 usage.
+//! 2 unknown (budget exhausted, or no client operation to check), 3 unreadable input, 64 usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -23,7 +23,12 @@ fn scratch(name: &str, text: &str) -> PathBuf {
 
 fn assert_unknown_with_reason(out: &Output, what: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{what}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{what}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(REASON), "{what}: {stdout}");
 }
 

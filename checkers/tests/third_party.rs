@@ -48,7 +48,10 @@ fn histories(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Files faultline cannot read, each with the part of the error that says why.
 const UNREADABLE: &[(&str, &str)] = &[
     // Jepsen's long-fork example ops carry no `:process`; no pairing can be made up.
-    ("elle-cli/histories/jepsen/long-fork.edn", ":1: op without process"),
+    (
+        "elle-cli/histories/jepsen/long-fork.edn",
+        ":1: op without process",
+    ),
 ];
 
 #[test]
@@ -56,31 +59,56 @@ fn every_third_party_history_is_detected_and_read() {
     let Some(dir) = third_party_dir() else { return };
     let mut files = Vec::new();
     histories(&dir, &mut files);
-    assert!(files.len() >= 267, "only {} histories found under {}", files.len(), dir.display());
+    assert!(
+        files.len() >= 267,
+        "only {} histories found under {}",
+        files.len(),
+        dir.display()
+    );
     let mut wrong = Vec::new();
     for path in &files {
-        let rel = path.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let result = formats::load(path, Format::Auto);
         match (UNREADABLE.iter().find(|(f, _)| *f == rel), result) {
             (None, Ok(events)) if !events.is_empty() => {}
             (None, Ok(_)) => wrong.push(format!("{rel}: read no events")),
             (None, Err(e)) => wrong.push(format!("{rel}: {e}")),
             (Some((_, why)), Err(e)) if e.to_string().contains(why) => {}
-            (Some((_, why)), r) => wrong.push(format!("{rel}: expected an error with {why:?}, got {r:?}")),
+            (Some((_, why)), r) => {
+                wrong.push(format!("{rel}: expected an error with {why:?}, got {r:?}"))
+            }
         }
     }
-    assert!(wrong.is_empty(), "{} of {} wrong:\n{}", wrong.len(), files.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} wrong:\n{}",
+        wrong.len(),
+        files.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
 fn third_party_json_and_edn_copies_read_the_same_ops() {
     let Some(dir) = third_party_dir() else { return };
-    for stem in ["elle-cli/histories/jepsen/bank", "elle-cli/histories/jepsen/counter", "elle-cli/histories/elle/rw-register"] {
+    for stem in [
+        "elle-cli/histories/jepsen/bank",
+        "elle-cli/histories/jepsen/counter",
+        "elle-cli/histories/elle/rw-register",
+    ] {
         let edn = formats::load(&dir.join(format!("{stem}.edn")), Format::Auto).unwrap();
         let json = formats::load(&dir.join(format!("{stem}.json")), Format::JepsenJson).unwrap();
         assert_eq!(edn.len(), json.len(), "{stem}");
         for (a, b) in edn.iter().zip(&json) {
-            assert_eq!((&a.process, a.kind, &a.f, a.index, a.time), (&b.process, b.kind, &b.f, b.index, b.time), "{stem}");
+            assert_eq!(
+                (&a.process, a.kind, &a.f, a.index, a.time),
+                (&b.process, b.kind, &b.f, b.index, b.time),
+                "{stem}"
+            );
         }
     }
 }
@@ -95,11 +123,16 @@ fn third_party_cas_register_histories_get_their_projects_verdicts() {
     };
     let mut wrong = Vec::new();
     let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in expected
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let cols: Vec<&str> = line.split('\t').collect();
         let (file, model, verdict) = (cols[0], cols[1], cols[2]);
         // Only the models faultline's linearizability checker claims.
-        let Ok(kind) = model.parse::<ModelKind>() else { continue };
+        let Ok(kind) = model.parse::<ModelKind>() else {
+            continue;
+        };
         let want = match verdict {
             "true" => Validity::Valid,
             "false" => Validity::Invalid,
@@ -108,10 +141,18 @@ fn third_party_cas_register_histories_get_their_projects_verdicts() {
         let events = formats::load(&dir.join(file), Format::Auto).unwrap();
         let report = linear::check(&events, kind, &budget).unwrap();
         if report.valid != want {
-            wrong.push(format!("{file}: expected {want:?}, got {:?}\n{report}", report.valid));
+            wrong.push(format!(
+                "{file}: expected {want:?}, got {:?}\n{report}",
+                report.valid
+            ));
         }
         *checked.entry(kind.name()).or_default() += 1;
     }
-    assert!(wrong.is_empty(), "{} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     assert_eq!(checked.get("cas-register"), Some(&131), "{checked:?}");
 }

@@ -73,10 +73,7 @@ impl std::str::FromStr for Format {
 pub enum ReadError {
     // The I/O error is part of the message, not a `source`: error chains print it once.
     #[error("{path}: {error}")]
-    Io {
-        path: String,
-        error: std::io::Error,
-    },
+    Io { path: String, error: std::io::Error },
     #[error("{path}:{line}: {problem}")]
     Parse {
         path: String,
@@ -141,7 +138,7 @@ impl From<std::io::Error> for Fail {
     }
 }
 
-type Read_<T> = Result<T, Fail>;
+type ReadResult<T> = Result<T, Fail>;
 
 /// Bytes `load` looks at to recognise the format.
 const DETECT_BYTES: u64 = 64 * 1024;
@@ -183,7 +180,7 @@ pub fn parse(text: &str, path: &str, format: Format) -> Result<Vec<Event>, ReadE
     finish(read(text.as_bytes(), format), path)
 }
 
-fn read(r: impl BufRead, format: Format) -> Read_<Vec<Event>> {
+fn read(r: impl BufRead, format: Format) -> ReadResult<Vec<Event>> {
     match format {
         Format::Jsonl | Format::Auto => read_jsonl(r),
         Format::JepsenLog => read_jepsen_log(r),
@@ -195,7 +192,7 @@ fn read(r: impl BufRead, format: Format) -> Read_<Vec<Event>> {
     }
 }
 
-fn finish(r: Read_<Vec<Event>>, path: &str) -> Result<Vec<Event>, ReadError> {
+fn finish(r: ReadResult<Vec<Event>>, path: &str) -> Result<Vec<Event>, ReadError> {
     let mut events = r.map_err(|f| match f {
         Fail::Io(error) => ReadError::Io {
             path: path.to_string(),
@@ -217,14 +214,17 @@ fn finish(r: Read_<Vec<Event>>, path: &str) -> Result<Vec<Event>, ReadError> {
     Ok(events)
 }
 
-fn read_all(mut r: impl BufRead) -> Read_<String> {
+fn read_all(mut r: impl BufRead) -> ReadResult<String> {
     let mut text = String::new();
     r.read_to_string(&mut text)?;
     Ok(text)
 }
 
 /// Calls `each(line number, line)` for every line, reusing one buffer.
-fn for_each_line(mut r: impl BufRead, mut each: impl FnMut(usize, &str) -> Read_<bool>) -> Read_<()> {
+fn for_each_line(
+    mut r: impl BufRead,
+    mut each: impl FnMut(usize, &str) -> ReadResult<bool>,
+) -> ReadResult<()> {
     let mut line = String::new();
     let mut lineno = 0;
     loop {
@@ -263,7 +263,7 @@ pub fn detect(text: &str) -> Format {
             _ => Format::JepsenEdn,
         };
     }
-    if first.starts_with('{') {
+    if let Some(inside) = first.strip_prefix('{') {
         let object = first.trim_end_matches(',');
         // faultline writes no commas between events; Jepsen's JSON form may.
         if object.len() == first.len() && serde_json::from_str::<Event>(object).is_ok() {
@@ -272,7 +272,7 @@ pub fn detect(text: &str) -> Format {
         return match serde_json::from_str::<Value>(object) {
             Ok(Value::Object(m)) if m.contains_key("type") => Format::JepsenJson,
             Ok(_) => Format::Jsonl,
-            Err(_) if first[1..].trim_start().starts_with('"') => Format::Jsonl,
+            Err(_) if inside.trim_start().starts_with('"') => Format::Jsonl,
             Err(_) => Format::JepsenEdn,
         };
     }
@@ -284,7 +284,7 @@ pub fn detect(text: &str) -> Format {
     }
 }
 
-fn read_jsonl(r: impl BufRead) -> Read_<Vec<Event>> {
+fn read_jsonl(r: impl BufRead) -> ReadResult<Vec<Event>> {
     let mut out = Vec::new();
     for_each_line(r, |lineno, line| {
         if line.trim().is_empty() {
@@ -300,7 +300,7 @@ fn read_jsonl(r: impl BufRead) -> Read_<Vec<Event>> {
 
 /// Jepsen JSON: either one array of op objects (read whole, as it may be one line), or op
 /// objects one a line, each optionally followed by a comma.
-fn read_jepsen_json(mut r: impl BufRead) -> Read_<Vec<Event>> {
+fn read_jepsen_json(mut r: impl BufRead) -> ReadResult<Vec<Event>> {
     let mut out = Vec::new();
     let mut array_start: Option<(usize, String)> = None;
     for_each_line(&mut r, |lineno, line| {
@@ -344,7 +344,10 @@ fn parse_json_array(text: &str, first_line: usize) -> LineResult<Vec<Event>> {
     };
     skip_ws(&mut pos, &mut line);
     if b.get(pos) != Some(&b'[') {
-        return Err((line, Problem::JsonArray("expected a JSON array of op objects")));
+        return Err((
+            line,
+            Problem::JsonArray("expected a JSON array of op objects"),
+        ));
     }
     pos += 1;
     let mut out = Vec::new();
@@ -358,7 +361,9 @@ fn parse_json_array(text: &str, first_line: usize) -> LineResult<Vec<Event>> {
             let mut values = serde_json::Deserializer::from_str(&text[pos..]).into_iter::<Value>();
             let v = match values.next() {
                 Some(Ok(v)) => v,
-                Some(Err(e)) => return Err((line + e.line().saturating_sub(1), Problem::NotJson(e))),
+                Some(Err(e)) => {
+                    return Err((line + e.line().saturating_sub(1), Problem::NotJson(e)));
+                }
                 None => return Err((line, Problem::JsonArray("missing the closing ']'"))),
             };
             let end = pos + values.byte_offset();
@@ -372,14 +377,19 @@ fn parse_json_array(text: &str, first_line: usize) -> LineResult<Vec<Event>> {
                     pos += 1;
                     break;
                 }
-                Some(_) => return Err((line, Problem::JsonArray("expected ',' or ']' after an op"))),
+                Some(_) => {
+                    return Err((line, Problem::JsonArray("expected ',' or ']' after an op")));
+                }
                 None => return Err((line, Problem::JsonArray("missing the closing ']'"))),
             }
         }
     }
     skip_ws(&mut pos, &mut line);
     if pos < b.len() {
-        return Err((line, Problem::JsonArray("text after the array's closing ']'")));
+        return Err((
+            line,
+            Problem::JsonArray("text after the array's closing ']'"),
+        ));
     }
     Ok(out)
 }
@@ -387,7 +397,7 @@ fn parse_json_array(text: &str, first_line: usize) -> LineResult<Vec<Event>> {
 /// Lines other than `... jepsen.util - <process> :<type> :<f> <value>` are log noise and
 /// are skipped, so a text that is no Jepsen log at all yields no events (which checkers
 /// answer `unknown`); a line with the marker that does not fit is an error.
-fn read_jepsen_log(r: impl BufRead) -> Read_<Vec<Event>> {
+fn read_jepsen_log(r: impl BufRead) -> ReadResult<Vec<Event>> {
     let mut out = Vec::new();
     for_each_line(r, |lineno, line| {
         if let Some(e) = jepsen_log_line(line, lineno).map_err(|p| Fail::At(lineno, p))? {
@@ -505,7 +515,10 @@ fn map_to_event(form: Value) -> Result<Event, Problem> {
     let Value::Object(mut m) = form else {
         let mut shown = form.to_string();
         if shown.len() > 80 {
-            let cut = (0..=80).rev().find(|&i| shown.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=80)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
             shown.truncate(cut);
             shown.push_str("...");
         }
@@ -830,24 +843,67 @@ mod tests {
     #[test]
     fn auto_detects_every_format_from_a_small_sample() {
         let cases: &[(&str, Format)] = &[
-            ("{\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n", Format::Jsonl),
-            ("\n\n{\"index\":0,\"time\":5,\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"kill\"}\n", Format::Jsonl),
-            ("INFO  jepsen.util - 3\t:invoke\t:cas\t[1 2]\n", Format::JepsenLog),
-            ("INFO jepsen.core - starting\nINFO  jepsen.util - 3\t:invoke\t:read\tnil\n", Format::JepsenLog),
-            ("{:process 0, :type :invoke, :f :read, :value nil}\n", Format::JepsenEdn),
-            ("[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0 :type :ok :f :read :value 1}]", Format::JepsenEdn),
-            ("({:type :invoke, :f :write, :value 0, :process 0}\n {:type :ok, :f :write, :value 0, :process 0})", Format::JepsenEdn),
-            ("; a comment first\n[{:process 4, :type :invoke, :f :write, :value 2}]", Format::JepsenEdn),
-            ("  \n\t{:index 1 :type :invoke :process 2 :value [[:append 4 2]]}", Format::JepsenEdn),
-            ("[{\"type\":\"invoke\",\"f\":\"read\",\"process\":0,\"index\":0},\n{\"type\":\"ok\",\"f\":\"read\",\"process\":0,\"value\":1,\"index\":1}]", Format::JepsenJson),
-            ("[\n  {\"process\":94,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}]", Format::JepsenJson),
-            ("{\"type\":\"invoke\",\"f\":\"release\",\"process\":1,\"time\":3,\"index\":0},\n", Format::JepsenJson),
-            ("{\"type\":\"fail\",\"f\":\"release\",\"process\":3,\"error\":[\"not-found\",\"lease\"]}\n", Format::JepsenJson),
-            ("{\"index\":0,\"process\":1,\"type\":\"invoke\",\"value\":[[\"append\",253,1]]}\n", Format::JepsenJson),
+            (
+                "{\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n",
+                Format::Jsonl,
+            ),
+            (
+                "\n\n{\"index\":0,\"time\":5,\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"kill\"}\n",
+                Format::Jsonl,
+            ),
+            (
+                "INFO  jepsen.util - 3\t:invoke\t:cas\t[1 2]\n",
+                Format::JepsenLog,
+            ),
+            (
+                "INFO jepsen.core - starting\nINFO  jepsen.util - 3\t:invoke\t:read\tnil\n",
+                Format::JepsenLog,
+            ),
+            (
+                "{:process 0, :type :invoke, :f :read, :value nil}\n",
+                Format::JepsenEdn,
+            ),
+            (
+                "[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0 :type :ok :f :read :value 1}]",
+                Format::JepsenEdn,
+            ),
+            (
+                "({:type :invoke, :f :write, :value 0, :process 0}\n {:type :ok, :f :write, :value 0, :process 0})",
+                Format::JepsenEdn,
+            ),
+            (
+                "; a comment first\n[{:process 4, :type :invoke, :f :write, :value 2}]",
+                Format::JepsenEdn,
+            ),
+            (
+                "  \n\t{:index 1 :type :invoke :process 2 :value [[:append 4 2]]}",
+                Format::JepsenEdn,
+            ),
+            (
+                "[{\"type\":\"invoke\",\"f\":\"read\",\"process\":0,\"index\":0},\n{\"type\":\"ok\",\"f\":\"read\",\"process\":0,\"value\":1,\"index\":1}]",
+                Format::JepsenJson,
+            ),
+            (
+                "[\n  {\"process\":94,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}]",
+                Format::JepsenJson,
+            ),
+            (
+                "{\"type\":\"invoke\",\"f\":\"release\",\"process\":1,\"time\":3,\"index\":0},\n",
+                Format::JepsenJson,
+            ),
+            (
+                "{\"type\":\"fail\",\"f\":\"release\",\"process\":3,\"error\":[\"not-found\",\"lease\"]}\n",
+                Format::JepsenJson,
+            ),
+            (
+                "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"value\":[[\"append\",253,1]]}\n",
+                Format::JepsenJson,
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(detect(text), *want, "{text:?}");
-            let ev = parse(text, "sample", Format::Auto).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            let ev =
+                parse(text, "sample", Format::Auto).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             assert!(!ev.is_empty(), "{text:?}");
         }
     }
@@ -870,7 +926,10 @@ mod tests {
             .iter()
             .map(|e| serde_json::to_string(e).unwrap() + ",\n")
             .collect();
-        assert_eq!(parse(&lines, "h.json", Format::JepsenJson).unwrap().len(), 4);
+        assert_eq!(
+            parse(&lines, "h.json", Format::JepsenJson).unwrap().len(),
+            4
+        );
     }
 
     #[test]
@@ -878,19 +937,33 @@ mod tests {
         let text = "[{\"type\":\"invoke\",\"f\":\"read\",\"process\":0},\n{\"type\":\"invoke\",\"f\":\"read\"},\n{}]";
         let e = parse(text, "h.json", Format::Auto).unwrap_err().to_string();
         assert_eq!(e, "h.json:2: op without process");
-        let e = parse("[{\"type\":\"ok\",\"f\":\"read\",\"process\":0}\n{\"type\"", "h.json", Format::Auto)
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "[{\"type\":\"ok\",\"f\":\"read\",\"process\":0}\n{\"type\"",
+            "h.json",
+            Format::Auto,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(e, "h.json:2: expected ',' or ']' after an op");
-        let e = parse("{\"type\":\"ok\",\"process\":0,\"value\":3}\n", "h.json", Format::JepsenJson)
-            .unwrap_err()
-            .to_string();
+        let e = parse(
+            "{\"type\":\"ok\",\"process\":0,\"value\":3}\n",
+            "h.json",
+            Format::JepsenJson,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(e, "h.json:1: op without f");
     }
 
     #[test]
     fn empty_or_blank_text_reads_as_no_events_in_every_format() {
-        for format in [Format::Auto, Format::Jsonl, Format::JepsenLog, Format::JepsenEdn, Format::JepsenJson] {
+        for format in [
+            Format::Auto,
+            Format::Jsonl,
+            Format::JepsenLog,
+            Format::JepsenEdn,
+            Format::JepsenJson,
+        ] {
             for text in ["", "\n\n  \n"] {
                 let ev = parse(text, "empty", format).unwrap_or_else(|e| panic!("{format:?}: {e}"));
                 assert!(ev.is_empty(), "{format:?}");
@@ -902,15 +975,21 @@ mod tests {
     fn readme_as_jepsen_log_yields_no_invented_ops() {
         let readme = "# faultline\n\nA Jepsen-style harness. Histories are checked with\n\
                       `faultline check`; see jepsen.util for the log format.\n\n- one\n- two\n";
-        assert_eq!(parse(readme, "README.md", Format::JepsenLog).unwrap(), Vec::new());
+        assert_eq!(
+            parse(readme, "README.md", Format::JepsenLog).unwrap(),
+            Vec::new()
+        );
         // Read as JSON Lines (what `auto` picks for prose) it is an error at its first line.
-        let e = parse(readme, "README.md", Format::Auto).unwrap_err().to_string();
+        let e = parse(readme, "README.md", Format::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("README.md:1: not a history event"), "{e}");
     }
 
     #[test]
     fn loading_a_file_streams_jsonl_and_names_the_file_in_errors() {
-        let dir = std::env::temp_dir().join(format!("faultline-history-load-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("faultline-history-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("h.jsonl");
         let line = "{\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n{\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":2}\n";
@@ -921,8 +1000,13 @@ mod tests {
         let bad = dir.join("bad.jsonl");
         std::fs::write(&bad, format!("{line}{{\"process\":1}}\n")).unwrap();
         let e = load(&bad, Format::Auto).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}:3: not a history event", bad.display())), "{e}");
-        let e = load(&dir.join("absent.jsonl"), Format::Auto).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:3: not a history event", bad.display())),
+            "{e}"
+        );
+        let e = load(&dir.join("absent.jsonl"), Format::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("absent.jsonl: "), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

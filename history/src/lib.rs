@@ -77,7 +77,13 @@ impl Event {
     }
 
     /// An event of a client process, with `index` and `time` left for the caller to set.
-    pub fn op(process: u64, kind: EventType, f: &str, key: Option<&str>, value: serde_json::Value) -> Self {
+    pub fn op(
+        process: u64,
+        kind: EventType,
+        f: &str,
+        key: Option<&str>,
+        value: serde_json::Value,
+    ) -> Self {
         Event {
             index: None,
             time: 0,

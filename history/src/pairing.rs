@@ -241,12 +241,16 @@ mod tests {
         let p = pair(&h);
         assert_eq!(p.first_error, None);
         assert_eq!(p.pending, 1);
-        let got: Vec<(usize, Option<usize>)> = p.ops.iter().map(|o| (o.invoke, o.complete)).collect();
+        let got: Vec<(usize, Option<usize>)> =
+            p.ops.iter().map(|o| (o.invoke, o.complete)).collect();
         assert_eq!(got, vec![(0, Some(4)), (1, Some(3)), (5, None)]);
         let (done, pending) = completed_ops(&h);
         assert_eq!(pending, 1);
         // Completion order, not invocation order.
-        assert_eq!(done.iter().map(|o| o.invoke_pos).collect::<Vec<_>>(), vec![1, 0]);
+        assert_eq!(
+            done.iter().map(|o| o.invoke_pos).collect::<Vec<_>>(),
+            vec![1, 0]
+        );
         assert_eq!(done[1].outcome, Outcome::Info);
     }
 
@@ -260,10 +264,25 @@ mod tests {
         ];
         let p = pair(&h);
         assert_eq!(p.pending, 0, "the superseded invocation is not pending");
-        assert_eq!(p.ops, vec![Pair { invoke: 0, complete: None }, Pair { invoke: 1, complete: Some(2) }]);
+        assert_eq!(
+            p.ops,
+            vec![
+                Pair {
+                    invoke: 0,
+                    complete: None
+                },
+                Pair {
+                    invoke: 1,
+                    complete: Some(2)
+                }
+            ]
+        );
         assert_eq!(
             p.clone().strict(),
-            Err(PairingError::Reinvoked { position: 1, previous: 0 })
+            Err(PairingError::Reinvoked {
+                position: 1,
+                previous: 0
+            })
         );
         assert_eq!(p.first_error.unwrap().position(), 1);
     }
@@ -274,6 +293,9 @@ mod tests {
         let p = pair(&h);
         assert_eq!(p.ops[0].complete, Some(1));
         let e = p.strict().unwrap_err();
-        assert_eq!(e.to_string(), "completes \"write\" but the invocation at event 0 was \"read\"");
+        assert_eq!(
+            e.to_string(),
+            "completes \"write\" but the invocation at event 0 was \"read\""
+        );
     }
 }
