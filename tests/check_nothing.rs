@@ -13,12 +13,28 @@ fn check(args: &[&str]) -> Output {
         .expect("run faultline")
 }
 
-fn scratch(name: &str, text: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("faultline-check-nothing-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let p = d.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+/// A file holding `text`, removed when the returned guard drops.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str, text: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!(
+            "faultline-check-nothing-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&p, text).unwrap();
+        Scratch(p)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn assert_unknown_with_reason(out: &Output, what: &str) {
@@ -34,9 +50,9 @@ fn assert_unknown_with_reason(out: &Output, what: &str) {
 
 #[test]
 fn empty_history_is_unknown_not_valid() {
-    let p = scratch("empty.jsonl", "");
-    assert_unknown_with_reason(&check(&[p.to_str().unwrap()]), "an empty file");
-    let out = check(&["--json", p.to_str().unwrap()]);
+    let p = Scratch::new("empty.jsonl", "");
+    assert_unknown_with_reason(&check(&[p.path()]), "an empty file");
+    let out = check(&["--json", p.path()]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], "unknown");
     assert_eq!(v["unknown_reason"], REASON);
@@ -44,8 +60,8 @@ fn empty_history_is_unknown_not_valid() {
 
 #[test]
 fn blank_lines_only_history_is_unknown_not_valid() {
-    let p = scratch("blank.jsonl", "\n   \n\t\n");
-    assert_unknown_with_reason(&check(&[p.to_str().unwrap()]), "blank lines");
+    let p = Scratch::new("blank.jsonl", "\n   \n\t\n");
+    assert_unknown_with_reason(&check(&[p.path()]), "blank lines");
 }
 
 #[test]

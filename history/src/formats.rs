@@ -840,72 +840,64 @@ mod tests {
         assert!(e.starts_with("h.log:1: "), "{e}");
     }
 
-    #[test]
-    fn auto_detects_every_format_from_a_small_sample() {
-        let cases: &[(&str, Format)] = &[
-            (
-                "{\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n",
-                Format::Jsonl,
-            ),
-            (
-                "\n\n{\"index\":0,\"time\":5,\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"kill\"}\n",
-                Format::Jsonl,
-            ),
-            (
-                "INFO  jepsen.util - 3\t:invoke\t:cas\t[1 2]\n",
-                Format::JepsenLog,
-            ),
-            (
-                "INFO jepsen.core - starting\nINFO  jepsen.util - 3\t:invoke\t:read\tnil\n",
-                Format::JepsenLog,
-            ),
-            (
-                "{:process 0, :type :invoke, :f :read, :value nil}\n",
-                Format::JepsenEdn,
-            ),
-            (
-                "[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0 :type :ok :f :read :value 1}]",
-                Format::JepsenEdn,
-            ),
-            (
-                "({:type :invoke, :f :write, :value 0, :process 0}\n {:type :ok, :f :write, :value 0, :process 0})",
-                Format::JepsenEdn,
-            ),
-            (
-                "; a comment first\n[{:process 4, :type :invoke, :f :write, :value 2}]",
-                Format::JepsenEdn,
-            ),
-            (
-                "  \n\t{:index 1 :type :invoke :process 2 :value [[:append 4 2]]}",
-                Format::JepsenEdn,
-            ),
-            (
-                "[{\"type\":\"invoke\",\"f\":\"read\",\"process\":0,\"index\":0},\n{\"type\":\"ok\",\"f\":\"read\",\"process\":0,\"value\":1,\"index\":1}]",
-                Format::JepsenJson,
-            ),
-            (
-                "[\n  {\"process\":94,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}]",
-                Format::JepsenJson,
-            ),
-            (
-                "{\"type\":\"invoke\",\"f\":\"release\",\"process\":1,\"time\":3,\"index\":0},\n",
-                Format::JepsenJson,
-            ),
-            (
-                "{\"type\":\"fail\",\"f\":\"release\",\"process\":3,\"error\":[\"not-found\",\"lease\"]}\n",
-                Format::JepsenJson,
-            ),
-            (
-                "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"value\":[[\"append\",253,1]]}\n",
-                Format::JepsenJson,
-            ),
-        ];
-        for (text, want) in cases {
-            assert_eq!(detect(text), *want, "{text:?}");
+    /// Each sample is detected as `want` and reads to at least one event.
+    fn assert_detects(want: Format, samples: &[&str]) {
+        for text in samples {
+            assert_eq!(detect(text), want, "{text:?}");
             let ev =
                 parse(text, "sample", Format::Auto).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             assert!(!ev.is_empty(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn auto_detects_faultline_jsonl() {
+        assert_detects(
+            Format::Jsonl,
+            &[
+                "{\"process\":1,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n",
+                "\n\n{\"index\":0,\"time\":5,\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"kill\"}\n",
+            ],
+        );
+    }
+
+    #[test]
+    fn auto_detects_a_jepsen_log() {
+        assert_detects(
+            Format::JepsenLog,
+            &[
+                "INFO  jepsen.util - 3\t:invoke\t:cas\t[1 2]\n",
+                "INFO jepsen.core - starting\nINFO  jepsen.util - 3\t:invoke\t:read\tnil\n",
+            ],
+        );
+    }
+
+    #[test]
+    fn auto_detects_edn_opening_with_a_map_vector_list_comment_or_blank() {
+        assert_detects(
+            Format::JepsenEdn,
+            &[
+                "{:process 0, :type :invoke, :f :read, :value nil}\n",
+                "[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0 :type :ok :f :read :value 1}]",
+                "({:type :invoke, :f :write, :value 0, :process 0}\n {:type :ok, :f :write, :value 0, :process 0})",
+                "; a comment first\n[{:process 4, :type :invoke, :f :write, :value 2}]",
+                "  \n\t{:index 1 :type :invoke :process 2 :value [[:append 4 2]]}",
+            ],
+        );
+    }
+
+    #[test]
+    fn auto_detects_jepsen_json_not_misreading_it_as_edn() {
+        assert_detects(
+            Format::JepsenJson,
+            &[
+                "[{\"type\":\"invoke\",\"f\":\"read\",\"process\":0,\"index\":0},\n{\"type\":\"ok\",\"f\":\"read\",\"process\":0,\"value\":1,\"index\":1}]",
+                "[\n  {\"process\":94,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}]",
+                "{\"type\":\"invoke\",\"f\":\"release\",\"process\":1,\"time\":3,\"index\":0},\n",
+                "{\"type\":\"fail\",\"f\":\"release\",\"process\":3,\"error\":[\"not-found\",\"lease\"]}\n",
+                "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"value\":[[\"append\",253,1]]}\n",
+            ],
+        );
     }
 
     #[test]
