@@ -28,7 +28,7 @@ pub struct CheckArgs {
     /// of strings).
     #[arg(long, default_value = "cas-register")]
     pub model: String,
-    /// `auto`, `jsonl`, `jepsen-log` or `jepsen-edn`.
+    /// `auto`, `jsonl`, `jepsen-log`, `jepsen-edn` or `jepsen-json`.
     #[arg(long, default_value = "auto")]
     pub format: String,
     /// Print one JSON object instead of a summary.
@@ -37,7 +37,7 @@ pub struct CheckArgs {
     /// Answer `unknown` after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub time_limit_s: u64,
-    /// Answer `unknown` when the search tables would exceed this.
+    /// Answer `unknown` when the search tables would exceed this (it bounds the search, not loading the history).
     #[arg(long, default_value_t = 4096)]
     pub memory_limit_mb: u64,
     /// Keys checked in parallel (default: up to 2, as cores allow).

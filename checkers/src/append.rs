@@ -22,6 +22,12 @@ impl Checker for AppendChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
+        crate::registry::unless_nothing_checked(history, self.check_ops(history))
+    }
+}
+
+impl AppendChecker {
+    fn check_ops(&self, history: &[Event]) -> CheckResult {
         let ops = pair(history);
         let mut report = ElementReport::default();
         let mut incompatible: Vec<Value> = Vec::new();

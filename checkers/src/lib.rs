@@ -5,8 +5,6 @@
 
 pub mod append;
 pub mod bank;
-pub mod formats;
-pub mod history;
 pub mod linear;
 pub mod perf;
 pub mod recovery;
@@ -14,5 +12,9 @@ pub mod stats;
 pub mod registry;
 pub mod set;
 
-pub use history::{Event, EventType, Process};
+// The history types and readers live in `faultline-history`; these keep the paths that
+// callers have always used (`faultline_checkers::formats`, `faultline_checkers::history`).
+pub use faultline_history as history;
+pub use faultline_history::formats;
+pub use faultline_history::{Event, EventType, Process};
 pub use registry::{CheckResult, Checker, Validity};

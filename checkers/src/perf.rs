@@ -10,7 +10,7 @@
 //! The checker never decides validity on its own: slow is not wrong. It reports `valid:
 //! true` with figures, or `unknown` when the history holds no completed client operation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -18,7 +18,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Event, EventType, Process};
+use crate::history::Event;
 use crate::recovery::fault_windows;
 use crate::registry::{CheckResult, Checker, Validity};
 
@@ -27,91 +27,9 @@ const LATENCY_US_MAX: u64 = 3_600_000_000;
 const SIGFIG: u8 = 3;
 const NS_PER_MS: f64 = 1_000_000.0;
 
-/// How a client operation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Ok,
-    Fail,
-    /// Indeterminate: the client cannot know whether it took effect.
-    Info,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Fail => "fail",
-            Outcome::Info => "info",
-        }
-    }
-}
-
-/// A client operation with its invocation and completion paired up.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CompletedOp {
-    pub process: u64,
-    pub f: String,
-    pub key: Option<String>,
-    pub invoke_ns: u64,
-    pub complete_ns: u64,
-    pub outcome: Outcome,
-    /// Position of the invocation in the history slice.
-    pub invoke_pos: usize,
-    /// Position of the completion in the history slice.
-    pub complete_pos: usize,
-}
-
-impl CompletedOp {
-    pub fn latency_ns(&self) -> u64 {
-        self.complete_ns.saturating_sub(self.invoke_ns)
-    }
-}
-
-/// Pairs each client `invoke` with the next completion of the same process, in completion
-/// order. Invocations still open when the history ends are left out (they have no latency);
-/// their count is returned alongside.
-pub fn completed_ops(history: &[Event]) -> (Vec<CompletedOp>, usize) {
-    let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut done = Vec::new();
-    for (pos, e) in history.iter().enumerate() {
-        let Process::Client(p) = e.process else {
-            continue;
-        };
-        match e.kind {
-            EventType::Invoke => {
-                open.insert(p, pos);
-            }
-            kind => {
-                let Some(ipos) = open.remove(&p) else {
-                    continue;
-                };
-                let inv = &history[ipos];
-                let outcome = match kind {
-                    EventType::Ok => Outcome::Ok,
-                    EventType::Fail => Outcome::Fail,
-                    _ => Outcome::Info,
-                };
-                done.push(CompletedOp {
-                    process: p,
-                    f: inv.f.clone(),
-                    key: inv.key.clone(),
-                    invoke_ns: inv.time,
-                    complete_ns: e.time.max(inv.time),
-                    outcome,
-                    invoke_pos: ipos,
-                    complete_pos: pos,
-                });
-            }
-        }
-    }
-    (done, open.len())
-}
-
-/// The last timestamp in the history: the end of the observed run.
-pub fn history_end_ns(history: &[Event]) -> u64 {
-    history.iter().map(|e| e.time).max().unwrap_or(0)
-}
+// Pairing lives with the history (recovery and the report use it too); these keep the
+// paths `faultline_checkers::perf::{CompletedOp, ...}`.
+pub use faultline_history::pairing::{CompletedOp, Outcome, completed_ops, history_end_ns};
 
 /// Quantiles of one histogram, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -403,7 +321,7 @@ impl Checker for PerfChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
-        result(&analyze(history))
+        crate::registry::unless_nothing_checked(history, result(&analyze(history)))
     }
 }
 
@@ -426,6 +344,7 @@ pub fn result(report: &PerfReport) -> CheckResult {
 mod tests {
     use super::*;
     use crate::recovery::test_support::*;
+    use crate::history::EventType;
 
     #[test]
     fn latency_is_from_invoke_to_completion_per_process() {

@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Event, EventType, Process};
-use crate::perf::{CompletedOp, Outcome, completed_ops, history_end_ns};
+use faultline_history::pairing::{CompletedOp, Outcome, completed_ops, history_end_ns};
 use crate::registry::{CheckResult, Checker, Validity};
 
 const S_NS: u64 = 1_000_000_000;
@@ -475,7 +475,7 @@ impl Checker for RecoveryChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
-        result(&analyze(history, &self.0))
+        crate::registry::unless_nothing_checked(history, result(&analyze(history, &self.0)))
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::history::{Event, EventType, Process};
+use crate::history::{Event, EventType};
 use crate::registry::{CheckResult, Checker, Validity};
 
 /// Examples kept per anomaly kind in the details.
@@ -40,25 +40,17 @@ impl Paired<'_> {
     }
 }
 
-/// Pairs every client invocation with its process's next completion.
+/// Pairs every client invocation with its process's next completion (leniently: see
+/// [`faultline_history::pairing`]).
 pub(crate) fn pair(history: &[Event]) -> Vec<Paired<'_>> {
-    let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut out: Vec<Paired<'_>> = Vec::new();
-    for e in history {
-        let Process::Client(p) = e.process else {
-            continue;
-        };
-        if e.kind == EventType::Invoke {
-            open.insert(p, out.len());
-            out.push(Paired {
-                invoke: e,
-                complete: None,
-            });
-        } else if let Some(i) = open.remove(&p) {
-            out[i].complete = Some(e);
-        }
-    }
-    out
+    faultline_history::pairing::pair(history)
+        .ops
+        .into_iter()
+        .map(|p| Paired {
+            invoke: &history[p.invoke],
+            complete: p.complete.map(|c| &history[c]),
+        })
+        .collect()
 }
 
 /// One ok read of a key: when it ran and what it returned.
@@ -238,6 +230,12 @@ impl Checker for SetChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
+        crate::registry::unless_nothing_checked(history, self.check_ops(history))
+    }
+}
+
+impl SetChecker {
+    fn check_ops(&self, history: &[Event]) -> CheckResult {
         let ops = pair(history);
         let mut report = ElementReport::default();
         for (key, (adds, mut reads)) in group(&ops, &["add"]) {

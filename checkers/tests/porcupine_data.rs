@@ -71,9 +71,13 @@ fn porcupine_histories_get_their_expected_verdicts() {
 }
 
 #[test]
-fn the_empty_etcd_log_is_trivially_linearizable() {
+fn the_empty_etcd_log_is_unknown_not_valid() {
     let events = formats::load(&data_dir().join("jepsen/etcd_095.log"), Format::Auto).unwrap();
     assert!(events.is_empty());
     let report = linear::check(&events, ModelKind::CasRegister, &Budget::default()).unwrap();
-    assert_eq!(report.valid, Validity::Valid);
+    assert_eq!(report.valid, Validity::Unknown);
+    assert_eq!(
+        report.unknown_reason.as_deref(),
+        Some(faultline_checkers::registry::NO_CLIENT_OPS)
+    );
 }

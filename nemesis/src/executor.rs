@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use faultline_checkers::history::{Event, EventType, Process};
+use faultline_history::{Event, EventType, Process};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -94,7 +94,7 @@ pub fn encode<T: serde::Serialize>(balances: &[T]) -> Value {
 }
 
 /// Balances from their stored form: the bank checker's reading of it.
-pub use faultline_checkers::bank::balances as decode;
+pub use faultline_history::values::bank_balances as decode;
 
 /// Read the balances, then cas them to the transferred ones. Only the cas can change
 /// anything, so any error before it (even a timeout) is a definite failure.

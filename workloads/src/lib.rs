@@ -268,7 +268,7 @@ mod tests {
     fn every_workload_names_registered_checkers_only_by_string() {
         for name in names() {
             let w = lookup(name).unwrap();
-            assert_eq!(w.name(), *name);
+            assert_eq!(w.name(), name);
             assert!(!w.checkers().is_empty(), "{name} has no checker");
         }
         assert!(lookup("nope").is_none());

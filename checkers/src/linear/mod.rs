@@ -232,59 +232,21 @@ pub fn check(
 }
 
 /// Pairs each client invocation with its completion: `(invoke position, completion)`.
+/// Strict: a history in which some client runs two operations at once, or completes one it
+/// did not invoke, cannot be judged.
 fn pair(history: &[Event]) -> Result<Vec<(usize, Option<usize>)>, HistoryError> {
-    let err = |pos: usize, message: String| HistoryError {
-        position: pos,
-        index: history[pos].index.unwrap_or(pos as u64),
-        process: history[pos].process.to_string(),
-        message,
-    };
-    // Process -> (invocation position, its slot in `pairs`).
-    let mut pending: search::IntMap<u64, (usize, usize)> = search::IntMap::default();
-    let mut pairs: Vec<(usize, Option<usize>)> = Vec::with_capacity(history.len() / 2 + 1);
-    for (pos, e) in history.iter().enumerate() {
-        let Some(p) = e.client() else { continue };
-        match e.kind {
-            EventType::Invoke => {
-                if let Some(&(prev, _)) = pending.get(&p) {
-                    return Err(err(
-                        pos,
-                        format!("invoked while its invocation at event {prev} has not completed"),
-                    ));
-                }
-                pending.insert(p, (pos, pairs.len()));
-                pairs.push((pos, None));
-            }
-            _ => {
-                let Some((inv, slot)) = pending.remove(&p) else {
-                    return Err(err(
-                        pos,
-                        format!("{} without an invocation", e.kind.as_str()),
-                    ));
-                };
-                if history[inv].f != e.f {
-                    return Err(err(
-                        pos,
-                        format!(
-                            "completes {:?} but the invocation at event {inv} was {:?}",
-                            e.f, history[inv].f
-                        ),
-                    ));
-                }
-                if e.key.is_some() && history[inv].key != e.key {
-                    return Err(err(
-                        pos,
-                        format!(
-                            "completes key {:?} but the invocation was for {:?}",
-                            e.key, history[inv].key
-                        ),
-                    ));
-                }
-                pairs[slot].1 = Some(pos);
-            }
+    match faultline_history::pairing::pair(history).strict() {
+        Ok(ops) => Ok(ops.into_iter().map(|p| (p.invoke, p.complete)).collect()),
+        Err(e) => {
+            let pos = e.position();
+            Err(HistoryError {
+                position: pos,
+                index: history[pos].index.unwrap_or(pos as u64),
+                process: history[pos].process.to_string(),
+                message: e.to_string(),
+            })
         }
     }
-    Ok(pairs)
 }
 
 struct KeyWork<O> {
@@ -313,6 +275,20 @@ pub fn check_model<M: Prepasses>(
 ) -> Result<LinReport, HistoryError> {
     let start = Instant::now();
     let pairs = pair(history)?;
+    if pairs.is_empty() {
+        return Ok(LinReport {
+            valid: Validity::Unknown,
+            model: model.name().to_string(),
+            ops: 0,
+            keys: 0,
+            elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+            configs: 0,
+            keys_without_search: 0,
+            search_peak_bytes: 0,
+            unknown_reason: Some(crate::registry::NO_CLIENT_OPS.to_string()),
+            counterexample: None,
+        });
+    }
     let mut key_index: HashMap<Option<&str>, usize> = HashMap::new();
     let mut work: Vec<KeyWork<M::Op>> = Vec::new();
     for &(inv, comp) in &pairs {
@@ -771,6 +747,12 @@ impl Checker for LinearizableChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
+        crate::registry::unless_nothing_checked(history, self.check_ops(history))
+    }
+}
+
+impl LinearizableChecker {
+    fn check_ops(&self, history: &[Event]) -> CheckResult {
         match check(history, self.model, &self.budget) {
             Ok(r) => CheckResult {
                 checker: self.name().to_string(),

@@ -1,5 +1,13 @@
-//! The history format: JSON Lines, one event per line, Jepsen semantics.
-//! See `checkers/HISTORY.md` for the full description.
+//! Histories: what a run recorded, as events with Jepsen semantics, and the readers of
+//! every format a history may come in (faultline's JSON Lines, Jepsen's log, EDN and JSON).
+//! See `checkers/HISTORY.md` for the full description of faultline's own format.
+//!
+//! A crate of its own so that what records histories (nemesis, workloads, the runner) does
+//! not depend on what judges them (the checkers).
+
+pub mod formats;
+pub mod pairing;
+pub mod values;
 
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +77,13 @@ impl Event {
     }
 
     /// An event of a client process, with `index` and `time` left for the caller to set.
-    pub fn op(process: u64, kind: EventType, f: &str, key: Option<&str>, value: serde_json::Value) -> Self {
+    pub fn op(
+        process: u64,
+        kind: EventType,
+        f: &str,
+        key: Option<&str>,
+        value: serde_json::Value,
+    ) -> Self {
         Event {
             index: None,
             time: 0,
