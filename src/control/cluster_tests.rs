@@ -2,11 +2,12 @@
 //! after the master connection dies, and in-memory uploads. Needs root and the built
 //! `faultline` binary next to the test executable's directory; otherwise says why and returns.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::*;
+use futures::future::join_all;
 
 fn faultline_bin() -> Option<PathBuf> {
     // target/<profile>/deps/<test exe> -> target/<profile>/faultline
