@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::exit::usage;
-use state::{State, alive, sshd_answers};
+use state::{State, sshd_answers};
+pub(crate) use state::{alive, proc_start_time};
 
 /// Where clusters keep their state; `FAULTLINE_CLUSTERS_DIR` overrides it.
 pub const DEFAULT_CLUSTERS_DIR: &str = "/var/lib/faultline-clusters";

@@ -74,12 +74,12 @@ fn proc_stat(pid: i32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(String::from).collect())
 }
 
-pub(super) fn proc_start_time(pid: i32) -> Option<u64> {
+pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
     proc_stat(pid)?.get(19)?.parse().ok()
 }
 
 /// Alive, not a zombie, and (when known) the same process that was recorded.
-pub(super) fn alive(pid: i32, start: Option<u64>) -> bool {
+pub(crate) fn alive(pid: i32, start: Option<u64>) -> bool {
     if pid <= 0 {
         return false;
     }

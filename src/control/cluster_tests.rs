@@ -132,6 +132,14 @@ async fn cluster_control_bounds_channels_reconnects_and_uploads() {
         .collect();
     assert_eq!(names, vec!["n2=n2", "n1=n1"]);
 
+    // An idle master stays: nothing but the controller's exit or close ends it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let out = control
+        .run("n2", "hostname", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "n2");
+
     // Kill n1's master connection; the next call reconnects by itself.
     let sockets: Vec<PathBuf> = std::fs::read_dir(&control.inner.dir)
         .unwrap()

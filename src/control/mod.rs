@@ -34,6 +34,7 @@
 
 mod error;
 mod exec;
+mod master;
 mod session;
 mod upload;
 
@@ -96,10 +97,17 @@ struct Inner {
 
 struct Host {
     node: Node,
-    session: Mutex<Option<Arc<Session>>>,
+    session: Mutex<Option<Master>>,
     /// Set when a call saw the connection drop; the next call checks and reconnects.
     suspect: AtomicBool,
     permits: Semaphore,
+}
+
+/// A master connection: the crate's handle on its control socket, and the ssh process,
+/// which is stopped when this is dropped and dies with the controller (see [`master`]).
+struct Master {
+    session: Arc<Session>,
+    proc: master::MasterProc,
 }
 
 impl Control {

@@ -7,15 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
+use openssh::Session;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::error::{ConnectCtx, classify_connect};
-use super::{Control, ControlError, ControlOptions, Host, Inner, error_chain};
+use super::master::{self, MasterSpec, StartError};
+use super::{Control, ControlError, ControlOptions, Host, Inner, Master};
 use crate::inventory::{HostKeyPolicy, Inventory, Node};
-
-/// An idle master exits after this long if the controller died without closing it.
-const MASTER_IDLE_EXIT_S: usize = 900;
 
 impl Control {
     /// Connects to every node of `inventory` in parallel. Fails if any host cannot be
@@ -71,7 +69,7 @@ impl Control {
                         node.name.clone(),
                         Host {
                             node: node.clone(),
-                            session: Mutex::new(Some(Arc::new(s))),
+                            session: Mutex::new(Some(s)),
                             suspect: AtomicBool::new(false),
                             permits: Semaphore::new(per_host),
                         },
@@ -101,14 +99,16 @@ impl Control {
     pub async fn close(&self) {
         for host in self.inner.hosts.values() {
             let taken = host.session.lock().await.take();
-            if let Some(s) = taken {
-                match Arc::try_unwrap(s) {
+            if let Some(Master { session, proc }) = taken {
+                match Arc::try_unwrap(session) {
                     Ok(s) => {
                         let _ = tokio::time::timeout(Duration::from_secs(5), s.close()).await;
                     }
                     // Still used by a running call; dropping the last handle shuts it down.
                     Err(s) => drop(s),
                 }
+                // Stopped by now, unless a call still runs on it.
+                drop(proc);
             }
         }
         let _ = std::fs::remove_dir_all(&self.inner.dir);
@@ -124,13 +124,13 @@ impl Control {
     /// The host's session, reconnecting first if the last call saw the connection drop.
     pub(super) async fn session(&self, host: &Host) -> Result<Arc<Session>, ControlError> {
         let mut guard = host.session.lock().await;
-        if let Some(s) = guard.as_ref() {
+        if let Some(m) = guard.as_ref() {
             if !host.suspect.load(Ordering::Relaxed) {
-                return Ok(s.clone());
+                return Ok(m.session.clone());
             }
-            if s.check().await.is_ok() {
+            if m.session.check().await.is_ok() {
                 host.suspect.store(false, Ordering::Relaxed);
-                return Ok(s.clone());
+                return Ok(m.session.clone());
             }
         }
         *guard = None;
@@ -141,10 +141,10 @@ impl Control {
             self.inner.connect_timeout,
         )
         .await?;
-        let fresh = Arc::new(fresh);
-        *guard = Some(fresh.clone());
+        let session = fresh.session.clone();
+        *guard = Some(fresh);
         host.suspect.store(false, Ordering::Relaxed);
-        Ok(fresh)
+        Ok(session)
     }
 }
 
@@ -161,7 +161,7 @@ async fn open_session(
     node: &Node,
     dir: &Path,
     timeout: Duration,
-) -> Result<Session, ControlError> {
+) -> Result<Master, ControlError> {
     let key = inventory.key_for(node).map(Path::to_path_buf);
     if let Some(k) = &key {
         if let Err(e) = std::fs::File::open(k) {
@@ -173,31 +173,21 @@ async fn open_session(
         }
     }
     let ssh = &inventory.ssh;
-    let mut b = SessionBuilder::default();
-    b.user(node.user.clone())
-        .port(node.port)
-        .control_directory(dir)
-        .connect_timeout(Duration::from_secs(timeout.as_secs().max(1)))
-        .server_alive_interval(Duration::from_secs(
-            (ssh.server_alive_interval_ms / 1000).max(1),
-        ))
-        .control_persist(ControlPersist::IdleFor(
-            MASTER_IDLE_EXIT_S.try_into().expect("non-zero"),
-        ))
-        .known_hosts_check(match ssh.host_key_policy {
-            HostKeyPolicy::Strict => KnownHosts::Strict,
-            HostKeyPolicy::AcceptNew => KnownHosts::Add,
-            HostKeyPolicy::No => KnownHosts::Accept,
-        });
-    if let Some(k) = &key {
-        b.keyfile(k);
-    }
-    if let Some(kh) = &ssh.known_hosts {
-        b.user_known_hosts_file(kh);
-    }
-    if let Some(c) = &ssh.config_file {
-        b.config_file(c);
-    }
+    let spec = MasterSpec {
+        host: node.host.clone(),
+        port: node.port,
+        user: node.user.clone(),
+        key: key.clone(),
+        known_hosts: ssh.known_hosts.clone(),
+        config_file: ssh.config_file.clone(),
+        host_key_check: match ssh.host_key_policy {
+            HostKeyPolicy::Strict => "yes",
+            HostKeyPolicy::AcceptNew => "accept-new",
+            HostKeyPolicy::No => "no",
+        },
+        connect_timeout_s: timeout.as_secs().max(1),
+        server_alive_interval_s: (ssh.server_alive_interval_ms / 1000).max(1),
+    };
     let ctx = ConnectCtx {
         node: &node.name,
         addr: format!("{}:{}", node.host, node.port),
@@ -214,33 +204,67 @@ async fn open_session(
         timeout,
     };
     // ssh's ConnectTimeout covers TCP and the banner; this covers the rest of the handshake.
-    match tokio::time::timeout(timeout + Duration::from_secs(2), b.connect_mux(&node.host)).await {
-        Err(_) => Err(ControlError::ConnectTimeout {
+    match master::start(&spec, dir, timeout + Duration::from_secs(2)).await {
+        Ok(proc) => {
+            let session = Session::resume_mux(
+                proc.ctl.clone().into_boxed_path(),
+                Some(proc.log.clone().into_boxed_path()),
+            );
+            Ok(Master {
+                session: Arc::new(session),
+                proc,
+            })
+        }
+        Err(StartError::Timeout) => Err(ControlError::ConnectTimeout {
             node: node.name.clone(),
             addr: ctx.addr,
             timeout,
         }),
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(openssh::Error::Connect(io))) => Err(classify_connect(&ctx, &io.to_string())),
-        Ok(Err(e)) => Err(ControlError::Connect {
+        Err(StartError::Exited { log }) if log.trim().is_empty() => Err(ControlError::Connect {
             node: node.name.clone(),
             addr: ctx.addr,
-            detail: error_chain(&e),
+            detail: "ssh exited before connecting, without a message".into(),
+        }),
+        Err(StartError::Exited { log }) => Err(classify_connect(&ctx, &log)),
+        Err(StartError::Local(detail)) => Err(ControlError::Connect {
+            node: node.name.clone(),
+            addr: ctx.addr,
+            detail,
         }),
     }
 }
 
-/// A control directory older than this whose masters are all gone belonged to a controller
-/// that died without closing; it is removed by the next one.
+/// A control directory without an owner file (written by older versions) is removed when it
+/// is older than this and none of its masters answers.
 const STALE_CONTROL_DIR_S: u64 = 600;
+
+/// Names the process that made a control directory: `PID START_TIME`, so that a recycled pid
+/// is not taken for the owner.
+const OWNER_FILE: &str = "owner";
 
 fn make_control_dir(base: &Path) -> Result<PathBuf, ControlError> {
     use std::os::unix::fs::DirBuilderExt;
     sweep_stale_control_dirs(base);
+    let me = std::process::id() as i32;
+    let owner = format!(
+        "{me} {}\n",
+        crate::cluster::proc_start_time(me).unwrap_or(0)
+    );
     for _ in 0..16 {
         let p = base.join(format!("flc-{:08x}", rand::random::<u32>()));
         match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
+            Ok(()) => {
+                return match std::fs::write(p.join(OWNER_FILE), &owner) {
+                    Ok(()) => Ok(p),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&p);
+                        Err(ControlError::Local(format!(
+                            "cannot write {}: {e}",
+                            p.join(OWNER_FILE).display()
+                        )))
+                    }
+                };
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 return Err(ControlError::Local(format!(
@@ -256,7 +280,18 @@ fn make_control_dir(base: &Path) -> Result<PathBuf, ControlError> {
     )))
 }
 
-fn sweep_stale_control_dirs(base: &Path) {
+/// Whether the directory's owner is known to be gone: `None` when it names none.
+fn owner_is_dead(dir: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(dir.join(OWNER_FILE)).ok()?;
+    let mut words = text.split_whitespace();
+    let pid: i32 = words.next()?.parse().ok()?;
+    let start: u64 = words.next()?.parse().ok()?;
+    Some(!crate::cluster::alive(pid, (start != 0).then_some(start)))
+}
+
+/// Removes the control directories of controllers that are gone. Their masters died with
+/// them (see [`master`]); what they leave is the directory.
+pub(super) fn sweep_stale_control_dirs(base: &Path) {
     let Ok(rd) = std::fs::read_dir(base) else {
         return;
     };
@@ -267,6 +302,15 @@ fn sweep_stale_control_dirs(base: &Path) {
         if !(name.starts_with("flc-") && name.len() == 12) {
             continue;
         }
+        let dir = e.path();
+        match owner_is_dead(&dir) {
+            Some(true) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            }
+            Some(false) => continue,
+            None => {}
+        }
         let old = e
             .metadata()
             .ok()
@@ -276,7 +320,6 @@ fn sweep_stale_control_dirs(base: &Path) {
         if !old {
             continue;
         }
-        let dir = e.path();
         let live = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
@@ -287,5 +330,53 @@ fn sweep_stale_control_dirs(base: &Path) {
         if !live {
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_dirs_of_dead_controllers_are_swept_and_live_ones_kept() {
+        let base = std::env::temp_dir().join(format!("fl-sweep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let mine = make_control_dir(&base).unwrap();
+        // A controller that exited: a real pid that is gone by now.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id() as i32;
+        let dead_start = crate::cluster::proc_start_time(dead_pid);
+        child.wait().unwrap();
+        let dead = base.join("flc-0000dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(
+            dead.join(OWNER_FILE),
+            format!("{dead_pid} {}\n", dead_start.unwrap_or(1)),
+        )
+        .unwrap();
+        // Our own pid with another start time: a recycled pid is not the owner.
+        let me = std::process::id();
+        let recycled = base.join("flc-0000beef");
+        std::fs::create_dir(&recycled).unwrap();
+        let my_start = crate::cluster::proc_start_time(me as i32).unwrap();
+        std::fs::write(
+            recycled.join(OWNER_FILE),
+            format!("{me} {}\n", my_start + 1),
+        )
+        .unwrap();
+        // No owner file and young: left alone (it may be being made right now).
+        let young = base.join("flc-00000001");
+        std::fs::create_dir(&young).unwrap();
+        let other = base.join("not-flc");
+        std::fs::create_dir(&other).unwrap();
+
+        sweep_stale_control_dirs(&base);
+        assert!(mine.is_dir(), "a live controller's directory was removed");
+        assert!(!dead.exists(), "a dead controller's directory was kept");
+        assert!(!recycled.exists(), "a recycled pid kept a directory alive");
+        assert!(young.is_dir());
+        assert!(other.is_dir());
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
