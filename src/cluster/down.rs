@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::net;
-use super::state::{State, alive, proc_start_time};
+use super::state::{NodeState, State, alive, proc_start_time};
 use super::{cluster_dir, valid_name_cli};
 
 pub(super) fn down(name: &str) -> anyhow::Result<ExitCode> {
@@ -36,18 +36,11 @@ pub(super) fn teardown(name: &str) -> anyhow::Result<()> {
     let mut links: Vec<String> = Vec::new();
     if let Some(s) = &state {
         // Stopping init stops the node: the kernel kills the rest of its PID namespace.
-        let inits: Vec<(i32, Option<u64>)> = s
-            .nodes
-            .iter()
-            .filter_map(|n| n.init_pid.map(|p| (p, n.init_start)))
-            .collect();
-        stop_all(&inits);
-        let unshares: Vec<(i32, Option<u64>)> = s
-            .nodes
-            .iter()
-            .filter_map(|n| n.unshare_pid.map(|p| (p, n.unshare_start)))
-            .collect();
-        stop_all(&unshares);
+        let recorded = |pick: fn(&NodeState) -> Option<(i32, Option<u64>)>| {
+            s.nodes.iter().filter_map(pick).collect::<Vec<_>>()
+        };
+        stop_all(&recorded(|n| n.init_pid.map(|p| (p, n.init_start))));
+        stop_all(&recorded(|n| n.unshare_pid.map(|p| (p, n.unshare_start))));
         for n in s.nodes.iter() {
             if n.netns_created {
                 netns.push(n.netns.clone());

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::node::{self, Field, NodeFields, Scalar};
-use super::{Ctx, Inventory, InventoryError, SshSettings};
+use super::{Ctx, InventoryError, Node, SshSettings};
 
 /// An Ansible group. Unknown keys are errors here too: a group only has these three.
 #[derive(Deserialize, Default)]
@@ -74,7 +74,7 @@ struct AnsibleTop {
 /// Children nest; this bounds the walk so a cyclic or absurd file cannot recurse forever.
 const ANSIBLE_DEPTH_MAX: usize = 32;
 
-pub(super) fn parse(ctx: &Ctx) -> Result<Inventory, InventoryError> {
+pub(super) fn parse(ctx: &Ctx) -> Result<(SshSettings, Vec<Node>), InventoryError> {
     let top: AnsibleTop = serde_saphyr::from_str(ctx.text).map_err(|e| ctx.saphyr(e))?;
     let all = top.all.unwrap_or_default();
     // Host name -> effective vars, in order of first appearance.
@@ -138,11 +138,7 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Inventory, InventoryError> {
             &ssh,
         )?);
     }
-    Ok(Inventory {
-        path: ctx.path.into(),
-        nodes,
-        ssh,
-    })
+    Ok((ssh, nodes))
 }
 
 fn walk_group(

@@ -266,7 +266,7 @@ fn parse_with_keys(text: &str, path: &Path) -> Result<(Inventory, Vec<KeyRef>), 
         Ok(None) => return Err(ctx.invalid("empty inventory: expected `nodes:` or Ansible `all:`")),
         Err(e) => return Err(ctx.saphyr(e)),
     };
-    let inv = if top.contains_key("all") && !top.contains_key("nodes") {
+    let (ssh, nodes) = if top.contains_key("all") && !top.contains_key("nodes") {
         ansible::parse(&ctx)?
     } else if top.contains_key("nodes") {
         native::parse(&ctx)?
@@ -280,6 +280,11 @@ fn parse_with_keys(text: &str, path: &Path) -> Result<(Inventory, Vec<KeyRef>), 
                 keys.join(", ")
             ),
         ));
+    };
+    let inv = Inventory {
+        path: path.into(),
+        nodes,
+        ssh,
     };
     Ok((inv, ctx.keys.into_inner()))
 }

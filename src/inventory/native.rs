@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::node::{self, Field, NodeFields, Scalar, field};
-use super::{Ctx, Inventory, InventoryError, SshSettings};
+use super::{Ctx, InventoryError, Node, SshSettings};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +46,7 @@ struct RawNode {
 /// Above this, sshd (MaxSessions 10 by default) would refuse channels.
 const MAX_SESSIONS_PER_HOST_MAX: u64 = 64;
 
-pub(super) fn parse(ctx: &Ctx) -> Result<Inventory, InventoryError> {
+pub(super) fn parse(ctx: &Ctx) -> Result<(SshSettings, Vec<Node>), InventoryError> {
     let raw: RawInventory = serde_saphyr::from_str(ctx.text).map_err(|e| ctx.saphyr(e))?;
     let ssh = build_ssh(ctx, raw.ssh.unwrap_or_default())?;
     if raw.nodes.value.is_empty() {
@@ -87,11 +87,7 @@ pub(super) fn parse(ctx: &Ctx) -> Result<Inventory, InventoryError> {
             &ssh,
         )?);
     }
-    Ok(Inventory {
-        path: ctx.path.into(),
-        nodes,
-        ssh,
-    })
+    Ok((ssh, nodes))
 }
 
 fn build_ssh(ctx: &Ctx, raw: RawSsh) -> Result<SshSettings, InventoryError> {
