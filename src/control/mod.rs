@@ -29,8 +29,11 @@
 //!   verify its sha256 on the host, then rename it into place; a host that already holds a
 //!   file with that hash is skipped.
 //! * A master that died (host rebooted, connection dropped) is replaced on the next call.
+//! * Masters die with the controller, also with a SIGKILL (see `master`), so nothing keeps
+//!   a connection to a host once the command that opened it is gone.
 //! * Control sockets live under a short private directory (`/tmp/flc-XXXXXXXX`) so their
-//!   paths stay below the 108-byte Unix socket limit.
+//!   paths stay below the 108-byte Unix socket limit. It names its owner; the next
+//!   controller removes the directories of owners that are gone.
 
 mod error;
 mod exec;
