@@ -36,9 +36,9 @@ pub(super) fn teardown(name: &str) -> anyhow::Result<()> {
     let mut links: Vec<String> = Vec::new();
     if let Some(s) = &state {
         // Stopping init stops the node: the kernel kills the rest of its PID namespace.
-        let recorded = |pick: fn(&NodeState) -> Option<(i32, Option<u64>)>| {
-            s.nodes.iter().filter_map(pick).collect::<Vec<_>>()
-        };
+        type Recorded = Option<(i32, Option<u64>)>;
+        let recorded =
+            |pick: fn(&NodeState) -> Recorded| s.nodes.iter().filter_map(pick).collect::<Vec<_>>();
         stop_all(&recorded(|n| n.init_pid.map(|p| (p, n.init_start))));
         stop_all(&recorded(|n| n.unshare_pid.map(|p| (p, n.unshare_start))));
         for n in s.nodes.iter() {

@@ -344,7 +344,7 @@ fn write_inventory(state: &State, dir: &Path) -> anyhow::Result<PathBuf> {
     }
     std::fs::write(dir.join("known_hosts"), kh)?;
     let inv = inventory_path(&state.name);
-    std::fs::write(&inv, inventory_yaml(&state))?;
+    std::fs::write(&inv, inventory_yaml(state))?;
     Ok(inv)
 }
 

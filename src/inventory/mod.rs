@@ -236,8 +236,8 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
 /// Opening is not enough: a directory opens too.
 fn check_readable(p: &Path) -> std::io::Result<()> {
     let mut f = std::fs::File::open(p)?;
-    f.read(&mut [0u8; 1])?;
-    Ok(())
+    // An empty key file is ssh's to refuse; this only asks whether reading works.
+    f.read(&mut [0u8; 1]).map(|_| ())
 }
 
 /// Parses inventory text; `path` is used for messages and to resolve relative key paths.
