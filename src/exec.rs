@@ -50,7 +50,7 @@ fn seconds(v: Option<f64>, what: &str) -> anyhow::Result<Option<Duration>> {
 pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut inv = crate::inventory::resolve_cli(&args.inventory)?;
     if !args.nodes.is_empty() {
-        inv = inv.select(&args.nodes).map_err(usage)?;
+        inv = inv.select(&args.nodes).map_err(|e| usage(e.to_string()))?;
     }
     let timeout = seconds(args.timeout_s, "timeout-s")?;
     let connect_timeout = seconds(args.connect_timeout_s, "connect-timeout-s")?;

@@ -390,13 +390,16 @@ fn cluster_connection_errors_are_distinct_and_bounded() {
     let err = run(&custom_inventory(&dir, &[&a1], &wrong_inv));
     assert!(err.contains("authentication refused"), "{err}");
 
-    // A key file that does not exist.
+    // A key file that does not exist: an inventory error, found before connecting.
     let missing_inv = base("").replace(&key.display().to_string(), "/nonexistent/key");
-    let err = run(&custom_inventory(&dir, &[&a1], &missing_inv));
-    assert!(
-        err.contains("cannot use private key /nonexistent/key"),
-        "{err}"
+    let missing = custom_inventory(&dir, &[&a1], &missing_inv);
+    let out = exec(missing.to_str().unwrap(), &[], "true");
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    let want = format!(
+        "{}:2:16: ssh.private_key: cannot read key file /nonexistent/key",
+        missing.display()
     );
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
 
     // known_hosts holds another host's key for this address.
     let kh_text = std::fs::read_to_string(&kh).unwrap();
@@ -551,7 +554,7 @@ fn cluster_usage_errors_exit_64() {
     std::fs::write(&p, "nodes:\n  - name: a\n    host: x\n    port: 99999\n").unwrap();
     let out = fl(&["exec", "-i", p.to_str().unwrap(), "--", "true"]);
     assert_eq!(out.status.code(), Some(64));
-    let want = format!("{}:4:11: bad port 99999", p.display());
+    let want = format!("{}:4:11: nodes[0].port: bad port 99999", p.display());
     assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -617,4 +620,78 @@ fn cluster_two_clusters_coexist_and_go_down_separately() {
     assert!(list.contains(&b) && !list.contains(&a), "{list}");
     drop(cb);
     assert!(!Path::new("/var/lib/faultline-clusters").join(&b).exists());
+}
+
+/// Processes whose command line mentions `needle`, other than this test's own.
+fn processes_mentioning(needle: &str) -> Vec<(i64, String)> {
+    let me = std::process::id() as i64;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if pid != me && pid_alive(pid) && cmd.contains(needle) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// The control directory whose owner file names `pid`.
+fn control_dir_of(pid: u32) -> Option<PathBuf> {
+    std::fs::read_dir("/tmp").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let owner = std::fs::read_to_string(e.path().join("owner")).ok()?;
+        (name.starts_with("flc-") && owner.split_whitespace().next() == Some(&pid.to_string()))
+            .then(|| e.path())
+    })
+}
+
+#[test]
+fn killed_controller_leaves_no_ssh_master_behind() {
+    require_cluster_env!();
+    let name = format!("t-ck-{}", std::process::id());
+    let (_cluster, inv) = Cluster::up(&name, 2);
+    let inv = inv.to_str().unwrap().to_string();
+    let mut controller = Command::new(BIN)
+        .args(["exec", "-i", &inv, "--", "sleep 30"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Both masters up and the command running on them.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let dir = loop {
+        if let Some(d) = control_dir_of(controller.id()) {
+            let masters = processes_mentioning(&format!("-S {}/", d.display()));
+            if masters.len() == 2 {
+                break d;
+            }
+        }
+        assert!(Instant::now() < deadline, "the masters did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    controller.kill().unwrap(); // SIGKILL: nothing of the controller runs after this.
+    controller.wait().unwrap();
+    let needle = format!("-S {}/", dir.display());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !processes_mentioning(&needle).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = processes_mentioning(&needle);
+    // Not the test's to leave running if it fails.
+    for (pid, _) in &left {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    assert!(left.is_empty(), "masters outlived the controller: {left:?}");
+    // The next controller removes the dead one's directory.
+    assert!(dir.exists());
+    let out = exec(&inv, &[], "true");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }

@@ -2,11 +2,12 @@
 //! after the master connection dies, and in-memory uploads. Needs root and the built
 //! `faultline` binary next to the test executable's directory; otherwise says why and returns.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::*;
+use futures::future::join_all;
 
 fn faultline_bin() -> Option<PathBuf> {
     // target/<profile>/deps/<test exe> -> target/<profile>/faultline
@@ -131,6 +132,14 @@ async fn cluster_control_bounds_channels_reconnects_and_uploads() {
         .collect();
     assert_eq!(names, vec!["n2=n2", "n1=n1"]);
 
+    // An idle master stays: nothing but the controller's exit or close ends it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let out = control
+        .run("n2", "hostname", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "n2");
+
     // Kill n1's master connection; the next call reconnects by itself.
     let sockets: Vec<PathBuf> = std::fs::read_dir(&control.inner.dir)
         .unwrap()
@@ -156,32 +165,20 @@ async fn cluster_control_bounds_channels_reconnects_and_uploads() {
 
     // In-memory upload: copied, then skipped; the bytes and mode arrive intact.
     let data = b"id: n1\nalgo: raft\n".to_vec();
-    let r = control
-        .put_bytes(
-            &["n1", "n2"],
-            &data,
-            "/var/lib/faultline/conf/node.yaml",
-            0o600,
-        )
-        .await;
-    assert!(
-        r.iter()
-            .all(|(_, r)| matches!(r, Ok(Uploaded::Copied { bytes: 18 }))),
-        "{r:?}"
-    );
-    let r = control
-        .put_bytes(
-            &["n1", "n2"],
-            &data,
-            "/var/lib/faultline/conf/node.yaml",
-            0o600,
-        )
-        .await;
-    assert!(
-        r.iter()
-            .all(|(_, r)| matches!(r, Ok(Uploaded::AlreadyPresent))),
-        "{r:?}"
-    );
+    for want in [Uploaded::Copied { bytes: 18 }, Uploaded::AlreadyPresent] {
+        let r = control
+            .put_bytes(
+                &["n1", "n2"],
+                &data,
+                "/var/lib/faultline/conf/node.yaml",
+                0o600,
+            )
+            .await;
+        assert!(
+            r.iter().all(|(_, r)| matches!(r, Ok(u) if *u == want)),
+            "{r:?}"
+        );
+    }
     let out = control
         .run(
             "n2",

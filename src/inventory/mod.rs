@@ -7,16 +7,23 @@
 //! * Ansible's (`all: {hosts, vars, children}`), so an existing VM inventory works as is.
 //!
 //! Raw YAML is deserialized into `Raw*` types that keep source spans, then validated into
-//! [`Inventory`]. Every error names the file, line and column, and is a usage error (exit 64)
-//! at the CLI edge. `-i NAME` also accepts the name of a local cluster (`faultline cluster up
+//! [`Inventory`] by one node builder both formats share (`node`). Every error names the file,
+//! line and column, and the field, and is a usage error (exit 64) at the CLI edge. Key files
+//! are checked when the inventory is loaded, so a missing one is an inventory error, not a
+//! connection failure. `-i NAME` also accepts the name of a local cluster (`faultline cluster up
 //! --name NAME`), which resolves to the inventory that cluster wrote.
 
+mod ansible;
+mod native;
+mod node;
+
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::MessageFormatter;
 
 /// Where a connection gives up if the TCP/SSH handshake has not finished.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
@@ -48,8 +55,7 @@ pub struct Node {
 }
 
 /// How an unknown or changed host key is treated, mirroring `StrictHostKeyChecking`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostKeyPolicy {
     /// The host must already be in `known_hosts` with this key.
     Strict,
@@ -121,24 +127,37 @@ impl Inventory {
 
     /// Keeps only the named nodes, in the order given; an unknown name is an error that lists
     /// the known ones.
-    pub fn select(&self, names: &[String]) -> Result<Inventory, String> {
+    pub fn select(&self, names: &[String]) -> Result<Inventory, SelectError> {
         let mut out = self.clone();
         out.nodes.clear();
         for name in names {
             match self.node(name) {
                 Some(n) if !out.nodes.iter().any(|m| m.name == n.name) => out.nodes.push(n.clone()),
-                Some(_) => return Err(format!("node {name:?} named twice")),
+                Some(_) => return Err(SelectError::Twice(name.clone())),
                 None => {
-                    return Err(format!(
-                        "no node {name:?} in {}; nodes: {}",
-                        self.path.display(),
-                        self.node_names().join(", ")
-                    ));
+                    return Err(SelectError::Unknown {
+                        name: name.clone(),
+                        path: self.path.clone(),
+                        known: self.node_names().join(", "),
+                    });
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// A `--nodes` list that does not fit the inventory: a usage error at the CLI edge.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("node {0:?} named twice")]
+    Twice(String),
+    #[error("no node {name:?} in {}; nodes: {known}", .path.display())]
+    Unknown {
+        name: String,
+        path: PathBuf,
+        known: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,42 +209,91 @@ pub fn resolve_cli(arg: &str) -> anyhow::Result<Inventory> {
     resolve(arg).map_err(|e| crate::exit::usage(e.to_string()))
 }
 
+/// Reads and parses an inventory, and checks that every private key it names can be read.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
     let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
         path: path.into(),
         source,
     })?;
-    parse(&text, path)
+    let (inv, keys) = parse_with_keys(&text, path)?;
+    for k in keys {
+        if let Err(e) = check_readable(&k.path) {
+            return Err(InventoryError::At {
+                path: path.into(),
+                line: k.line,
+                column: k.column,
+                message: format!(
+                    "{}: cannot read key file {}: {e}",
+                    k.field,
+                    k.path.display()
+                ),
+            });
+        }
+    }
+    Ok(inv)
+}
+
+/// Opening is not enough: a directory opens too.
+fn check_readable(p: &Path) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(p)?;
+    // An empty key file is ssh's to refuse; this only asks whether reading works.
+    f.read(&mut [0u8; 1]).map(|_| ())
 }
 
 /// Parses inventory text; `path` is used for messages and to resolve relative key paths.
+/// Key files are not looked at (see [`load`]), so text naming keys elsewhere can be checked.
+#[cfg(test)]
 pub fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
-    let ctx = Ctx { path, text };
+    parse_with_keys(text, path).map(|(inv, _)| inv)
+}
+
+/// A private key named by the inventory, and where.
+struct KeyRef {
+    path: PathBuf,
+    field: String,
+    line: u64,
+    column: u64,
+}
+
+fn parse_with_keys(text: &str, path: &Path) -> Result<(Inventory, Vec<KeyRef>), InventoryError> {
+    let ctx = Ctx {
+        path,
+        text,
+        keys: RefCell::new(Vec::new()),
+    };
     let top: BTreeMap<String, serde::de::IgnoredAny> = match serde_saphyr::from_str(text) {
         Ok(Some(m)) => m,
         Ok(None) => return Err(ctx.invalid("empty inventory: expected `nodes:` or Ansible `all:`")),
         Err(e) => return Err(ctx.saphyr(e)),
     };
-    if top.contains_key("all") && !top.contains_key("nodes") {
-        parse_ansible(&ctx)
+    let (ssh, nodes) = if top.contains_key("all") && !top.contains_key("nodes") {
+        ansible::parse(&ctx)?
     } else if top.contains_key("nodes") {
-        parse_native(&ctx)
+        native::parse(&ctx)?
     } else {
         let keys: Vec<_> = top.keys().cloned().collect();
-        Err(ctx.at(
+        return Err(ctx.at(
             1,
             1,
             format!(
                 "not an inventory: expected top-level `nodes:` (faultline) or `all:` (Ansible), found: {}",
                 keys.join(", ")
             ),
-        ))
-    }
+        ));
+    };
+    let inv = Inventory {
+        path: path.into(),
+        nodes,
+        ssh,
+    };
+    Ok((inv, ctx.keys.into_inner()))
 }
 
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Key files named so far, for [`load`] to check.
+    keys: RefCell<Vec<KeyRef>>,
 }
 
 impl Ctx<'_> {
@@ -238,10 +306,6 @@ impl Ctx<'_> {
         }
     }
 
-    fn at_span<T>(&self, s: &Spanned<T>, message: impl Into<String>) -> InventoryError {
-        self.at(s.referenced.line(), s.referenced.column(), message)
-    }
-
     fn invalid(&self, message: impl Into<String>) -> InventoryError {
         InventoryError::Invalid {
             path: self.path.into(),
@@ -249,8 +313,15 @@ impl Ctx<'_> {
         }
     }
 
+    /// The location goes in front, once; serde-saphyr's own rendering repeats it in the text
+    /// and adds a snippet, so only its bare message is used.
     fn saphyr(&self, e: serde_saphyr::Error) -> InventoryError {
-        let message = first_line(&e.to_string());
+        let message = serde_saphyr::DefaultMessageFormatter
+            .format_message(e.without_snippet())
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
         match e.location() {
             Some(loc) if loc.line() > 0 => self.at(loc.line(), loc.column(), message),
             _ => self.invalid(message),
@@ -271,389 +342,6 @@ pub(crate) fn expand_path(p: &str, base: &Path) -> PathBuf {
     }
     let pb = PathBuf::from(p);
     if pb.is_absolute() { pb } else { base.join(pb) }
-}
-
-/// serde-saphyr renders the offending source line under the message; the location is
-/// reported separately, so only the message's first line is kept.
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").trim().to_string()
-}
-
-// ---------------------------------------------------------------------------------------------
-// faultline's own format
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawInventory {
-    #[serde(default)]
-    ssh: Option<RawSsh>,
-    nodes: Spanned<Vec<RawNode>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSsh {
-    user: Option<Spanned<String>>,
-    private_key: Option<Spanned<String>>,
-    port: Option<Spanned<i64>>,
-    known_hosts: Option<Spanned<String>>,
-    host_key_policy: Option<HostKeyPolicy>,
-    config_file: Option<Spanned<String>>,
-    connect_timeout_ms: Option<Spanned<u64>>,
-    command_timeout_ms: Option<Spanned<u64>>,
-    max_sessions_per_host: Option<Spanned<u64>>,
-    server_alive_interval_ms: Option<Spanned<u64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNode {
-    name: Spanned<String>,
-    host: Option<Spanned<String>>,
-    port: Option<Spanned<i64>>,
-    user: Option<Spanned<String>>,
-    #[serde(alias = "private_key")]
-    key: Option<Spanned<String>>,
-}
-
-fn parse_native(ctx: &Ctx) -> Result<Inventory, InventoryError> {
-    let raw: RawInventory = serde_saphyr::from_str(ctx.text).map_err(|e| ctx.saphyr(e))?;
-    let ssh = build_ssh(ctx, raw.ssh.unwrap_or_default())?;
-    if raw.nodes.value.is_empty() {
-        return Err(ctx.at_span(
-            &raw.nodes,
-            "`nodes` is empty: an inventory needs at least one node",
-        ));
-    }
-    let mut nodes: Vec<Node> = Vec::with_capacity(raw.nodes.value.len());
-    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-    for rn in &raw.nodes.value {
-        let name = check_name(ctx, &rn.name)?;
-        if let Some(first) = seen.insert(name.clone(), rn.name.referenced.line()) {
-            return Err(ctx.at_span(
-                &rn.name,
-                format!("duplicate node {name:?} (first defined on line {first})"),
-            ));
-        }
-        let host = match &rn.host {
-            Some(h) => check_host(ctx, h)?,
-            None => return Err(ctx.at_span(&rn.name, format!("node {name:?} has no `host`"))),
-        };
-        let port = match &rn.port {
-            Some(p) => check_port(ctx, p)?,
-            None => ssh.port,
-        };
-        let user = match &rn.user {
-            Some(u) => check_nonempty(ctx, u, "user")?,
-            None => ssh.user.clone(),
-        };
-        let private_key = rn.key.as_ref().map(|k| ctx.resolve_path(&k.value));
-        nodes.push(Node {
-            name,
-            host,
-            port,
-            user,
-            private_key,
-        });
-    }
-    Ok(Inventory {
-        path: ctx.path.into(),
-        nodes,
-        ssh,
-    })
-}
-
-fn build_ssh(ctx: &Ctx, raw: RawSsh) -> Result<SshSettings, InventoryError> {
-    let mut s = SshSettings::default();
-    if let Some(u) = &raw.user {
-        s.user = check_nonempty(ctx, u, "user")?;
-    }
-    if let Some(p) = &raw.port {
-        s.port = check_port(ctx, p)?;
-    }
-    s.private_key = raw.private_key.map(|k| ctx.resolve_path(&k.value));
-    s.known_hosts = raw.known_hosts.map(|k| ctx.resolve_path(&k.value));
-    s.config_file = raw.config_file.map(|k| ctx.resolve_path(&k.value));
-    if let Some(p) = raw.host_key_policy {
-        s.host_key_policy = p;
-    }
-    let positive = |v: &Option<Spanned<u64>>,
-                    what: &str,
-                    default: u64|
-     -> Result<u64, InventoryError> {
-        match v {
-            None => Ok(default),
-            Some(x) if x.value == 0 => Err(ctx.at_span(x, format!("`{what}` must be positive"))),
-            Some(x) => Ok(x.value),
-        }
-    };
-    s.connect_timeout_ms = positive(
-        &raw.connect_timeout_ms,
-        "connect_timeout_ms",
-        s.connect_timeout_ms,
-    )?;
-    s.command_timeout_ms = positive(
-        &raw.command_timeout_ms,
-        "command_timeout_ms",
-        s.command_timeout_ms,
-    )?;
-    s.server_alive_interval_ms = positive(
-        &raw.server_alive_interval_ms,
-        "server_alive_interval_ms",
-        s.server_alive_interval_ms,
-    )?;
-    s.max_sessions_per_host = positive(
-        &raw.max_sessions_per_host,
-        "max_sessions_per_host",
-        s.max_sessions_per_host as u64,
-    )? as usize;
-    if let Some(m) = &raw.max_sessions_per_host {
-        if m.value > 64 {
-            return Err(ctx.at_span(
-                m,
-                "`max_sessions_per_host` above 64 is refused (sshd's MaxSessions is 10 by default)",
-            ));
-        }
-    }
-    Ok(s)
-}
-
-fn check_name(ctx: &Ctx, n: &Spanned<String>) -> Result<String, InventoryError> {
-    let v = n.value.trim();
-    let ok = !v.is_empty()
-        && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok {
-        return Err(ctx.at_span(
-            n,
-            format!(
-                "bad node name {:?}: use 1-64 characters from [A-Za-z0-9._-]",
-                n.value
-            ),
-        ));
-    }
-    Ok(v.to_string())
-}
-
-fn check_host(ctx: &Ctx, h: &Spanned<String>) -> Result<String, InventoryError> {
-    let v = h.value.trim();
-    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '@' || c == '/') {
-        return Err(ctx.at_span(
-            h,
-            format!("bad host {:?}: expected an address or DNS name", h.value),
-        ));
-    }
-    Ok(v.to_string())
-}
-
-fn check_port(ctx: &Ctx, p: &Spanned<i64>) -> Result<u16, InventoryError> {
-    if (1..=65535).contains(&p.value) {
-        Ok(p.value as u16)
-    } else {
-        Err(ctx.at_span(p, format!("bad port {}: expected 1-65535", p.value)))
-    }
-}
-
-fn check_nonempty(ctx: &Ctx, s: &Spanned<String>, what: &str) -> Result<String, InventoryError> {
-    let v = s.value.trim();
-    if v.is_empty() {
-        return Err(ctx.at_span(s, format!("`{what}` is empty")));
-    }
-    Ok(v.to_string())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ansible format
-
-/// An Ansible group. Unknown keys are errors here too: a group only has these three.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AnsibleGroup {
-    #[serde(default)]
-    hosts: Option<BTreeMap<String, Option<AnsibleVars>>>,
-    #[serde(default)]
-    vars: Option<AnsibleVars>,
-    #[serde(default)]
-    children: Option<BTreeMap<String, Option<AnsibleGroup>>>,
-}
-
-/// The connection variables faultline understands; other variables are Ansible's business
-/// and are ignored (an Ansible inventory carries many).
-#[derive(Deserialize, Default, Clone)]
-struct AnsibleVars {
-    ansible_host: Option<Spanned<String>>,
-    ansible_ssh_host: Option<Spanned<String>>,
-    ansible_port: Option<Spanned<i64>>,
-    ansible_ssh_port: Option<Spanned<i64>>,
-    ansible_user: Option<Spanned<String>>,
-    ansible_ssh_user: Option<Spanned<String>>,
-    ansible_ssh_private_key_file: Option<Spanned<String>>,
-    ansible_private_key_file: Option<Spanned<String>>,
-    /// faultline extensions, so an Ansible inventory can pin host keys too.
-    faultline_known_hosts: Option<Spanned<String>>,
-    faultline_host_key_policy: Option<HostKeyPolicy>,
-}
-
-impl AnsibleVars {
-    /// `other` wins where it sets a value (host vars over group vars, child over parent).
-    fn merged(&self, other: &AnsibleVars) -> AnsibleVars {
-        macro_rules! pick {
-            ($f:ident) => {
-                other.$f.clone().or_else(|| self.$f.clone())
-            };
-        }
-        AnsibleVars {
-            ansible_host: pick!(ansible_host),
-            ansible_ssh_host: pick!(ansible_ssh_host),
-            ansible_port: pick!(ansible_port),
-            ansible_ssh_port: pick!(ansible_ssh_port),
-            ansible_user: pick!(ansible_user),
-            ansible_ssh_user: pick!(ansible_ssh_user),
-            ansible_ssh_private_key_file: pick!(ansible_ssh_private_key_file),
-            ansible_private_key_file: pick!(ansible_private_key_file),
-            faultline_known_hosts: pick!(faultline_known_hosts),
-            faultline_host_key_policy: pick!(faultline_host_key_policy),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct AnsibleTop {
-    all: Option<AnsibleGroup>,
-}
-
-/// Children nest; this bounds the walk so a cyclic or absurd file cannot recurse forever.
-const ANSIBLE_DEPTH_MAX: usize = 32;
-
-fn parse_ansible(ctx: &Ctx) -> Result<Inventory, InventoryError> {
-    let top: AnsibleTop = serde_saphyr::from_str(ctx.text).map_err(|e| ctx.saphyr(e))?;
-    let all = top.all.unwrap_or_default();
-    // Host name -> effective vars, in order of first appearance.
-    let mut order: Vec<String> = Vec::new();
-    let mut hosts: BTreeMap<String, AnsibleVars> = BTreeMap::new();
-    walk_group(
-        ctx,
-        &all,
-        &AnsibleVars::default(),
-        0,
-        &mut order,
-        &mut hosts,
-    )?;
-    if order.is_empty() {
-        return Err(ctx.invalid("Ansible inventory has no hosts under `all`"));
-    }
-    let mut ssh = SshSettings::default();
-    let all_vars = all.vars.clone().unwrap_or_default();
-    if let Some(k) = &all_vars.faultline_known_hosts {
-        ssh.known_hosts = Some(ctx.resolve_path(&k.value));
-    }
-    if let Some(p) = all_vars.faultline_host_key_policy {
-        ssh.host_key_policy = p;
-    }
-    let mut nodes = Vec::with_capacity(order.len());
-    for name in order {
-        let v = &hosts[&name];
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            || name.is_empty()
-        {
-            let (l, c) = locate_key(ctx.text, &name).unwrap_or((1, 1));
-            return Err(ctx.at(
-                l,
-                c,
-                format!("bad host name {name:?}: use characters from [A-Za-z0-9._-]"),
-            ));
-        }
-        let host = match v.ansible_host.as_ref().or(v.ansible_ssh_host.as_ref()) {
-            Some(h) => check_host(ctx, h)?,
-            None => name.clone(),
-        };
-        let port = match v.ansible_port.as_ref().or(v.ansible_ssh_port.as_ref()) {
-            Some(p) => check_port(ctx, p)?,
-            None => ssh.port,
-        };
-        let user = match v.ansible_user.as_ref().or(v.ansible_ssh_user.as_ref()) {
-            Some(u) => check_nonempty(ctx, u, "ansible_user")?,
-            None => ssh.user.clone(),
-        };
-        let private_key = v
-            .ansible_ssh_private_key_file
-            .as_ref()
-            .or(v.ansible_private_key_file.as_ref())
-            .map(|k| ctx.resolve_path(&k.value));
-        nodes.push(Node {
-            name,
-            host,
-            port,
-            user,
-            private_key,
-        });
-    }
-    Ok(Inventory {
-        path: ctx.path.into(),
-        nodes,
-        ssh,
-    })
-}
-
-fn walk_group(
-    ctx: &Ctx,
-    g: &AnsibleGroup,
-    inherited: &AnsibleVars,
-    depth: usize,
-    order: &mut Vec<String>,
-    hosts: &mut BTreeMap<String, AnsibleVars>,
-) -> Result<(), InventoryError> {
-    if depth > ANSIBLE_DEPTH_MAX {
-        return Err(ctx.invalid(format!(
-            "Ansible groups nested deeper than {ANSIBLE_DEPTH_MAX}"
-        )));
-    }
-    let vars = match &g.vars {
-        Some(v) => inherited.merged(v),
-        None => inherited.clone(),
-    };
-    if let Some(hs) = &g.hosts {
-        for (name, hv) in hs {
-            let effective = match hv {
-                Some(hv) => vars.merged(hv),
-                None => vars.clone(),
-            };
-            match hosts.get_mut(name) {
-                Some(existing) => *existing = existing.merged(&effective),
-                None => {
-                    order.push(name.clone());
-                    hosts.insert(name.clone(), effective);
-                }
-            }
-        }
-    }
-    if let Some(children) = &g.children {
-        for child in children.values().flatten() {
-            walk_group(ctx, child, &vars, depth + 1, order, hosts)?;
-        }
-    }
-    Ok(())
-}
-
-/// Finds where `key:` is first written, for errors about map keys (which carry no span).
-fn locate_key(text: &str, key: &str) -> Option<(u64, u64)> {
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        for candidate in [
-            format!("{key}:"),
-            format!("\"{key}\":"),
-            format!("'{key}':"),
-        ] {
-            if trimmed.starts_with(&candidate) {
-                let col = line.len() - trimmed.len() + 1;
-                return Some((i as u64 + 1, col as u64));
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -766,12 +454,12 @@ nodes:
     fn bad_port_is_located() {
         let e = err("nodes:\n  - name: a\n    host: x\n    port: 70000\n");
         assert!(
-            e.starts_with("/etc/faultline/inv.yaml:4:11: bad port 70000"),
+            e.starts_with("/etc/faultline/inv.yaml:4:11: nodes[0].port: bad port 70000"),
             "{e}"
         );
         let e = err("ssh:\n  port: 0\nnodes:\n  - {name: a, host: x}\n");
         assert!(
-            e.starts_with("/etc/faultline/inv.yaml:2:9: bad port 0"),
+            e.starts_with("/etc/faultline/inv.yaml:2:9: ssh.port: bad port 0"),
             "{e}"
         );
     }
@@ -868,7 +556,7 @@ all:
     fn ansible_bad_port_is_located() {
         let e = err("all:\n  hosts:\n    a:\n      ansible_port: 99999\n");
         assert!(
-            e.starts_with("/etc/faultline/inv.yaml:4:21: bad port 99999"),
+            e.starts_with("/etc/faultline/inv.yaml:4:21: ansible_port: bad port 99999"),
             "{e}"
         );
     }
@@ -896,7 +584,7 @@ all:
         let inv = p(ANSIBLE).unwrap();
         let s = inv.select(&["db2".into(), "bastion".into()]).unwrap();
         assert_eq!(s.node_names(), vec!["db2", "bastion"]);
-        let e = inv.select(&["nope".into()]).unwrap_err();
+        let e = inv.select(&["nope".into()]).unwrap_err().to_string();
         assert!(e.contains("nodes: bastion, db1, db2, db3"), "{e}");
     }
 
@@ -908,8 +596,125 @@ all:
             "vms.example.yaml",
             "ansible.example.yaml",
         ] {
-            let inv = load(&dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            // Parsed, not loaded: the keys they name are the reader's, not this machine's.
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            let inv = parse(&text, &dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
             assert!(inv.nodes.len() >= 3, "{f}");
         }
+    }
+
+    #[test]
+    fn yaml_error_states_its_location_once() {
+        let e = err("nodes:\n  - name: a\n    host: [x\n");
+        assert!(e.starts_with("/etc/faultline/inv.yaml:3:"), "{e}");
+        assert!(!e.contains("line 3"), "{e}");
+        assert_eq!(e.matches(":3:").count(), 1, "{e}");
+        let e = err("nodes:\n  - name: a\n    host: x\n    prot: 22\n");
+        assert_eq!(
+            e,
+            "/etc/faultline/inv.yaml:4:5: unknown field `prot`, expected one of name, host, port, user, key, private_key"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_field_and_the_value() {
+        let text = "nodes:\n  - name: a\n    host: x\n  - name: b\n    host: y\n    port: abc\n";
+        assert_eq!(
+            err(text),
+            "/etc/faultline/inv.yaml:6:11: nodes[1].port: expected an integer, got \"abc\""
+        );
+        let e = err("ssh:\n  connect_timeout_ms: soon\nnodes:\n  - {name: a, host: x}\n");
+        assert!(
+            e.starts_with(
+                "/etc/faultline/inv.yaml:2:23: ssh.connect_timeout_ms: expected an integer, got \"soon\""
+            ),
+            "{e}"
+        );
+        let e = err("ssh:\n  host_key_policy: maybe\nnodes:\n  - {name: a, host: x}\n");
+        assert!(
+            e.starts_with("/etc/faultline/inv.yaml:2:20: ssh.host_key_policy: expected strict, accept-new or no, got \"maybe\""),
+            "{e}"
+        );
+        let e = err("all:\n  hosts:\n    a:\n      ansible_port: abc\n");
+        assert!(
+            e.starts_with("/etc/faultline/inv.yaml:4:21: ansible_port: expected an integer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn host_key_policy_no_is_the_word_not_a_boolean() {
+        let inv = p("ssh:\n  host_key_policy: no\nnodes:\n  - {name: a, host: x}\n").unwrap();
+        assert_eq!(inv.ssh.host_key_policy, HostKeyPolicy::No);
+        let inv =
+            p("all:\n  vars:\n    faultline_host_key_policy: strict\n  hosts:\n    a:\n").unwrap();
+        assert_eq!(inv.ssh.host_key_policy, HostKeyPolicy::Strict);
+    }
+
+    #[test]
+    fn quoted_port_is_accepted_as_ansible_writes_it() {
+        let inv = p("all:\n  hosts:\n    a:\n      ansible_port: \"2222\"\n").unwrap();
+        assert_eq!(inv.nodes[0].port, 2222);
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("fl-inv-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn missing_or_unreadable_key_is_an_inventory_error_at_load() {
+        let d = temp_dir("keys");
+        let inv = d.join("inv.yaml");
+        std::fs::write(
+            &inv,
+            "ssh:\n  private_key: nokey\nnodes:\n  - name: a\n    host: x\n",
+        )
+        .unwrap();
+        let e = load(&inv).unwrap_err().to_string();
+        let want = format!(
+            "{}:2:16: ssh.private_key: cannot read key file {}: ",
+            inv.display(),
+            d.join("nokey").display()
+        );
+        assert!(e.starts_with(&want), "{e}");
+        assert!(e.contains("No such file"), "{e}");
+        // A node's own key, and one that exists but cannot be read (a directory).
+        std::fs::create_dir(d.join("keydir")).unwrap();
+        std::fs::write(&inv, "nodes:\n  - name: a\n    host: x\n    key: keydir\n").unwrap();
+        let e = load(&inv).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}:4:10: nodes[0].key: cannot read key file",
+                inv.display()
+            )),
+            "{e}"
+        );
+        // A readable key loads.
+        std::fs::write(d.join("id"), "key").unwrap();
+        std::fs::write(&inv, "nodes:\n  - name: a\n    host: x\n    key: id\n").unwrap();
+        assert_eq!(load(&inv).unwrap().nodes[0].private_key, Some(d.join("id")));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn user_or_host_beginning_with_a_dash_is_refused() {
+        let e = err("nodes:\n  - {name: a, host: x, user: -oProxyCommand=x}\n");
+        assert!(
+            e.starts_with(
+                "/etc/faultline/inv.yaml:2:30: nodes[0].user: bad user \"-oProxyCommand=x\""
+            ),
+            "{e}"
+        );
+        let e = err("ssh:\n  user: -root\nnodes:\n  - {name: a, host: x}\n");
+        assert!(e.contains("ssh.user: bad user"), "{e}");
+        let e = err("nodes:\n  - {name: a, host: -x}\n");
+        assert!(e.contains("nodes[0].host: bad host \"-x\""), "{e}");
+        let e = err("all:\n  hosts:\n    a:\n      ansible_user: -u\n");
+        assert!(e.contains("ansible_user: bad user"), "{e}");
+        let e = err("all:\n  hosts:\n    -h:\n");
+        assert!(e.contains("bad host \"-h\""), "{e}");
     }
 }
