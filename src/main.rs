@@ -13,6 +13,7 @@ mod deploy;
 mod exec;
 mod inventory;
 mod nemesis_cmd;
+mod nemesis_flags;
 mod node_cmd;
 mod report;
 mod report_cmd;

@@ -21,19 +21,8 @@ pub struct TestArgs {
     /// Workload: register, set, bank, append.
     #[arg(long, default_value = "register")]
     pub workload: String,
-    /// Faults: `none`, or a comma list of nemesis families (kill, pause, partition, ...);
-    /// `<shape>-partition` (e.g. `leader-partition`) is partition with that shape only.
-    #[arg(long, default_value = "none")]
-    pub nemesis: String,
-    /// Mean seconds between (and length of) fault periods.
-    #[arg(long, default_value_t = 5.0)]
-    pub nemesis_interval: f64,
-    /// Whom kill/pause target: one, minority, majority, all, leader, or node names.
-    #[arg(long)]
-    pub nemesis_targets: Option<String>,
-    /// Partition shapes to choose from (comma list, e.g. `leader,halves`).
-    #[arg(long)]
-    pub nemesis_shapes: Option<String>,
+    #[command(flatten)]
+    pub nemesis: crate::nemesis_flags::NemesisFlags,
     /// Client workers; worker i talks to node i mod n.
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
@@ -100,24 +89,8 @@ impl TestArgs {
                 faultline_workloads::names().join(", ")
             )));
         }
-        let nemesis: Vec<String> = match self.nemesis.trim() {
-            "none" | "" => Vec::new(),
-            s => s
-                .split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect(),
-        };
-        if !nemesis.is_empty() {
-            faultline_nemesis::NemesisConfig::from_flags(
-                &nemesis.join(","),
-                self.nemesis_interval,
-                self.nemesis_targets.as_deref(),
-                self.nemesis_shapes.as_deref(),
-                false,
-            )
-            .map_err(|e| usage(format!("--nemesis: {e}")))?;
-        }
+        let nemesis_config = self.nemesis.validate()?;
+        let nemesis: Vec<String> = self.nemesis.families();
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(usage(format!(
                 "--concurrency {} is not between 1 and 1024",
@@ -193,9 +166,10 @@ impl TestArgs {
             dbs,
             workload: self.workload.clone(),
             nemesis,
-            nemesis_interval_s: self.nemesis_interval,
-            nemesis_targets: self.nemesis_targets.clone(),
-            nemesis_shapes: self.nemesis_shapes.clone(),
+            nemesis_interval_s: self.nemesis.nemesis_interval,
+            nemesis_targets: self.nemesis.nemesis_targets.clone(),
+            nemesis_shapes: self.nemesis.nemesis_shapes.clone(),
+            nemesis_config,
             concurrency: self.concurrency,
             rate_per_s: self.rate,
             time_limit_s: self.time_limit,

@@ -53,6 +53,33 @@ impl Summary {
     }
 }
 
+/// The run's faults as a check: `unknown` when any planned fault failed to apply (the run
+/// cannot vouch for the system under a fault it never got), `valid` otherwise; `None` for a
+/// history without nemesis faults. The details hold `faults` (planned, applied, failed) and
+/// the first errors.
+pub fn faults_check(history: &[Event]) -> Option<faultline_checkers::CheckResult> {
+    use faultline_checkers::Validity;
+    let counts = faultline_checkers::recovery::fault_counts(history);
+    if counts.planned == 0 {
+        return None;
+    }
+    let errors: Vec<&str> = history
+        .iter()
+        .filter(|e| e.process.is_nemesis() && e.f.starts_with("start-"))
+        .filter_map(|e| e.error.as_deref())
+        .take(10)
+        .collect();
+    Some(faultline_checkers::CheckResult {
+        checker: "nemesis".into(),
+        valid: if counts.failed > 0 {
+            Validity::Unknown
+        } else {
+            Validity::Valid
+        },
+        details: json!({"faults": counts, "errors": errors}),
+    })
+}
+
 /// Where the executor's events go. Sending waits for room (backpressure): an event is never
 /// dropped, because a lost start or stop silently corrupts fault windows.
 pub type EventSender = tokio::sync::mpsc::Sender<Event>;
@@ -427,6 +454,25 @@ mod tests {
             faultline_checkers::recovery::fault_windows(&events).is_empty(),
             "a fault that never took effect has no window"
         );
+        let check = faults_check(&events).unwrap();
+        assert_eq!(check.valid, faultline_checkers::Validity::Unknown);
+        assert_eq!(check.details["faults"]["failed"], summary.faults_failed);
+        assert!(check.details["errors"][0].as_str().unwrap().contains("n1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_whose_faults_all_applied_passes_the_faults_check() {
+        let fake = Arc::new(FakeCluster::new(3));
+        let config = NemesisConfig::from_flags("kill", 1.0, None, None, false).unwrap();
+        let cancel = CancellationToken::new();
+        let (events, task) = run_collecting(Executor::new(fake, config, 5), &cancel);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let events = events.lock().unwrap().clone();
+        let check = faults_check(&events).unwrap();
+        assert_eq!(check.valid, faultline_checkers::Validity::Valid, "{check:?}");
+        assert!(faults_check(&[]).is_none(), "no nemesis, no check");
     }
 
     #[tokio::test(start_paused = true)]

@@ -97,6 +97,16 @@ impl Default for FaultOptions {
     }
 }
 
+impl FaultOptions {
+    /// Checks what can be checked without a cluster (the packet spec's ranges).
+    pub fn validate(&self) -> Result<()> {
+        self.packet.validate().map_err(|e| NemesisError::Option {
+            opt: registry::Opt::DelayMs,
+            message: e.to_string(),
+        })
+    }
+}
+
 /// A fault as applied: what the history records and what a heal must undo.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {

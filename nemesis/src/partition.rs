@@ -85,6 +85,17 @@ impl Shape {
         )
     }
 
+    /// Fails when a cluster of `n` nodes is too small for this shape.
+    pub fn check(self, n: usize) -> Result<()> {
+        if n < self.min_nodes() {
+            return Err(NemesisError::Invalid(format!(
+                "partition shape `{self}` needs at least {} nodes, the cluster has {n}",
+                self.min_nodes()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn min_nodes(self) -> usize {
         match self {
             Shape::Constrained => 5,

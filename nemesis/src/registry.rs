@@ -252,6 +252,27 @@ impl NemesisPackage {
         self.options.contains(&opt)
     }
 
+    /// Checks the options this family reads against the inventory's nodes, before anything
+    /// connects: named targets must exist and no option may be unsatisfiable at this size.
+    pub fn check_targets(&self, opts: &FaultOptions, nodes: &[String]) -> Result<()> {
+        let wrap = |opt: Opt| {
+            move |e: NemesisError| NemesisError::Option {
+                opt,
+                message: e.to_string(),
+            }
+        };
+        if nodes.is_empty() {
+            return Err(NemesisError::Invalid("the inventory has no node".into()));
+        }
+        if self.takes(Opt::Target) {
+            opts.target.check(nodes).map_err(wrap(Opt::Target))?;
+        }
+        if self.takes(Opt::Shape) {
+            opts.shape.check(nodes.len()).map_err(wrap(Opt::Shape))?;
+        }
+        Ok(())
+    }
+
     /// What the history records when a fault of this family is asked for: the options it
     /// reads, as given.
     pub fn intent(&self, opts: &FaultOptions) -> serde_json::Value {

@@ -175,48 +175,13 @@ impl NemesisConfig {
     /// nodes must exist, and no target or shape may be one that can never be satisfied in
     /// a cluster of this size.
     pub fn check_targets(&self, nodes: &[String]) -> Result<()> {
-        let n = nodes.len();
-        if n == 0 {
-            return Err(NemesisError::Invalid("the inventory has no node".into()));
-        }
-        let err = |opt, message| NemesisError::Option { opt, message };
-        if self.packages().any(|p| p.takes(Opt::Target)) {
-            let never = match &self.target {
-                TargetSpec::Nodes(names) => {
-                    if let Some(bad) = names.iter().find(|x| !nodes.contains(x)) {
-                        return Err(err(
-                            Opt::Target,
-                            format!("unknown node {bad:?} (nodes: {})", nodes.join(", ")),
-                        ));
-                    }
-                    names.is_empty()
-                }
-                TargetSpec::Minority => n.saturating_sub(1) / 2 == 0,
-                TargetSpec::Followers => n < 2,
-                TargetSpec::One | TargetSpec::Majority | TargetSpec::All | TargetSpec::Leader => {
-                    false
-                }
-            };
-            if never {
-                return Err(err(
-                    Opt::Target,
-                    format!(
-                        "`{}` selects no node in a cluster of {n}",
-                        self.target
-                    ),
-                ));
-            }
-        }
-        if self.packages().any(|p| p.takes(Opt::Shape)) {
-            for s in &self.shapes {
-                if n < s.min_nodes() {
-                    return Err(err(
-                        Opt::Shape,
-                        format!(
-                            "partition shape `{s}` needs at least {} nodes, the cluster has {n}",
-                            s.min_nodes()
-                        ),
-                    ));
+        for p in self.packages() {
+            let mut opts = self.options(None, Duration::ZERO);
+            p.check_targets(&opts, nodes)?;
+            if p.takes(Opt::Shape) {
+                for s in &self.shapes {
+                    opts.shape = *s;
+                    p.check_targets(&opts, nodes)?;
                 }
             }
         }

@@ -59,6 +59,8 @@ pub struct TestConfig {
     pub nemesis_interval_s: f64,
     pub nemesis_targets: Option<String>,
     pub nemesis_shapes: Option<String>,
+    /// The validated nemesis schedule with every family option; `None` for no nemesis.
+    pub nemesis_config: Option<faultline_nemesis::NemesisConfig>,
     pub concurrency: usize,
     pub rate_per_s: f64,
     pub time_limit_s: f64,
@@ -155,6 +157,9 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     let workload = faultline_workloads::lookup(&cfg.workload)
         .ok_or_else(|| crate::exit::usage(format!("unknown workload {:?}", cfg.workload)))?;
     let inventory = crate::inventory::resolve_cli(&cfg.inventory)?;
+    if let Some(n) = &cfg.nemesis_config {
+        n.check_targets(&inventory.node_names()).map_err(crate::nemesis_flags::usage_for)?;
+    }
     let run = RunDir::create(&cfg.store, &cfg.name)?;
     // History time counts from here until the cluster is ready (see `reset_epoch`);
     // `started` in test.json is always the same instant as history time zero.
@@ -226,7 +231,12 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     stats.insert("history-events".into(), json!(events));
 
     let history = history::read_history(&run.file(store::HISTORY_FILE))?;
-    let (checked, results) = phases.time("check", async { check(&*workload, &history) }).await;
+    let (mut checked, mut results) = phases.time("check", async { check(&*workload, &history) }).await;
+    // A planned fault that failed to apply caps the verdict at unknown.
+    if let Some(r) = faultline_nemesis::executor::faults_check(&history) {
+        checked = checked.and(r.valid);
+        results.push(r);
+    }
     let interrupted = interrupt.is_cancelled();
     stats.insert("phases".into(), phases.json());
     let mut outcome = RunOutcome {
@@ -350,8 +360,8 @@ async fn lifecycle(
         anyhow::Ok(())
     });
     let mut tools = vec!["setsid", "nohup", "timeout", "tar"];
-    if cfg.nemesis.iter().any(|f| f == "partition") {
-        tools.push("iptables");
+    if let Some(n) = &cfg.nemesis_config {
+        tools.extend(faultline_nemesis::registry::tools_for(n.families.iter().map(String::as_str)));
     }
     step!("preflight", deploy::preflight(&control, layout, &tools));
     step!("install", deploy::install(&control, layout));
