@@ -93,7 +93,9 @@ fn capitalised(s: &str) -> String {
 }
 
 fn option_arg(o: Opt) -> clap::Arg {
-    let a = clap::Arg::new(o.name()).long(o.name()).help(o.help());
+    let a = clap::Arg::new(o.name())
+        .long(o.name())
+        .help(capitalised(o.help()));
     if o.is_switch() {
         return a.action(clap::ArgAction::SetTrue);
     }
@@ -127,7 +129,7 @@ impl clap::Subcommand for Drill {
                         clap::Arg::new("target")
                             .long("target")
                             .default_value("all")
-                            .help(Opt::Target.help()),
+                            .help(capitalised(Opt::Target.help())),
                     ),
                 );
             }
