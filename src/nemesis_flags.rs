@@ -250,21 +250,26 @@ mod tests {
 
     #[test]
     fn nemesis_shapes_without_a_partition_family_are_a_usage_error() {
-        let m = usage_message(flags(&["--nemesis", "kill", "--nemesis-shapes", "leader"]).validate());
+        let m =
+            usage_message(flags(&["--nemesis", "kill", "--nemesis-shapes", "leader"]).validate());
         assert!(m.contains("--nemesis-shapes"), "{m}");
         let m = usage_message(flags(&["--nemesis", "kill", "--nemesis-one-way"]).validate());
         assert!(m.contains("--nemesis-one-way"), "{m}");
         let m = usage_message(flags(&["--nemesis-shapes", "leader"]).validate());
         assert!(m.contains("--nemesis-shapes") && m.contains("none"), "{m}");
-        let m = usage_message(flags(&["--nemesis", "partition", "--nemesis-delay-ms", "5"]).validate());
+        let m =
+            usage_message(flags(&["--nemesis", "partition", "--nemesis-delay-ms", "5"]).validate());
         assert!(m.contains("--nemesis-delay-ms"), "{m}");
         let m = usage_message(
             flags(&["--nemesis", "packet", "--nemesis-loss-percent", "150"]).validate(),
         );
         assert!(m.contains("--nemesis-"), "{m}");
-        let m = usage_message(flags(&["--nemesis", "kill", "--nemesis-interval", "NaN"]).validate());
+        let m =
+            usage_message(flags(&["--nemesis", "kill", "--nemesis-interval", "NaN"]).validate());
         assert!(m.contains("--nemesis-interval"), "{m}");
-        let m = usage_message(flags(&["--nemesis", "partition", "--nemesis-shapes", "ring"]).validate());
+        let m = usage_message(
+            flags(&["--nemesis", "partition", "--nemesis-shapes", "ring"]).validate(),
+        );
         assert!(m.contains("--nemesis-shapes") && m.contains("ring"), "{m}");
         let m = usage_message(flags(&["--nemesis", "meteor"]).validate());
         assert!(m.contains("--nemesis"), "{m}");
@@ -282,9 +287,19 @@ mod tests {
         ]);
         let none = f.for_suite_cell("none").unwrap();
         assert!(none.validate().unwrap().is_none());
-        let kill = f.for_suite_cell("kill").unwrap().validate().unwrap().unwrap();
+        let kill = f
+            .for_suite_cell("kill")
+            .unwrap()
+            .validate()
+            .unwrap()
+            .unwrap();
         assert_eq!(kill.target.to_string(), "leader");
-        let part = f.for_suite_cell("partition").unwrap().validate().unwrap().unwrap();
+        let part = f
+            .for_suite_cell("partition")
+            .unwrap()
+            .validate()
+            .unwrap()
+            .unwrap();
         assert_eq!(part.shapes.len(), 1);
         // An option no family of the whole suite reads is still refused.
         let f = flags(&["--nemesis", "none,kill", "--nemesis-shapes", "leader"]);
@@ -300,13 +315,22 @@ mod tests {
             #[command(flatten)]
             args: crate::test_cmd::TestArgs,
         }
-        let inv = concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/ansible.example.yaml");
-        let store = std::env::temp_dir().join(format!("faultline-nemesis-target-{}", std::process::id()));
+        let inv = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/inventories/ansible.example.yaml"
+        );
+        let store =
+            std::env::temp_dir().join(format!("faultline-nemesis-target-{}", std::process::id()));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        for (nemesis, target) in [("kill", "n9"), ("pause", "nope"), ("kill", "n1,n4"), ("packet", "n0")] {
+        for (nemesis, target) in [
+            ("kill", "n9"),
+            ("pause", "nope"),
+            ("kill", "n1,n4"),
+            ("packet", "n0"),
+        ] {
             let store_s = store.display().to_string();
             let argv = [
                 "faultline",
@@ -325,7 +349,10 @@ mod tests {
                 .validate()
                 .expect("valid without the inventory");
             let err = rt
-                .block_on(crate::runner::run_test(&cfg, tokio_util::sync::CancellationToken::new()))
+                .block_on(crate::runner::run_test(
+                    &cfg,
+                    tokio_util::sync::CancellationToken::new(),
+                ))
                 .expect_err("an unknown target is refused");
             assert_eq!(
                 crate::exit::for_error(&err),
@@ -333,7 +360,11 @@ mod tests {
                 "{err:#}"
             );
             let msg = err.to_string();
-            assert!(msg.contains("--nemesis-targets") && msg.contains(target.split(',').last().unwrap()), "{msg}");
+            assert!(
+                msg.contains("--nemesis-targets")
+                    && msg.contains(target.rsplit(',').next().unwrap()),
+                "{msg}"
+            );
             assert!(!store.exists(), "no run directory for a refused run");
         }
     }

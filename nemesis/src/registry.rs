@@ -82,9 +82,7 @@ impl Opt {
 
     pub fn help(self) -> &'static str {
         match self {
-            Opt::Target => {
-                "one, minority, majority, all, leader, followers, or node names (n1,n3)"
-            }
+            Opt::Target => "one, minority, majority, all, leader, followers, or node names (n1,n3)",
             Opt::Shape => {
                 "halves, one, leader, majorities-ring, bridge, quorum-loss, constrained, chained"
             }
@@ -181,7 +179,11 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         "s" => v,
         "m" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(bad(format!("bad duration unit in {s:?}: use ms, s, m or h"))),
+        _ => {
+            return Err(bad(format!(
+                "bad duration unit in {s:?}: use ms, s, m or h"
+            )));
+        }
     };
     if !(secs.is_finite() && secs > 0.0 && secs <= 7.0 * 86_400.0) {
         return Err(bad(format!(
@@ -442,11 +444,19 @@ mod tests {
     fn every_drill_default_applies_and_every_option_is_read_by_some_family() {
         for o in Opt::ALL {
             let mut f = FaultOptions::default();
-            o.apply(&mut f, o.drill_default().unwrap_or("true")).unwrap();
-            assert!(REGISTRY.iter().any(|p| p.takes(o)), "{o} is read by no family");
+            o.apply(&mut f, o.drill_default().unwrap_or("true"))
+                .unwrap();
+            assert!(
+                REGISTRY.iter().any(|p| p.takes(o)),
+                "{o} is read by no family"
+            );
             assert!(o.test_flag().starts_with("--nemesis-"));
         }
-        assert!(Opt::DelayMs.apply(&mut FaultOptions::default(), "soon").is_err());
+        assert!(
+            Opt::DelayMs
+                .apply(&mut FaultOptions::default(), "soon")
+                .is_err()
+        );
         assert!(Opt::Lag.apply(&mut FaultOptions::default(), "3d").is_err());
     }
 
@@ -463,13 +473,20 @@ mod tests {
     fn tools_come_from_the_chosen_packages() {
         let t = tools_for(["partition", "packet"]);
         assert!(t.contains(&"iptables") && t.contains(&"tc"));
-        assert!(lookup("partition").unwrap().tools_optional.contains(&"conntrack"));
+        assert!(
+            lookup("partition")
+                .unwrap()
+                .tools_optional
+                .contains(&"conntrack")
+        );
         assert!(!tools_for(["kill"]).contains(&"iptables"));
     }
 
     #[test]
     fn intent_names_only_the_options_the_family_reads() {
-        let i = lookup("partition").unwrap().intent(&FaultOptions::default());
+        let i = lookup("partition")
+            .unwrap()
+            .intent(&FaultOptions::default());
         assert_eq!(i["shape"], "halves");
         assert_eq!(i["one_way"], false);
         assert!(i.get("target").is_none());
