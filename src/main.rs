@@ -16,6 +16,7 @@ mod exec;
 mod inventory;
 mod logging;
 mod nemesis_cmd;
+mod nemesis_flags;
 mod node_cmd;
 mod report;
 mod report_cmd;

@@ -12,10 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use faultline_nemesis::executor::{HealReport, ProcessState, heal, heal_family, status};
-use faultline_nemesis::packet::PacketSpec;
-use faultline_nemesis::{
-    Applied, Cluster, FaultOptions, NemesisError, Shape, TargetSpec, journal, kill, lookup, pause,
-};
+use faultline_nemesis::registry::{NemesisPackage, REGISTRY};
+use faultline_nemesis::{Applied, Cluster, FaultOptions, NemesisError, Opt, TargetSpec, journal};
 
 use crate::control::{Control, ControlOptions};
 use crate::deploy::Layout;
@@ -54,7 +52,7 @@ pub struct NemesisArgs {
     action: Drill,
 }
 
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 struct Timing {
     /// Hold the fault this long, then heal (e.g. 30s, 2m, 500ms).
     #[arg(long = "for", value_name = "DURATION")]
@@ -65,94 +63,161 @@ struct Timing {
     expiry: Option<String>,
 }
 
-#[derive(clap::Subcommand)]
+/// A drill, with subcommands derived from the nemesis registry: one per family (its flags
+/// are the options the family reads, plus `--for`/`--expiry`), one per family that has an
+/// end drill (`start` after kill, `resume` after pause), then `heal` and `status`.
+#[derive(Debug)]
 enum Drill {
-    /// Cut the network into a shape with iptables.
-    Partition {
-        /// halves, one, leader, majorities-ring, bridge, quorum-loss, constrained, chained.
-        #[arg(long, default_value = "halves")]
-        shape: String,
-        /// Drop only one direction of each cut.
-        #[arg(long)]
-        one_way: bool,
-        /// For `constrained`: how long the future hub is cut off first so its log lags.
-        #[arg(long, default_value = "5s")]
-        lag: String,
-        #[command(flatten)]
+    Fault {
+        pkg: &'static NemesisPackage,
+        /// The family's options as given (or defaulted), in the package's order.
+        values: Vec<(Opt, String)>,
         timing: Timing,
     },
-    /// SIGKILL the node process (by pidfile).
-    Kill {
-        /// one, minority, majority, all, leader, followers, or node names (n1,n3).
-        #[arg(long, default_value = "one")]
-        target: String,
-        #[command(flatten)]
-        timing: Timing,
-    },
-    /// Start the node where it is not running (ends kill faults).
-    Start {
-        #[arg(long, default_value = "all")]
+    End {
+        pkg: &'static NemesisPackage,
         target: String,
     },
-    /// SIGSTOP the node process (by pidfile).
-    Pause {
-        #[arg(long, default_value = "one")]
-        target: String,
-        #[command(flatten)]
-        timing: Timing,
-    },
-    /// SIGCONT the node process (ends pause faults).
-    Resume {
-        #[arg(long, default_value = "all")]
-        target: String,
-    },
-    /// Delay and drop packets between nodes (needs tc netem on the hosts).
-    Packet {
-        #[arg(long, default_value = "one")]
-        target: String,
-        #[arg(long, default_value_t = 50)]
-        delay_ms: u32,
-        #[arg(long, default_value_t = 10)]
-        jitter_ms: u32,
-        #[arg(long, default_value_t = 0.0)]
-        loss_percent: f64,
-        #[command(flatten)]
-        timing: Timing,
-    },
-    /// Undo every journaled fault on every host.
+    /// Undo every journaled fault on every host; `all` also sweeps hosts without a journal.
     Heal {
-        /// Also remove faultline's rules and qdiscs and resume the node on hosts without a
-        /// journal entry.
-        #[arg(long)]
         all: bool,
     },
-    /// Which faults are active on which hosts.
     Status,
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn option_arg(o: Opt) -> clap::Arg {
+    let a = clap::Arg::new(o.name())
+        .long(o.name())
+        .help(capitalised(o.help()));
+    if o.is_switch() {
+        return a.action(clap::ArgAction::SetTrue);
+    }
+    let value_name = match o {
+        Opt::Target => "TARGET",
+        Opt::Shape => "SHAPE",
+        Opt::Lag => "DURATION",
+        Opt::DelayMs | Opt::JitterMs => "MS",
+        Opt::LossPercent => "PERCENT",
+        Opt::OneWay => "BOOL",
+    };
+    let a = a.action(clap::ArgAction::Set).value_name(value_name);
+    match o.drill_default() {
+        Some(d) => a.default_value(d),
+        None => a,
+    }
+}
+
+impl clap::Subcommand for Drill {
+    fn augment_subcommands(mut cmd: clap::Command) -> clap::Command {
+        use clap::Args;
+        for p in REGISTRY {
+            let mut sub = clap::Command::new(p.name).about(capitalised(p.about));
+            for o in p.options {
+                sub = sub.arg(option_arg(*o));
+            }
+            cmd = cmd.subcommand(Timing::augment_args(sub));
+            if let Some(end) = &p.end {
+                cmd = cmd.subcommand(
+                    clap::Command::new(end.verb).about(end.about).arg(
+                        clap::Arg::new("target")
+                            .long("target")
+                            .default_value("all")
+                            .help(capitalised(Opt::Target.help())),
+                    ),
+                );
+            }
+        }
+        cmd.subcommand(
+            clap::Command::new("heal")
+                .about("Undo every journaled fault on every host")
+                .arg(
+                    clap::Arg::new("all")
+                        .long("all")
+                        .action(clap::ArgAction::SetTrue)
+                        .help(
+                            "Also run every family's sweep (rules, qdiscs, paused node) on \
+                             hosts without a journal entry",
+                        ),
+                ),
+        )
+        .subcommand(clap::Command::new("status").about("Which faults are active on which hosts"))
+    }
+
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_subcommands(cmd)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        matches!(name, "heal" | "status")
+            || REGISTRY
+                .iter()
+                .any(|p| p.name == name || p.end.as_ref().is_some_and(|e| e.verb == name))
+    }
+}
+
+impl clap::FromArgMatches for Drill {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        use clap::error::ErrorKind;
+        let Some((name, sub)) = m.subcommand() else {
+            return Err(clap::Error::raw(
+                ErrorKind::MissingSubcommand,
+                "faultline nemesis needs a drill",
+            ));
+        };
+        match name {
+            "heal" => return Ok(Drill::Heal { all: sub.get_flag("all") }),
+            "status" => return Ok(Drill::Status),
+            _ => {}
+        }
+        for p in REGISTRY {
+            if p.name == name {
+                let mut values = Vec::new();
+                for o in p.options {
+                    if o.is_switch() {
+                        if sub.get_flag(o.name()) {
+                            values.push((*o, "true".to_string()));
+                        }
+                    } else if let Some(v) = sub.get_one::<String>(o.name()) {
+                        values.push((*o, v.clone()));
+                    }
+                }
+                let timing = Timing::from_arg_matches(sub)?;
+                return Ok(Drill::Fault {
+                    pkg: p,
+                    values,
+                    timing,
+                });
+            }
+            if p.end.as_ref().is_some_and(|e| e.verb == name) {
+                let target = sub
+                    .get_one::<String>("target")
+                    .cloned()
+                    .unwrap_or_else(|| "all".into());
+                return Ok(Drill::End { pkg: p, target });
+            }
+        }
+        Err(clap::Error::raw(
+            ErrorKind::InvalidSubcommand,
+            format!("unknown drill {name:?}"),
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
 }
 
 /// Parses `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: use e.g. 30s, 2m, 1h, 500ms"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("bad duration unit in {s:?}: use ms, s, m or h")),
-    };
-    if !(secs.is_finite() && secs > 0.0 && secs <= 7.0 * 86_400.0) {
-        return Err(format!(
-            "duration {s:?} must be more than 0 and at most 7 days"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    faultline_nemesis::registry::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn human(d: Duration) -> String {
@@ -195,9 +260,11 @@ impl Timing {
     }
 }
 
+/// Bad input is a usage error naming the drill flag; anything else a harness error.
 fn nemesis_err(e: NemesisError) -> anyhow::Error {
     match e {
         NemesisError::Invalid(m) => usage(m),
+        NemesisError::Option { opt, message } => usage(format!("--{opt}: {message}")),
         other => anyhow::Error::new(other),
     }
 }
@@ -216,8 +283,10 @@ pub fn run(args: NemesisArgs) -> anyhow::Result<ExitCode> {
         client_port: args.client_port,
         ..Layout::node()
     };
-    // Validate everything that needs no host before connecting.
+    // Validate everything that needs no host before connecting, targets against the
+    // inventory included.
     let prepared = prepare(&args.action)?;
+    check_targets(&args.action, prepared.as_ref(), &inv.node_names())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -238,90 +307,53 @@ pub fn run(args: NemesisArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Options for a fault drill, checked before any connection is made.
+#[derive(Debug)]
 struct Prepared {
-    family: &'static str,
+    pkg: &'static NemesisPackage,
     opts: FaultOptions,
     hold: Option<Duration>,
 }
 
 fn prepare(action: &Drill) -> anyhow::Result<Option<Prepared>> {
-    let target = |t: &str| t.parse::<TargetSpec>().map_err(nemesis_err);
-    let p = match action {
-        Drill::Partition {
-            shape,
-            one_way,
-            lag,
+    match action {
+        Drill::Fault {
+            pkg,
+            values,
             timing,
         } => {
             let (hold, expiry) = timing.resolve()?;
-            let shape: Shape = shape.parse().map_err(nemesis_err)?;
-            let lag = parse_duration(lag).map_err(usage)?;
-            Prepared {
-                family: "partition",
-                // The lag phase of `constrained` comes before the hold.
-                opts: FaultOptions {
-                    shape,
-                    one_way: *one_way,
-                    expiry: if shape == Shape::Constrained {
-                        expiry + lag
-                    } else {
-                        expiry
-                    },
-                    lag,
-                    ..Default::default()
-                },
-                hold,
-            }
-        }
-        Drill::Kill { target: t, timing } | Drill::Pause { target: t, timing } => {
-            let (hold, expiry) = timing.resolve()?;
-            let family = if matches!(action, Drill::Kill { .. }) {
-                "kill"
-            } else {
-                "pause"
+            let mut opts = FaultOptions {
+                expiry,
+                ..Default::default()
             };
-            Prepared {
-                family,
-                opts: FaultOptions {
-                    target: target(t)?,
-                    expiry,
-                    ..Default::default()
-                },
-                hold,
+            for (o, v) in values {
+                o.apply(&mut opts, v)
+                    .map_err(|e| usage(format!("--{o}: {e}")))?;
             }
+            opts.validate().map_err(nemesis_err)?;
+            // A lead phase (the lag of `constrained`) comes before the hold.
+            opts.expiry += (pkg.lead_time)(&opts);
+            Ok(Some(Prepared { pkg, opts, hold }))
         }
-        Drill::Packet {
-            target: t,
-            delay_ms,
-            jitter_ms,
-            loss_percent,
-            timing,
-        } => {
-            let (hold, expiry) = timing.resolve()?;
-            let packet = PacketSpec {
-                delay_ms: *delay_ms,
-                jitter_ms: *jitter_ms,
-                loss_percent: *loss_percent,
-            };
-            packet.validate().map_err(nemesis_err)?;
-            Prepared {
-                family: "packet",
-                opts: FaultOptions {
-                    target: target(t)?,
-                    expiry,
-                    packet,
-                    ..Default::default()
-                },
-                hold,
-            }
+        Drill::End { target, .. } => {
+            target.parse::<TargetSpec>().map_err(nemesis_err)?;
+            Ok(None)
         }
-        Drill::Start { target: t } | Drill::Resume { target: t } => {
-            target(t)?;
-            return Ok(None);
-        }
-        Drill::Heal { .. } | Drill::Status => return Ok(None),
-    };
-    Ok(Some(p))
+        Drill::Heal { .. } | Drill::Status => Ok(None),
+    }
+}
+
+/// Named targets must be in the inventory, and no target or shape may be unsatisfiable at
+/// its size: a usage error before anything connects.
+fn check_targets(action: &Drill, prepared: Option<&Prepared>, nodes: &[String]) -> anyhow::Result<()> {
+    if let Some(p) = prepared {
+        p.pkg.check_targets(&p.opts, nodes).map_err(nemesis_err)?;
+    }
+    if let Drill::End { target, .. } = action {
+        let spec: TargetSpec = target.parse().map_err(nemesis_err)?;
+        spec.check(nodes).map_err(|e| usage(format!("--target: {e}")))?;
+    }
+    Ok(())
 }
 
 async fn drill(
@@ -341,36 +373,23 @@ async fn drill(
             finish_heal(report)
         }
         Drill::Status => print_status(cx).await,
-        Drill::Start { target } | Drill::Resume { target } => {
-            let is_start = matches!(action, Drill::Start { .. });
+        Drill::End { pkg, target } => {
+            let end = pkg.end.as_ref().expect("End drills come from packages with one");
             let spec: TargetSpec = target.parse().map_err(nemesis_err)?;
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
             let (nodes, _) = faultline_nemesis::target::resolve_with(&spec, cx, &mut rng)
                 .await
                 .map_err(nemesis_err)?;
-            let family = if is_start { "kill" } else { "pause" };
-            let report = heal_family(cx, &nodes, family).await;
+            let report = heal_family(cx, &nodes, pkg.name).await;
             for (node, ids) in &report.healed {
                 if !ids.is_empty() {
                     println!("{node}: healed {}", ids.join(", "));
                 }
             }
-            let pidfile = cx.paths().pidfile;
             let mut errors = report.errors;
             for n in &nodes {
-                let script = if is_start {
-                    kill::start_script(&pidfile, &cx.start_command(n))
-                } else {
-                    pause::resume_script(&pidfile)
-                };
-                match faultline_nemesis::cluster::run_checked(
-                    cx,
-                    n,
-                    if is_start { "start" } else { "resume" },
-                    &script,
-                )
-                .await
-                {
+                let script = (end.script)(cx, n);
+                match faultline_nemesis::cluster::run_checked(cx, n, end.verb, &script).await {
                     Ok(out) => println!("{n}: {}", out.stdout.trim()),
                     Err(e) => errors.push(e),
                 }
@@ -399,8 +418,7 @@ async fn fault(cx: &dyn Cluster, p: Prepared, seed: u64, json: bool) -> anyhow::
         signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
     );
-    let pkg = lookup(p.family).map_err(nemesis_err)?;
-    let applied = (pkg.start)(cx, &p.opts, seed).await.map_err(nemesis_err)?;
+    let applied = (p.pkg.start)(cx, &p.opts, seed).await.map_err(nemesis_err)?;
     print_applied(&applied, p.opts.expiry, seed);
     if json {
         println!(
@@ -518,15 +536,15 @@ async fn print_status(cx: &dyn Cluster) -> anyhow::Result<ExitCode> {
                     ProcessState::Dead(p) => format!("dead ({p})"),
                     ProcessState::NoPidfile => "no pidfile".into(),
                 };
-                let mut rules: Vec<String> = s
-                    .rules
+                let rules: Vec<String> = s
+                    .leftovers
                     .iter()
-                    .filter(|r| r.starts_with("-A "))
-                    .map(|r| r[3..].to_string())
+                    .flat_map(|(family, lines)| {
+                        lines.iter().map(move |l| {
+                            format!("{family}: {}", l.strip_prefix("-A ").unwrap_or(l))
+                        })
+                    })
                     .collect();
-                if s.qdisc {
-                    rules.push("netem qdisc".into());
-                }
                 let faults: Vec<String> = s
                     .journal
                     .iter()
@@ -584,49 +602,67 @@ mod tests {
         assert!(parse_duration("soon").is_err());
     }
 
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: NemesisArgs,
+    }
+
+    fn drill(argv: &[&str]) -> Drill {
+        use clap::Parser;
+        let mut v = vec!["faultline", "-i", "inv.yaml"];
+        v.extend_from_slice(argv);
+        Wrap::try_parse_from(v).unwrap().args.action
+    }
+
+    fn is_usage(r: anyhow::Result<impl std::fmt::Debug>) -> String {
+        let e = r.expect_err("rejected");
+        assert!(e.chain().any(|c| c.is::<crate::exit::UsageError>()), "{e:#}");
+        e.to_string()
+    }
+
+    #[test]
+    fn nemesis_drills_are_derived_from_the_registry() {
+        use clap::CommandFactory;
+        let cmd = Wrap::command();
+        for p in REGISTRY {
+            let sub = cmd.find_subcommand(p.name).expect(p.name);
+            for o in p.options {
+                assert!(sub.get_arguments().any(|a| a.get_long() == Some(o.name())), "{} --{o}", p.name);
+            }
+            // Only the options the family reads.
+            let longs: Vec<&str> = sub.get_arguments().filter_map(|a| a.get_long()).collect();
+            for o in Opt::ALL.iter().filter(|o| !p.takes(**o)) {
+                assert!(!longs.contains(&o.name()), "{} must not take --{o}", p.name);
+            }
+            if let Some(e) = &p.end {
+                assert!(cmd.find_subcommand(e.verb).is_some());
+            }
+        }
+        assert!(
+            <Wrap as clap::Parser>::try_parse_from(["f", "-i", "x", "kill", "--shape", "leader"])
+                .is_err()
+        );
+        let Drill::Fault { pkg, values, .. } = drill(&["packet", "--delay-ms", "70"]) else {
+            panic!()
+        };
+        assert_eq!(pkg.name, "packet");
+        assert!(values.contains(&(Opt::DelayMs, "70".to_string())));
+        assert!(matches!(drill(&["resume"]), Drill::End { pkg, .. } if pkg.name == "pause"));
+        assert!(matches!(drill(&["heal", "--all"]), Drill::Heal { all: true }));
+    }
+
     #[test]
     fn nemesis_bad_drills_are_usage_errors_before_any_connection() {
-        let is_usage = |d: Drill| {
-            let e = prepare(&d).err().expect("rejected");
-            e.chain().any(|c| c.is::<crate::exit::UsageError>())
-        };
-        let timing = Timing {
-            hold: None,
-            expiry: None,
-        };
-        assert!(is_usage(Drill::Partition {
-            shape: "ring".into(),
-            one_way: false,
-            lag: "5s".into(),
-            timing: timing.clone()
-        }));
-        assert!(is_usage(Drill::Kill {
-            target: "".into(),
-            timing: timing.clone()
-        }));
-        assert!(is_usage(Drill::Pause {
-            target: "one".into(),
-            timing: Timing {
-                hold: Some("1x".into()),
-                expiry: None
-            }
-        }));
-        assert!(is_usage(Drill::Packet {
-            target: "one".into(),
-            delay_ms: 10,
-            jitter_ms: 0,
-            loss_percent: 150.0,
-            timing: timing.clone()
-        }));
-        let p = prepare(&Drill::Partition {
-            shape: "constrained".into(),
-            one_way: true,
-            lag: "2s".into(),
-            timing: Timing {
-                hold: Some("10s".into()),
-                expiry: None,
-            },
-        })
+        assert!(is_usage(prepare(&drill(&["partition", "--shape", "ring"]))).contains("--shape"));
+        assert!(is_usage(prepare(&drill(&["kill", "--target", ""]))).contains("--target"));
+        is_usage(prepare(&drill(&["pause", "--for", "1x"])));
+        is_usage(prepare(&drill(&["packet", "--loss-percent", "150"])));
+        is_usage(prepare(&drill(&["packet", "--delay-ms", "soon"])));
+        is_usage(prepare(&drill(&["start", "--target", ""])));
+        let p = prepare(&drill(&[
+            "partition", "--shape", "constrained", "--one-way", "--lag", "2s", "--for", "10s",
+        ]))
         .unwrap()
         .unwrap();
         assert_eq!(
@@ -635,6 +671,23 @@ mod tests {
             "hold + margin + lag"
         );
         assert!(p.opts.one_way);
+    }
+
+    #[test]
+    fn nemesis_drill_targets_are_checked_against_the_inventory() {
+        let nodes: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let check = |argv: &[&str]| {
+            let d = drill(argv);
+            let p = prepare(&d).unwrap();
+            check_targets(&d, p.as_ref(), &nodes)
+        };
+        assert!(is_usage(check(&["kill", "--target", "n9"])).contains("n9"));
+        assert!(is_usage(check(&["pause", "--target", "nope"])).contains("nope"));
+        assert!(is_usage(check(&["start", "--target", "n1,n7"])).contains("n7"));
+        assert!(is_usage(check(&["partition", "--shape", "constrained"])).contains("5 nodes"));
+        check(&["kill", "--target", "n2"]).unwrap();
+        check(&["partition", "--shape", "leader"]).unwrap();
+        check(&["heal"]).unwrap();
     }
 
     #[test]

@@ -47,7 +47,8 @@ struct Row {
 pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
     let dbs = list(&args.test.db);
     let workloads = list(&args.test.workload);
-    let nemeses = list(&args.test.nemesis);
+    let nemeses = list(&args.test.nemesis.nemesis);
+    let nemesis_axis = args.test.nemesis.clone();
     let count = args.test.test_count;
     let base_seed = args.test.seed.unwrap_or_else(crate::run_loop::clock_seed);
     let total = dbs.len() * workloads.len() * nemeses.len().max(1) * count as usize;
@@ -69,7 +70,7 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
                 for i in 0..count {
                     args.test.db = d.clone();
                     args.test.workload = w.clone();
-                    args.test.nemesis = n.clone();
+                    args.test.nemesis = nemesis_axis.for_suite_cell(n)?;
                     args.test.test_count = 1;
                     args.test.seed = Some(base_seed.wrapping_add(u64::from(i)));
                     let cfg = args.test.validate()?;

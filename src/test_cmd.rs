@@ -27,19 +27,8 @@ pub struct TestArgs {
     /// Workload: register, set, bank, append.
     #[arg(long, default_value = "register")]
     pub workload: String,
-    /// Faults: `none`, or a comma list of nemesis families (kill, pause, partition, ...);
-    /// `<shape>-partition` (e.g. `leader-partition`) is partition with that shape only.
-    #[arg(long, default_value = "none")]
-    pub nemesis: String,
-    /// Mean seconds between (and length of) fault periods.
-    #[arg(long, default_value_t = 5.0)]
-    pub nemesis_interval: f64,
-    /// Whom kill/pause target: one, minority, majority, all, leader, or node names.
-    #[arg(long)]
-    pub nemesis_targets: Option<String>,
-    /// Partition shapes to choose from (comma list, e.g. `leader,halves`).
-    #[arg(long)]
-    pub nemesis_shapes: Option<String>,
+    #[command(flatten)]
+    pub nemesis: crate::nemesis_flags::NemesisFlags,
     /// Client workers; worker i talks to node i mod n.
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
@@ -130,24 +119,8 @@ impl TestArgs {
                 faultline_workloads::names().join(", ")
             )));
         }
-        let nemesis: Vec<String> = match self.nemesis.trim() {
-            "none" | "" => Vec::new(),
-            s => s
-                .split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect(),
-        };
-        if !nemesis.is_empty() {
-            faultline_nemesis::NemesisConfig::from_flags(
-                &nemesis.join(","),
-                self.nemesis_interval,
-                self.nemesis_targets.as_deref(),
-                self.nemesis_shapes.as_deref(),
-                false,
-            )
-            .map_err(|e| usage(format!("--nemesis: {e}")))?;
-        }
+        let nemesis_config = self.nemesis.validate()?;
+        let nemesis: Vec<String> = self.nemesis.families();
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(usage(format!(
                 "--concurrency {} is not between 1 and 1024",
@@ -195,6 +168,10 @@ impl TestArgs {
         let seed = self.seed.unwrap_or_else(crate::run_loop::clock_seed);
         // Last, so every flag is checked even when the inventory is also wrong.
         let hosts = crate::inventory::resolve_cli(&self.inventory)?;
+        if let Some(n) = &nemesis_config {
+            n.check_targets(&hosts.node_names())
+                .map_err(crate::nemesis_flags::usage_for)?;
+        }
         Ok(TestConfig {
             name,
             inventory: self.inventory.clone(),
@@ -202,9 +179,10 @@ impl TestArgs {
             dbs: db_settings,
             workload: self.workload.clone(),
             nemesis,
-            nemesis_interval_s: self.nemesis_interval,
-            nemesis_targets: self.nemesis_targets.clone(),
-            nemesis_shapes: self.nemesis_shapes.clone(),
+            nemesis_interval_s: self.nemesis.nemesis_interval,
+            nemesis_targets: self.nemesis.nemesis_targets.clone(),
+            nemesis_shapes: self.nemesis.nemesis_shapes.clone(),
+            nemesis_config,
             concurrency: self.concurrency,
             rate_per_s: self.rate,
             time_limit,
@@ -344,7 +322,7 @@ mod tests {
     /// A real inventory file: validation reads it.
     fn inventory() -> String {
         let p = std::env::temp_dir().join(format!("fl-test-cmd-inv-{}.yaml", std::process::id()));
-        std::fs::write(&p, "nodes:\n  - name: n1\n    host: 10.0.0.1\n  - name: n2\n    host: 10.0.0.2\n").unwrap();
+        std::fs::write(&p, "nodes:\n  - {name: n1, host: 10.0.0.1}\n  - {name: n2, host: 10.0.0.2}\n  - {name: n3, host: 10.0.0.3}\n").unwrap();
         p.display().to_string()
     }
 

@@ -6,7 +6,8 @@
 //! the perf, recovery and stats analyses, and the node logs (a panic is a bug whatever the
 //! history says). It is then capped at `unknown` when the run cannot vouch for the system:
 //! interrupted, aborted by a harness error, never finished (no `results.json`), or a fault
-//! that was planned but could not be applied. Nothing checked is never valid.
+//! that was planned but could not be applied (read from the history's nemesis events).
+//! Nothing checked is never valid.
 
 use std::path::Path;
 
@@ -28,8 +29,6 @@ pub struct RunFacts {
     pub interrupted: bool,
     /// The controller never wrote its results (it was killed, or interrupted twice).
     pub unfinished: bool,
-    /// Faults the nemesis planned but could not apply.
-    pub faults_failed: u64,
 }
 
 impl RunFacts {
@@ -48,10 +47,6 @@ impl RunFacts {
                 .map(str::to_string),
             interrupted: results_json.get("interrupted") == Some(&Value::Bool(true)),
             unfinished: results_json.get("unfinished") == Some(&Value::Bool(true)),
-            faults_failed: results_json
-                .pointer("/stats/nemesis/faults-failed")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
         }
     }
 
@@ -66,12 +61,6 @@ impl RunFacts {
         }
         if let Some(e) = &self.harness_error {
             why.push(format!("harness error: {e}"));
-        }
-        if self.faults_failed > 0 {
-            why.push(format!(
-                "{} planned fault(s) could not be applied",
-                self.faults_failed
-            ));
         }
         why
     }
@@ -145,9 +134,18 @@ pub fn analyze(run: &RunData, only: Option<&str>, facts: &RunFacts) -> anyhow::R
     results.push(recovery::result(&recovery_report));
     results.push(stats::result(&stats_report));
     results.push(node_logs_result(&scan));
+    // A planned fault that could not be applied: the harness did not do what was asked.
+    let faults = recovery::faults_check(&run.history);
+    let faults_failed = recovery::faults_failed(&run.history);
+    if let Some(r) = faults {
+        results.push(r);
+    }
 
     let mut valid = results.iter().fold(Validity::Valid, |v, r| v.and(r.valid));
     let mut caps = facts.caps();
+    if faults_failed > 0 {
+        caps.push(format!("{faults_failed} planned fault(s) could not be applied"));
+    }
     if !run.history.iter().any(|e| e.client().is_some()) {
         caps.push("the history holds no client operations: nothing was checked".into());
     }
@@ -217,7 +215,5 @@ mod tests {
         assert!(RunFacts::of_results(&aborted).caps()[0].contains("cannot connect"));
         // No results.json at all: the controller died before writing it.
         assert!(RunFacts::of_results(&Value::Null).unfinished);
-        let failed = json!({"stats": {"nemesis": {"faults-failed": 3}}});
-        assert!(RunFacts::of_results(&failed).caps()[0].contains("3 planned fault(s)"));
     }
 }

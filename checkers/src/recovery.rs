@@ -56,7 +56,8 @@ pub struct FaultWindow {
 
 /// Pairs nemesis `start-X` / `stop-X` events into windows, in order of start. Several
 /// families may be active at once; within one family starts and stops pair first-in,
-/// first-out. A start without a completion begins at its invocation.
+/// first-out. A start without a completion begins at its invocation; a start whose
+/// completion carries an error was not applied and is no window.
 pub fn fault_windows(history: &[Event]) -> Vec<FaultWindow> {
     let mut windows: Vec<FaultWindow> = Vec::new();
     let mut pending_start: BTreeMap<String, (u64, serde_json::Value)> = BTreeMap::new();
@@ -87,7 +88,12 @@ pub fn fault_windows(history: &[Event]) -> Vec<FaultWindow> {
                     pending_start.insert(family.to_string(), (e.time, e.value.clone()));
                 }
                 _ => {
-                    let (t, v) = match pending_start.remove(family) {
+                    let pending = pending_start.remove(family);
+                    // A start that failed never took effect: no window, no figures.
+                    if e.error.is_some() {
+                        continue;
+                    }
+                    let (t, v) = match pending {
                         Some((_, v)) if !v.is_null() => (e.time, v),
                         _ => (e.time, e.value.clone()),
                     };
@@ -113,6 +119,34 @@ pub fn fault_windows(history: &[Event]) -> Vec<FaultWindow> {
     }
     windows.sort_by_key(|w| w.start_ns);
     windows
+}
+
+/// Nemesis faults by outcome, from the history alone: `planned` start invocations, of which
+/// `applied` completed without error and `failed` completed with one (a start still in
+/// flight when the history ends is neither).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    pub planned: usize,
+    pub applied: usize,
+    pub failed: usize,
+}
+
+pub fn fault_counts(history: &[Event]) -> FaultCounts {
+    let mut c = FaultCounts::default();
+    for e in history.iter().filter(|e| e.process.is_nemesis() && e.f.starts_with("start-")) {
+        match (e.kind, &e.error) {
+            (EventType::Invoke, _) => c.planned += 1,
+            (_, Some(_)) => c.failed += 1,
+            (_, None) => c.applied += 1,
+        }
+    }
+    c
+}
+
+/// Planned faults that were not applied. A run with any cannot vouch for the system under
+/// the faults it asked for: its verdict is at best unknown.
+pub fn faults_failed(history: &[Event]) -> usize {
+    fault_counts(history).failed
 }
 
 /// A definite failure that is the data model's answer (a cas whose expected value did
@@ -489,6 +523,32 @@ pub fn result(report: &RecoveryReport) -> CheckResult {
 }
 
 /// Builders for hand-made histories in unit tests.
+/// The run's faults as a check: `unknown` when any planned fault failed to apply (the run
+/// cannot vouch for the system under a fault it never got), `valid` otherwise; `None` for a
+/// history without nemesis faults. The details hold `faults` (planned, applied, failed) and
+/// the first errors.
+pub fn faults_check(history: &[Event]) -> Option<CheckResult> {
+    let counts = fault_counts(history);
+    if counts.planned == 0 {
+        return None;
+    }
+    let errors: Vec<&str> = history
+        .iter()
+        .filter(|e| e.process.is_nemesis() && e.f.starts_with("start-"))
+        .filter_map(|e| e.error.as_deref())
+        .take(10)
+        .collect();
+    Some(CheckResult {
+        checker: "nemesis".into(),
+        valid: if counts.failed > 0 {
+            Validity::Unknown
+        } else {
+            Validity::Valid
+        },
+        details: serde_json::json!({"faults": counts, "errors": errors}),
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use crate::history::{Event, EventType, Process};
@@ -758,6 +818,43 @@ mod tests {
                 ("pause", 6001, None)
             ]
         );
+    }
+
+    #[test]
+    fn failed_fault_is_not_a_fault_window() {
+        let mut h = fault("kill", 1000 * MS, 3000 * MS);
+        h.push(ev(
+            Process::nemesis(),
+            4000 * MS,
+            EventType::Invoke,
+            "start-kill",
+            serde_json::json!({"target": "n9"}),
+        ));
+        let mut failed = ev(
+            Process::nemesis(),
+            4001 * MS,
+            EventType::Info,
+            "start-kill",
+            serde_json::json!({"target": "n9"}),
+        );
+        failed.error = Some("unknown node \"n9\" in target".into());
+        h.push(failed);
+        h.extend(steady_writes(1, 0, 8000 * MS));
+        let h = sorted(h);
+        let w = fault_windows(&h);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].start_ns, 1000 * MS);
+        let r = analyze(&h, &RecoveryOptions::default());
+        assert_eq!(r.windows.len(), 1, "no unavailability figures for a fault not applied");
+        assert_eq!(
+            fault_counts(&h),
+            FaultCounts {
+                planned: 2,
+                applied: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(faults_failed(&h), 1);
     }
 
     #[test]

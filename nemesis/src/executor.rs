@@ -9,12 +9,12 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, run_all};
+use crate::cluster::{Cluster, HostPaths, run_all};
 use crate::journal::{self, Entry, Select, heal_on};
-use crate::registry::lookup;
+use crate::registry::{REGISTRY, lookup};
 use crate::schedule::{Action, NemesisConfig, Schedule};
 use crate::script::{ALIVE_FN, quote};
-use crate::{Applied, NemesisError, Result, packet, partition, pause};
+use crate::{Applied, NemesisError, Result};
 
 /// Applies a [`Schedule`] to a cluster and reports every fault and heal as history events.
 pub struct Executor {
@@ -23,13 +23,45 @@ pub struct Executor {
     seed: u64,
 }
 
-/// What a run of the executor did.
-#[derive(Debug, Default, Clone, PartialEq)]
+/// What a run of the executor did. A fault is `planned` when the schedule asks for it,
+/// then either `applied` or `failed`; a failed fault never took effect, so the history has
+/// no fault window for it and the run cannot vouch for the system under that fault.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct Summary {
-    pub faults_started: usize,
+    pub faults_planned: usize,
+    pub faults_applied: usize,
     pub faults_failed: usize,
     pub heals: usize,
     pub heal_errors: Vec<String>,
+}
+
+impl Summary {
+    /// The summary as `results.json` stats keep it: `faults` (planned, applied, failed),
+    /// `faults-failed`, `heals`, `heal-errors`.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "faults": {
+                "planned": self.faults_planned,
+                "applied": self.faults_applied,
+                "failed": self.faults_failed,
+            },
+            "faults-started": self.faults_applied,
+            "faults-failed": self.faults_failed,
+            "heals": self.heals,
+            "heal-errors": self.heal_errors,
+        })
+    }
+}
+
+/// Where the executor's events go. Sending waits for room (backpressure): an event is never
+/// dropped, because a lost start or stop silently corrupts fault windows.
+pub type EventSender = tokio::sync::mpsc::Sender<Event>;
+
+async fn send(events: &EventSender, e: Event) {
+    if let Err(e) = events.send(e).await {
+        // Only when the recorder is gone, i.e. the run is being torn down.
+        tracing::error!(f = %e.0.f, "nemesis event after the history closed; not recorded");
+    }
 }
 
 fn event(run_start: Instant, kind: EventType, f: String, value: serde_json::Value) -> Event {
@@ -56,12 +88,15 @@ impl Executor {
     }
 
     /// Runs until `cancel` fires (or the schedule's step bound), then heals every active fault
-    /// and replays any journal left on any host before returning. `emit` receives each event
-    /// as it happens, `time` relative to `run_start`, `index` unset.
-    pub async fn run<F>(self, run_start: Instant, cancel: CancellationToken, mut emit: F) -> Summary
-    where
-        F: FnMut(Event) + Send,
-    {
+    /// and replays any journal left on any host before returning. `events` receives each
+    /// event as it happens, `time` relative to `run_start`, `index` unset; a full queue
+    /// holds the nemesis back rather than losing the event.
+    pub async fn run(
+        self,
+        run_start: Instant,
+        cancel: CancellationToken,
+        events: EventSender,
+    ) -> Summary {
         let cx: &dyn Cluster = &*self.cluster;
         let mut summary = Summary::default();
         // Each active fault with when it took effect and its scheduled length.
@@ -80,16 +115,13 @@ impl Executor {
                 } => {
                     let Ok(pkg) = lookup(&family) else { continue };
                     let opts = self.config.options(shape, hold);
-                    let mut intent = json!({"target": opts.target.to_string()});
-                    if let Some(s) = shape {
-                        intent = json!({"shape": s.name(), "one_way": opts.one_way});
-                    }
-                    emit(event(
-                        run_start,
-                        EventType::Invoke,
-                        pkg.start_f(),
-                        intent.clone(),
-                    ));
+                    let intent = pkg.intent(&opts);
+                    summary.faults_planned += 1;
+                    send(
+                        &events,
+                        event(run_start, EventType::Invoke, pkg.start_f(), intent.clone()),
+                    )
+                    .await;
                     match (pkg.start)(cx, &opts, seed).await {
                         Ok(applied) => {
                             let mut ev = event(
@@ -99,15 +131,15 @@ impl Executor {
                                 applied.description.clone(),
                             );
                             ev.node = applied.description.get("targets").cloned();
-                            emit(ev);
-                            summary.faults_started += 1;
+                            send(&events, ev).await;
+                            summary.faults_applied += 1;
                             active.push((applied, Instant::now(), hold));
                         }
                         Err(e) => {
                             tracing::warn!(family = %family, error = %e, "fault not applied");
                             let mut ev = event(run_start, EventType::Info, pkg.start_f(), intent);
                             ev.error = Some(e.to_string());
-                            emit(ev);
+                            send(&events, ev).await;
                             summary.faults_failed += 1;
                         }
                     }
@@ -124,12 +156,12 @@ impl Executor {
                         _ = tokio::time::sleep_until(applied_at + hold) => {}
                     }
                     let (a, _, _) = active.remove(pos);
-                    stop_one(cx, run_start, &a, &mut emit, &mut summary).await;
+                    stop_one(cx, run_start, &a, &events, &mut summary).await;
                 }
             }
         }
         while let Some((a, _, _)) = active.pop() {
-            stop_one(cx, run_start, &a, &mut emit, &mut summary).await;
+            stop_one(cx, run_start, &a, &events, &mut summary).await;
         }
         let report = heal(cx, false).await;
         for e in report.errors {
@@ -139,21 +171,20 @@ impl Executor {
     }
 }
 
-async fn stop_one<F: FnMut(Event) + Send>(
+async fn stop_one(
     cx: &dyn Cluster,
     run_start: Instant,
     a: &Applied,
-    emit: &mut F,
+    events: &EventSender,
     summary: &mut Summary,
 ) {
     let f = format!("stop-{}", a.family);
     let value = json!({"journal": a.journal_id, "hosts": a.hosts});
-    emit(event(
-        run_start,
-        EventType::Invoke,
-        f.clone(),
-        value.clone(),
-    ));
+    send(
+        events,
+        event(run_start, EventType::Invoke, f.clone(), value.clone()),
+    )
+    .await;
     let (_, errors) = heal_on(cx, &a.hosts, &Select::Id(a.journal_id.clone())).await;
     let mut ev = event(run_start, EventType::Info, f, value);
     ev.node = Some(json!(a.hosts));
@@ -168,7 +199,7 @@ async fn stop_one<F: FnMut(Event) + Send>(
         summary.heal_errors.push(msg);
     }
     summary.heals += 1;
-    emit(ev);
+    send(events, ev).await;
 }
 
 /// What a heal did.
@@ -179,20 +210,21 @@ pub struct HealReport {
     pub errors: Vec<NemesisError>,
 }
 
-/// Replays every journal on every node. With `sweep`, also removes faultline's chains and
-/// qdisc and resumes the node process on every node, journal or not — for hosts whose
-/// journal directory was lost. Healing a healed cluster succeeds.
+/// Replays every journal on every node. With `sweep`, also runs every package's sweep on
+/// every node, journal or not (faultline's chains and qdisc go, the node process is
+/// resumed) — for hosts whose journal directory was lost. Healing a healed cluster succeeds.
 pub async fn heal(cx: &dyn Cluster, sweep: bool) -> HealReport {
     let nodes = cx.nodes();
     let (healed, mut errors) = heal_on(cx, &nodes, &Select::All).await;
     if sweep {
-        let pidfile = cx.paths().pidfile;
-        let script = format!(
-            "{}{}{}",
-            partition::teardown_script(),
-            packet::teardown_script(),
-            pause::resume_script(&pidfile)
-        );
+        let paths = cx.paths();
+        // Each sweep in its own subshell: one that exits early does not skip the others.
+        let script: String = REGISTRY
+            .iter()
+            .map(|p| (p.sweep)(&paths))
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| format!("(\n{s})\n"))
+            .collect();
         for (_, r) in run_all(
             cx,
             "heal sweep",
@@ -229,54 +261,46 @@ pub enum ProcessState {
 pub struct HostStatus {
     pub node: String,
     pub journal: Vec<std::result::Result<Entry, String>>,
-    /// Rules in faultline's chains, as `iptables -S` prints them.
-    pub rules: Vec<String>,
-    /// Jump rules into faultline's chains from INPUT and OUTPUT.
-    pub jumps: usize,
     pub process: ProcessState,
-    /// faultline's netem qdisc is installed somewhere on the host.
-    pub qdisc: bool,
+    /// Per family with a status probe, the live leftovers it found (rules, qdiscs), one line
+    /// each; empty when the family left nothing.
+    pub leftovers: BTreeMap<String, Vec<String>>,
 }
 
 impl HostStatus {
     pub fn is_clean(&self) -> bool {
         self.journal.is_empty()
-            && self.rules.is_empty()
-            && self.jumps == 0
-            && !self.qdisc
+            && self.leftovers.values().all(Vec::is_empty)
             && !matches!(self.process, ProcessState::Stopped(_))
+    }
+
+    /// One family's leftovers.
+    pub fn leftovers_of(&self, family: &str) -> &[String] {
+        self.leftovers.get(family).map_or(&[], Vec::as_slice)
     }
 }
 
-pub fn status_script(pidfile: &str, journal_dir: &str) -> String {
-    format!(
+/// Sections `journal`, `process`, then `family <name>` for each package with a status probe.
+pub fn status_script(paths: &HostPaths) -> String {
+    let mut s = format!(
         r#"echo "== journal"
-{list}echo "== rules"
-for t in iptables ip6tables; do
-  command -v $t >/dev/null 2>&1 || continue
-  for c in {cin} {cout}; do $t -w -S "$c" 2>/dev/null | grep -v '^-N ' || true; done
-done
-echo "== jumps"
-for t in iptables ip6tables; do
-  command -v $t >/dev/null 2>&1 || continue
-  $t -w -S INPUT 2>/dev/null; $t -w -S OUTPUT 2>/dev/null
-done | grep -c -e '-j {cin}$' -e '-j {cout}$' || true
-echo "== process"
+{list}echo "== process"
 {ALIVE_FN}pf={pf}
 pid=$(tr -d ' \n' < "$pf" 2>/dev/null || true)
 case "$pid" in
   ''|*[!0-9]*) echo "none" ;;
   *) if alive "$pid"; then st=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f1); case "$st" in T|t) echo "stopped $pid" ;; *) echo "running $pid" ;; esac; else echo "dead $pid"; fi ;;
 esac
-echo "== qdisc"
-tc qdisc show 2>/dev/null | grep -c ' {handle}: ' || true
 "#,
-        list = journal::list_script(journal_dir),
-        cin = partition::CHAIN_IN,
-        cout = partition::CHAIN_OUT,
-        pf = quote(pidfile),
-        handle = packet::HANDLE,
-    )
+        list = journal::list_script(&paths.journal_dir),
+        pf = quote(&paths.pidfile),
+    );
+    for p in REGISTRY {
+        if let Some(probe) = p.status {
+            s.push_str(&format!("echo \"== family {}\"\n(\n{})\n", p.name, probe(paths)));
+        }
+    }
+    s
 }
 
 pub fn parse_status(node: &str, stdout: &str) -> HostStatus {
@@ -291,12 +315,6 @@ pub fn parse_status(node: &str, stdout: &str) -> HostStatus {
         }
     }
     let get = |k: &str| sections.get(k).cloned().unwrap_or_default();
-    let count = |k: &str| {
-        get(k)
-            .first()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(0usize)
-    };
     let process = match get("process")
         .first()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
@@ -311,20 +329,27 @@ pub fn parse_status(node: &str, stdout: &str) -> HostStatus {
         }
         _ => ProcessState::NoPidfile,
     };
+    let leftovers = sections
+        .iter()
+        .filter_map(|(k, v)| {
+            let family = k.strip_prefix("family ")?;
+            Some((
+                family.to_string(),
+                v.iter().map(|l| l.to_string()).collect(),
+            ))
+        })
+        .collect();
     HostStatus {
         node: node.to_string(),
         journal: journal::parse_listing(&get("journal").join("\n")),
-        rules: get("rules").iter().map(|s| s.to_string()).collect(),
-        jumps: count("jumps"),
         process,
-        qdisc: count("qdisc") > 0,
+        leftovers,
     }
 }
 
 /// Every node's faults. A node that cannot be reached is reported as an error for that node.
 pub async fn status(cx: &dyn Cluster) -> Vec<(String, Result<HostStatus>)> {
-    let paths = cx.paths();
-    let script = status_script(&paths.pidfile, &paths.journal_dir);
+    let script = status_script(&cx.paths());
     let nodes = cx.nodes();
     run_all(
         cx,
@@ -349,26 +374,94 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
+    type Collected = Arc<Mutex<Vec<Event>>>;
+
+    /// Runs `exec` with a one-slot queue drained into a vector, as the runner's recorder is.
+    fn run_collecting(
+        exec: Executor,
+        cancel: &CancellationToken,
+    ) -> (Collected, tokio::task::JoinHandle<Summary>) {
+        let events: Collected = Default::default();
+        let sink = events.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let drain = tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                sink.lock().unwrap().push(e);
+            }
+        });
+        let c2 = cancel.clone();
+        let task = tokio::spawn(async move {
+            let s = exec.run(Instant::now(), c2, tx).await;
+            drain.await.unwrap();
+            s
+        });
+        (events, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_fault_is_counted_and_recorded_with_its_error() {
+        let mut fake = FakeCluster::new(3);
+        fake.failing = vec!["n1".into(), "n2".into(), "n3".into()];
+        let fake = Arc::new(fake);
+        let config = NemesisConfig::from_flags("kill", 1.0, Some("all"), None, false).unwrap();
+        let cancel = CancellationToken::new();
+        let (events, task) = run_collecting(Executor::new(fake, config, 5), &cancel);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        cancel.cancel();
+        let summary = task.await.unwrap();
+        assert!(summary.faults_planned >= 3, "{summary:?}");
+        assert_eq!(summary.faults_failed, summary.faults_planned);
+        assert_eq!(summary.faults_applied, 0);
+        assert_eq!(summary.heals, 0);
+        let json = summary.to_json();
+        assert_eq!(json["faults"]["failed"], summary.faults_failed);
+        assert_eq!(json["faults-failed"], summary.faults_failed);
+        let events = events.lock().unwrap().clone();
+        let failed: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.f == "start-kill" && e.kind == EventType::Info)
+            .collect();
+        assert_eq!(failed.len(), summary.faults_failed);
+        assert!(failed.iter().all(|e| e.error.is_some()));
+        assert!(
+            faultline_checkers::recovery::fault_windows(&events).is_empty(),
+            "a fault that never took effect has no window"
+        );
+        let check = faultline_checkers::recovery::faults_check(&events).unwrap();
+        assert_eq!(check.valid, faultline_checkers::Validity::Unknown);
+        assert_eq!(check.details["faults"]["failed"], summary.faults_failed);
+        assert!(check.details["errors"][0].as_str().unwrap().contains("n1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_whose_faults_all_applied_passes_the_faults_check() {
+        let fake = Arc::new(FakeCluster::new(3));
+        let config = NemesisConfig::from_flags("kill", 1.0, None, None, false).unwrap();
+        let cancel = CancellationToken::new();
+        let (events, task) = run_collecting(Executor::new(fake, config, 5), &cancel);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let events = events.lock().unwrap().clone();
+        let check = faultline_checkers::recovery::faults_check(&events).unwrap();
+        assert_eq!(check.valid, faultline_checkers::Validity::Valid, "{check:?}");
+        assert!(faultline_checkers::recovery::faults_check(&[]).is_none(), "no nemesis, no check");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn faults_and_heals_become_history_events_and_cancel_heals_everything() {
         let fake = Arc::new(FakeCluster::new(5));
         let config =
             NemesisConfig::from_flags("partition,kill", 10.0, Some("one"), None, false).unwrap();
         let cancel = CancellationToken::new();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        let exec = Executor::new(fake.clone(), config, 99);
-        let c2 = cancel.clone();
-        let task = tokio::spawn(async move {
-            exec.run(Instant::now(), c2, move |e| sink.lock().unwrap().push(e))
-                .await
-        });
+        let (events, task) = run_collecting(Executor::new(fake.clone(), config, 99), &cancel);
         tokio::time::sleep(Duration::from_secs(95)).await;
         cancel.cancel();
         let summary = task.await.unwrap();
         let events = events.lock().unwrap().clone();
-        assert!(summary.faults_started >= 3, "{summary:?}");
-        assert_eq!(summary.faults_started, summary.heals);
+        assert!(summary.faults_applied >= 3, "{summary:?}");
+        assert_eq!(summary.faults_applied, summary.heals);
+        assert_eq!(summary.faults_planned, summary.faults_applied);
         assert!(events.iter().all(|e| e.process.is_nemesis()));
         // Each start and stop is an invoke followed by its info.
         for pair in events.chunks(2) {
@@ -417,14 +510,7 @@ mod tests {
             })
             .collect();
         let cancel = CancellationToken::new();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        let exec = Executor::new(fake.clone(), config, 3);
-        let c2 = cancel.clone();
-        let task = tokio::spawn(async move {
-            exec.run(Instant::now(), c2, move |e| sink.lock().unwrap().push(e))
-                .await
-        });
+        let (events, task) = run_collecting(Executor::new(fake.clone(), config, 3), &cancel);
         tokio::time::sleep(Duration::from_secs(120)).await;
         cancel.cancel();
         task.await.unwrap();
@@ -492,20 +578,43 @@ mod tests {
 
     #[test]
     fn status_output_is_parsed() {
-        let out = "== journal\n{\"id\":\"pause-1-aa\",\"family\":\"pause\",\"created_unix_ms\":1,\"expires_unix_ms\":2,\"undo\":\"x\",\"watchdog_pid\":77}\n== rules\n-A FAULTLINE-IN -s 10.0.0.2/32 -j DROP\n== jumps\n2\n== process\nstopped 4242\n== qdisc\n0\n";
+        let out = "== journal\n{\"id\":\"pause-1-aa\",\"family\":\"pause\",\"created_unix_ms\":1,\"expires_unix_ms\":2,\"undo\":\"x\",\"watchdog_pid\":77}\n== process\nstopped 4242\n== family partition\n-A FAULTLINE-IN -s 10.0.0.2/32 -j DROP\njump: -A INPUT -j FAULTLINE-IN\n== family packet\n";
         let st = parse_status("n1", out);
         assert_eq!(st.journal.len(), 1);
         assert_eq!(st.journal[0].as_ref().unwrap().watchdog_pid, Some(77));
-        assert_eq!(st.rules.len(), 1);
-        assert_eq!(st.jumps, 2);
+        assert_eq!(st.leftovers_of("partition").len(), 2);
+        assert!(st.leftovers_of("packet").is_empty());
         assert_eq!(st.process, ProcessState::Stopped(4242));
-        assert!(!st.qdisc);
         assert!(!st.is_clean());
         let clean = parse_status(
             "n1",
-            "== journal\n== rules\n== jumps\n0\n== process\nnone\n== qdisc\n0\n",
+            "== journal\n== process\nnone\n== family partition\n== family packet\n",
         );
         assert!(clean.is_clean());
         assert_eq!(clean.process, ProcessState::NoPidfile);
+        let qdisc = parse_status("n1", "== journal\n== process\nnone\n== family packet\nnetem qdisc on eth0\n");
+        assert!(!qdisc.is_clean());
+    }
+
+    #[test]
+    fn status_and_sweep_scripts_come_from_every_package() {
+        let paths = HostPaths::default();
+        let s = status_script(&paths);
+        for p in REGISTRY.iter().filter(|p| p.status.is_some()) {
+            assert!(s.contains(&format!("== family {}", p.name)), "{s}");
+        }
+        assert!(s.contains("FAULTLINE-IN") && s.contains("fa17"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heal_sweep_runs_every_package_sweep() {
+        let fake = FakeCluster::new(2);
+        let r = heal(&fake, true).await;
+        assert!(r.errors.is_empty());
+        for n in ["n1", "n2"] {
+            assert_eq!(fake.count(n, "FAULTLINE-IN"), 1, "partition sweep");
+            assert_eq!(fake.count(n, "fa17"), 1, "packet sweep");
+            assert_eq!(fake.count(n, "kill -CONT"), 1, "pause sweep");
+        }
     }
 }

@@ -44,6 +44,17 @@ fi
     )
 }
 
+/// A kill leaves nothing behind but a stopped node, which `start` (not a sweep) undoes:
+/// restarting nodes is not a heal's business.
+pub fn sweep_script(_: &crate::HostPaths) -> String {
+    String::new()
+}
+
+/// The `start` drill: launch the node unless it runs.
+pub fn end_script(cx: &dyn Cluster, node: &str) -> String {
+    start_script(&cx.paths().pidfile, &cx.start_command(node))
+}
+
 pub fn start<'a>(
     cx: &'a dyn Cluster,
     opts: &'a FaultOptions,

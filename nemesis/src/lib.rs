@@ -8,9 +8,9 @@
 //! fault undoable, the expiry watchdog that heals a fault even when the controller never comes
 //! back, seeded [`Schedule`]s and the [`Executor`] a test run spawns.
 //!
-//! Each fault family is a file (`kill`, `pause`, `partition`, `packet`) plus one line in
-//! [`registry`]: a [`registry::NemesisPackage`] bundles the fault, its heal, and how reports
-//! draw its windows.
+//! Each fault family is a file (`kill`, `pause`, `partition`, `packet`) plus one entry in
+//! [`registry`]: a [`registry::NemesisPackage`] bundles the fault, the options it reads, the
+//! host tools it needs, its heal sweep and status probe, and how reports draw its windows.
 
 pub mod cluster;
 pub mod executor;
@@ -34,7 +34,7 @@ pub use cluster::{BoxFuture, Cluster, HostPaths, Output, RemoteError};
 pub use executor::{Executor, HealReport, HostStatus, heal, status};
 pub use grudge::Grudge;
 pub use partition::Shape;
-pub use registry::{NemesisPackage, PlotMeta, lookup};
+pub use registry::{NemesisPackage, Opt, PlotMeta, lookup};
 pub use schedule::{Action, NemesisConfig, Schedule, Step};
 pub use target::TargetSpec;
 
@@ -53,6 +53,13 @@ pub enum NemesisError {
     /// Bad input: an unknown family, shape or target, or a fault that does not fit the cluster.
     #[error("{0}")]
     Invalid(String),
+    /// A family option's value is bad, or no chosen family reads the option; the CLI names
+    /// the flag that set it.
+    #[error("{opt}: {message}")]
+    Option {
+        opt: registry::Opt,
+        message: String,
+    },
     /// The host cannot carry this fault (for example, its kernel lacks netem).
     #[error("{0}")]
     Unsupported(String),
@@ -87,6 +94,16 @@ impl Default for FaultOptions {
             lag: Duration::from_secs(5),
             packet: packet::PacketSpec::default(),
         }
+    }
+}
+
+impl FaultOptions {
+    /// Checks what can be checked without a cluster (the packet spec's ranges).
+    pub fn validate(&self) -> Result<()> {
+        self.packet.validate().map_err(|e| NemesisError::Option {
+            opt: registry::Opt::DelayMs,
+            message: e.to_string(),
+        })
     }
 }
 

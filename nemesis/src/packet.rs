@@ -150,6 +150,22 @@ done
     )
 }
 
+/// The registry's sweep: [`teardown_script`], whatever the journal says.
+pub fn sweep_script(_: &crate::HostPaths) -> String {
+    teardown_script()
+}
+
+/// One line per interface that carries faultline's qdisc.
+pub fn status_script(_: &crate::HostPaths) -> String {
+    format!(
+        r#"command -v tc >/dev/null 2>&1 || exit 0
+for dev in $(ls /sys/class/net); do
+  case "$(tc qdisc show dev "$dev" root 2>/dev/null)" in *" {HANDLE}: "*) echo "netem qdisc on $dev" ;; esac
+done
+"#
+    )
+}
+
 pub fn start<'a>(
     cx: &'a dyn Cluster,
     opts: &'a FaultOptions,

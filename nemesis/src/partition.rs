@@ -85,6 +85,17 @@ impl Shape {
         )
     }
 
+    /// Fails when a cluster of `n` nodes is too small for this shape.
+    pub fn check(self, n: usize) -> Result<()> {
+        if n < self.min_nodes() {
+            return Err(NemesisError::Invalid(format!(
+                "partition shape `{self}` needs at least {} nodes, the cluster has {n}",
+                self.min_nodes()
+            )));
+        }
+        Ok(())
+    }
+
     pub fn min_nodes(self) -> usize {
         match self {
             Shape::Constrained => 5,
@@ -352,6 +363,40 @@ pub fn teardown_script() -> String {
 done
 "#
     )
+}
+
+/// The registry's sweep: [`teardown_script`], whatever the journal says.
+pub fn sweep_script(_: &crate::HostPaths) -> String {
+    teardown_script()
+}
+
+/// Rules in faultline's chains as `iptables -S` prints them (`-A FAULTLINE-IN ...`), then
+/// each jump into them from INPUT or OUTPUT as `jump: -A INPUT -j FAULTLINE-IN`.
+pub fn status_script(_: &crate::HostPaths) -> String {
+    format!(
+        r#"for t in iptables ip6tables; do
+  command -v $t >/dev/null 2>&1 || continue
+  for c in {CHAIN_IN} {CHAIN_OUT}; do $t -w -S "$c" 2>/dev/null | grep -v '^-N ' || true; done
+  {{ $t -w -S INPUT 2>/dev/null; $t -w -S OUTPUT 2>/dev/null; }} | grep -e '-j {CHAIN_IN}$' -e '-j {CHAIN_OUT}$' | sed 's/^/jump: /' || true
+done
+"#
+    )
+}
+
+/// `<shape>-partition` (e.g. `leader-partition`) is this family with that shape, so a
+/// suite's nemesis axis can name shapes directly.
+pub fn preset(name: &str) -> Option<(crate::registry::Opt, String)> {
+    let shape = name.strip_suffix("-partition")?;
+    Some((crate::registry::Opt::Shape, shape.to_string()))
+}
+
+/// `constrained` cuts its hub off for the lag period before the fault proper.
+pub fn lead_time(opts: &FaultOptions) -> Duration {
+    if opts.shape == Shape::Constrained {
+        opts.lag
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// Deletes conntrack entries to and from `addr`; "0 flow entries" is not an error, and a host

@@ -30,6 +30,16 @@ kill -CONT "$pid" 2>/dev/null && echo "resumed $pid" || echo "not running ($pid)
     )
 }
 
+/// The registry's sweep: resume the pidfile's process, journal or not.
+pub fn sweep_script(paths: &crate::HostPaths) -> String {
+    resume_script(&paths.pidfile)
+}
+
+/// The `resume` drill.
+pub fn end_script(cx: &dyn Cluster, _node: &str) -> String {
+    resume_script(&cx.paths().pidfile)
+}
+
 pub fn start<'a>(
     cx: &'a dyn Cluster,
     opts: &'a FaultOptions,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::packet::PacketSpec;
 use crate::partition::Shape;
-use crate::registry::lookup;
+use crate::registry::{NemesisPackage, Opt, REGISTRY, lookup, lookup_preset};
 use crate::target::TargetSpec;
 use crate::{FaultOptions, NemesisError, Result};
 
@@ -37,34 +37,27 @@ pub struct NemesisConfig {
 /// Safety bound on the number of steps one schedule yields.
 pub const STEPS_MAX: usize = 100_000;
 
+/// Partition shapes when none is asked for: those that need no leader.
+const SHAPES_DEFAULT: [Shape; 4] = [
+    Shape::Halves,
+    Shape::One,
+    Shape::MajoritiesRing,
+    Shape::Bridge,
+];
+
 impl NemesisConfig {
-    /// Validates `--nemesis kill,partition --nemesis-interval 10 --nemesis-targets one`.
-    /// `shapes` is a comma list; absent means halves, one, majorities-ring and bridge, which
-    /// need no leader.
-    pub fn from_flags(
-        nemesis: &str,
-        interval_s: f64,
-        targets: Option<&str>,
-        shapes: Option<&str>,
-        one_way: bool,
-    ) -> Result<Self> {
-        // `<shape>-partition` (e.g. `leader-partition`) is a preset: the partition family
-        // restricted to that shape, so a suite's nemesis axis can name shapes directly.
+    /// Validates `--nemesis kill,partition --nemesis-interval 10` plus the family options
+    /// given as flags. An option that no chosen family reads is refused
+    /// ([`NemesisError::Option`]), never ignored. A family's preset (`leader-partition`)
+    /// selects the family and sets one option; preset shapes are added to `--nemesis-shapes`.
+    pub fn parse(nemesis: &str, interval_s: f64, options: &[(Opt, &str)]) -> Result<Self> {
         let mut families: Vec<String> = Vec::new();
-        let mut preset_shapes: Vec<Shape> = Vec::new();
+        let mut presets: Vec<(Opt, String)> = Vec::new();
         for name in nemesis.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let family = match name.strip_suffix("-partition") {
-                Some(shape) if lookup(name).is_err() => {
-                    preset_shapes.push(shape.parse()?);
-                    "partition"
-                }
-                _ => {
-                    lookup(name)?;
-                    name
-                }
-            };
-            if !families.iter().any(|f| f == family) {
-                families.push(family.to_string());
+            let (pkg, set) = lookup_preset(name)?;
+            presets.extend(set);
+            if !families.iter().any(|f| f == pkg.name) {
+                families.push(pkg.name.to_string());
             }
         }
         if families.is_empty() {
@@ -75,43 +68,124 @@ impl NemesisConfig {
                 "--nemesis-interval {interval_s} is not between 0.1 and 86400 seconds"
             )));
         }
-        let shapes = match shapes {
-            None if !preset_shapes.is_empty() => preset_shapes,
-            None => vec![
-                Shape::Halves,
-                Shape::One,
-                Shape::MajoritiesRing,
-                Shape::Bridge,
-            ],
-            Some(s) => {
-                let mut v = s
-                    .split(',')
-                    .map(|x| x.trim().parse())
-                    .collect::<Result<Vec<_>>>()?;
-                for p in preset_shapes {
-                    if !v.contains(&p) {
-                        v.push(p);
-                    }
-                }
-                v
-            }
-        };
-        if shapes.is_empty() {
-            return Err(NemesisError::Invalid("no partition shape given".into()));
-        }
-        Ok(NemesisConfig {
+        let mut c = NemesisConfig {
             families,
             interval_ms: (interval_s * 1000.0) as u64,
-            target: targets
-                .map(str::parse)
-                .transpose()?
-                .unwrap_or(TargetSpec::One),
-            shapes,
-            one_way,
+            target: TargetSpec::One,
+            shapes: SHAPES_DEFAULT.to_vec(),
+            one_way: false,
             expiry_margin_ms: 30_000,
             lag_ms: 5_000,
             packet: PacketSpec::default(),
-        })
+        };
+        let mut explicit_shapes = false;
+        for (opt, value) in options {
+            c.set(*opt, value)?;
+            explicit_shapes |= *opt == Opt::Shape;
+        }
+        let mut preset_shapes = Vec::new();
+        for (opt, value) in &presets {
+            if *opt == Opt::Shape {
+                preset_shapes.push(value.parse::<Shape>()?);
+            } else {
+                c.set(*opt, value)?;
+            }
+        }
+        if !preset_shapes.is_empty() {
+            if !explicit_shapes {
+                c.shapes.clear();
+            }
+            for p in preset_shapes {
+                if !c.shapes.contains(&p) {
+                    c.shapes.push(p);
+                }
+            }
+        }
+        if c.shapes.is_empty() {
+            return Err(NemesisError::Option {
+                opt: Opt::Shape,
+                message: "no partition shape given".into(),
+            });
+        }
+        c.packet.validate().map_err(|e| NemesisError::Option {
+            opt: Opt::DelayMs,
+            message: e.to_string(),
+        })?;
+        Ok(c)
+    }
+
+    /// Shorthand for [`NemesisConfig::parse`] with targets, shapes and one-way only.
+    pub fn from_flags(
+        nemesis: &str,
+        interval_s: f64,
+        targets: Option<&str>,
+        shapes: Option<&str>,
+        one_way: bool,
+    ) -> Result<Self> {
+        let mut options = Vec::new();
+        if let Some(t) = targets {
+            options.push((Opt::Target, t));
+        }
+        if let Some(s) = shapes {
+            options.push((Opt::Shape, s));
+        }
+        if one_way {
+            options.push((Opt::OneWay, "true"));
+        }
+        Self::parse(nemesis, interval_s, &options)
+    }
+
+    fn packages(&self) -> impl Iterator<Item = &'static NemesisPackage> + '_ {
+        self.families.iter().filter_map(|f| lookup(f).ok())
+    }
+
+    /// Sets one option for every fault of the run; refused when no chosen family reads it.
+    pub fn set(&mut self, opt: Opt, value: &str) -> Result<()> {
+        let err = |message: String| NemesisError::Option { opt, message };
+        if !self.packages().any(|p| p.takes(opt)) {
+            let readers: Vec<&str> = REGISTRY
+                .iter()
+                .filter(|p| p.takes(opt))
+                .map(|p| p.name)
+                .collect();
+            return Err(err(format!(
+                "no chosen nemesis ({}) reads this option; it is for {}",
+                self.families.join(", "),
+                readers.join(", ")
+            )));
+        }
+        if opt == Opt::Shape {
+            self.shapes = value
+                .split(',')
+                .map(|x| x.trim().parse())
+                .collect::<Result<Vec<Shape>>>()
+                .map_err(|e| err(e.to_string()))?;
+            return Ok(());
+        }
+        let mut f = self.options(None, Duration::ZERO);
+        opt.apply(&mut f, value).map_err(|e| err(e.to_string()))?;
+        self.target = f.target;
+        self.one_way = f.one_way;
+        self.lag_ms = f.lag.as_millis() as u64;
+        self.packet = f.packet;
+        Ok(())
+    }
+
+    /// Checks the options against the inventory's nodes before anything connects: named
+    /// nodes must exist, and no target or shape may be one that can never be satisfied in
+    /// a cluster of this size.
+    pub fn check_targets(&self, nodes: &[String]) -> Result<()> {
+        for p in self.packages() {
+            let mut opts = self.options(None, Duration::ZERO);
+            p.check_targets(&opts, nodes)?;
+            if p.takes(Opt::Shape) {
+                for s in &self.shapes {
+                    opts.shape = *s;
+                    p.check_targets(&opts, nodes)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The options for one fault of `step`.
@@ -195,8 +269,9 @@ impl Schedule {
         }
         let hold = self.jittered();
         for f in &chosen {
-            let shape = (f == "partition")
-                .then(|| *self.config.shapes.choose(&mut self.rng).expect("shapes"));
+            let takes_shape = lookup(f).is_ok_and(|p| p.takes(Opt::Shape));
+            let shape =
+                takes_shape.then(|| *self.config.shapes.choose(&mut self.rng).expect("shapes"));
             self.pending.push_back(Step {
                 at: self.now,
                 action: Action::Start {
@@ -248,6 +323,70 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn an_option_no_chosen_family_reads_is_refused_not_ignored() {
+        for (nemesis, opt, value) in [
+            ("kill", Opt::Shape, "leader"),
+            ("kill,pause", Opt::OneWay, "true"),
+            ("partition", Opt::Target, "n1"),
+            ("partition", Opt::DelayMs, "10"),
+            ("kill", Opt::Lag, "2s"),
+        ] {
+            match NemesisConfig::parse(nemesis, 5.0, &[(opt, value)]) {
+                Err(NemesisError::Option { opt: o, message }) => {
+                    assert_eq!(o, opt);
+                    assert!(message.contains("reads"), "{message}");
+                }
+                other => panic!("{nemesis} with {opt}: {other:?}"),
+            }
+        }
+        let c = NemesisConfig::parse(
+            "packet,partition",
+            5.0,
+            &[
+                (Opt::DelayMs, "200"),
+                (Opt::JitterMs, "20"),
+                (Opt::LossPercent, "2.5"),
+                (Opt::OneWay, "true"),
+                (Opt::Lag, "2s"),
+                (Opt::Target, "n2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.packet.delay_ms, 200);
+        assert_eq!(c.packet.jitter_ms, 20);
+        assert_eq!(c.packet.loss_percent, 2.5);
+        assert!(c.one_way);
+        assert_eq!(c.lag_ms, 2000);
+        assert_eq!(c.options(None, Duration::ZERO).packet, c.packet);
+        let e = NemesisConfig::parse("packet", 5.0, &[(Opt::JitterMs, "100")]).unwrap_err();
+        assert!(e.to_string().contains("jitter"), "{e}");
+    }
+
+    #[test]
+    fn impossible_targets_are_refused_against_the_inventory() {
+        let nodes: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let check = |f: &str, t: &str| {
+            NemesisConfig::parse(f, 5.0, &[(Opt::Target, t)])
+                .unwrap()
+                .check_targets(&nodes)
+        };
+        assert!(check("kill", "n9").unwrap_err().to_string().contains("n9"));
+        assert!(check("kill", "nope").is_err());
+        assert!(check("pause", "n1,n4").is_err());
+        assert!(check("kill", "n3,n1").is_ok());
+        assert!(check("kill", "minority").is_ok());
+        let two = &nodes[..2];
+        let c = NemesisConfig::parse("kill", 5.0, &[(Opt::Target, "minority")]).unwrap();
+        assert!(c.check_targets(two).is_err(), "a minority of two is nobody");
+        let c = NemesisConfig::parse("constrained-partition", 5.0, &[]).unwrap();
+        assert!(c.check_targets(&nodes).unwrap_err().to_string().contains("5 nodes"));
+        // Partition reads no target: the default target is not checked for it.
+        let c = NemesisConfig::parse("partition", 5.0, &[]).unwrap();
+        assert!(c.check_targets(&nodes).is_ok());
+        assert!(c.check_targets(&[]).is_err());
+    }
 
     fn cfg(f: &str) -> NemesisConfig {
         NemesisConfig::from_flags(f, 10.0, None, None, false).unwrap()
@@ -306,7 +445,7 @@ mod tests {
         assert!(NemesisConfig::from_flags("", 1.0, None, None, false).is_err());
         assert!(NemesisConfig::from_flags("partition", 1.0, None, Some("ring"), false).is_err());
         let c = NemesisConfig::from_flags(
-            "partition",
+            "partition,kill",
             1.0,
             Some("leader"),
             Some("quorum-loss,chained"),

@@ -85,6 +85,32 @@ impl TargetSpec {
         matches!(self, TargetSpec::Leader | TargetSpec::Followers)
     }
 
+    /// Fails when this spec can never select a node of `nodes`: an unknown name, or a size
+    /// that rounds to nobody (a minority of two, the followers of one). Needs no leader.
+    pub fn check(&self, nodes: &[String]) -> Result<()> {
+        let n = nodes.len();
+        let never = match self {
+            TargetSpec::Nodes(names) => {
+                if let Some(bad) = names.iter().find(|x| !nodes.contains(x)) {
+                    return Err(NemesisError::Invalid(format!(
+                        "unknown node {bad:?} in target (nodes: {})",
+                        nodes.join(", ")
+                    )));
+                }
+                names.is_empty()
+            }
+            TargetSpec::Minority => n.saturating_sub(1) / 2 == 0,
+            TargetSpec::Followers => n < 2,
+            TargetSpec::One | TargetSpec::Majority | TargetSpec::All | TargetSpec::Leader => n == 0,
+        };
+        if never {
+            return Err(NemesisError::Invalid(format!(
+                "target `{self}` selects no node in a cluster of {n}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Picks the nodes. `leader` is consulted only for `leader`/`followers`. The result keeps
     /// inventory order and is never empty.
     pub fn resolve(

@@ -114,11 +114,6 @@ struct Master {
 }
 
 impl Control {
-    /// Connected nodes, in inventory order.
-    pub fn nodes(&self) -> &[Node] {
-        &self.inner.inventory.nodes
-    }
-
     pub fn node_names(&self) -> Vec<String> {
         self.inner.inventory.node_names()
     }

@@ -52,6 +52,8 @@ pub struct TestConfig {
     pub nemesis_interval_s: f64,
     pub nemesis_targets: Option<String>,
     pub nemesis_shapes: Option<String>,
+    /// The validated nemesis schedule with every family option; `None` for no nemesis.
+    pub nemesis_config: Option<faultline_nemesis::NemesisConfig>,
     pub concurrency: usize,
     pub rate_per_s: f64,
     pub time_limit: Duration,
@@ -262,10 +264,6 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
         harness_error: harness_error.clone(),
         interrupted,
         unfinished: false,
-        faults_failed: stats
-            .pointer("/nemesis/faults-failed")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
     };
     // Judged once, here; the report only draws what this found.
     let data = crate::report::RunData::with_history(&run.path, history)?;
@@ -347,8 +345,8 @@ async fn lifecycle(
         anyhow::Ok(())
     });
     let mut tools = db.tools();
-    if cfg.nemesis.iter().any(|f| f == "partition") {
-        tools.push("iptables");
+    if let Some(n) = &cfg.nemesis_config {
+        tools.extend(faultline_nemesis::registry::tools_for(n.families.iter().map(String::as_str)));
     }
     let ours = db.name() == "raft" || db.name() == "paxos";
     step!("preflight", deploy::preflight(&control, layout, &tools, ours));
