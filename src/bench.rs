@@ -211,7 +211,7 @@ async fn throughput(cfg: Config) -> anyhow::Result<ExitCode> {
             for &clients in &cfg.clients {
                 let cell = measure(&db, clients, &cfg).await;
                 if cfg.json {
-                    println!("{}", cell.json());
+                    outln!("{}", cell.json());
                 } else {
                     eprintln!(
                         "{} x{}: {:.0} ok ops/s",
@@ -346,5 +346,5 @@ fn print_table(cells: &[Cell]) {
             c.indeterminate.to_string(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
 }

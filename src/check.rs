@@ -117,9 +117,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if cfg.json {
         let mut v = serde_json::to_value(&report)?;
         v["path"] = serde_json::Value::String(cfg.file.display().to_string());
-        println!("{v}");
+        outln!("{v}");
     } else {
-        print!("{}: {report}", display(&cfg.file));
+        out!("{}: {report}", display(&cfg.file));
     }
     Ok(exit::for_validity(report.valid))
 }
@@ -140,9 +140,9 @@ fn check_run(dir: &Path, checker: Option<&str>, json: bool) -> anyhow::Result<Ex
             "unknown_because": a.caps,
             "results": a.results,
         });
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!(
+        outln!(
             "{}: {} ({} on {})",
             dir.display(),
             crate::report::validity_word(a.valid),
@@ -150,10 +150,10 @@ fn check_run(dir: &Path, checker: Option<&str>, json: bool) -> anyhow::Result<Ex
             run.db()
         );
         for r in &a.results {
-            println!("  {:<16} {}", r.checker, crate::report::validity_word(r.valid));
+            outln!("  {:<16} {}", r.checker, crate::report::validity_word(r.valid));
         }
         for why in &a.caps {
-            println!("  unknown because {why}");
+            outln!("  unknown because {why}");
         }
     }
     Ok(exit::for_validity(a.valid))
@@ -167,9 +167,9 @@ fn check_file_with(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
     if cfg.json {
         let mut v = serde_json::to_value(&r)?;
         v["path"] = serde_json::Value::String(cfg.file.display().to_string());
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!("{}: {} {}", display(&cfg.file), r.checker, crate::report::validity_word(r.valid));
+        outln!("{}: {} {}", display(&cfg.file), r.checker, crate::report::validity_word(r.valid));
     }
     Ok(exit::for_validity(r.valid))
 }

@@ -109,14 +109,14 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             for (node, r) in results {
                 match r {
                     Ok(Uploaded::Copied { bytes }) => {
-                        println!(
+                        outln!(
                             "{node}: uploaded {} -> {remote} ({bytes} bytes)",
                             local.display()
                         );
                         targets.push(node);
                     }
                     Ok(Uploaded::AlreadyPresent) => {
-                        println!("{node}: {remote} already up to date");
+                        outln!("{node}: {remote} already up to date");
                         targets.push(node);
                     }
                     Err(e) => {

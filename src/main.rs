@@ -4,6 +4,8 @@
 //! into a config before doing anything (ripgrep's shape). Errors carry their exit code:
 //! see [`exit`].
 
+#[macro_use]
+mod out;
 mod exit;
 
 mod bench;

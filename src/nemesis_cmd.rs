@@ -383,14 +383,14 @@ async fn drill(
             let report = heal_family(cx, &nodes, pkg.name).await;
             for (node, ids) in &report.healed {
                 if !ids.is_empty() {
-                    println!("{node}: healed {}", ids.join(", "));
+                    outln!("{node}: healed {}", ids.join(", "));
                 }
             }
             let mut errors = report.errors;
             for n in &nodes {
                 let script = (end.script)(cx, n);
                 match faultline_nemesis::cluster::run_checked(cx, n, end.verb, &script).await {
-                    Ok(out) => println!("{n}: {}", out.stdout.trim()),
+                    Ok(out) => outln!("{n}: {}", out.stdout.trim()),
                     Err(e) => errors.push(e),
                 }
             }
@@ -421,7 +421,7 @@ async fn fault(cx: &dyn Cluster, p: Prepared, seed: u64, json: bool) -> anyhow::
     let applied = (p.pkg.start)(cx, &p.opts, seed).await.map_err(nemesis_err)?;
     print_applied(&applied, p.opts.expiry, seed);
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"family": applied.family, "journal": applied.journal_id, "hosts": applied.hosts, "value": applied.description})
         );
@@ -429,19 +429,19 @@ async fn fault(cx: &dyn Cluster, p: Prepared, seed: u64, json: bool) -> anyhow::
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let Some(hold) = p.hold else {
-        println!(
+        outln!(
             "the fault stays until `faultline nemesis -i ... heal`; each host undoes it on its own in {}",
             human(p.opts.expiry)
         );
         return Ok(ExitCode::SUCCESS);
     };
-    println!("holding for {} (Ctrl-C heals now)", human(hold));
+    outln!("holding for {} (Ctrl-C heals now)", human(hold));
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let (mut int, mut term) = signals;
     tokio::select! {
         _ = tokio::time::sleep(hold) => {}
-        _ = int.recv() => println!("interrupted: healing now"),
-        _ = term.recv() => println!("terminated: healing now"),
+        _ = int.recv() => outln!("interrupted: healing now"),
+        _ = term.recv() => outln!("terminated: healing now"),
     }
     let (healed, errors) = journal::heal_on(
         cx,
@@ -456,7 +456,7 @@ async fn fault(cx: &dyn Cluster, p: Prepared, seed: u64, json: bool) -> anyhow::
 
 fn print_applied(a: &Applied, expiry: Duration, seed: u64) {
     let d = &a.description;
-    println!(
+    outln!(
         "{} applied (journal {}, seed {seed}, expires in {})",
         a.family,
         a.journal_id,
@@ -464,11 +464,11 @@ fn print_applied(a: &Applied, expiry: Duration, seed: u64) {
     );
     for role in ["leader", "isolated", "hub", "bridge", "far"] {
         if let Some(v) = d.get(role).and_then(|v| v.as_str()) {
-            println!("{role}: {v}");
+            outln!("{role}: {v}");
         }
     }
     if let Some(shape) = d.get("shape").and_then(|s| s.as_str()) {
-        println!(
+        outln!(
             "shape: {shape}{}",
             if d["one_way"] == true {
                 " (one-way)"
@@ -488,9 +488,9 @@ fn print_applied(a: &Applied, expiry: Duration, seed: u64) {
                 t.add_row(vec![node.clone(), peers.join(", ")]);
             }
         }
-        println!("{t}");
+        outln!("{t}");
     } else if let Some(targets) = d.get("targets") {
-        println!(
+        outln!(
             "targets: {}",
             targets
                 .as_array()
@@ -507,9 +507,9 @@ fn print_applied(a: &Applied, expiry: Duration, seed: u64) {
 fn print_heal(r: &HealReport) {
     for (node, ids) in &r.healed {
         if ids.is_empty() {
-            println!("{node}: nothing to heal");
+            outln!("{node}: nothing to heal");
         } else {
-            println!("{node}: healed {}", ids.join(", "));
+            outln!("{node}: healed {}", ids.join(", "));
         }
     }
     for e in &r.errors {
@@ -579,7 +579,7 @@ async fn print_status(cx: &dyn Cluster) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("{t}");
+    outln!("{t}");
     if !unreachable.is_empty() {
         anyhow::bail!("status incomplete: {}", unreachable.join("; "));
     }

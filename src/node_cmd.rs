@@ -86,6 +86,6 @@ fn bench(b: BenchArgs) -> anyhow::Result<ExitCode> {
         extra: b.set,
     };
     let report = faultline_node::bench::run(&opts).map_err(|e| anyhow::anyhow!("benchmark failed: {e}"))?;
-    println!("{report}");
+    outln!("{report}");
     Ok(ExitCode::SUCCESS)
 }

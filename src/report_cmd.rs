@@ -114,8 +114,8 @@ pub fn run_runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
             r.run_dir.clone(),
         ]);
     }
-    println!("{t}");
-    println!("{} runs", rows.len());
+    outln!("{t}");
+    outln!("{} runs", rows.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,7 +156,7 @@ pub fn run_trend(args: TrendArgs) -> anyhow::Result<ExitCode> {
             bar,
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -79,7 +79,7 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("suite: {} runs, base seed {base_seed}", plan.len());
+    outln!("suite: {} runs, base seed {base_seed}", plan.len());
     let labels: Vec<(String, String, String)> =
         plan.iter().map(|(d, w, n, _)| (d.clone(), w.clone(), n.clone())).collect();
     let rounds: Vec<Vec<crate::runner::TestConfig>> =
@@ -88,7 +88,7 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
         rounds,
         |k, total, cfg| {
             let (db, workload, nemesis) = &labels[k];
-            println!("[{}/{total}] {db} {workload} {nemesis} seed {}", k + 1, cfg.seed);
+            outln!("[{}/{total}] {db} {workload} {nemesis} seed {}", k + 1, cfg.seed);
         },
         |f| {
             if let Ok(o) = &f.outcome
@@ -174,8 +174,8 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
             Cell::new(&r.run_dir),
         ]);
     }
-    println!("{t}");
-    println!(
+    outln!("{t}");
+    outln!(
         "{ok} valid, {invalid} invalid, {unknown} unknown, {crashed} crashed, {} not run",
         total - rows.len()
     );
@@ -191,7 +191,7 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         crate::store::write_atomic(path, junit::render("faultline-suite", &cases).as_bytes())?;
-        println!("junit: {}", path.display());
+        outln!("junit: {}", path.display());
     }
     // The same mapping as `test`: a run that was not run (interrupted) is not valid.
     let mut code = crate::run_loop::exit_code(&finished);

@@ -256,7 +256,7 @@ fn print_summary(cfg: &TestConfig, f: &crate::run_loop::Finished) {
         Some(r) => crate::report::print_summary(r),
         None => {
             let v = serde_json::to_string(&o.valid).unwrap_or_default();
-            println!(
+            outln!(
                 "{} ({} on {}, seed {}): valid {v}",
                 cfg.name,
                 cfg.workload,
@@ -264,7 +264,7 @@ fn print_summary(cfg: &TestConfig, f: &crate::run_loop::Finished) {
                 cfg.seed
             );
             for r in &o.results {
-                println!(
+                outln!(
                     "  {:<14} {}",
                     r.checker,
                     serde_json::to_string(&r.valid).unwrap_or_default()
@@ -274,20 +274,20 @@ fn print_summary(cfg: &TestConfig, f: &crate::run_loop::Finished) {
     }
     let s = &o.stats;
     if let Some(offered) = s.get("offered") {
-        println!(
+        outln!(
             "offered {offered} ops (skipped {}), history {} events",
             s["skipped"], s["history-events"]
         );
     }
     if let Some(d) = s.get("final-reads").and_then(|f| f.get("disagreements")) {
-        println!("final reads: {d} key(s) disagree across nodes");
+        outln!("final reads: {d} key(s) disagree across nodes");
     }
     if let Some(e) = &o.harness_error {
-        println!("harness error: {e}");
+        outln!("harness error: {e}");
     }
     let heal_errors = s["nemesis"]["heal-errors"].as_array().map_or(0, Vec::len);
     if heal_errors > 0 {
-        println!(
+        outln!(
             "warning: {heal_errors} heal error(s); the faults expire on the hosts by themselves (see results.json)"
         );
     }
@@ -302,9 +302,9 @@ fn print_summary(cfg: &TestConfig, f: &crate::run_loop::Finished) {
         } else {
             "nodes stopped"
         };
-        println!("interrupted: {faults}, {nodes}; the history and partial results are kept");
+        outln!("interrupted: {faults}, {nodes}; the history and partial results are kept");
     }
-    println!("run directory: {}", o.run_dir.display());
+    outln!("run directory: {}", o.run_dir.display());
 }
 
 #[cfg(test)]

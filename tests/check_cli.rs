@@ -188,3 +188,30 @@ fn check_usage_errors_exit_64() {
     );
     assert_eq!(faultline(&["check"]).status.code(), Some(64));
 }
+
+/// Runs faultline with its stdout a pipe whose reader is already gone, as in
+/// `faultline check h.jsonl | true`.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_output_instead_of_panicking() {
+    for (args, code) in [
+        (vec!["check", &data("jepsen/etcd_002.log") as &str], 0),
+        (vec!["check", &data("jepsen/etcd_000.log")], 1),
+        (vec!["runs", "--store", "/nonexistent-store-dir"], 0),
+    ] {
+        let out = with_closed_stdout(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: the command's own code\n{stderr}");
+    }
+}

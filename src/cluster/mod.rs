@@ -134,13 +134,13 @@ fn status(name: &str) -> anyhow::Result<ExitCode> {
     let Some(state) = State::load(name)? else {
         return Err(usage(format!("no local cluster named {name:?}")));
     };
-    println!(
+    outln!(
         "cluster {} subnet {} bridge {}",
         state.name, state.subnet, state.bridge
     );
-    println!("inventory {}", inventory_path(name).display());
+    outln!("inventory {}", inventory_path(name).display());
     let mut all_ok = true;
-    println!(
+    outln!(
         "{:<6} {:<16} {:<10} {:<8}",
         "node", "address", "init", "sshd"
     );
@@ -152,7 +152,7 @@ fn status(name: &str) -> anyhow::Result<ExitCode> {
         };
         let ssh = sshd_answers(&n.addr, Duration::from_millis(1000));
         all_ok &= ssh;
-        println!(
+        outln!(
             "{:<6} {:<16} {:<10} {:<8}",
             n.name,
             n.addr,
@@ -179,8 +179,8 @@ fn list() -> anyhow::Result<ExitCode> {
     names.sort();
     for n in names {
         match State::load(&n) {
-            Ok(Some(s)) => println!("{n}\t{} node(s)\t{}", s.nodes.len(), s.subnet),
-            _ => println!("{n}\t(incomplete)"),
+            Ok(Some(s)) => outln!("{n}\t{} node(s)\t{}", s.nodes.len(), s.subnet),
+            _ => outln!("{n}\t(incomplete)"),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -71,7 +71,7 @@ pub(super) fn up(name: &str, nodes: usize, keep_on_failure: bool) -> anyhow::Res
                 "cluster {name}: {nodes} node(s) up in {} ms; `faultline exec -i {name} -- hostname`",
                 started.elapsed().as_millis()
             );
-            println!("{}", inv.display());
+            outln!("{}", inv.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(e) if keep_on_failure => Err(e.context(format!(

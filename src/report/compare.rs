@@ -227,9 +227,9 @@ pub fn render_html(runs: &[RunFigures]) -> String {
 /// Prints the comparison and writes it as HTML to `html_out`.
 pub fn compare(dirs: &[PathBuf], html_out: &Path) -> anyhow::Result<Vec<RunFigures>> {
     let runs = load(dirs)?;
-    println!("{}", render_table(&runs));
+    outln!("{}", render_table(&runs));
     super::write_atomic(html_out, render_html(&runs).as_bytes())?;
-    println!("comparison: {}", html_out.display());
+    outln!("comparison: {}", html_out.display());
     Ok(runs)
 }
 
@@ -247,7 +247,7 @@ pub fn after_test(store: &Path, name: &str, dirs: &[PathBuf]) {
         .max()
         .unwrap_or_default();
     let out = store.join(name).join(format!("compare-{stamp}.html"));
-    println!();
+    outln!();
     if let Err(e) = compare(dirs, &out) {
         eprintln!("faultline: comparing the runs failed: {e:#}");
     }

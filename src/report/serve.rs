@@ -45,7 +45,7 @@ pub async fn serve(
         Some(tx) => {
             let _ = tx.send(addr);
         }
-        None => println!("serving {} on http://{addr}/", store.display()),
+        None => outln!("serving {} on http://{addr}/", store.display()),
     }
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let store = Arc::new(store);

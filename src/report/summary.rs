@@ -106,5 +106,5 @@ pub fn render_summary(s: &ReportSummary) -> String {
 }
 
 pub fn print_summary(s: &ReportSummary) {
-    print!("{}", render_summary(s));
+    out!("{}", render_summary(s));
 }
