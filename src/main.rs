@@ -18,6 +18,7 @@ mod exec;
 mod inventory;
 mod logging;
 mod nemesis_cmd;
+mod nemesis_remote;
 mod nemesis_flags;
 mod node_cmd;
 mod report;

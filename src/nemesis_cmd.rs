@@ -18,10 +18,7 @@ use faultline_nemesis::{Applied, Cluster, FaultOptions, NemesisError, Opt, Targe
 use crate::control::{Control, ControlOptions};
 use crate::deploy::Layout;
 use crate::exit::usage;
-use nemesis_remote::InventoryCluster;
-
-#[path = "nemesis_remote.rs"]
-pub mod nemesis_remote;
+use crate::nemesis_remote::InventoryCluster;
 
 /// A drill's fault heals itself after this long unless told otherwise.
 const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);

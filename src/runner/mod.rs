@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::{Control, ControlOptions};
 use crate::deploy;
-use crate::nemesis_cmd::nemesis_remote::InventoryCluster;
+use crate::nemesis_remote::InventoryCluster;
 use crate::store::{self, RunDir};
 use history::Recorder;
 
