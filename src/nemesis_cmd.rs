@@ -16,7 +16,6 @@ use faultline_nemesis::registry::{NemesisPackage, REGISTRY};
 use faultline_nemesis::{Applied, Cluster, FaultOptions, NemesisError, Opt, TargetSpec, journal};
 
 use crate::control::{Control, ControlOptions};
-use crate::deploy::Layout;
 use crate::exit::usage;
 use crate::nemesis_remote::InventoryCluster;
 
@@ -30,12 +29,10 @@ pub struct NemesisArgs {
     /// Inventory file, or the name of a local cluster.
     #[arg(short = 'i', long, global = true)]
     inventory: Option<String>,
-    /// The nodes' client port, for asking who the leader is.
-    #[arg(long, default_value_t = 7000, global = true)]
-    client_port: u16,
-    /// The node's data directory on the hosts (its pidfile is `<data-dir>/node.pid`).
-    #[arg(long, default_value = "/var/lib/faultline/node", global = true)]
-    data_dir: String,
+    /// The database on the hosts (its layout gives the pidfile kill and pause act on, and
+    /// its status who leads): raft, paxos, ...
+    #[arg(long, default_value = "raft", global = true)]
+    db: String,
     /// Command that starts the node on a host (default: the deployed faultline node).
     #[arg(long, global = true)]
     start_command: Option<String>,
@@ -275,11 +272,14 @@ pub fn run(args: NemesisArgs) -> anyhow::Result<ExitCode> {
     let seed = args
         .seed
         .unwrap_or_else(|| journal::now_unix_ms() ^ u64::from(std::process::id()));
-    let layout = Layout {
-        data_dir: args.data_dir.clone(),
-        client_port: args.client_port,
-        ..Layout::node()
-    };
+    let entry = crate::db::lookup(&args.db).ok_or_else(|| {
+        usage(format!(
+            "--db {:?}: unknown database (known: {})",
+            args.db,
+            crate::db::names().join(", ")
+        ))
+    })?;
+    let settings = (entry.validate)(&crate::db::DbArgs::default()).map_err(|e| usage(e.to_string()))?;
     // Validate everything that needs no host before connecting, targets against the
     // inventory included.
     let prepared = prepare(&args.action)?;
@@ -294,7 +294,13 @@ pub fn run(args: NemesisArgs) -> anyhow::Result<ExitCode> {
             .context("connecting to the hosts")?;
         let cx = Arc::new(InventoryCluster {
             control: control.clone(),
-            db: crate::db::node::BundledNode::at(&inv, layout),
+            db: (entry.open)(
+                &settings,
+                &inv,
+                &crate::db::OpenOptions {
+                    op_timeout: crate::db::STATUS_TIMEOUT,
+                },
+            ),
             start_command: args.start_command.clone(),
         });
         let r = drill(&*cx, &args.action, prepared, seed, args.json).await;

@@ -123,20 +123,6 @@ impl BundledNode {
         }
     }
 
-    /// The node as started elsewhere with default knobs and `layout` (for the fault drills,
-    /// which act on nodes they did not start).
-    pub fn at(inventory: &Inventory, layout: Layout) -> Arc<dyn Database> {
-        let settings = (RAFT.validate)(&DbArgs::default()).expect("the default knobs are valid");
-        let mut db = BundledNode::new(&settings, inventory, STATUS_TIMEOUT);
-        db.nodes = inventory
-            .nodes
-            .iter()
-            .map(|n| (n.name.clone(), n.host.clone(), deploy::socket_addr(&n.host, layout.client_port)))
-            .collect();
-        db.layout = layout;
-        Arc::new(db)
-    }
-
     fn index(&self, node: &str) -> Option<usize> {
         self.nodes.iter().position(|(n, _, _)| n == node)
     }
