@@ -25,6 +25,7 @@ mod report;
 mod report_cmd;
 mod run_loop;
 mod runner;
+mod slo;
 mod store;
 mod suite;
 mod test_cmd;

@@ -108,7 +108,19 @@ pub fn run(mut args: SuiteArgs) -> anyhow::Result<ExitCode> {
                     let dir = o.run_dir.display().to_string();
                     let res = match (&o.harness_error, o.valid) {
                         (_, Validity::Invalid) => {
-                            CaseResult::Invalid(format!("invalid; see {dir}/report.html"))
+                            // Say which objective broke, when it was one.
+                            let breached: Vec<String> = o
+                                .results
+                                .iter()
+                                .filter(|r| r.checker == "slo" && r.valid == Validity::Invalid)
+                                .flat_map(|r| r.details["breached"].as_array().cloned().unwrap_or_default())
+                                .filter_map(|b| b.as_str().map(str::to_string))
+                                .collect();
+                            CaseResult::Invalid(if breached.is_empty() {
+                                format!("invalid; see {dir}/report.html")
+                            } else {
+                                format!("objective breached: {}; see {dir}/report.html", breached.join("; "))
+                            })
                         }
                         (Some(e), _) => CaseResult::Crashed(e.clone()),
                         (None, Validity::Unknown) => CaseResult::Unknown(

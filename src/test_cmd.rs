@@ -56,6 +56,11 @@ pub struct TestArgs {
     /// The bundled node's spelling of `--db-opt` (repeatable).
     #[arg(long = "node-opt", value_name = "KEY=VALUE")]
     pub node_opt: Vec<String>,
+    /// A service-level objective that fails the run when breached, e.g.
+    /// `unavailability_ms_p99<=2000`, `latency_ms_p99<=50`, `throughput_ok_per_s>=100`,
+    /// `elections_max<=10` (repeatable).
+    #[arg(long = "slo", value_name = "KEY<=VALUE")]
+    pub slo: Vec<String>,
     /// Store directory for run results.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
@@ -165,6 +170,11 @@ impl TestArgs {
                 "--name {name:?}: must be a plain directory name, not `latest`"
             )));
         }
+        let slos = self
+            .slo
+            .iter()
+            .map(|s| s.parse::<crate::slo::Slo>().map_err(|e| usage(format!("--slo {e}"))))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let seed = self.seed.unwrap_or_else(crate::run_loop::clock_seed);
         // Last, so every flag is checked even when the inventory is also wrong.
         let hosts = crate::inventory::resolve_cli(&self.inventory)?;
@@ -191,6 +201,7 @@ impl TestArgs {
             seed,
             test_count: self.test_count,
             leave_db_running: self.leave_db_running,
+            slos,
             store: self.store.clone(),
         })
     }

@@ -134,6 +134,9 @@ pub fn analyze(run: &RunData, only: Option<&str>, facts: &RunFacts) -> anyhow::R
     results.push(recovery::result(&recovery_report));
     results.push(stats::result(&stats_report));
     results.push(node_logs_result(&scan));
+    if let Some(r) = crate::slo::check(&crate::slo::of_test(&run.test), &perf_report, &recovery_report) {
+        results.push(r);
+    }
     // A planned fault that could not be applied: the harness did not do what was asked.
     let faults = recovery::faults_check(&run.history);
     let faults_failed = recovery::faults_failed(&run.history);

@@ -240,3 +240,25 @@ fn check_on_a_run_directory_runs_the_workloads_checkers() {
     assert_eq!(results(&dir)["valid"], Value::Bool(true));
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[test]
+fn a_breached_objective_fails_the_run_naming_figure_and_bound() {
+    // Slow is not wrong, unless the run set an objective: failover took ~500 ms here.
+    let store = temp_store("report-slo");
+    let dir = write_run(&store, "reg", "20261127T050000.000Z", "raft", &raft_outages(), false);
+    let mut t: Value = serde_json::from_slice(&std::fs::read(dir.join("test.json")).unwrap()).unwrap();
+    t["slos"] = serde_json::json!(["unavailability_ms_p99<=100"]);
+    std::fs::write(dir.join("test.json"), t.to_string()).unwrap();
+    let out = faultline().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let r = results(&dir);
+    assert_eq!(r["results"]["slo"]["valid"], Value::Bool(false));
+    let b = r["results"]["slo"]["details"]["breached"][0].as_str().unwrap();
+    assert!(b.contains("unavailability_ms_p99") && b.contains("<=100"), "{b}");
+    // A generous objective passes.
+    t["slos"] = serde_json::json!(["unavailability_ms_p99<=5000", "throughput_ok_per_s>=1"]);
+    std::fs::write(dir.join("test.json"), t.to_string()).unwrap();
+    let out = faultline().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let _ = std::fs::remove_dir_all(&store);
+}

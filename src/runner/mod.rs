@@ -62,6 +62,8 @@ pub struct TestConfig {
     pub seed: u64,
     pub test_count: u32,
     pub leave_db_running: bool,
+    /// Objectives that fail the run when breached (see `slo`).
+    pub slos: Vec<crate::slo::Slo>,
     pub store: PathBuf,
 }
 
@@ -208,6 +210,7 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
         "inventory": inventory.path.display().to_string(),
         "inventory-digest": store::digest_file(&inventory.path).unwrap_or_else(|e| format!("unavailable: {e}")),
         "options": cfg.to_json(),
+        "slos": cfg.slos.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
     run.write_json(store::TEST_FILE, &test_json)?;
     tracing::info!(dir = %run.path.display(), seed = cfg.seed, db = cfg.db(), "run begins");
