@@ -8,6 +8,7 @@
 mod out;
 mod exit;
 
+mod baseline;
 mod bench;
 mod check;
 mod cluster;

@@ -61,6 +61,14 @@ pub struct TestArgs {
     /// `elections_max<=10` (repeatable).
     #[arg(long = "slo", value_name = "KEY<=VALUE")]
     pub slo: Vec<String>,
+    /// Compare throughput, latency p99 and unavailability p99 with the median of the last N
+    /// comparable runs in the store's index (`last:7`); worse by more than
+    /// `--regression-max` fails the run.
+    #[arg(long, value_name = "last:N")]
+    pub baseline: Option<String>,
+    /// How much worse than the baseline a figure may be.
+    #[arg(long, default_value = "25%", requires = "baseline")]
+    pub regression_max: String,
     /// Store directory for run results.
     #[arg(long, default_value = "store")]
     pub store: PathBuf,
@@ -175,6 +183,12 @@ impl TestArgs {
             .iter()
             .map(|s| s.parse::<crate::slo::Slo>().map_err(|e| usage(format!("--slo {e}"))))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let baseline = self
+            .baseline
+            .as_deref()
+            .map(|b| crate::baseline::Baseline::parse(b, &self.regression_max))
+            .transpose()
+            .map_err(|e| usage(e.to_string()))?;
         let seed = self.seed.unwrap_or_else(crate::run_loop::clock_seed);
         // Last, so every flag is checked even when the inventory is also wrong.
         let hosts = crate::inventory::resolve_cli(&self.inventory)?;
@@ -202,6 +216,7 @@ impl TestArgs {
             test_count: self.test_count,
             leave_db_running: self.leave_db_running,
             slos,
+            baseline,
             store: self.store.clone(),
         })
     }

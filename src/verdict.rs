@@ -137,6 +137,32 @@ pub fn analyze(run: &RunData, only: Option<&str>, facts: &RunFacts) -> anyhow::R
     if let Some(r) = crate::slo::check(&crate::slo::of_test(&run.test), &perf_report, &recovery_report) {
         results.push(r);
     }
+    if let Some(b) = crate::baseline::Baseline::of_test(&run.test)
+        && let Some(store) = crate::report::store_of(&run.dir)
+    {
+        let started = run
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (name, db, workload, nemesis) = (run.name(), run.db(), run.workload(), run.nemesis());
+        let key = crate::baseline::RunKey {
+            name: &name,
+            db: &db,
+            workload: &workload,
+            nemesis: &nemesis,
+            started: &started,
+        };
+        match crate::baseline::check(&store, &key, b, &perf_report, &recovery_report) {
+            Ok(Some(r)) => results.push(r),
+            Ok(None) => {}
+            Err(e) => results.push(CheckResult {
+                checker: "baseline".into(),
+                valid: Validity::Unknown,
+                details: json!({"error": format!("{e:#}")}),
+            }),
+        }
+    }
     // A planned fault that could not be applied: the harness did not do what was asked.
     let faults = recovery::faults_check(&run.history);
     let faults_failed = recovery::faults_failed(&run.history);

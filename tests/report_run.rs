@@ -262,3 +262,34 @@ fn a_breached_objective_fails_the_run_naming_figure_and_bound() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let _ = std::fs::remove_dir_all(&store);
 }
+
+#[test]
+fn a_regression_against_the_baseline_of_earlier_runs_fails_the_run() {
+    let store = temp_store("report-baseline");
+    let with_baseline = |dir: &std::path::Path| {
+        let mut t: Value = serde_json::from_slice(&std::fs::read(dir.join("test.json")).unwrap()).unwrap();
+        t["baseline"] = serde_json::json!({"last": 3, "regression_max_pct": 25.0});
+        std::fs::write(dir.join("test.json"), t.to_string()).unwrap();
+    };
+    // Three nights like each other: failover about 400 ms.
+    for stamp in ["20261127T050000.000Z", "20261128T050000.000Z", "20261129T050000.000Z"] {
+        let dir = write_run(&store, "reg", stamp, "raft", &raft_outages(), false);
+        with_baseline(&dir);
+        let out = faultline().arg("report").arg(&dir).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    // Then a night where writes stay down for 2.5 s after the partition starts.
+    let slow = vec![
+        Outage { family: "partition", start_ms: 3000, stop_ms: 6000, down_until_ms: 5500, new_term_at_ms: 5400 },
+        Outage { family: "kill", start_ms: 8000, stop_ms: 11000, down_until_ms: 10500, new_term_at_ms: 10400 },
+    ];
+    let dir = write_run(&store, "reg", "20261130T050000.000Z", "raft", &slow, false);
+    with_baseline(&dir);
+    let out = faultline().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let r = results(&dir);
+    assert_eq!(r["results"]["baseline"]["valid"], Value::Bool(false), "{}", r["results"]["baseline"]);
+    let why = r["results"]["baseline"]["details"]["regressed"].to_string();
+    assert!(why.contains("unavailability_ms_p99") && why.contains("median of 3 runs"), "{why}");
+    let _ = std::fs::remove_dir_all(&store);
+}

@@ -64,6 +64,8 @@ pub struct TestConfig {
     pub leave_db_running: bool,
     /// Objectives that fail the run when breached (see `slo`).
     pub slos: Vec<crate::slo::Slo>,
+    /// The regression gate against earlier runs (see `baseline`).
+    pub baseline: Option<crate::baseline::Baseline>,
     pub store: PathBuf,
 }
 
@@ -211,6 +213,7 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
         "inventory-digest": store::digest_file(&inventory.path).unwrap_or_else(|e| format!("unavailable: {e}")),
         "options": cfg.to_json(),
         "slos": cfg.slos.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "baseline": cfg.baseline,
     });
     run.write_json(store::TEST_FILE, &test_json)?;
     tracing::info!(dir = %run.path.display(), seed = cfg.seed, db = cfg.db(), "run begins");
