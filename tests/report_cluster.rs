@@ -143,10 +143,11 @@ fn report_cluster_suite_runs_the_matrix_and_writes_junit() {
     );
     let mut reader = quick_xml::Reader::from_str(&xml);
     while reader.read_event().expect("JUnit XML is well-formed") != quick_xml::events::Event::Eof {}
-    let invalid_or_crashed = xml.contains("<failure") || xml.contains("<error");
+    // The same mapping as `test`: only a matrix of valid runs exits 0.
+    let not_all_valid = xml.contains("<failure") || xml.contains("<error") || xml.contains("<skipped");
     assert_eq!(
         out.status.code() != Some(0),
-        invalid_or_crashed,
+        not_all_valid,
         "exit code follows the runs"
     );
     assert!(
@@ -161,4 +162,26 @@ fn report_cluster_suite_runs_the_matrix_and_writes_junit() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(64));
+}
+
+#[test]
+fn report_cluster_suite_fails_a_run_whose_objective_is_breached() {
+    // A paused leader makes writes wait at least an election timeout (300 ms and more):
+    // an objective of 100 ms unavailability must fail the run, and JUnit must say which.
+    let c = LocalCluster::up("rslo", 3);
+    let junit = c.store.join("junit.xml");
+    let out = faultline()
+        .args(["suite", "-i", &c.name, "--store"])
+        .arg(&c.store)
+        .args(["--db", "raft", "--workload", "register", "--nemesis", "pause"])
+        .args(["--nemesis-targets", "leader", "--nemesis-interval", "2", "--time-limit", "10"])
+        .args(["--slo", "unavailability_ms_p99<=100", "--seed", "5", "--junit"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<failure"), "{xml}");
+    assert!(xml.contains("objective breached: unavailability_ms_p99"), "{xml}");
 }
