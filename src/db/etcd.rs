@@ -687,7 +687,9 @@ impl EtcdKv {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let c = connect(&self.endpoint, self.timeout)
+        // With local reads asked for, a member cut off from its leader must still answer
+        // them (that is the point); writes through it then wait for the timeout.
+        let c = connect(&self.endpoint, self.timeout, !self.serializable_reads)
             .await
             .map_err(|e| match e {
                 ConnectError::Timeout => timeout_error(true, self.timeout),
@@ -751,13 +753,13 @@ enum ConnectError {
     Etcd(etcd_client::Error),
 }
 
-async fn connect(endpoint: &str, timeout: Duration) -> Result<Client, ConnectError> {
+/// `require_leader`: a member that knows no leader refuses each request at once, before
+/// handling it (definitely), instead of holding it until the timeout.
+async fn connect(endpoint: &str, timeout: Duration, require_leader: bool) -> Result<Client, ConnectError> {
     let opts = ConnectOptions::new()
         .with_connect_timeout(timeout)
         .with_timeout(timeout)
-        // A member that lost its leader refuses the request at once (definitely) instead
-        // of holding it until the timeout.
-        .with_require_leader(true);
+        .with_require_leader(require_leader);
     match tokio::time::timeout(timeout, Client::connect([endpoint], Some(opts))).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(ConnectError::Etcd(e)),
@@ -868,26 +870,34 @@ pub fn status_json(s: &StatusSample, names: &BTreeMap<u64, String>) -> Value {
     })
 }
 
-/// One member's status, with the leader named through the member list.
-pub async fn member_status(client: &mut Client) -> Result<Value, etcd_client::Error> {
-    let st = client.status().await?;
-    let member_id = st.header().map(|h| h.member_id()).unwrap_or_default();
-    let sample = StatusSample {
-        member_id,
-        leader_id: st.leader(),
-        raft_term: st.raft_term(),
-        raft_index: st.raft_index(),
-        raft_applied_index: st.raft_applied_index(),
-    };
-    let mut names = BTreeMap::new();
-    if sample.leader_id != 0 {
-        for m in client.member_list().await?.members() {
-            if !m.name().is_empty() {
-                names.insert(m.id(), m.name().to_string());
+/// A monitor's connection to one member, with the member names it has learnt.
+struct StatusConn {
+    client: Client,
+    /// Member ids never change within a run, so the list is fetched again only for a
+    /// leader id it does not name yet.
+    names: BTreeMap<u64, String>,
+}
+
+impl StatusConn {
+    /// One member's status, with the leader named through the member list.
+    async fn sample(&mut self) -> Result<Value, etcd_client::Error> {
+        let st = self.client.status().await?;
+        let sample = StatusSample {
+            member_id: st.header().map(|h| h.member_id()).unwrap_or_default(),
+            leader_id: st.leader(),
+            raft_term: st.raft_term(),
+            raft_index: st.raft_index(),
+            raft_applied_index: st.raft_applied_index(),
+        };
+        if sample.leader_id != 0 && !self.names.contains_key(&sample.leader_id) {
+            for m in self.client.member_list().await?.members() {
+                if !m.name().is_empty() {
+                    self.names.insert(m.id(), m.name().to_string());
+                }
             }
         }
+        Ok(status_json(&sample, &self.names))
     }
-    Ok(status_json(&sample, &names))
 }
 
 /// etcd on an inventory's hosts, from the client side: what the workers and the monitor
@@ -899,7 +909,7 @@ pub struct Etcd {
     token: String,
     op_timeout: Duration,
     /// One status connection per member, reused by the monitor.
-    status: Vec<tokio::sync::Mutex<Option<Client>>>,
+    status: Vec<tokio::sync::Mutex<Option<StatusConn>>>,
 }
 
 impl Etcd {
@@ -950,13 +960,16 @@ impl Etcd {
         // mid-request leaves no connection in an unknown state behind.
         let mut c = match slot.take() {
             Some(c) => c,
-            None => match connect(&self.members[i].client_url(), STATUS_TIMEOUT).await {
-                Ok(c) => c,
+            None => match connect(&self.members[i].client_url(), STATUS_TIMEOUT, false).await {
+                Ok(client) => StatusConn {
+                    client,
+                    names: BTreeMap::new(),
+                },
                 Err(ConnectError::Timeout) => return Err(format!("{node}: status connect timed out")),
                 Err(ConnectError::Etcd(e)) => return Err(format!("{node}: {e}")),
             },
         };
-        match tokio::time::timeout(STATUS_TIMEOUT, member_status(&mut c)).await {
+        match tokio::time::timeout(STATUS_TIMEOUT, c.sample()).await {
             Ok(Ok(v)) => {
                 *slot = Some(c);
                 Ok(v)
