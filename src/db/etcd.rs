@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -21,8 +22,10 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::{Database, Db, DbArgs, DbEntry, DbError, DbSettings, OpenOptions};
 use crate::control::{Control, quote};
-use crate::deploy::{Layout, socket_addr};
+use crate::deploy::{self, Layout, socket_addr};
+use crate::inventory::Inventory;
 
 /// etcd's well-known ports; pre-flight fails when either is taken on a host.
 pub const CLIENT_PORT: u16 = 2379;
@@ -69,7 +72,7 @@ pub fn member_dir(layout: &Layout) -> String {
 /// A `--db-opt` that etcd cannot take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {
-    #[error("unknown etcd knob {given:?}{}; known: {known}", closest.map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default())]
+    #[error("unknown etcd knob {given:?}{}; known: {known}", closest.map(|c| format!(" (did you mean {c:?}, {}?)", knob_about(c))).unwrap_or_default())]
     UnknownKnob {
         given: String,
         closest: Option<&'static str>,
@@ -133,6 +136,10 @@ pub const KNOBS: &[Knob] = &[
         about: "--quota-backend-bytes: backend size at which etcd raises its space alarm",
     },
 ];
+
+fn knob_about(name: &str) -> &'static str {
+    KNOBS.iter().find(|k| k.name == name).map(|k| k.about).unwrap_or_default()
+}
 
 /// etcd's own defaults, for the report's resolved knobs.
 const DEFAULT_HEARTBEAT_MS: u64 = 100;
@@ -900,14 +907,67 @@ impl StatusConn {
     }
 }
 
-/// etcd on an inventory's hosts, from the client side: what the workers and the monitor
-/// use.
+/// The registry entry: `--db etcd`.
+pub const ETCD: DbEntry = DbEntry {
+    name: "etcd",
+    about: "etcd (v3 API): the hosts' own etcd, the etcd-server package, or --db-binary",
+    validate,
+    open,
+};
+
+/// Checks the knobs and the binary locally, before any host is contacted.
+fn validate(args: &DbArgs) -> Result<DbSettings, DbError> {
+    let knob = |message: String| DbError::Knob {
+        db: ETCD.name,
+        message,
+    };
+    let opts = EtcdOptions::from_db_opts(&args.opts).map_err(|e| knob(e.to_string()))?;
+    if let Some(b) = &args.binary
+        && !b.is_file()
+    {
+        return Err(knob(format!("--db-binary {}: no such file", b.display())));
+    }
+    Ok(DbSettings {
+        db: ETCD.name,
+        opts: args
+            .opts
+            .iter()
+            .map(|(k, v)| (k.trim().replace('-', "_"), v.clone()))
+            .collect(),
+        resolved: opts.resolved(),
+        binary: args.binary.clone(),
+    })
+}
+
+fn open(settings: &DbSettings, inventory: &Inventory, o: &OpenOptions) -> Arc<dyn Database> {
+    // Validated by `validate`, which every caller runs first; were it not, etcd's defaults
+    // stand and the report's resolved knobs say so.
+    let opts = EtcdOptions::from_db_opts(&settings.opts).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "etcd knobs were not validated; using etcd's defaults");
+        EtcdOptions::default()
+    });
+    let bin = if settings.binary.is_some() { UPLOADED_BIN } else { "etcd" };
+    let layout = layout(bin);
+    let hosts: Vec<(String, String)> = inventory
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.host.clone()))
+        .collect();
+    let members = Member::from_hosts(&hosts, &layout);
+    let mut db = Etcd::new(layout, opts, members, cluster_token(), o.op_timeout);
+    db.binary = settings.binary.clone();
+    Arc::new(db)
+}
+
+/// etcd on an inventory's hosts.
 pub struct Etcd {
     layout: Layout,
     opts: EtcdOptions,
     members: Vec<Member>,
     token: String,
     op_timeout: Duration,
+    /// `--db-binary`, uploaded at install.
+    binary: Option<PathBuf>,
     /// One status connection per member, reused by the monitor.
     status: Vec<tokio::sync::Mutex<Option<StatusConn>>>,
 }
@@ -927,16 +987,9 @@ impl Etcd {
             members,
             token,
             op_timeout,
+            binary: None,
             status,
         }
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    pub fn nodes(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.name.clone()).collect()
     }
 
     fn index(&self, node: &str) -> Option<usize> {
@@ -945,7 +998,7 @@ impl Etcd {
 
     /// A client bound to `node` (an unknown node gets one whose every call fails
     /// definitely: nothing can be sent).
-    pub fn client(&self, node: &str) -> EtcdKv {
+    pub fn kv(&self, node: &str) -> EtcdKv {
         let endpoint = self
             .index(node)
             .map(|i| self.members[i].client_url())
@@ -953,8 +1006,15 @@ impl Etcd {
         EtcdKv::new(&endpoint, self.op_timeout, self.opts.serializable_reads)
     }
 
-    pub async fn status(&self, node: &str) -> Result<Value, String> {
-        let i = self.index(node).ok_or_else(|| format!("unknown node {node}"))?;
+    /// `node`'s status JSON ([`status_json`]).
+    pub async fn member_status(&self, node: &str) -> Result<Value, DbError> {
+        let i = self
+            .index(node)
+            .ok_or_else(|| DbError::UnknownNode(node.to_string()))?;
+        let unreachable = |message: String| DbError::Unreachable {
+            node: node.to_string(),
+            message,
+        };
         let mut slot = self.status[i].lock().await;
         // Out of the slot while in use: a caller's timeout that drops this future
         // mid-request leaves no connection in an unknown state behind.
@@ -965,8 +1025,8 @@ impl Etcd {
                     client,
                     names: BTreeMap::new(),
                 },
-                Err(ConnectError::Timeout) => return Err(format!("{node}: status connect timed out")),
-                Err(ConnectError::Etcd(e)) => return Err(format!("{node}: {e}")),
+                Err(ConnectError::Timeout) => return Err(unreachable("status connect timed out".into())),
+                Err(ConnectError::Etcd(e)) => return Err(unreachable(e.to_string())),
             },
         };
         match tokio::time::timeout(STATUS_TIMEOUT, c.sample()).await {
@@ -974,18 +1034,46 @@ impl Etcd {
                 *slot = Some(c);
                 Ok(v)
             }
-            Ok(Err(e)) => Err(format!("{node}: {e}")),
-            Err(_) => Err(format!("{node}: status timed out")),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable("status timed out".into())),
         }
     }
 
-    /// The command that starts `node`, detached, writing the pidfile.
-    pub fn start_command(&self, node: &str) -> Result<String, EtcdError> {
-        start_command(&self.layout, &self.opts, &self.members, node, &self.token)
+    /// Log files on each host (etcd logs to stderr, which the console log holds); all
+    /// under [`Layout::logs`], which log collection copies.
+    pub fn log_files(&self) -> Vec<String> {
+        vec![self.layout.console_log()]
+    }
+}
+
+impl Db for Etcd {
+    fn nodes(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.name.clone()).collect()
     }
 
-    /// What the report states: resolved knobs, the exact command line per node.
-    pub fn describe(&self) -> Value {
+    fn client(&self, node: &str, _client_id: u64) -> Box<dyn Kv> {
+        Box::new(self.kv(node))
+    }
+
+    fn status<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Value, DbError>> {
+        Box::pin(self.member_status(node))
+    }
+}
+
+impl Database for Etcd {
+    fn name(&self) -> &'static str {
+        ETCD.name
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn tools(&self) -> Vec<&'static str> {
+        vec!["setsid", "nohup", "tar", "awk"]
+    }
+
+    fn describe(&self) -> Value {
         let commands: BTreeMap<String, String> = self
             .members
             .iter()
@@ -996,19 +1084,35 @@ impl Etcd {
             })
             .collect();
         json!({
-            "db": "etcd",
+            "db": ETCD.name,
             "knobs": self.opts.resolved(),
             "commands": commands,
             "cluster_token": self.token,
-            "data_dir": member_dir(&self.layout),
-            "pidfile": self.layout.pidfile(),
-            "logs": [self.layout.console_log()],
+            "binary": self.binary.as_ref().map(|b| b.display().to_string()),
+            "etcd_data_dir": member_dir(&self.layout),
+            "log_files": self.log_files(),
+            "layout": self.layout.describe(),
         })
     }
 
-    /// Log files to collect from each host.
-    pub fn log_files(&self) -> Vec<String> {
-        vec![self.layout.console_log()]
+    fn install<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            install(control, self.binary.as_deref()).await?;
+            Ok(())
+        })
+    }
+
+    fn configure<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
+        // etcd takes everything on its command line: a fresh directory is all it needs.
+        Box::pin(deploy::reset_data_dir(control, &self.layout))
+    }
+
+    fn start_command(&self, node: &str) -> String {
+        match start_command(&self.layout, &self.opts, &self.members, node, &self.token) {
+            Ok(c) => c,
+            // The start then fails with this message rather than start something else.
+            Err(e) => format!("echo {} >&2; exit 1", quote(&e.to_string())),
+        }
     }
 }
 
@@ -1092,6 +1196,56 @@ mod tests {
         assert!(c.contains(&format!("--data-dir={}/data", l.data_dir)), "{c}");
     }
 
+    fn inventory() -> Inventory {
+        crate::inventory::parse(
+            "ssh:\n  user: root\nnodes:\n  - name: n1\n    host: 10.0.0.1\n  - name: n2\n    host: 10.0.0.2\n",
+            Path::new("inv.yaml"),
+        )
+        .unwrap()
+    }
+
+    fn args(opts: &[(&str, &str)], binary: Option<&str>) -> DbArgs {
+        DbArgs {
+            opts: opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            binary: binary.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn registered_etcd_opens_on_the_inventory_with_its_knobs() {
+        let entry = super::super::lookup("etcd").expect("etcd is registered");
+        let s = (entry.validate)(&args(&[("heartbeat-ms", "20")], None)).unwrap();
+        assert_eq!(s.opts, vec![("heartbeat_ms".to_string(), "20".to_string())]);
+        assert_eq!(s.resolved["heartbeat_ms"], 20);
+        let db = (entry.open)(&s, &inventory(), &OpenOptions { op_timeout: Duration::from_secs(1) });
+        assert_eq!(db.name(), "etcd");
+        assert_eq!(db.nodes(), vec!["n1", "n2"]);
+        assert_eq!(db.layout().pidfile(), "/var/lib/faultline/etcd/node.pid");
+        let c = db.start_command("n2");
+        assert!(c.contains("setsid nohup etcd --name=n2 "), "{c}");
+        assert!(c.contains("--heartbeat-interval=20"), "{c}");
+        assert!(c.contains("--initial-cluster=n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380"), "{c}");
+        let d = db.describe();
+        assert_eq!(d["commands"]["n1"].as_str().map(|c| c.starts_with("etcd --name=n1 ")), Some(true), "{d}");
+        assert_eq!(d["knobs"]["election_timeout_ms_min"], 1000);
+        // A node outside the cluster gets a command that fails, naming the problem.
+        let bad = db.start_command("n9");
+        assert!(bad.starts_with("echo ") && bad.ends_with("exit 1") && bad.contains("n9"), "{bad}");
+    }
+
+    #[test]
+    fn db_binary_is_uploaded_and_used_and_must_exist() {
+        let e = validate(&args(&[], Some("/nonexistent/etcd"))).unwrap_err();
+        assert!(matches!(&e, DbError::Knob { db: "etcd", message } if message.contains("/nonexistent/etcd")), "{e}");
+        let exe = std::env::current_exe().unwrap();
+        let s = validate(&args(&[], exe.to_str())).unwrap();
+        let db = open(&s, &inventory(), &OpenOptions { op_timeout: Duration::from_secs(1) });
+        assert_eq!(db.layout().bin, UPLOADED_BIN);
+        assert!(db.start_command("n1").contains(&format!("setsid nohup {UPLOADED_BIN} --name=n1")));
+        let e = validate(&args(&[("heartbeat_msec", "5")], None)).unwrap_err();
+        assert!(e.to_string().starts_with("etcd: unknown etcd knob \"heartbeat_msec\""), "{e}");
+    }
+
     #[test]
     fn cluster_tokens_differ_between_runs() {
         assert_ne!(cluster_token(), cluster_token());
@@ -1133,7 +1287,7 @@ mod tests {
     fn unknown_knob_names_the_closest_one() {
         let e = opts(&[("heartbeat", "10")]).unwrap_err();
         assert!(matches!(&e, EtcdError::UnknownKnob { closest: Some("heartbeat_ms"), .. }), "{e:?}");
-        assert!(e.to_string().contains("did you mean \"heartbeat_ms\""), "{e}");
+        assert!(e.to_string().contains("did you mean \"heartbeat_ms\", --heartbeat-interval"), "{e}");
         let e = opts(&[("zzzzzzzzzzzz", "1")]).unwrap_err();
         assert!(matches!(&e, EtcdError::UnknownKnob { closest: None, .. }), "{e:?}");
         assert!(e.to_string().contains("known: heartbeat_ms, election_timeout_ms"), "{e}");

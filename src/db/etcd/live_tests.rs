@@ -126,7 +126,7 @@ async fn wait_for_leader(db: &Etcd, limit: Duration) -> String {
     loop {
         let mut all = Vec::new();
         for n in db.nodes() {
-            all.push((n.clone(), db.status(&n).await));
+            all.push((n.clone(), db.member_status(&n).await));
         }
         let leaders: Vec<Option<String>> = all
             .iter()
@@ -162,7 +162,7 @@ async fn live_etcd_cluster_serves_the_workload_operations() {
     tokio::time::timeout(Duration::from_secs(90), async {
         let db = db(&cluster, false);
         let leader = wait_for_leader(&db, Duration::from_secs(30)).await;
-        let mut kv = db.client("n1");
+        let mut kv = db.kv("n1");
 
         assert_eq!(kv.read("x").await.unwrap(), Value::Null);
         kv.write("x", json!(1)).await.unwrap();
@@ -184,7 +184,7 @@ async fn live_etcd_cluster_serves_the_workload_operations() {
         // Concurrent appends through different members all land, each exactly once.
         let mut tasks = Vec::new();
         for (i, node) in ["n1", "n2", "n3", "n1", "n2", "n3"].into_iter().enumerate() {
-            let mut c = db.client(node);
+            let mut c = db.kv(node);
             tasks.push(tokio::spawn(async move { c.append("shared", json!(i)).await }));
         }
         for t in tasks {
@@ -197,7 +197,7 @@ async fn live_etcd_cluster_serves_the_workload_operations() {
         // Serializable reads from a follower: the member's local state catches up.
         let follower = db.nodes().into_iter().find(|n| *n != leader).unwrap();
         let sdb = self::db(&cluster, true);
-        let mut local = sdb.client(&follower);
+        let mut local = sdb.kv(&follower);
         let deadline = Instant::now() + Duration::from_secs(5);
         while local.read("x").await.unwrap() != json!(2) {
             assert!(Instant::now() < deadline, "serializable read on {follower} never saw x=2");
@@ -206,7 +206,7 @@ async fn live_etcd_cluster_serves_the_workload_operations() {
 
         // A paused member: a write sent to it may yet apply (indefinite); a read had no effect.
         let fi = db.nodes().iter().position(|n| *n == follower).unwrap();
-        let mut paused = db.client(&follower);
+        let mut paused = db.kv(&follower);
         paused.read("x").await.unwrap();
         unsafe { libc::kill(cluster.pids[fi], libc::SIGSTOP) };
         let t0 = Instant::now();
@@ -219,7 +219,7 @@ async fn live_etcd_cluster_serves_the_workload_operations() {
 
         // A killed member: nothing can be sent, so a write fails definitely and fast.
         let victim = db.nodes().into_iter().position(|n| *n != leader && *n != follower).unwrap();
-        let mut dead = db.client(&format!("n{}", victim + 1));
+        let mut dead = db.kv(&format!("n{}", victim + 1));
         dead.read("x").await.unwrap();
         unsafe { libc::kill(cluster.pids[victim], libc::SIGKILL) };
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -235,10 +235,10 @@ async fn live_etcd_cluster_serves_the_workload_operations() {
         let w = dead.write("y", json!(1)).await;
         assert!(matches!(&w, Err(KvError::Definite(m)) if m.starts_with("connect")), "{w:?}");
         assert!(t0.elapsed() < OP_TIMEOUT, "refused write took {:?}", t0.elapsed());
-        let mut fresh = db.client(&format!("n{}", victim + 1));
+        let mut fresh = db.kv(&format!("n{}", victim + 1));
         let w = fresh.write("y", json!(1)).await;
         assert!(matches!(&w, Err(KvError::Definite(m)) if m.starts_with("connect")), "{w:?}");
-        assert!(db.status(&format!("n{}", victim + 1)).await.is_err());
+        assert!(db.member_status(&format!("n{}", victim + 1)).await.is_err());
 
         // The two left still form a majority.
         kv.write("y", json!(2)).await.unwrap();
