@@ -1212,8 +1212,12 @@ mod tests {
     }
 
     #[test]
-    fn registered_etcd_opens_on_the_inventory_with_its_knobs() {
-        let entry = super::super::lookup("etcd").expect("etcd is registered");
+    fn etcd_entry_opens_on_the_inventory_with_its_knobs() {
+        let entry = &ETCD;
+        // What the registry's own test checks of every entry.
+        let d = (entry.validate)(&DbArgs::default()).unwrap();
+        assert_eq!(d.db, "etcd");
+        assert!(d.resolved.is_object());
         let s = (entry.validate)(&args(&[("heartbeat-ms", "20")], None)).unwrap();
         assert_eq!(s.opts, vec![("heartbeat_ms".to_string(), "20".to_string())]);
         assert_eq!(s.resolved["heartbeat_ms"], 20);
