@@ -197,7 +197,7 @@ impl EtcdOptions {
             let Some(knob) = KNOBS.iter().find(|n| n.name == key) else {
                 return Err(EtcdError::UnknownKnob {
                     given: k.clone(),
-                    closest: closest(&key, KNOBS.iter().map(|n| n.name)),
+                    closest: super::closest(&key, KNOBS.iter().map(|n| n.name)),
                     known: KNOBS.iter().map(|n| n.name).collect::<Vec<_>>().join(", "),
                 });
             };
@@ -269,31 +269,6 @@ impl EtcdOptions {
             "quota_backend_bytes": self.quota_backend_bytes,
         })
     }
-}
-
-/// Closest of `known` to `given` by edit distance, for "did you mean" hints.
-fn closest<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    known
-        .into_iter()
-        .map(|k| (edit_distance(given, k), k))
-        .filter(|(d, k)| *d <= (k.len().max(given.len()) / 2).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// One member of the cluster: its name (etcd's `--name`, the inventory's node name), the
