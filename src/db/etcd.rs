@@ -602,8 +602,14 @@ pub fn classify(e: &etcd_client::Error) -> (&'static str, bool) {
                 Code::PermissionDenied | Code::Unauthenticated => ("rejected", true),
                 Code::Unimplemented => ("rejected", true),
                 Code::DeadlineExceeded => ("timeout", false),
-                Code::Cancelled => ("timeout", false),
+                // tonic's own per-request timeout, or hyper giving up on a request when
+                // its connection closed (possibly after sending it).
+                Code::Cancelled if m.contains("Timeout expired") => ("timeout", false),
+                Code::Cancelled => ("connection-lost", false),
                 Code::Unavailable => ("unavailable", false),
+                // An established connection broke (reset, closed): the request may have
+                // reached etcd before it did.
+                Code::Unknown if m.contains("transport error") => ("connection-lost", false),
                 _ => ("unknown", false),
             }
         }
@@ -693,7 +699,7 @@ impl EtcdKv {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 let err = kv_error(read_only, &e);
-                if matches!(classify(&e).0, "connect" | "connection-lost" | "unavailable") {
+                if matches!(classify(&e).0, "connect" | "connection-lost" | "unavailable" | "timeout") {
                     // Open a fresh channel next time rather than reuse a broken one.
                     self.client = None;
                 }
@@ -1383,6 +1389,8 @@ mod tests {
             status(Code::Cancelled, "Timeout expired"),
             status(Code::Unknown, "h2 protocol error: connection reset"),
             status(Code::Unavailable, "error reading a body from connection"),
+            status(Code::Unknown, "transport error"),
+            status(Code::Cancelled, "operation was canceled"),
         ];
         for e in &indefinite {
             assert!(matches!(kv_error(false, e), KvError::Indefinite(_)), "{e}");
