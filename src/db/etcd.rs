@@ -789,9 +789,11 @@ impl Kv for EtcdKv {
 
     fn append<'a>(&'a mut self, key: &'a str, elem: Value) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
-            for _ in 0..APPEND_ATTEMPTS_MAX {
-                // A stale local read only costs a lost compare: the guard is the revision.
-                let current = self.get(key, true).await?;
+            for attempt in 0..APPEND_ATTEMPTS_MAX {
+                // A stale local read only costs a lost compare (the guard is the revision),
+                // so the first read is local; after a lost race it is linearizable, so a
+                // lagging member cannot lose every round.
+                let current = self.get(key, attempt == 0).await?;
                 let (guard, list) = match current {
                     None => (Compare::version(key, CompareOp::Equal, 0), vec![elem.clone()]),
                     Some((Value::Array(mut l), rev)) => {
@@ -1327,6 +1329,33 @@ mod tests {
         assert!(s.contains("if [ ! -e /usr/sbin/policy-rc.d ]"), "{s}");
         assert!(s.contains(r#"[ -n "$ours" ] && rm -f /usr/sbin/policy-rc.d"#), "{s}");
         assert!(!s.contains("systemctl") && !s.contains("pkill") && !s.contains("killall"), "{s}");
+    }
+
+    #[test]
+    fn install_script_uses_an_etcd_on_the_path_and_explains_a_host_without_apt() {
+        let dir = std::env::temp_dir().join(format!("faultline-etcd-install-{}-{}", std::process::id(), cluster_token()));
+        let (with, without) = (dir.join("with"), dir.join("without"));
+        std::fs::create_dir_all(&with).unwrap();
+        std::fs::create_dir_all(&without).unwrap();
+        let fake = with.join("etcd");
+        std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = |path: &Path| {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(install_script())
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let present = run(&with);
+        let missing = run(&without);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!install_outcome("n1", &present).unwrap(), "{present}");
+        let e = install_outcome("n2", &missing).unwrap_err().to_string();
+        assert!(e.contains("no apt-get on this host") && e.contains("--db-binary"), "{e}");
     }
 
     #[test]
