@@ -69,29 +69,30 @@ pub fn member_dir(layout: &Layout) -> String {
     format!("{}/data", layout.data_dir)
 }
 
-/// A `--db-opt` that etcd cannot take.
+/// A `--db-opt` that etcd cannot take. Messages leave out "etcd": the registry's error
+/// names the database.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EtcdError {
-    #[error("unknown etcd knob {given:?}{}; known: {known}", closest.map(|c| format!(" (did you mean {c:?}, {}?)", knob_about(c))).unwrap_or_default())]
+    #[error("unknown knob {given:?}{}; known: {known}", closest.map(|c| format!(" (did you mean {c:?}, {}?)", knob_about(c))).unwrap_or_default())]
     UnknownKnob {
         given: String,
         closest: Option<&'static str>,
         known: String,
     },
-    #[error("etcd knob {knob}={value:?}: {reason}")]
+    #[error("{knob}={value:?}: {reason}")]
     BadValue {
         knob: &'static str,
         value: String,
         reason: String,
     },
-    #[error("etcd knob {knob} given twice ({first:?}, then {second:?})")]
+    #[error("{knob} given twice ({first:?}, then {second:?})")]
     Repeated {
         knob: &'static str,
         first: String,
         second: String,
     },
     /// Knobs that are fine alone but not together.
-    #[error("etcd knobs: {0}")]
+    #[error("{0}")]
     Inconsistent(String),
     #[error("node {node:?} is not a member of the etcd cluster ({members})")]
     UnknownMember { node: String, members: String },
@@ -1230,7 +1231,7 @@ mod tests {
         assert_eq!(db.layout().bin, UPLOADED_BIN);
         assert!(db.start_command("n1").contains(&format!("setsid nohup {UPLOADED_BIN} --name=n1")));
         let e = validate(&args(&[("heartbeat_msec", "5")], None)).unwrap_err();
-        assert!(e.to_string().starts_with("etcd: unknown etcd knob \"heartbeat_msec\""), "{e}");
+        assert!(e.to_string().starts_with("etcd: unknown knob \"heartbeat_msec\""), "{e}");
     }
 
     #[test]
