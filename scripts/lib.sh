@@ -14,6 +14,11 @@ FAULTLINE_PKGS=(
   "sha256sum:coreutils"
   "timeout:coreutils"
   "cc:build-essential"
+  # etcd-client's build compiles etcd's protobuf definitions.
+  "protoc:protobuf-compiler"
+  # etcd as a database under test; faultline starts it itself, so the package's service must
+  # not start (see the policy-rc.d in ensure_packages).
+  "etcd:etcd-server"
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
@@ -26,6 +31,8 @@ ensure_packages() {
   done
   # sshd refuses to start without its privilege-separation user.
   if have sshd && ! getent passwd sshd >/dev/null; then missing+=("openssh-server"); fi
+  # protoc alone lacks the well-known types (descriptor.proto) that etcd's protos import.
+  if [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then missing+=("libprotobuf-dev"); fi
   if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
       echo "missing packages: ${missing[*]}; run as root or install them" >&2
@@ -33,8 +40,19 @@ ensure_packages() {
     fi
     echo "installing: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+    # No package may start a service while installing (etcd-server's would take the ports
+    # faultline's own etcd needs); an existing policy is left as it is.
+    local policy_ours=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy_ours=1
+    fi
+    local rc=0
+    apt-get update -qq || rc=$?
+    if [ $rc -eq 0 ]; then
+      apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null || rc=$?
+    fi
+    if [ -n "$policy_ours" ]; then rm -f /usr/sbin/policy-rc.d; fi
+    if [ $rc -ne 0 ]; then return $rc; fi
   fi
   mkdir -p /run/sshd
 }
