@@ -65,12 +65,14 @@ const SHORT: Duration = Duration::from_secs(20);
 /// log. `write_pidfile` records `$!` for a program that does not write the pidfile itself.
 pub fn daemon_command(layout: &Layout, cmd: &str, write_pidfile: bool) -> String {
     let pid = if write_pidfile {
-        format!(" echo $! > {}", quote(&layout.pidfile()))
+        format!(" echo $! > {};", quote(&layout.pidfile()))
     } else {
         String::new()
     };
+    // Braces: only the program goes to the background, so `$!` is its pid and the pidfile
+    // is written after the directory exists.
     format!(
-        "mkdir -p {logs} && setsid nohup {cmd} >> {console} 2>&1 < /dev/null &{pid}",
+        "mkdir -p {logs} && {{ setsid nohup {cmd} >> {console} 2>&1 < /dev/null &{pid} }}",
         logs = quote(&layout.logs()),
         console = quote(&layout.console_log()),
     )
@@ -323,8 +325,8 @@ mod tests {
     fn daemon_command_detaches_and_records_the_pid_when_asked() {
         let l = Layout::node();
         let c = daemon_command(&l, "etcd --data-dir /x", true);
-        assert!(c.contains("setsid nohup etcd --data-dir /x >> /var/lib/faultline/node/logs/console.log 2>&1 < /dev/null & echo $! > /var/lib/faultline/node/node.pid"), "{c}");
-        assert!(daemon_command(&l, "x", false).ends_with("< /dev/null &"));
+        assert!(c.contains("{ setsid nohup etcd --data-dir /x >> /var/lib/faultline/node/logs/console.log 2>&1 < /dev/null & echo $! > /var/lib/faultline/node/node.pid; }"), "{c}");
+        assert!(daemon_command(&l, "x", false).ends_with("< /dev/null & }"));
     }
 
     #[test]

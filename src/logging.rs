@@ -41,8 +41,25 @@ pub fn init() {
             tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| "info".into()),
         );
     let stderr = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(stderr_colour())
         .with_writer(std::io::stderr)
         .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
     let _ = tracing_subscriber::registry().with(file).with(stderr).try_init();
+}
+
+/// Colour codes only for a person at a terminal: CI logs and redirected stderr stay plain.
+fn stderr_colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+        // Under the test harness stderr is captured (a pipe or file), as in CI.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return;
+        }
+        assert!(!super::stderr_colour());
+    }
 }

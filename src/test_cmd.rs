@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_flag() {
-        assert!(usage_message(parse(&["--db", "etcd"])).contains("--db"));
+        assert!(usage_message(parse(&["--db", "mongodb"])).contains("--db"));
         assert!(usage_message(parse(&["--workload", "queue"])).contains("register, set, bank, append"));
         assert!(usage_message(parse(&["--concurrency", "0"])).contains("--concurrency"));
         assert!(usage_message(parse(&["--time-limit", "0"])).contains("--time-limit"));

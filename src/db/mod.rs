@@ -10,9 +10,6 @@
 //! (`--db-opt KEY=VALUE`) are validated by its [`DbEntry::validate`] before any host is
 //! contacted; [`DbEntry::open`] then binds the validated settings to an inventory.
 
-// Registered in `REGISTRY` together with the change to `test_cmd`'s test that still uses
-// `--db etcd` as its example of an unknown database; until then only its tests use it.
-#[allow(dead_code)]
 pub mod etcd;
 pub mod node;
 
@@ -87,7 +84,7 @@ pub struct OpenOptions {
 pub const STATUS_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// The databases faultline can test, by name.
-pub static REGISTRY: &[DbEntry] = &[node::RAFT, node::PAXOS];
+pub static REGISTRY: &[DbEntry] = &[node::RAFT, node::PAXOS, etcd::ETCD];
 
 pub fn lookup(name: &str) -> Option<&'static DbEntry> {
     REGISTRY.iter().find(|e| e.name == name)

@@ -430,6 +430,6 @@ mod tests {
         assert!(c.contains("--set unsafe_local_reads=true"), "{c}");
         let c = start_command(&l, &[("k".into(), "a b".into())]);
         assert!(c.contains("--set 'k=a b'"), "{c}");
-        assert!(c.ends_with("< /dev/null &"), "{c}");
+        assert!(c.ends_with("< /dev/null & }"), "{c}");
     }
 }
