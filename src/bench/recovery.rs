@@ -409,6 +409,8 @@ pub struct Sample {
     pub at_ns: u64,
     /// `None` when the node did not answer.
     pub status: Option<NodeStatus>,
+    /// When the node last answered.
+    pub last_ok_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -599,13 +601,18 @@ fn start_pollers(db: Arc<dyn Database>, rec: Recorder) -> Pollers {
         .map(|(i, node)| {
             let (db, rec, samples, stop) = (db.clone(), rec.clone(), samples.clone(), stop.clone());
             tokio::spawn(async move {
+                let mut last_ok_ns = None;
                 while !stop.load(Ordering::Relaxed) {
                     let r = tokio::time::timeout(STATUS_POLL_TIMEOUT, db.status(&node)).await;
                     let status = match r {
                         Ok(Ok(v)) => Some(NodeStatus::of(&v)),
                         _ => None,
                     };
-                    let s = Sample { at_ns: rec.now_ns(), status };
+                    let at_ns = rec.now_ns();
+                    if status.is_some() {
+                        last_ok_ns = Some(at_ns);
+                    }
+                    let s = Sample { at_ns, status, last_ok_ns };
                     samples.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(s);
                     tokio::time::sleep(STATUS_POLL_GAP).await;
                 }
@@ -844,7 +851,9 @@ async fn trial(
     cfg: &Config,
     rng: &mut rand::rngs::StdRng,
 ) -> anyhow::Result<Trial> {
+    let t0 = Instant::now();
     let (leader, term) = wait_stable(pollers, rec, nodes, hold).await?;
+    let t_stable = Instant::now();
     let offset = Duration::from_micros(rng.random_range(0..hb_ms * 1000));
     tokio::time::sleep(offset).await;
     let pkg: &NemesisPackage = faultline_nemesis::registry::lookup(sc.family())?;
@@ -862,36 +871,79 @@ async fn trial(
             None,
         )
         .await;
-    let applied = match (pkg.start)(&kc, &opts, rng.random()).await {
-        Ok(a) => a,
-        Err(e) => {
-            rec.named(faultline_checkers::Process::NEMESIS, EventType::Info, &pkg.start_f(), Value::Null, None, Some(e.to_string()))
-                .await;
-            return Err(anyhow::Error::new(e).context(format!("applying {}", sc.name())));
-        }
-    };
-    let fault_ns = rec
-        .named(faultline_checkers::Process::NEMESIS, EventType::Ok, &pkg.start_f(), applied.description.clone(), None, None)
-        .await;
-    let deadline_ns = fault_ns + cfg.window.as_nanos() as u64;
     let excluded: Vec<String> = if sc.forces_new_leader() { victims.clone() } else { Vec::new() };
     let term_min = if sc.forces_new_leader() { term + 1 } else { term };
+    let process_fault = matches!(sc.family(), "kill" | "pause");
+    // The apply runs over SSH and returns well after the fault took effect (a kill waits
+    // for the process to be gone), so the samples are watched while it runs.
+    let fault_seed: u64 = rng.random();
+    let mut apply = std::pin::pin!((pkg.start)(&kc, &opts, fault_seed));
+    let mut applied = None;
+    let mut applied_at: Option<(u64, Instant)> = None;
+    let mut fault_ns: Option<u64> = None;
     let mut agreed: Option<(String, u64, u64)> = None;
     let mut recovered_ns: Option<u64> = None;
     loop {
-        if agreed.is_none() {
-            agreed = majority_leader(&pollers.now(), fault_ns, &excluded, term_min);
+        tokio::select! {
+            r = &mut apply, if applied.is_none() => {
+                match r {
+                    Ok(a) => {
+                        let at = rec
+                            .named(faultline_checkers::Process::NEMESIS, EventType::Ok, &pkg.start_f(), a.description.clone(), None, None)
+                            .await;
+                        applied_at = Some((at, Instant::now()));
+                        applied = Some(a);
+                    }
+                    Err(e) => {
+                        rec.named(faultline_checkers::Process::NEMESIS, EventType::Info, &pkg.start_f(), Value::Null, None, Some(e.to_string()))
+                            .await;
+                        return Err(anyhow::Error::new(e).context(format!("applying {}", sc.name())));
+                    }
+                }
+            }
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
         }
+        let samples = pollers.now();
+        if agreed.is_none() {
+            agreed = majority_leader(&samples, inv_ns, &excluded, term_min);
+        }
+        let Some((applied_ns, applied_instant)) = applied_at else { continue };
+        if fault_ns.is_none() {
+            // A killed or paused victim: the fault struck after its last answer and before
+            // its poller's next one (≤ one poll period later).
+            let victim = nodes.iter().position(|n| *n == victims[0]);
+            let silent_since = victim
+                .and_then(|i| samples[i].as_ref())
+                .filter(|s| s.status.is_none())
+                .map(|s| s.last_ok_ns.unwrap_or(inv_ns).max(inv_ns));
+            fault_ns = match (process_fault, silent_since) {
+                (false, _) => Some(applied_ns),
+                (true, Some(t)) => Some(t),
+                (true, None) if applied_instant.elapsed() > Duration::from_secs(1) => Some(applied_ns),
+                (true, None) => None,
+            };
+        }
+        let Some(f_ns) = fault_ns else { continue };
         if recovered_ns.is_none() {
             let l = load.log.lock().unwrap_or_else(|e| e.into_inner());
-            recovered_ns = l.writes_ok.iter().rev().take_while(|(_, c)| *c > fault_ns).filter(|(i, _)| *i >= fault_ns).map(|(_, c)| *c).min();
+            recovered_ns = l
+                .writes_ok
+                .iter()
+                .rev()
+                .take_while(|(_, c)| *c > f_ns)
+                .filter(|(i, _)| *i >= f_ns)
+                .map(|(_, c)| *c)
+                .min();
         }
-        if (agreed.is_some() && recovered_ns.is_some()) || rec.now_ns() >= deadline_ns {
+        if (agreed.is_some() && recovered_ns.is_some()) || rec.now_ns() >= f_ns + cfg.window.as_nanos() as u64 {
             break;
         }
-        tokio::time::sleep(CHECK_EVERY).await;
     }
+    let applied = applied.expect("the loop ends after the apply");
+    let fault_ns = fault_ns.expect("the loop ends after the fault time is known");
+    let t_applied = applied_at.expect("applied").1;
     let end_ns = rec.now_ns();
+    let t_measured = Instant::now();
     let (heal_ok, heal_errors) = journal::heal_on(cx, &applied.hosts, &journal::Select::Id(applied.journal_id.clone())).await;
     let error = (!heal_errors.is_empty()).then(|| heal_errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
     rec.named(
@@ -903,6 +955,7 @@ async fn trial(
         error.clone(),
     )
     .await;
+    let t_healed = Instant::now();
     if let Some(e) = error {
         anyhow::bail!("healing {}: {e}", sc.name());
     }
@@ -927,6 +980,12 @@ async fn trial(
         failed,
         indeterminate,
         censored: unavailability_ms.is_none(),
+        phases_ms: [
+            (t_stable - t0).as_secs_f64() * 1e3,
+            (t_applied - t_stable).as_secs_f64() * 1e3,
+            (t_measured - t_applied).as_secs_f64() * 1e3,
+            (t_healed - t_measured).as_secs_f64() * 1e3,
+        ],
     })
 }
 
@@ -938,6 +997,7 @@ mod tests {
         Some(Sample {
             at_ns,
             status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string) }),
+            last_ok_ns: Some(at_ns),
         })
     }
 
@@ -955,7 +1015,7 @@ mod tests {
         split[2] = s(12, "follower", 3, Some("n1"));
         assert_eq!(unanimous(&split, &nodes(), 0), None);
         let mut silent = ok.clone();
-        silent[1] = Some(Sample { at_ns: 11, status: None });
+        silent[1] = Some(Sample { at_ns: 11, status: None, last_ok_ns: Some(5) });
         assert_eq!(unanimous(&silent, &nodes(), 0), None);
         let mut two = ok;
         two[1] = s(11, "leader", 2, Some("n1"));
