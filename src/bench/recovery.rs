@@ -375,10 +375,20 @@ pub fn run(a: RecoveryArgs) -> anyhow::Result<ExitCode> {
 
 /// The nemesis's cluster with the leader fixed to the one this trial measured, so a
 /// partition shape is built around it without another status round trip.
+///
+/// Each script it runs also prints the host's clock when the script's work is done, so a
+/// partition's time is when its rules were in place, not when SSH returned (which on a
+/// loaded controller is hundreds of milliseconds later).
 struct KnownLeader<'a> {
     inner: &'a InventoryCluster,
     leader: String,
+    /// The earliest and the latest host clock reading (Unix ns) an apply printed: the
+    /// fault took effect between the two (when depends on which hosts' rules cut the
+    /// leader from its quorum first).
+    done_unix_ns: Mutex<Option<(u64, u64)>>,
 }
+
+const STAMP: &str = "faultline-bench-done-unix-ns";
 
 impl Cluster for KnownLeader<'_> {
     fn nodes(&self) -> Vec<String> {
@@ -388,7 +398,26 @@ impl Cluster for KnownLeader<'_> {
         self.inner.address(node)
     }
     fn run<'a>(&'a self, node: &'a str, script: &'a str, timeout: Duration) -> BoxFuture<'a, Result<Output, RemoteError>> {
-        self.inner.run(node, script, timeout)
+        Box::pin(async move {
+            // Only a journaled apply (not a lookup before it) marks the fault's time.
+            if !script.contains("watchdog_pid") {
+                return self.inner.run(node, script, timeout).await;
+            }
+            let script = format!("{script}\necho \"{STAMP} $(date +%s%N)\" >&2\n");
+            let mut out = self.inner.run(node, &script, timeout).await?;
+            let mut kept = Vec::new();
+            for line in out.stderr.lines() {
+                match line.strip_prefix(STAMP).and_then(|v| v.trim().parse::<u64>().ok()) {
+                    Some(ns) => {
+                        let mut d = self.done_unix_ns.lock().unwrap_or_else(|e| e.into_inner());
+                        *d = Some(d.map_or((ns, ns), |(lo, hi)| (lo.min(ns), hi.max(ns))));
+                    }
+                    None => kept.push(line),
+                }
+            }
+            out.stderr = kept.join("\n");
+            Ok(out)
+        })
     }
     fn leader(&self) -> BoxFuture<'_, Option<String>> {
         let l = self.leader.clone();
@@ -485,13 +514,16 @@ pub fn majority_leader(
 /// The longest gap between consecutive successful write completions among `ok_ns` (sorted)
 /// from the last one at or before `fault_ns` up to `recovered_ns`: the client-observed
 /// unavailability of a fault that was over by `recovered_ns`.
-pub fn longest_gap(ok_ns: &[u64], fault_ns: u64, recovered_ns: u64) -> u64 {
+/// Returns (the gap's start, its length).
+pub fn longest_gap(ok_ns: &[u64], fault_ns: u64, recovered_ns: u64) -> (u64, u64) {
     let first = ok_ns.partition_point(|t| *t <= fault_ns);
     let start = first.checked_sub(1).map_or(fault_ns, |i| ok_ns[i]);
     let mut prev = start;
-    let mut longest = 0;
+    let mut longest = (start, 0);
     for &t in ok_ns[first..].iter().take_while(|t| **t <= recovered_ns) {
-        longest = longest.max(t - prev);
+        if t - prev > longest.1 {
+            longest = (prev, t - prev);
+        }
         prev = t;
     }
     longest
@@ -860,7 +892,7 @@ async fn trial(
     // The hosts heal on their own well after the window if this process dies mid-trial.
     let expiry = cfg.window * 2 + Duration::from_secs(30);
     let (opts, victims) = sc.fault(&leader, nodes, expiry, rng);
-    let kc = KnownLeader { inner: cx, leader: leader.clone() };
+    let kc = KnownLeader { inner: cx, leader: leader.clone(), done_unix_ns: Mutex::new(None) };
     let inv_ns = rec
         .named(
             faultline_checkers::Process::NEMESIS,
@@ -881,6 +913,8 @@ async fn trial(
     let mut applied = None;
     let mut applied_at: Option<(u64, Instant)> = None;
     let mut fault_ns: Option<u64> = None;
+    // Writes invoked from here on started after the fault for certain.
+    let mut after_ns = 0u64;
     let mut agreed: Option<(String, u64, u64)> = None;
     let mut recovered_ns: Option<u64> = None;
     loop {
@@ -909,18 +943,32 @@ async fn trial(
         }
         let Some((applied_ns, applied_instant)) = applied_at else { continue };
         if fault_ns.is_none() {
-            // A killed or paused victim: the fault struck after its last answer and before
-            // its poller's next one (≤ one poll period later).
+            // A killed or paused victim: the fault struck after its last answer (the
+            // fault's time, at most one poll period early) and before its poller saw it
+            // silent (from then on a write certainly started after the fault).
             let victim = nodes.iter().position(|n| *n == victims[0]);
-            let silent_since = victim
+            let silent = victim
                 .and_then(|i| samples[i].as_ref())
                 .filter(|s| s.status.is_none())
-                .map(|s| s.last_ok_ns.unwrap_or(inv_ns).max(inv_ns));
-            fault_ns = match (process_fault, silent_since) {
-                (false, _) => Some(applied_ns),
-                (true, Some(t)) => Some(t),
-                (true, None) if applied_instant.elapsed() > Duration::from_secs(1) => Some(applied_ns),
-                (true, None) => None,
+                .map(|s| (s.last_ok_ns.unwrap_or(inv_ns).max(inv_ns), s.at_ns));
+            (fault_ns, after_ns) = match (process_fault, silent) {
+                (false, _) => {
+                    // The hosts' clock, mapped onto the history's (the same clock on a local
+                    // cluster; NTP-close on real hosts), never later than the apply's return.
+                    let to_history = |host_ns: u64| {
+                        let unix_now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos());
+                        ((rec.now_ns() as u128 + host_ns as u128).saturating_sub(unix_now) as u64).clamp(inv_ns, applied_ns)
+                    };
+                    match *kc.done_unix_ns.lock().unwrap_or_else(|e| e.into_inner()) {
+                        Some((lo, hi)) => (Some(to_history(lo)), to_history(hi)),
+                        None => (Some(applied_ns), applied_ns),
+                    }
+                }
+                (true, Some((last_ok, seen))) => (Some(last_ok), seen),
+                (true, None) if applied_instant.elapsed() > Duration::from_secs(1) => (Some(applied_ns), applied_ns),
+                (true, None) => (None, 0),
             };
         }
         let Some(f_ns) = fault_ns else { continue };
@@ -930,8 +978,8 @@ async fn trial(
                 .writes_ok
                 .iter()
                 .rev()
-                .take_while(|(_, c)| *c > f_ns)
-                .filter(|(i, _)| *i >= f_ns)
+                .take_while(|(_, c)| *c > after_ns)
+                .filter(|(i, _)| *i >= after_ns)
                 .map(|(_, c)| *c)
                 .min();
         }
@@ -959,13 +1007,23 @@ async fn trial(
     if let Some(e) = error {
         anyhow::bail!("healing {}: {e}", sc.name());
     }
-    let (unavailability_ms, failed, indeterminate) = {
+    let (gap, failed, indeterminate) = {
         let l = load.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut ok: Vec<u64> = l.writes_ok.iter().map(|(_, c)| *c).collect();
         ok.sort_unstable();
-        let un = recovered_ns.map(|r| longest_gap(&ok, fault_ns, r) as f64 / 1e6);
+        // A partition's rules may bite before any host reports them done: its gap is
+        // searched from the invocation (the gaps before the outage are one arrival long).
+        let from = if process_fault { fault_ns } else { inv_ns };
+        let gap = recovered_ns.map(|r| longest_gap(&ok, from, r));
         let count = |v: &[u64]| v.iter().filter(|t| **t >= inv_ns && **t <= end_ns).count() as u64;
-        (un, count(&l.failed), count(&l.indeterminate))
+        (gap, count(&l.failed), count(&l.indeterminate))
+    };
+    let unavailability_ms = gap.map(|(_, len)| len as f64 / 1e6);
+    // A partition's rules land on the hosts over a span; the clients saw it strike at the
+    // start of their longest gap, which bounds the fault's time within one arrival.
+    let leader_from_ns = match gap {
+        Some((start, _)) if !process_fault => start,
+        _ => fault_ns,
     };
     Ok(Trial {
         n,
@@ -974,7 +1032,7 @@ async fn trial(
         term_before: term,
         offset_ms: offset.as_secs_f64() * 1000.0,
         unavailability_ms,
-        leader_ms: agreed.as_ref().map(|(_, _, at)| (at.saturating_sub(fault_ns)) as f64 / 1e6),
+        leader_ms: agreed.as_ref().map(|(_, _, at)| (at.saturating_sub(leader_from_ns)) as f64 / 1e6),
         leader_after: agreed.as_ref().map(|(l, _, _)| l.clone()),
         terms_used: agreed.as_ref().map(|(_, t, _)| t.saturating_sub(term)),
         failed,
@@ -1038,11 +1096,11 @@ mod tests {
     fn unavailability_is_the_longest_gap_up_to_recovery() {
         let ok = [100, 110, 120, 400, 405, 900];
         // The fault at 115: gap 120 -> 400 is the longest up to the recovery at 405.
-        assert_eq!(longest_gap(&ok, 115, 405), 280);
+        assert_eq!(longest_gap(&ok, 115, 405), (120, 280));
         // A later gap (405 -> 900) is after recovery and not this fault's.
-        assert_eq!(longest_gap(&ok, 115, 400), 280);
+        assert_eq!(longest_gap(&ok, 115, 400), (120, 280));
         // No write before the fault: the gap runs from the fault.
-        assert_eq!(longest_gap(&[300], 50, 300), 250);
+        assert_eq!(longest_gap(&[300], 50, 300), (50, 250));
     }
 
     #[test]
