@@ -719,14 +719,13 @@ async fn experiment(cfg: Config) -> anyhow::Result<ExitCode> {
                 settings.db,
                 setting.label().replace([' ', '='], "_")
             ));
-            let r = deployment(&control, &db, settings, setting, &cfg, &dir).await;
+            let r = deployment(&control, &db, settings, setting, &cfg, &dir, &mut cells).await;
             if let Err(e) = deploy::stop(&control, db.layout()).await {
                 tracing::warn!(error = %format!("{e:#}"), "stopping {}", settings.db);
             }
             match r {
-                Ok((c, v, why)) => {
+                Ok((v, why)) => {
                     eprintln!("{} {}: history {:?}{}", settings.db, setting.label(), v, if why.is_empty() { String::new() } else { format!(" ({why})") });
-                    cells.extend(c);
                     verdicts.push((format!("{} {}", settings.db, setting.label()), v, why));
                 }
                 Err(e) => {
@@ -786,7 +785,8 @@ async fn deployment(
     setting: &Setting,
     cfg: &Config,
     dir: &std::path::Path,
-) -> anyhow::Result<(Vec<Cell>, Validity, String)> {
+    cells: &mut Vec<Cell>,
+) -> anyhow::Result<(Validity, String)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cx = InventoryCluster { control: control.clone(), db: db.clone(), start_command: None };
     // Faults a crashed earlier experiment left behind.
@@ -801,13 +801,12 @@ async fn deployment(
     let hb = heartbeat_ms(settings, setting);
     let hold = Duration::from_millis(hb * STABLE_HEARTBEATS);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x7e57);
-    let mut cells = Vec::new();
     let mut result = Ok(());
     for &sc in &cfg.scenarios {
         let started = Instant::now();
         let mut trials = Vec::new();
         for n in 1..=cfg.trials {
-            match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng).await {
+            match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng, dir).await {
                 Ok(t) => trials.push(t),
                 Err(e) => {
                     result = Err(e.context(format!("{} trial {n}", sc.name())));
@@ -847,7 +846,20 @@ async fn deployment(
     let _ = faultline_nemesis::executor::heal(&cx, false).await;
     result?;
     let (valid, why) = check_history(&history)?;
-    Ok((cells, valid, why))
+    Ok((valid, why))
+}
+
+/// The last lines of every node's logs, into `<dir>/trial-<n>-<node>.log`.
+async fn save_log_tails(cx: &InventoryCluster, dir: &std::path::Path, n: usize) {
+    let logs = cx.db.layout().logs();
+    let cmd = format!("tail -n 100 {logs}/* 2>&1");
+    for (node, r) in cx.control.run_all(&cmd, Duration::from_secs(20)).await {
+        let text = match r {
+            Ok(o) => o.stdout_str(),
+            Err(e) => format!("{e:#}"),
+        };
+        let _ = std::fs::write(dir.join(format!("trial-{n}-{node}.log")), text);
+    }
 }
 
 /// The register workload's checkers over the experiment's whole history.
@@ -882,9 +894,28 @@ async fn trial(
     hold: Duration,
     cfg: &Config,
     rng: &mut rand::rngs::StdRng,
+    logs_dir: &std::path::Path,
 ) -> anyhow::Result<Trial> {
     let t0 = Instant::now();
-    let (leader, term) = wait_stable(pollers, rec, nodes, hold).await?;
+    let mut restarted = false;
+    let (leader, term) = match wait_stable(pollers, rec, nodes, hold).await {
+        Ok(lt) => lt,
+        Err(e) => {
+            // A node that did not come back (its restart failed, or it died on start):
+            // keep the evidence, start what is down, and give it one more wait.
+            eprintln!("{} trial {n}: {e:#}; starting every node that is down and waiting again", sc.name());
+            save_log_tails(cx, logs_dir, n).await;
+            let _ = faultline_nemesis::executor::heal(cx, true).await;
+            for node in nodes {
+                let script = faultline_nemesis::kill::end_script(cx, node);
+                if let Err(e) = faultline_nemesis::cluster::run_checked(cx, node, "start", &script).await {
+                    eprintln!("{node}: start: {e}");
+                }
+            }
+            restarted = true;
+            wait_stable(pollers, rec, nodes, hold).await.context("after starting the nodes that were down")?
+        }
+    };
     let t_stable = Instant::now();
     let offset = Duration::from_micros(rng.random_range(0..hb_ms * 1000));
     tokio::time::sleep(offset).await;
@@ -1038,6 +1069,7 @@ async fn trial(
         failed,
         indeterminate,
         censored: unavailability_ms.is_none(),
+        restarted_before: restarted,
         phases_ms: [
             (t_stable - t0).as_secs_f64() * 1e3,
             (t_applied - t_stable).as_secs_f64() * 1e3,

@@ -42,6 +42,9 @@ pub struct Trial {
     pub failed: u64,
     pub indeterminate: u64,
     pub censored: bool,
+    /// Leadership did not settle before this trial until the nodes that were down were
+    /// started again.
+    pub restarted_before: bool,
     /// Where the trial's wall time went: waiting for stability, applying the fault,
     /// measuring, healing.
     pub phases_ms: [f64; 4],
@@ -439,6 +442,7 @@ mod tests {
             failed: 0,
             indeterminate: 0,
             censored: u.is_none(),
+            restarted_before: false,
             phases_ms: [0.0; 4],
         };
         let a = Cell::new("raft", "et=150-300", "kill-leader", 1000.0, vec![t(1, Some(200.0)), t(2, None)], 1.0);
