@@ -805,9 +805,17 @@ async fn deployment(
     for &sc in &cfg.scenarios {
         let started = Instant::now();
         let mut trials = Vec::new();
-        for n in 1..=cfg.trials {
+        let mut void = 0;
+        let mut n = 0;
+        while trials.len() < cfg.trials {
+            n += 1;
             match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng, dir).await {
-                Ok(t) => trials.push(t),
+                Ok(Some(t)) => trials.push(t),
+                Ok(None) if void < cfg.trials => void += 1,
+                Ok(None) => {
+                    result = Err(anyhow::anyhow!("{} trials void: leadership kept moving before the faults landed", void + 1));
+                    break;
+                }
                 Err(e) => {
                     result = Err(e.context(format!("{} trial {n}", sc.name())));
                     break;
@@ -815,7 +823,8 @@ async fn deployment(
             }
         }
         let wall_s = started.elapsed().as_secs_f64();
-        let c = Cell::new(settings.db, &setting.label(), sc.name(), cfg.window.as_secs_f64() * 1000.0, trials, wall_s);
+        let mut c = Cell::new(settings.db, &setting.label(), sc.name(), cfg.window.as_secs_f64() * 1000.0, trials, wall_s);
+        c.void_trials = void;
         eprintln!(
             "{} {} {}: {} trials in {:.0} s, median unavailability {} ms ({} censored)",
             c.db,
@@ -895,7 +904,7 @@ async fn trial(
     cfg: &Config,
     rng: &mut rand::rngs::StdRng,
     logs_dir: &std::path::Path,
-) -> anyhow::Result<Trial> {
+) -> anyhow::Result<Option<Trial>> {
     let t0 = Instant::now();
     let mut restarted = false;
     let (leader, term) = match wait_stable(pollers, rec, nodes, hold).await {
@@ -1020,6 +1029,9 @@ async fn trial(
     }
     let applied = applied.expect("the loop ends after the apply");
     let fault_ns = fault_ns.expect("the loop ends after the fault time is known");
+    // The SSH round trip of the apply gives leadership time to move on its own; a trial
+    // whose new leader was agreed before the fault struck measured nothing of the fault.
+    let void = process_fault && sc.forces_new_leader() && agreed.as_ref().is_some_and(|(_, _, at)| *at < fault_ns);
     let t_applied = applied_at.expect("applied").1;
     let end_ns = rec.now_ns();
     let t_measured = Instant::now();
@@ -1056,7 +1068,11 @@ async fn trial(
         Some((start, _)) if !process_fault => start,
         _ => fault_ns,
     };
-    Ok(Trial {
+    if void {
+        eprintln!("{} trial {n}: leadership moved before the fault struck; not counted", sc.name());
+        return Ok(None);
+    }
+    Ok(Some(Trial {
         n,
         victims,
         leader_before: leader,
@@ -1076,7 +1092,7 @@ async fn trial(
             (t_measured - t_applied).as_secs_f64() * 1e3,
             (t_healed - t_measured).as_secs_f64() * 1e3,
         ],
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -153,6 +153,8 @@ pub struct Cell {
     pub failed: u64,
     pub indeterminate: u64,
     pub wall_s: f64,
+    /// Trials run but not counted: leadership moved on its own before the fault struck.
+    pub void_trials: usize,
     pub trials: Vec<Trial>,
 }
 
@@ -170,6 +172,7 @@ impl Cell {
             failed: trials.iter().map(|t| t.failed).sum(),
             indeterminate: trials.iter().map(|t| t.indeterminate).sum(),
             wall_s,
+            void_trials: 0,
             trials,
         }
     }
