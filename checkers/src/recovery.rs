@@ -466,7 +466,7 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
             .collect();
         let (mut dip, mut dip_ratio, mut back, mut lost) = (None, None, None, None);
         if let (Some(b), false) = (baseline, buckets.is_empty()) {
-            let (kmin, &min) = buckets
+            let (_, &min) = buckets
                 .iter()
                 .enumerate()
                 .min_by_key(|(k, v)| (**v, *k))
