@@ -1,5 +1,3 @@
-//! `faultline bench`: measurements that are not tests.
-//!
 //! `bench throughput` drives closed-loop clients against any registered database on any
 //! inventory (a local cluster or VMs) with one measurement loop, so figures for the bundled
 //! Raft and Multi-Paxos and for etcd come from the same code under the same load: each
@@ -20,7 +18,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use crate::control::{Control, ControlOptions};
-use crate::db::{Database, DbArgs, DbSettings};
+use crate::db::{Database, DbSettings};
 use crate::deploy;
 use crate::exit::usage;
 
@@ -28,18 +26,6 @@ use crate::exit::usage;
 const CLIENTS_MAX: usize = 4096;
 /// Unmeasured time before each cell, so connections and leader caches are warm.
 const WARMUP: Duration = Duration::from_secs(1);
-
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub command: BenchCommand,
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Closed-loop throughput and latency per database and client count.
-    Throughput(ThroughputArgs),
-}
 
 #[derive(clap::Args, Debug)]
 pub struct ThroughputArgs {
@@ -90,28 +76,7 @@ struct Config {
 }
 
 fn validate(a: ThroughputArgs) -> anyhow::Result<Config> {
-    let mut opts = Vec::new();
-    for o in &a.db_opt {
-        let (k, v) = o
-            .split_once('=')
-            .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| usage(format!("--db-opt {o:?}: expected KEY=VALUE")))?;
-        opts.push((k.trim().to_string(), v.to_string()));
-    }
-    let db_args = DbArgs {
-        opts,
-        binary: a.db_binary.clone(),
-    };
-    let mut dbs = Vec::new();
-    for d in a.db.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        let e = crate::db::lookup(d).ok_or_else(|| {
-            usage(format!("--db {d:?}: unknown database (known: {})", crate::db::names().join(", ")))
-        })?;
-        dbs.push((e.validate)(&db_args).map_err(|e| usage(format!("--db-opt: {e}")))?);
-    }
-    if dbs.is_empty() {
-        return Err(usage("--db names no database"));
-    }
+    let dbs = super::db_settings(&a.db, &a.db_opt, a.db_binary.as_ref(), &[])?;
     let mut clients = Vec::new();
     for c in a.clients.split(',').map(str::trim).filter(|c| !c.is_empty()) {
         let n: usize = c
@@ -151,15 +116,11 @@ fn validate(a: ThroughputArgs) -> anyhow::Result<Config> {
     })
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    match args.command {
-        BenchCommand::Throughput(a) => {
-            let cfg = validate(a)?;
-            crate::logging::init();
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(throughput(cfg))
-        }
-    }
+pub fn run(a: ThroughputArgs) -> anyhow::Result<ExitCode> {
+    let cfg = validate(a)?;
+    crate::logging::init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(throughput(cfg))
 }
 
 /// One cell's figures.
@@ -207,7 +168,7 @@ async fn throughput(cfg: Config) -> anyhow::Result<ExitCode> {
             },
         );
         let r = async {
-            bring_up(&control, &db).await?;
+            super::bring_up(&control, &db).await?;
             for &clients in &cfg.clients {
                 let cell = measure(&db, clients, &cfg).await;
                 if cfg.json {
@@ -241,18 +202,6 @@ async fn throughput(cfg: Config) -> anyhow::Result<ExitCode> {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// The runner's host steps, without a nemesis: stop what an earlier run left, pre-flight,
-/// install, configure, start, wait for a leader.
-async fn bring_up(control: &Control, db: &Arc<dyn Database>) -> anyhow::Result<()> {
-    deploy::stop(control, db.layout()).await?;
-    let ours = matches!(db.name(), "raft" | "paxos");
-    deploy::preflight(control, db.layout(), &db.tools(), ours).await?;
-    db.install(control).await?;
-    db.configure(control).await?;
-    deploy::start(control, &**db).await?;
-    crate::runner::nodedb::wait_ready(&**db, Duration::from_secs(30)).await
 }
 
 async fn measure(db: &Arc<dyn Database>, clients: usize, cfg: &Config) -> Cell {
