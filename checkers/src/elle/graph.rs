@@ -138,7 +138,7 @@ fn tarjan(g: &Graph, mask: u8) -> (Vec<u32>, Vec<Vec<u32>>) {
 
 /// A shortest path from `from` to `to` over edges in `mask`, inside component `c`.
 fn bfs(g: &Graph, comp: &[u32], c: u32, from: u32, to: u32, mask: u8, seen: &mut Vec<u32>, stamp: u32) -> Option<Vec<(u32, Edge)>> {
-    let mut prev: std::collections::HashMap<u32, (u32, Edge)> = std::collections::HashMap::new();
+    let mut prev: super::HashMap<u32, (u32, Edge)> = super::HashMap::default();
     let mut q = VecDeque::new();
     q.push_back(from);
     seen[from as usize] = stamp;

@@ -16,7 +16,6 @@
 
 mod graph;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -98,6 +97,44 @@ impl std::str::FromStr for Model {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown consistency model `{0}` (known: read-uncommitted, read-committed, repeatable-read, snapshot-isolation, serializable, strict-serializable)")]
 pub struct UnknownModel(pub String);
+
+/// A multiply-rotate hasher (FxHash's): keys here are small interned integers, for which
+/// SipHash's flooding resistance buys nothing and costs most of the analysis time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_i64(&mut self, x: i64) {
+        self.write_u64(x as u64);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_isize(&mut self, x: isize) {
+        self.write_u64(x as u64);
+    }
+}
+
+pub(crate) type Fx = std::hash::BuildHasherDefault<FxHasher>;
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, Fx>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, Fx>;
 
 /// How many explained instances of each anomaly are kept (all are counted).
 pub const SHOWN_PER_ANOMALY: usize = 8;
@@ -265,7 +302,7 @@ fn parse_mops(v: &Value, int: &mut Interner) -> Option<Vec<Mop>> {
 
 /// Pairs invocations with completions per process; unanswered invocations become `info`.
 fn collect(history: &[Event], int: &mut Interner, bad: &mut Vec<String>) -> Vec<Txn> {
-    let mut open: HashMap<u64, usize> = HashMap::new();
+    let mut open: HashMap<u64, usize> = HashMap::default();
     let mut txns: Vec<Txn> = Vec::new();
     for (pos, e) in history.iter().enumerate() {
         let Some(p) = e.client() else { continue };
@@ -395,10 +432,10 @@ fn committed(t: &Txn) -> bool {
 
 fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
     // Who appended what: (key, element) -> (txn, position among that txn's appends to key).
-    let mut writer: HashMap<(V, V), (usize, bool)> = HashMap::new();
+    let mut writer: HashMap<(V, V), (usize, bool)> = HashMap::default();
     let mut dup_appends = 0u64;
     for (i, t) in txns.iter().enumerate() {
-        let mut last_of_key: HashMap<V, V> = HashMap::new();
+        let mut last_of_key: HashMap<V, V> = HashMap::default();
         for m in t.mops.iter().filter(|m| m.f == Mf::Append) {
             last_of_key.insert(m.key, m.val.expect("appends carry a value"));
         }
@@ -414,7 +451,7 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
     // Internal consistency, duplicates, and the external reads of every ok transaction.
     let mut reads: Vec<(usize, V, &[V])> = Vec::new();
     for (i, t) in txns.iter().enumerate().filter(|(_, t)| committed(t)) {
-        let mut known: HashMap<V, (Option<Vec<V>>, Vec<V>)> = HashMap::new();
+        let mut known: HashMap<V, (Option<Vec<V>>, Vec<V>)> = HashMap::default();
         for m in &t.mops {
             match m.f {
                 Mf::Append => known.entry(m.key).or_default().1.push(m.val.expect("appends carry a value")),
@@ -425,8 +462,10 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
                         Rv::List(l) => l,
                         Rv::One(v) => std::slice::from_ref(v),
                     };
-                    let mut seen = std::collections::HashSet::with_capacity(list.len());
-                    if let Some(d) = list.iter().find(|v| !seen.insert(**v)) {
+                    let mut seen = HashSet::default();
+                    if list.len() > 1
+                        && let Some(d) = list.iter().find(|v| !seen.insert(**v))
+                    {
                         found.add("duplicate-elements", || {
                             json!({"txn": txn_name(t), "key": int.show(m.key), "element": int.show(*d),
                                    "explanation": format!("{} read key {} as {} with {} twice", txn_name(t), int.show(m.key), mops_text(t, int), int.show(*d))})
@@ -457,7 +496,7 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
         }
     }
     // Version order per key: the longest read; every other read must be its prefix.
-    let mut longest: HashMap<V, &[V]> = HashMap::new();
+    let mut longest: HashMap<V, &[V]> = HashMap::default();
     for &(_, k, l) in &reads {
         let e = longest.entry(k).or_insert(l);
         if l.len() > e.len() {
@@ -474,8 +513,8 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
         }
     }
     // Unobserved appends by committed transactions follow every observed element.
-    let mut unobserved: HashMap<V, Vec<usize>> = HashMap::new();
-    let mut observed: std::collections::HashSet<(V, V)> = std::collections::HashSet::new();
+    let mut unobserved: HashMap<V, Vec<usize>> = HashMap::default();
+    let mut observed: HashSet<(V, V)> = HashSet::default();
     for (k, l) in &longest {
         for v in l.iter() {
             observed.insert((*k, *v));
@@ -560,10 +599,10 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
 
 fn rw_register(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
     // Unique writes: (key, value) -> (txn, whether it is the txn's final write of key).
-    let mut writer: HashMap<(V, V), (usize, bool)> = HashMap::new();
-    let mut writers_of: HashMap<V, Vec<usize>> = HashMap::new();
+    let mut writer: HashMap<(V, V), (usize, bool)> = HashMap::default();
+    let mut writers_of: HashMap<V, Vec<usize>> = HashMap::default();
     for (i, t) in txns.iter().enumerate() {
-        let mut last: HashMap<V, V> = HashMap::new();
+        let mut last: HashMap<V, V> = HashMap::default();
         for m in t.mops.iter().filter(|m| m.f == Mf::W) {
             last.insert(m.key, m.val.expect("writes carry a value"));
         }
@@ -580,11 +619,11 @@ fn rw_register(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
     // External reads, internal consistency, and (from per-transaction order) the write a
     // transaction overwrote: it read `v` of `k` before writing `k` itself.
     let mut ext_reads: Vec<(usize, V, Option<V>)> = Vec::new();
-    let mut overwrote: HashMap<(V, Option<V>), Vec<usize>> = HashMap::new();
+    let mut overwrote: HashMap<(V, Option<V>), Vec<usize>> = HashMap::default();
     for (i, t) in txns.iter().enumerate().filter(|(_, t)| committed(t)) {
-        let mut state: HashMap<V, Option<V>> = HashMap::new();
-        let mut first_read: HashMap<V, Option<V>> = HashMap::new();
-        let mut wrote: std::collections::HashSet<V> = std::collections::HashSet::new();
+        let mut state: HashMap<V, Option<V>> = HashMap::default();
+        let mut first_read: HashMap<V, Option<V>> = HashMap::default();
+        let mut wrote: HashSet<V> = HashSet::default();
         for m in &t.mops {
             match m.f {
                 Mf::W | Mf::Append => {
@@ -691,7 +730,7 @@ fn realtime_edges(txns: &[Txn], g: &mut Graph) {
     }
     events.sort_unstable();
     let mut frontier: Vec<usize> = Vec::new();
-    let mut at_invoke: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut at_invoke: HashMap<usize, Vec<usize>> = HashMap::default();
     for (_, invoke, i) in events {
         if invoke {
             for &f in &frontier {
