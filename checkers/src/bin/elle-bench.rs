@@ -98,9 +98,10 @@ fn peak_rss_mib() -> String {
 fn cpu_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    // After the command name: state is not numeric, so utime and stime are f[10], f[11].
-    f.get(10).zip(f.get(11)).map_or(f64::NAN, |(u, s)| (u + s) as f64 * 10.0)
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After the command name come state, ppid, ..., cmajflt; then utime and stime.
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
+    tick(11).zip(tick(12)).map_or(f64::NAN, |(u, s)| (u + s) as f64 * 10.0)
 }
 
 fn time(label: &str, checker: &ElleChecker, h: &[Event]) {
