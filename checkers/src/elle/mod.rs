@@ -136,6 +136,10 @@ pub(crate) type Fx = std::hash::BuildHasherDefault<FxHasher>;
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, Fx>;
 pub(crate) type HashSet<K> = std::collections::HashSet<K, Fx>;
 
+/// Counted when a key got the same value appended twice: the inference then cannot tell
+/// the appends apart, so a history that shows nothing else is `unknown`, not valid.
+const NOT_UNIQUE: &str = "non-unique-appends";
+
 /// How many explained instances of each anomaly are kept (all are counted).
 pub const SHOWN_PER_ANOMALY: usize = 8;
 
@@ -366,7 +370,7 @@ fn analyze(history: &[Event], data: DataModel, model: Model, deadline: Instant) 
     let invalid = found.counts.keys().any(|a| model.proscribes(a));
     let valid = if invalid {
         Validity::Invalid
-    } else if !complete || !bad.is_empty() {
+    } else if !complete || !bad.is_empty() || found.counts.contains_key(NOT_UNIQUE) {
         Validity::Unknown
     } else {
         Validity::Valid
@@ -385,6 +389,9 @@ fn analyze(history: &[Event], data: DataModel, model: Model, deadline: Instant) 
     });
     if !complete {
         details["reason"] = json!("cycle search ran out of its time budget");
+    }
+    if found.counts.contains_key(NOT_UNIQUE) && !invalid {
+        details["reason"] = json!("some key got the same value appended twice; dependencies cannot be inferred soundly");
     }
     if !bad.is_empty() {
         details["malformed"] = json!(bad);
@@ -447,7 +454,10 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
             }
         }
     }
-    let _ = dup_appends;
+    if dup_appends > 0 {
+        // Elle's inference needs every appended value unique per key.
+        *found.counts.entry(NOT_UNIQUE.into()).or_default() += dup_appends;
+    }
     // Internal consistency, duplicates, and the external reads of every ok transaction.
     let mut reads: Vec<(usize, V, &[V])> = Vec::new();
     for (i, t) in txns.iter().enumerate().filter(|(_, t)| committed(t)) {
@@ -488,8 +498,6 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
                     *entry = (Some(list.to_vec()), Vec::new());
                     if external {
                         reads.push((i, m.key, list));
-                    } else if entry.0.as_ref().is_some_and(|l| l.len() > list.len()) {
-                        // unreachable: kept for clarity of the state machine above
                     }
                 }
             }

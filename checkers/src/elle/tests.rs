@@ -198,3 +198,13 @@ fn model_names_round_trip() {
     }
     assert!("linearizable".parse::<Model>().is_err());
 }
+
+#[test]
+fn repeated_append_value_makes_an_otherwise_clean_history_unknown() {
+    let h = serial(&[(0, json!([["append", "x", 1]])), (1, json!([["append", "x", 1]])), (2, json!([["r", "x", [1, 1]]]))]);
+    // The duplicate read is proscribed anyway; without it the history is merely unknown.
+    assert_eq!(check(DataModel::ListAppend, Model::Serializable, &h).valid, Validity::Invalid);
+    let h = serial(&[(0, json!([["append", "x", 1]])), (1, json!([["append", "x", 1]])), (2, json!([["r", "x", [1]]]))]);
+    let r = check(DataModel::ListAppend, Model::Serializable, &h);
+    assert_eq!(r.valid, Validity::Unknown, "{}", r.details);
+}
