@@ -207,6 +207,16 @@ impl<R: Replica> Core<R> {
             let _ = reply.send(ResponseBody::Error(WireError::BadRequest("writes need a non-zero seq".into())));
             return;
         }
+        // With the planted stale-read bug, read-only transactions take the same shortcut
+        // as single reads: answered from local state, without the log.
+        if self.cfg.unsafe_local_reads
+            && let Op::Txn { ops } = &op
+            && ops.iter().all(|m| matches!(m, MicroOp::Read { .. }))
+        {
+            let got = ops.iter().map(|m| self.kv.get(m.key()).cloned()).collect();
+            let _ = reply.send(ResponseBody::Txn(got));
+            return;
+        }
         if self.cfg.unsafe_txn_split
             && let Op::Txn { ops } = op
         {
@@ -884,7 +894,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unsafe_txn_split_lets_a_reader_see_half_a_txn() {
         for algo in [crate::config::Algo::Raft, crate::config::Algo::Paxos] {
-            assert!(torn_reads(algo, true).await > 0, "{algo:?}: the planted split was never observed");
+            // Interleaving depends on scheduling: a few rounds make a miss vanishingly rare.
+            let mut torn = 0;
+            for _ in 0..5 {
+                torn += torn_reads(algo, true).await;
+                if torn > 0 {
+                    break;
+                }
+            }
+            assert!(torn > 0, "{algo:?}: the planted split was never observed");
         }
     }
 }
