@@ -5,6 +5,7 @@
 
 pub mod append;
 pub mod bank;
+pub mod elle;
 pub mod linear;
 pub mod perf;
 pub mod recovery;

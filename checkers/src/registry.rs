@@ -101,6 +101,12 @@ const REGISTRY: &[(&str, Constructor)] = &[
     ("perf", || Box::new(crate::perf::PerfChecker)),
     ("recovery", || Box::new(crate::recovery::RecoveryChecker(Default::default()))),
     ("stats", || Box::new(crate::stats::StatsChecker)),
+    ("elle-list-append", || {
+        Box::new(crate::elle::ElleChecker::new(crate::elle::DataModel::ListAppend, crate::elle::Model::StrictSerializable))
+    }),
+    ("elle-rw-register", || {
+        Box::new(crate::elle::ElleChecker::new(crate::elle::DataModel::RwRegister, crate::elle::Model::StrictSerializable))
+    }),
 ];
 
 /// Finds a checker by its registered name.

@@ -901,6 +901,18 @@ mod tests {
     }
 
     #[test]
+    fn edn_transactions_with_and_without_f_read_as_txn() {
+        // Elle's own histories leave out `:f`, use integer keys and read lists.
+        let text = "{:index 0 :process 1 :type :invoke, :value [[:append 255 8] [:r 253 nil]]}\n\
+                    {:index 1 :process 1 :type :ok, :value [[:append 255 8] [:r 253 [1 3 4]]]}\n\
+                    {:type :ok, :f :txn :value [[:w :x 2] [:r :x 2]], :process 0}\n";
+        let ev = parse(text, "h.edn", Format::JepsenEdn).unwrap();
+        assert!(ev.iter().all(|e| e.f == "txn"), "{ev:?}");
+        assert_eq!(ev[1].value, serde_json::json!([["append", 255, 8], ["r", 253, [1, 3, 4]]]));
+        assert_eq!(ev[2].value, serde_json::json!([["w", "x", 2], ["r", "x", 2]]));
+    }
+
+    #[test]
     fn jepsen_json_reads_nemesis_errors_and_elle_transactions() {
         let text = "[{\"type\":\"invoke\",\"f\":\"acquire\",\"process\":3,\"time\":371,\"index\":2},\
                     {\"type\":\"info\",\"f\":\"start\",\"process\":\"nemesis\",\"time\":400,\"index\":3},\n\

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::kv::{Op, Value};
+use crate::kv::{MicroOp, Op, Value};
 use crate::protocol::{self, NodeStatus, Request, RequestBody, Response, ResponseBody, WireError};
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +267,16 @@ impl Client {
     /// Appends `value` to the list at `key` (creating it).
     pub async fn append(&mut self, key: &str, value: Value) -> Result<(), ClientError> {
         self.done(Op::Append { key: key.into(), value }).await
+    }
+
+    /// Runs micro-ops atomically; per micro-op, what a read saw (`None` for writes and
+    /// appends). A timeout or lost leader is indefinite: the transaction may have committed.
+    pub async fn txn(&mut self, ops: Vec<MicroOp>) -> Result<Vec<Option<Value>>, ClientError> {
+        let n = ops.len();
+        match self.op(Op::Txn { ops }).await? {
+            ResponseBody::Txn(r) if r.len() == n => Ok(r),
+            other => Err(self.unexpected(&other)),
+        }
     }
 
     async fn done(&mut self, op: Op) -> Result<(), ClientError> {

@@ -119,6 +119,10 @@ pub struct Config {
     /// PLANTED BUG: never fsync the WAL, even when `fsync` is on.
     #[serde(default)]
     pub unsafe_no_fsync: bool,
+    /// PLANTED BUG: apply a transaction's micro-ops as separate log entries, one after the
+    /// other, so other clients can observe (and interleave with) half of a transaction.
+    #[serde(default)]
+    pub unsafe_txn_split: bool,
     /// `tracing` filter for the node's log file, e.g. "info" or "faultline_node=debug".
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -229,6 +233,7 @@ const KNOBS: &[(&str, Kind)] = &[
     ("status_reserved_connections", Kind::Integer),
     ("unsafe_local_reads", Kind::Bool),
     ("unsafe_no_fsync", Kind::Bool),
+    ("unsafe_txn_split", Kind::Bool),
     ("log_level", Kind::Text),
     ("log_max_bytes", Kind::Integer),
 ];

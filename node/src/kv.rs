@@ -57,6 +57,26 @@ pub const MAX_LIST_LEN: usize = 100_000;
 /// Sessions kept for deduplication; beyond this the least recently used are forgotten (a
 /// forgotten client's retry of an old command is then refused rather than re-applied).
 pub const MAX_SESSIONS: usize = 50_000;
+/// Micro-ops in one transaction: enough for any isolation workload, small enough that one
+/// transaction stays one modest log entry.
+pub const MAX_TXN_OPS: usize = 256;
+
+/// One step of a transaction. Jepsen's `[f, key, value]` triple with `f` one of `r`, `w`,
+/// `append`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MicroOp {
+    Read { key: String },
+    Write { key: String, value: Value },
+    Append { key: String, value: Value },
+}
+
+impl MicroOp {
+    pub fn key(&self) -> &str {
+        match self {
+            MicroOp::Read { key } | MicroOp::Write { key, .. } | MicroOp::Append { key, .. } => key,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
@@ -64,12 +84,17 @@ pub enum Op {
     Write { key: String, value: Value },
     Cas { key: String, from: Value, to: Value },
     Append { key: String, value: Value },
+    /// Micro-ops over any keys, applied atomically as one log entry: either all take effect
+    /// or (when one is rejected) none do, and a read sees the transaction's earlier writes.
+    Txn { ops: Vec<MicroOp> },
 }
 
 impl Op {
+    /// The key of a single-key operation; a transaction's first key (empty when it has none).
     pub fn key(&self) -> &str {
         match self {
             Op::Read { key } | Op::Write { key, .. } | Op::Cas { key, .. } | Op::Append { key, .. } => key,
+            Op::Txn { ops } => ops.first().map_or("", MicroOp::key),
         }
     }
 
@@ -79,14 +104,13 @@ impl Op {
             Op::Write { .. } => "write",
             Op::Cas { .. } => "cas",
             Op::Append { .. } => "append",
+            Op::Txn { .. } => "txn",
         }
     }
 
     /// Rejects requests that could never succeed, before they reach the log.
     pub fn validate(&self) -> Result<(), OpError> {
-        if self.key().len() > MAX_KEY_BYTES {
-            return Err(OpError::KeyTooLong);
-        }
+        let check_key = |k: &str| if k.len() > MAX_KEY_BYTES { Err(OpError::KeyTooLong) } else { Ok(()) };
         let check = |v: &Value| -> Result<(), OpError> {
             match v {
                 Value::Str(s) if s.len() > MAX_VALUE_BYTES => Err(OpError::ValueTooLong),
@@ -94,10 +118,26 @@ impl Op {
                 _ => Ok(()),
             }
         };
+        check_key(self.key())?;
         match self {
             Op::Read { .. } => Ok(()),
             Op::Write { value, .. } | Op::Append { value, .. } => check(value),
             Op::Cas { from, to, .. } => check(from).and(check(to)),
+            Op::Txn { ops } => {
+                if ops.is_empty() {
+                    return Err(OpError::EmptyTxn);
+                }
+                if ops.len() > MAX_TXN_OPS {
+                    return Err(OpError::TxnTooLong);
+                }
+                ops.iter().try_for_each(|m| {
+                    check_key(m.key())?;
+                    match m {
+                        MicroOp::Read { .. } => Ok(()),
+                        MicroOp::Write { value, .. } | MicroOp::Append { value, .. } => check(value),
+                    }
+                })
+            }
         }
     }
 }
@@ -111,6 +151,10 @@ pub enum OpError {
     ValueTooLong,
     #[error("list values cannot be written directly; use append")]
     ListValue,
+    #[error("a transaction needs at least one micro-op")]
+    EmptyTxn,
+    #[error("a transaction has more than {MAX_TXN_OPS} micro-ops")]
+    TxnTooLong,
 }
 
 /// A log entry's payload as the KV layer encodes it.
@@ -145,6 +189,9 @@ pub enum OpResult {
     /// A retry of a command older than the client's latest: it was already applied, but its
     /// result is no longer known.
     Stale,
+    /// A transaction committed; one entry per micro-op: what a read saw (`None`: never
+    /// written), `None` for writes and appends.
+    Txn(Vec<Option<Value>>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,19 +276,53 @@ impl Kv {
                     OpResult::CasMismatch { current: current.cloned() }
                 }
             }
-            Op::Append { key, value } => match self.data.get_mut(key) {
-                None => {
-                    self.data.insert(key.clone(), Value::List(vec![value.clone()]));
+            Op::Append { key, value } => match append_to(self.data.get_mut(key), value) {
+                Ok(Some(new)) => {
+                    self.data.insert(key.clone(), new);
                     OpResult::Written
                 }
-                Some(Value::List(l)) if l.len() < MAX_LIST_LEN => {
-                    l.push(value.clone());
-                    OpResult::Written
-                }
-                Some(Value::List(_)) => OpResult::Rejected(format!("list longer than {MAX_LIST_LEN}")),
-                Some(_) => OpResult::Rejected("append to a key that does not hold a list".into()),
+                Ok(None) => OpResult::Written,
+                Err(why) => OpResult::Rejected(why),
             },
+            Op::Txn { ops } => self.execute_txn(ops),
         }
+    }
+
+    /// Runs the micro-ops against a private overlay of the touched keys and installs the
+    /// overlay only when every one succeeded, so a rejected append leaves nothing behind.
+    fn execute_txn(&mut self, ops: &[MicroOp]) -> OpResult {
+        let mut overlay: BTreeMap<&str, Option<Value>> = BTreeMap::new();
+        let mut results = Vec::with_capacity(ops.len());
+        for m in ops {
+            let key = m.key();
+            let slot = overlay.entry(key).or_insert_with(|| self.data.get(key).cloned());
+            match m {
+                MicroOp::Read { .. } => results.push(slot.clone()),
+                MicroOp::Write { value, .. } => {
+                    *slot = Some(value.clone());
+                    results.push(None);
+                }
+                MicroOp::Append { value, .. } => {
+                    match append_to(slot.as_mut(), value) {
+                        Ok(Some(new)) => *slot = Some(new),
+                        Ok(None) => {}
+                        Err(why) => return OpResult::Rejected(why),
+                    }
+                    results.push(None);
+                }
+            }
+        }
+        for (key, v) in overlay {
+            match v {
+                Some(v) => {
+                    self.data.insert(key.to_string(), v);
+                }
+                None => {
+                    self.data.remove(key);
+                }
+            }
+        }
+        OpResult::Txn(results)
     }
 
     fn evict_sessions(&mut self) {
@@ -260,6 +341,19 @@ impl Kv {
 
     pub fn restore(bytes: &[u8]) -> Result<Kv, postcard::Error> {
         postcard::from_bytes(bytes)
+    }
+}
+
+/// Appends in place; `Ok(Some(list))` when the key was absent and a new list is needed.
+fn append_to(current: Option<&mut Value>, value: &Value) -> Result<Option<Value>, String> {
+    match current {
+        None => Ok(Some(Value::List(vec![value.clone()]))),
+        Some(Value::List(l)) if l.len() < MAX_LIST_LEN => {
+            l.push(value.clone());
+            Ok(None)
+        }
+        Some(Value::List(_)) => Err(format!("list longer than {MAX_LIST_LEN}")),
+        Some(_) => Err("append to a key that does not hold a list".into()),
     }
 }
 
@@ -297,5 +391,47 @@ mod tests {
         let back = Kv::restore(&kv.snapshot()).unwrap();
         assert_eq!(back, kv);
         assert!(matches!(kv.apply(9, &cmd(0, 0, Op::Write { key: "l".into(), value: Value::List(vec![]) })), OpResult::Rejected(_)));
+    }
+
+    fn r(k: &str) -> MicroOp {
+        MicroOp::Read { key: k.into() }
+    }
+    fn w(k: &str, v: i64) -> MicroOp {
+        MicroOp::Write { key: k.into(), value: v.into() }
+    }
+    fn a(k: &str, v: i64) -> MicroOp {
+        MicroOp::Append { key: k.into(), value: v.into() }
+    }
+
+    #[test]
+    fn txn_reads_its_own_writes_and_applies_every_micro_op() {
+        let mut kv = Kv::new();
+        let t = Op::Txn { ops: vec![r("x"), w("x", 1), r("x"), a("l", 5), a("l", 6), r("l"), r("y")] };
+        let got = kv.apply(1, &cmd(1, 1, t));
+        let l = Value::List(vec![5.into(), 6.into()]);
+        assert_eq!(got, OpResult::Txn(vec![None, None, Some(1.into()), None, None, Some(l.clone()), None]));
+        assert_eq!(kv.get("x"), Some(&Value::Int(1)));
+        assert_eq!(kv.get("l"), Some(&l));
+        assert!(kv.get("y").is_none(), "a read must not create the key");
+    }
+
+    #[test]
+    fn rejected_micro_op_leaves_no_trace_of_the_txn() {
+        let mut kv = Kv::new();
+        kv.apply(1, &cmd(0, 0, Op::Write { key: "n".into(), value: 7.into() }));
+        // The write to x comes first, the append to a non-list fails: x must stay unwritten.
+        let t = Op::Txn { ops: vec![w("x", 1), a("l", 1), a("n", 2)] };
+        assert!(matches!(kv.apply(2, &cmd(1, 1, t)), OpResult::Rejected(_)));
+        assert!(kv.get("x").is_none());
+        assert!(kv.get("l").is_none());
+        assert_eq!(kv.get("n"), Some(&Value::Int(7)));
+    }
+
+    #[test]
+    fn empty_or_oversized_txn_is_refused_up_front() {
+        assert_eq!(Op::Txn { ops: vec![] }.validate(), Err(OpError::EmptyTxn));
+        assert_eq!(Op::Txn { ops: vec![r("k"); MAX_TXN_OPS + 1] }.validate(), Err(OpError::TxnTooLong));
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert_eq!(Op::Txn { ops: vec![r("a"), r(&long)] }.validate(), Err(OpError::KeyTooLong));
     }
 }

@@ -53,6 +53,9 @@ pub enum ResponseBody {
     Done,
     Status(NodeStatus),
     Error(WireError),
+    /// A transaction committed: per micro-op, what a read saw (`None` for writes, appends and
+    /// reads of keys never written).
+    Txn(Vec<Option<Value>>),
 }
 
 /// Errors on the wire. [`WireError::is_definite`] is the contract the harness relies on.

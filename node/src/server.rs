@@ -20,7 +20,7 @@ use tokio_util::codec::Framed;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::kv::{Command, Kv, Op, OpResult};
+use crate::kv::{Command, Kv, MicroOp, Op, OpResult, Value};
 use crate::protocol::{self, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
 use crate::replica::{EntryData, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot};
 use crate::transport::{self, PeerRefused, PeerSender, TransportStats};
@@ -77,6 +77,21 @@ struct PendingRead {
     index: Option<u64>,
 }
 
+/// PLANTED BUG (`unsafe_txn_split`): a transaction being applied one micro-op per log entry.
+/// Each part is a command of its own under a node-local synthetic client id, proposed only
+/// once the previous part has applied, so other commands land in between.
+struct SplitTxn {
+    reply: oneshot::Sender<ResponseBody>,
+    rest: std::collections::VecDeque<MicroOp>,
+    results: Vec<Option<Value>>,
+    next_seq: u64,
+    deadline: Instant,
+}
+
+/// Synthetic client ids of split parts carry this bit (real clients draw random ids; a
+/// collision only matters while the planted bug is on).
+const SPLIT_CLIENT_BIT: u64 = 1 << 63;
+
 /// Carried-out state shared with nothing: the core thread owns it all.
 struct Core<R: Replica> {
     cfg: Arc<Config>,
@@ -93,6 +108,8 @@ struct Core<R: Replica> {
     pending_writes: HashMap<(u64, u64), PendingWrite>,
     pending_reads: HashMap<u64, PendingRead>,
     next_read_id: u64,
+    splits: HashMap<u64, SplitTxn>,
+    next_split: u64,
     role: Role,
     elections_won: u64,
     request_timeout: Duration,
@@ -119,7 +136,7 @@ impl<R: Replica> Core<R> {
     }
 
     fn pending(&self) -> usize {
-        self.pending_writes.len() + self.pending_reads.len() + self.proposals.len()
+        self.pending_writes.len() + self.pending_reads.len() + self.proposals.len() + self.splits.len()
     }
 
     fn status(&self) -> NodeStatus {
@@ -190,7 +207,50 @@ impl<R: Replica> Core<R> {
             let _ = reply.send(ResponseBody::Error(WireError::BadRequest("writes need a non-zero seq".into())));
             return;
         }
+        // With the planted stale-read bug, read-only transactions take the same shortcut
+        // as single reads: answered from local state, without the log.
+        if self.cfg.unsafe_local_reads
+            && let Op::Txn { ops } = &op
+            && ops.iter().all(|m| matches!(m, MicroOp::Read { .. }))
+        {
+            let got = ops.iter().map(|m| self.kv.get(m.key()).cloned()).collect();
+            let _ = reply.send(ResponseBody::Txn(got));
+            return;
+        }
+        if self.cfg.unsafe_txn_split
+            && let Op::Txn { ops } = op
+        {
+            if self.replica.status().role != Role::Leader {
+                let _ = reply.send(ResponseBody::Error(self.not_leader(self.replica.status().leader)));
+                return;
+            }
+            let id = SPLIT_CLIENT_BIT | self.next_split;
+            self.next_split += 1;
+            let deadline = Instant::now() + self.request_timeout;
+            let split = SplitTxn { reply, rest: ops.into(), results: Vec::new(), next_seq: 1, deadline };
+            self.splits.insert(id, split);
+            self.propose_next_part(id);
+            return;
+        }
         self.proposals.push((Command { client, seq, op }, reply));
+    }
+
+    /// Queues the next micro-op of split transaction `id`, or answers it when none is left.
+    fn propose_next_part(&mut self, id: u64) {
+        let Some(s) = self.splits.get_mut(&id) else { return };
+        match s.rest.pop_front() {
+            Some(m) => {
+                let cmd = Command { client: id, seq: s.next_seq, op: Op::Txn { ops: vec![m] } };
+                s.next_seq += 1;
+                // Nobody waits on the part itself: the split's own entry answers the client.
+                let (part_reply, _) = oneshot::channel();
+                self.proposals.push((cmd, part_reply));
+            }
+            None => {
+                let s = self.splits.remove(&id).expect("present");
+                let _ = s.reply.send(ResponseBody::Txn(s.results));
+            }
+        }
     }
 
     fn flush_proposals(&mut self) {
@@ -279,6 +339,22 @@ impl<R: Replica> Core<R> {
             }
         };
         let result = self.kv.apply(index, &cmd);
+        if cmd.client & SPLIT_CLIENT_BIT != 0
+            && let Some(s) = self.splits.get_mut(&cmd.client)
+            && cmd.seq + 1 == s.next_seq
+        {
+            match &result {
+                OpResult::Txn(r) => {
+                    s.results.extend(r.iter().cloned());
+                    self.propose_next_part(cmd.client);
+                }
+                other => {
+                    let why = format!("split transaction part {} ended {other:?}", cmd.seq);
+                    let s = self.splits.remove(&cmd.client).expect("present");
+                    let _ = s.reply.send(ResponseBody::Error(WireError::Rejected(why)));
+                }
+            }
+        }
         if let Some(p) = self.pending_writes.remove(&(cmd.client, cmd.seq)) {
             let body = match result {
                 OpResult::Written => ResponseBody::Done,
@@ -286,6 +362,7 @@ impl<R: Replica> Core<R> {
                 OpResult::CasMismatch { current } => ResponseBody::Error(WireError::CasMismatch { current }),
                 OpResult::Rejected(why) => ResponseBody::Error(WireError::Rejected(why)),
                 OpResult::Stale => ResponseBody::Error(WireError::Timeout),
+                OpResult::Txn(r) => ResponseBody::Txn(r),
             };
             for r in p.replies {
                 let _ = r.send(body.clone());
@@ -338,6 +415,9 @@ impl<R: Replica> Core<R> {
                     let _ = r.send(ResponseBody::Error(WireError::LeaderLost));
                 }
             }
+            for (_, s) in self.splits.drain() {
+                let _ = s.reply.send(ResponseBody::Error(WireError::LeaderLost));
+            }
             let err = WireError::NotLeader { leader: None, leader_addr: None };
             for (_, r) in self.pending_reads.drain() {
                 let _ = r.reply.send(ResponseBody::Error(err.clone()));
@@ -354,6 +434,11 @@ impl<R: Replica> Core<R> {
                 let _ = r.send(ResponseBody::Error(WireError::Timeout));
             }
         }
+        let expired: Vec<u64> = self.splits.iter().filter(|(_, s)| s.deadline <= now).map(|(&k, _)| k).collect();
+        for k in expired {
+            let s = self.splits.remove(&k).expect("listed");
+            let _ = s.reply.send(ResponseBody::Error(WireError::Timeout));
+        }
         let expired: Vec<u64> = self.pending_reads.iter().filter(|(_, r)| r.deadline <= now).map(|(&k, _)| k).collect();
         for k in expired {
             let r = self.pending_reads.remove(&k).expect("listed");
@@ -369,6 +454,9 @@ impl<R: Replica> Core<R> {
         }
         for (_, r) in self.pending_reads.drain() {
             let _ = r.reply.send(ResponseBody::Error(WireError::ShuttingDown));
+        }
+        for (_, s) in self.splits.drain() {
+            let _ = s.reply.send(ResponseBody::Error(WireError::ShuttingDown));
         }
         for (_, r) in self.proposals.drain(..) {
             let _ = r.send(ResponseBody::Error(WireError::ShuttingDown));
@@ -442,6 +530,9 @@ pub async fn run<R: Replica>(
     if cfg.unsafe_local_reads {
         warn!("unsafe_local_reads is ON: reads are served without leadership confirmation (stale reads possible)");
     }
+    if cfg.unsafe_txn_split {
+        warn!("unsafe_txn_split is ON: transactions are applied one micro-op per log entry (others can see half a transaction)");
+    }
     let members = cfg.members();
     let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::NotAMember { id: cfg.id.clone() })?;
     let wal_dir: PathBuf = cfg.data_dir.join("wal");
@@ -505,6 +596,8 @@ pub async fn run<R: Replica>(
         pending_writes: HashMap::new(),
         pending_reads: HashMap::new(),
         next_read_id: 1,
+        splits: HashMap::new(),
+        next_split: 1,
         role: Role::Follower,
         elections_won: 0,
     };
@@ -720,5 +813,96 @@ mod tests {
 
         stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+
+    fn txn_node_config(dir: &std::path::Path, algo: crate::config::Algo, split: bool) -> Config {
+        let mut cfg = Config::minimal("n1", dir.into());
+        cfg.listen_client = "127.0.0.1:0".into();
+        cfg.listen_peer = "127.0.0.1:0".into();
+        cfg.fsync = false;
+        cfg.algo = algo;
+        cfg.unsafe_txn_split = split;
+        cfg.validate("test").unwrap();
+        cfg
+    }
+
+    async fn leader_client(addr: &str) -> Client {
+        let mut c = Client::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match c.write("warmup", crate::kv::Value::Int(0)).await {
+                Ok(()) => return c,
+                Err(ClientError::Server(WireError::NotLeader { .. })) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("no leader: {e}"),
+            }
+        }
+    }
+
+    /// Writers put the same value into two keys in one transaction while readers read both
+    /// in one transaction; returns how many reads saw the two keys differ.
+    async fn torn_reads(algo: crate::config::Algo, split: bool) -> usize {
+        use crate::kv::{MicroOp, Value};
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, stop, task) = start(txn_node_config(dir.path(), algo, split)).await;
+        leader_client(&addr).await;
+        let mut writers = Vec::new();
+        for w in 0..3i64 {
+            let addr = addr.clone();
+            writers.push(tokio::spawn(async move {
+                let mut c = Client::connect(&addr, Duration::from_secs(2)).await.unwrap();
+                for i in 0..150i64 {
+                    let v = Value::Int(w * 1000 + i);
+                    let ops = vec![
+                        MicroOp::Write { key: "x".into(), value: v.clone() },
+                        MicroOp::Append { key: "l".into(), value: v.clone() },
+                        MicroOp::Write { key: "y".into(), value: v },
+                        MicroOp::Append { key: "m".into(), value: Value::Int(w * 1000 + i) },
+                    ];
+                    c.txn(ops).await.expect("txn commits");
+                }
+            }));
+        }
+        let mut torn = 0;
+        let mut c = Client::connect(&addr, Duration::from_secs(2)).await.unwrap();
+        while !writers.iter().all(|w| w.is_finished()) {
+            let ops = ["x", "y", "l", "m"].iter().map(|k| MicroOp::Read { key: (*k).into() }).collect();
+            let r = c.txn(ops).await.expect("read txn commits");
+            if r[0] != r[1] || r[2] != r[3] {
+                torn += 1;
+            }
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        // Every write committed exactly once: the lists hold all 450 appends.
+        let r = c.txn(vec![MicroOp::Read { key: "l".into() }]).await.unwrap();
+        assert!(matches!(&r[0], Some(Value::List(l)) if l.len() == 450), "{r:?}");
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        torn
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn txn_is_applied_atomically_by_both_cores() {
+        for algo in [crate::config::Algo::Raft, crate::config::Algo::Paxos] {
+            assert_eq!(torn_reads(algo, false).await, 0, "{algo:?}: a reader saw half a transaction");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unsafe_txn_split_lets_a_reader_see_half_a_txn() {
+        for algo in [crate::config::Algo::Raft, crate::config::Algo::Paxos] {
+            // Interleaving depends on scheduling: a few rounds make a miss vanishingly rare.
+            let mut torn = 0;
+            for _ in 0..5 {
+                torn += torn_reads(algo, true).await;
+                if torn > 0 {
+                    break;
+                }
+            }
+            assert!(torn > 0, "{algo:?}: the planted split was never observed");
+        }
     }
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use faultline_node::client::{Client, ClientError};
 use faultline_node::config::{self, Algo, Config};
-use faultline_node::kv::Value as NodeValue;
+use faultline_node::kv::{MicroOp, Value as NodeValue};
 use faultline_node::protocol::WireError;
-use faultline_workloads::{Kv, KvError};
+use faultline_workloads::{Kv, KvError, Mop, MopF};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
@@ -335,6 +335,30 @@ impl Kv for NodeKv {
         Box::pin(async move {
             let v = node_value(&elem)?;
             self.client().await?.append(key, v).await.map_err(kv_error)
+        })
+    }
+    fn txn<'a>(&'a mut self, ops: Vec<Mop>) -> BoxFuture<'a, Result<Vec<Mop>, KvError>> {
+        Box::pin(async move {
+            let mut micro = Vec::with_capacity(ops.len());
+            for m in &ops {
+                let key = m.key.clone();
+                micro.push(match m.f {
+                    MopF::R => MicroOp::Read { key },
+                    MopF::W => MicroOp::Write { key, value: node_value(&m.value)? },
+                    MopF::Append => MicroOp::Append { key, value: node_value(&m.value)? },
+                });
+            }
+            let results = self.client().await?.txn(micro).await.map_err(kv_error)?;
+            Ok(ops
+                .into_iter()
+                .zip(results)
+                .map(|(mut m, r)| {
+                    if m.f == MopF::R {
+                        m.value = r.map(|v| v.to_json()).unwrap_or(Value::Null);
+                    }
+                    m
+                })
+                .collect())
         })
     }
 }

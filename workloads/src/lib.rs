@@ -11,8 +11,10 @@
 pub mod append;
 pub mod arrivals;
 pub mod bank;
+pub mod list_append;
 pub mod mem;
 pub mod register;
+pub mod rw_register;
 pub mod set;
 
 use std::collections::BTreeSet;
@@ -37,6 +39,8 @@ pub enum F {
     Add,
     /// Bank workload: move `amount` between two accounts (read, then cas of the bank key).
     Transfer,
+    /// A transaction: `value` is a list of `[f, key, value]` micro-ops (see [`Mop`]).
+    Txn,
 }
 
 impl F {
@@ -48,6 +52,7 @@ impl F {
             F::Append => "append",
             F::Add => "add",
             F::Transfer => "transfer",
+            F::Txn => "txn",
         }
     }
 }
@@ -94,6 +99,64 @@ pub enum KvError {
     Indefinite(String),
 }
 
+/// A micro-op's function, Jepsen's names: `r`, `w`, `append`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MopF {
+    R,
+    W,
+    Append,
+}
+
+impl MopF {
+    pub fn name(self) -> &'static str {
+        match self {
+            MopF::R => "r",
+            MopF::W => "w",
+            MopF::Append => "append",
+        }
+    }
+}
+
+/// One micro-op of a transaction. `value` is what a write or append puts; for a read it is
+/// null on invocation and what was read on completion (null: never written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mop {
+    pub f: MopF,
+    pub key: String,
+    pub value: Value,
+}
+
+impl Mop {
+    /// The history form `[f, key, value]`; keys that are decimal integers are written as
+    /// integers, as Elle's histories do.
+    pub fn to_json(&self) -> Value {
+        let key = self.key.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(self.key.clone()));
+        Value::Array(vec![Value::from(self.f.name()), key, self.value.clone()])
+    }
+
+    /// Inverse of [`Mop::to_json`]; `None` when `v` is not a `[f, key, value]` triple.
+    pub fn from_json(v: &Value) -> Option<Mop> {
+        let [f, key, value] = v.as_array()?.as_slice() else { return None };
+        let f = match f.as_str()? {
+            "r" => MopF::R,
+            "w" => MopF::W,
+            "append" => MopF::Append,
+            _ => return None,
+        };
+        let key = match key {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some(Mop { f, key, value: value.clone() })
+    }
+}
+
+/// The history form of a transaction's micro-ops.
+pub fn mops_json(mops: &[Mop]) -> Value {
+    Value::Array(mops.iter().map(Mop::to_json).collect())
+}
+
 /// The single-key operations a workload may use. Values are JSON; the runner's adapter
 /// maps them onto the node's wire types. A missing key reads as `Value::Null`.
 pub trait Kv: Send {
@@ -108,6 +171,13 @@ pub trait Kv: Send {
     ) -> BoxFuture<'a, Result<(), KvError>>;
     /// Appends one element to the list stored at `key` (created empty when absent).
     fn append<'a>(&'a mut self, key: &'a str, elem: Value) -> BoxFuture<'a, Result<(), KvError>>;
+    /// Runs micro-ops atomically and returns them completed (reads carry what they saw).
+    /// Stores without transactions refuse definitely, so nothing is recorded as possibly
+    /// applied.
+    fn txn<'a>(&'a mut self, ops: Vec<Mop>) -> BoxFuture<'a, Result<Vec<Mop>, KvError>> {
+        let _ = ops;
+        Box::pin(async { Err(KvError::Definite("txn-unsupported: this store has no transactions".into())) })
+    }
 }
 
 fn outcome<T>(r: Result<T, KvError>, ok: impl FnOnce(T) -> Value) -> Outcome {
@@ -135,6 +205,13 @@ pub async fn execute(op: &Op, kv: &mut dyn Kv) -> Outcome {
         }
         F::Append | F::Add => outcome(kv.append(key, op.value.clone()).await, |_| op.value.clone()),
         F::Transfer => bank::transfer(op, kv).await,
+        F::Txn => {
+            let mops: Option<Vec<Mop>> = op.value.as_array().map(|a| a.iter().map(Mop::from_json).collect()).unwrap_or(None);
+            match mops {
+                Some(m) => outcome(kv.txn(m).await, |done| mops_json(&done)),
+                None => Outcome::Fail(format!("malformed txn value {}", op.value)),
+            }
+        }
     }
 }
 
@@ -185,6 +262,8 @@ const REGISTRY: &[(&str, Constructor)] = &[
     ("set", || Box::new(set::Set::default())),
     ("bank", || Box::new(bank::Bank::default())),
     ("append", || Box::new(append::Append::default())),
+    ("list-append", || Box::new(list_append::ListAppend::default())),
+    ("rw-register", || Box::new(rw_register::RwRegister::default())),
 ];
 
 /// Every registered workload name, in registry order.

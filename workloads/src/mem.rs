@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::{Kv, KvError};
+use crate::{Kv, KvError, Mop, MopF};
 
 #[derive(Clone, Default)]
 pub struct MemKv {
@@ -102,6 +102,31 @@ impl Kv for MemKv {
             }
             self.wrote(&mut st);
             Ok(())
+        })
+    }
+
+    /// Atomic under the store's lock, like a serializable database.
+    fn txn<'a>(&'a mut self, ops: Vec<Mop>) -> BoxFuture<'a, Result<Vec<Mop>, KvError>> {
+        Box::pin(async move {
+            let mut st = self.state.lock().unwrap();
+            let mut next = st.map.clone();
+            let mut done = Vec::with_capacity(ops.len());
+            for mut m in ops {
+                match m.f {
+                    MopF::R => m.value = next.get(&m.key).cloned().unwrap_or(Value::Null),
+                    MopF::W => {
+                        next.insert(m.key.clone(), m.value.clone());
+                    }
+                    MopF::Append => match next.entry(m.key.clone()).or_insert_with(|| Value::Array(vec![])) {
+                        Value::Array(v) => v.push(m.value.clone()),
+                        other => return Err(KvError::Definite(format!("append to non-list {other}"))),
+                    },
+                }
+                done.push(m);
+            }
+            st.map = next;
+            self.wrote(&mut st);
+            Ok(done)
         })
     }
 }
