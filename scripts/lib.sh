@@ -14,6 +14,8 @@ FAULTLINE_PKGS=(
   "sha256sum:coreutils"
   "timeout:coreutils"
   "cc:build-essential"
+  "chromium:chromium"
+  "chromedriver:chromium-driver"
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
