@@ -254,9 +254,10 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
         }
         v
     };
+    // In the runs table's order: newest first.
     assert_eq!(
         heads,
-        vec!["", "raft 20261127T050000.000Z", "paxos 20261128T050000.000Z"]
+        vec!["", "paxos 20261128T050000.000Z", "raft 20261127T050000.000Z"]
     );
     assert_eq!(count(&c, "section.compared-run svg").await, 2, "a throughput plot each");
     shot(&c, "compare").await;
