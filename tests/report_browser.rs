@@ -76,7 +76,12 @@ async fn count(c: &Client, css: &str) -> usize {
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// Waits until `css` matches `n` elements (pages load after a click).
@@ -126,7 +131,9 @@ fn write_running(store: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        println!("SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is not installed (apt-get install chromium chromium-driver)");
+        println!(
+            "SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is not installed (apt-get install chromium chromium-driver)"
+        );
         return;
     }
     let store = temp_store("browser");
@@ -136,7 +143,11 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
         ("reg", "20261129T050000.000Z", "raft", true),
     ];
     for (name, stamp, db, invalid) in runs {
-        let outages = if db == "raft" { raft_outages() } else { paxos_outages() };
+        let outages = if db == "raft" {
+            raft_outages()
+        } else {
+            paxos_outages()
+        };
         let dir = write_run(&store, name, stamp, db, &outages, invalid);
         // An invalid run exits 1; both write the report and the index row.
         let st = faultline().arg("report").arg(&dir).status().unwrap();
@@ -209,7 +220,12 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
         .select_by_value("paxos")
         .await
         .unwrap();
-    c.find(Locator::Css("#apply")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_count(&c, "#runs tr.run", 1).await;
     assert!(text(&c, "#runs tr.run").await.contains("paxos"));
     assert!(c.current_url().await.unwrap().as_str().contains("db=paxos"));
@@ -221,15 +237,34 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
     assert!(text(&c, "#runs tr.run").await.contains("raft"));
 
     // A run and its report.
-    c.find(Locator::Css("#runs tr.run a.open")).await.unwrap().click().await.unwrap();
-    c.wait().for_element(Locator::Css("#verdict")).await.unwrap();
+    c.find(Locator::Css("#runs tr.run a.open"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#verdict"))
+        .await
+        .unwrap();
     assert!(text(&c, "#verdict").await.contains("invalid"));
     assert!(count(&c, "#files tr").await > 4, "its files are listed");
     assert!(count(&c, "#download").await == 1 && count(&c, "#report-frame").await == 1);
     shot(&c, "run").await;
-    c.find(Locator::Css("#report")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#report"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.wait().for_element(Locator::Css(".banner")).await.unwrap();
-    assert!(c.current_url().await.unwrap().path().ends_with("/report.html"));
+    assert!(
+        c.current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with("/report.html")
+    );
     assert!(count(&c, "svg").await >= 3, "the report's plots are drawn");
     assert!(text(&c, ".banner").await.contains("INVALID"));
     shot(&c, "report").await;
@@ -238,18 +273,32 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
     c.goto(&format!("{base}/")).await.unwrap();
     wait_count(&c, "#runs tr.run", 3).await;
     for id in ["reg/20261127T050000.000Z", "reg/20261128T050000.000Z"] {
-        c.find(Locator::Css(&format!("input[type=checkbox][value=\"{id}\"]")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        c.find(Locator::Css(&format!(
+            "input[type=checkbox][value=\"{id}\"]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     }
-    c.find(Locator::Css("#compare-selected")).await.unwrap().click().await.unwrap();
-    c.wait().for_element(Locator::Css("#comparison")).await.unwrap();
+    c.find(Locator::Css("#compare-selected"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#comparison"))
+        .await
+        .unwrap();
     let heads: Vec<String> = {
         let mut v = Vec::new();
-        for th in c.find_all(Locator::Css("#comparison tr:first-child th")).await.unwrap() {
+        for th in c
+            .find_all(Locator::Css("#comparison tr:first-child th"))
+            .await
+            .unwrap()
+        {
             v.push(th.text().await.unwrap());
         }
         v
@@ -257,23 +306,47 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
     // In the runs table's order: newest first.
     assert_eq!(
         heads,
-        vec!["", "paxos 20261128T050000.000Z", "raft 20261127T050000.000Z"]
+        vec![
+            "",
+            "paxos 20261128T050000.000Z",
+            "raft 20261127T050000.000Z"
+        ]
     );
-    assert_eq!(count(&c, "section.compared-run svg").await, 2, "a throughput plot each");
+    assert_eq!(
+        count(&c, "section.compared-run svg").await,
+        2,
+        "a throughput plot each"
+    );
     shot(&c, "compare").await;
 
     // Trends: every db, three figures and a verdict strip each.
-    c.find(Locator::LinkText("Trends")).await.unwrap().click().await.unwrap();
-    c.wait().for_element(Locator::Css("section.db-trend")).await.unwrap();
+    c.find(Locator::LinkText("Trends"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("section.db-trend"))
+        .await
+        .unwrap();
     assert_eq!(count(&c, "section.db-trend").await, 2);
     assert_eq!(count(&c, "svg.trend").await, 6);
     assert_eq!(count(&c, "section[data-db=raft] svg.strip rect").await, 2);
-    assert_eq!(count(&c, "section[data-db=raft] svg.strip rect.invalid").await, 1);
-    assert_eq!(count(&c, "section[data-db=paxos] svg.trend circle").await, 3);
+    assert_eq!(
+        count(&c, "section[data-db=raft] svg.strip rect.invalid").await,
+        1
+    );
+    assert_eq!(
+        count(&c, "section[data-db=paxos] svg.trend circle").await,
+        3
+    );
     shot(&c, "trends").await;
 
     // The run in progress: its counts follow the growing history.
-    c.goto(&format!("{base}/-/run/soak/20261201T010000.000Z")).await.unwrap();
+    c.goto(&format!("{base}/-/run/soak/20261201T010000.000Z"))
+        .await
+        .unwrap();
     c.wait().for_element(Locator::Css("#live")).await.unwrap();
     assert_eq!(text(&c, "#live-phase").await, "clients");
     assert_eq!(text(&c, "#live-ok").await, "10");
@@ -290,7 +363,10 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
     }
     let t = Instant::now();
     while text(&c, "#live-ok").await != "15" {
-        assert!(t.elapsed() < Duration::from_secs(15), "the page did not refresh its counts");
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the page did not refresh its counts"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     shot(&c, "live").await;

@@ -145,7 +145,10 @@ fn slow_partial_requests_do_not_delay_a_real_one() {
     let waited = t.elapsed();
     assert!(index.starts_with("HTTP/1.1 200"), "{index}");
     // It used to wait about 7 s behind them (64 slots, 10 s read timeout).
-    assert!(waited < Duration::from_secs(2), "a real request waited {waited:?}");
+    assert!(
+        waited < Duration::from_secs(2),
+        "a real request waited {waited:?}"
+    );
     drop(slow);
     let _ = child.kill();
     let _ = child.wait();
@@ -155,8 +158,22 @@ fn slow_partial_requests_do_not_delay_a_real_one() {
 #[test]
 fn run_page_archive_compare_and_trends_are_served() {
     let store = temp_store("serve-pages");
-    let a = write_run(&store, "reg", "20261127T050000.000Z", "raft", &raft_outages(), false);
-    let b = write_run(&store, "reg", "20261128T050000.000Z", "paxos", &paxos_outages(), false);
+    let a = write_run(
+        &store,
+        "reg",
+        "20261127T050000.000Z",
+        "raft",
+        &raft_outages(),
+        false,
+    );
+    let b = write_run(
+        &store,
+        "reg",
+        "20261128T050000.000Z",
+        "paxos",
+        &paxos_outages(),
+        false,
+    );
     for d in [&a, &b] {
         assert!(faultline().arg("report").arg(d).status().unwrap().success());
     }
@@ -166,11 +183,19 @@ fn run_page_archive_compare_and_trends_are_served() {
 
     let run = get(port, "GET /-/run/reg/20261127T050000.000Z HTTP/1.1\r\n\r\n");
     assert!(run.starts_with("HTTP/1.1 200"), "{run}");
-    for want in ["history.jsonl", "nodes/n1/node.log", "/-/archive/reg/20261127T050000.000Z.tar.gz", "report.html"] {
+    for want in [
+        "history.jsonl",
+        "nodes/n1/node.log",
+        "/-/archive/reg/20261127T050000.000Z.tar.gz",
+        "report.html",
+    ] {
         assert!(run.contains(want), "run page lacks {want}: {run}");
     }
 
-    let tgz = get_bytes(port, "GET /-/archive/reg/20261127T050000.000Z.tar.gz HTTP/1.1\r\n\r\n");
+    let tgz = get_bytes(
+        port,
+        "GET /-/archive/reg/20261127T050000.000Z.tar.gz HTTP/1.1\r\n\r\n",
+    );
     assert!(String::from_utf8_lossy(&tgz[..60]).starts_with("HTTP/1.1 200"));
     let mut names = Vec::new();
     let gz = body_of(&tgz);
@@ -179,7 +204,9 @@ fn run_page_archive_compare_and_trends_are_served() {
         names.push(e.unwrap().path().unwrap().display().to_string());
     }
     assert!(
-        names.iter().any(|n| n == "reg-20261127T050000.000Z/history.jsonl")
+        names
+            .iter()
+            .any(|n| n == "reg-20261127T050000.000Z/history.jsonl")
             && names.iter().any(|n| n.ends_with("nodes/n1/node.log")),
         "{names:?}"
     );
@@ -189,13 +216,25 @@ fn run_page_archive_compare_and_trends_are_served() {
         "GET /-/compare?run=reg%2F20261127T050000.000Z&run=reg%2F20261128T050000.000Z HTTP/1.1\r\n\r\n",
     );
     assert!(cmp.starts_with("HTTP/1.1 200"), "{cmp}");
-    assert!(cmp.contains("raft 20261127T050000.000Z") && cmp.contains("paxos 20261128T050000.000Z"));
+    assert!(
+        cmp.contains("raft 20261127T050000.000Z") && cmp.contains("paxos 20261128T050000.000Z")
+    );
     assert!(cmp.contains("partition: unavailable median") && cmp.contains("<svg"));
-    assert!(get(port, "GET /-/compare?run=reg%2F20261127T050000.000Z HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(
+        get(
+            port,
+            "GET /-/compare?run=reg%2F20261127T050000.000Z HTTP/1.1\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 400")
+    );
 
     let trends = get(port, "GET /-/trends HTTP/1.1\r\n\r\n");
     assert!(trends.starts_with("HTTP/1.1 200"), "{trends}");
-    assert_eq!(trends.matches("<svg class=\"trend\"").count(), 6, "3 metrics × 2 dbs");
+    assert_eq!(
+        trends.matches("<svg class=\"trend\"").count(),
+        6,
+        "3 metrics × 2 dbs"
+    );
     assert_eq!(trends.matches("<svg class=\"strip\"").count(), 2);
     assert!(get(port, "GET /-/trends?metric=nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400"));
 
@@ -215,14 +254,33 @@ fn run_page_archive_compare_and_trends_are_served() {
 fn ten_thousand_runs_filter_and_paginate() {
     let store = temp_store("serve-10k");
     // `faultline report` of one real run creates the index and its schema.
-    let dir = write_run(&store, "reg", "20261127T050000.000Z", "raft", &raft_outages(), false);
-    assert!(faultline().arg("report").arg(&dir).status().unwrap().success());
+    let dir = write_run(
+        &store,
+        "reg",
+        "20261127T050000.000Z",
+        "raft",
+        &raft_outages(),
+        false,
+    );
+    assert!(
+        faultline()
+            .arg("report")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut conn = rusqlite::Connection::open(store.join("runs.sqlite")).unwrap();
     let tx = conn.transaction().unwrap();
     for i in 0..10_000u32 {
         let db = if i % 2 == 0 { "raft" } else { "paxos" };
         let verdict = if i % 7 == 0 { "invalid" } else { "valid" };
-        let stamp = format!("2026{:02}{:02}T{:06}.000Z", 1 + i / 1000 % 12, 1 + i % 28, i);
+        let stamp = format!(
+            "2026{:02}{:02}T{:06}.000Z",
+            1 + i / 1000 % 12,
+            1 + i % 28,
+            i
+        );
         tx.execute(
             "INSERT INTO runs (run_dir, name, started, db, workload, nemesis, verdict, ok_per_s)
              VALUES (?1, ?2, ?3, ?4, 'register', 'partition,kill', ?5, ?6)",
@@ -242,27 +300,49 @@ fn ten_thousand_runs_filter_and_paginate() {
     let (mut child, port) = serve(&store);
 
     // nightly-3 (i % 10 == 3: odd, so paxos), invalid (i % 7 == 0): i ≡ 3 mod 10, i ≡ 0 mod 7.
-    let want: Vec<u32> = (0..10_000u32).filter(|i| i % 10 == 3 && i % 7 == 0).collect();
+    let want: Vec<u32> = (0..10_000u32)
+        .filter(|i| i % 10 == 3 && i % 7 == 0)
+        .collect();
     let t = std::time::Instant::now();
     let page = get(
         port,
         "GET /?name=nightly-3&db=paxos&verdict=invalid&sort=ok_per_s&order=asc&page=2 HTTP/1.1\r\n\r\n",
     );
-    println!("filtered page 2 of {} matching runs in {:?}", want.len(), t.elapsed());
-    assert!(page.starts_with("HTTP/1.1 200"), "{}", &page[..page.len().min(500)]);
-    assert!(page.contains(&format!("{} runs", want.len())), "the total is shown");
+    println!(
+        "filtered page 2 of {} matching runs in {:?}",
+        want.len(),
+        t.elapsed()
+    );
+    assert!(
+        page.starts_with("HTTP/1.1 200"),
+        "{}",
+        &page[..page.len().min(500)]
+    );
+    assert!(
+        page.contains(&format!("{} runs", want.len())),
+        "the total is shown"
+    );
     let rows: Vec<&str> = page.split("<tr class=\"run\"").skip(1).collect();
     let expected = &want[50..want.len().min(100)];
     assert_eq!(rows.len(), expected.len());
     for (row, i) in rows.iter().zip(expected) {
-        assert!(row.contains(&format!("T{i:06}.000Z")), "row for run {i} out of order: {row}");
+        assert!(
+            row.contains(&format!("T{i:06}.000Z")),
+            "row for run {i} out of order: {row}"
+        );
         assert!(row.contains("paxos") && row.contains("invalid"));
     }
 
     // A date range: only January (i / 1000 % 12 == 0).
-    let jan = get(port, "GET /?since=2026-01-01&until=2026-01-31 HTTP/1.1\r\n\r\n");
+    let jan = get(
+        port,
+        "GET /?since=2026-01-01&until=2026-01-31 HTTP/1.1\r\n\r\n",
+    );
     let n_jan = (0..10_000u32).filter(|i| i / 1000 % 12 == 0).count();
-    assert!(jan.contains(&format!("{n_jan} runs")), "January has {n_jan}");
+    assert!(
+        jan.contains(&format!("{n_jan} runs")),
+        "January has {n_jan}"
+    );
 
     child.kill().unwrap();
     child.wait().unwrap();

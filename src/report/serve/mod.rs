@@ -226,11 +226,13 @@ async fn store_file(State(app): State<Arc<App>>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return r.into_response(),
     };
-    let rel = real.strip_prefix(&app.store).unwrap_or(Path::new("")).to_path_buf();
+    let rel = real
+        .strip_prefix(&app.store)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
     if real.is_dir() {
         let app = app.clone();
-        return match tokio::task::spawn_blocking(move || pages::dir_listing(&app.store, &rel))
-            .await
+        return match tokio::task::spawn_blocking(move || pages::dir_listing(&app.store, &rel)).await
         {
             Ok(page) => page.into_response(),
             Err(e) => pages::internal(anyhow::anyhow!("listing: {e}")),

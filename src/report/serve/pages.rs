@@ -81,7 +81,10 @@ fn param<'a>(ps: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// `test/stamp` of a run directory: its last two components.
 pub fn run_id(run_dir: &str) -> String {
     let p = Path::new(run_dir);
-    let stamp = p.file_name().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let stamp = p
+        .file_name()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
     let test = p
         .parent()
         .and_then(|t| t.file_name())
@@ -163,7 +166,8 @@ pub fn live_status(dir: &Path) -> LiveStatus {
     let log = dir.join(crate::store::LOG_FILE);
     let finished = dir.join(crate::store::RESULTS_FILE).is_file();
     let running = !finished
-        && (modified_within(&history, RUNNING_QUIET_MAX) || modified_within(&log, RUNNING_QUIET_MAX));
+        && (modified_within(&history, RUNNING_QUIET_MAX)
+            || modified_within(&log, RUNNING_QUIET_MAX));
     let mut s = LiveStatus {
         running,
         finished,
@@ -316,8 +320,19 @@ fn runs_page(ps: &[(String, String)], q: &RunQuery, d: &RunsData) -> Markup {
     let page_n = q.offset / RUNS_PER_PAGE + 1;
     let pages = d.page.total.div_ceil(RUNS_PER_PAGE).max(1);
     let header = |col: &str, label: &str| {
-        let next = if sort == col && !q.ascending { "asc" } else { "desc" };
-        let href = with_params(ps, &[("sort", col.into()), ("order", next.into()), ("page", String::new())]);
+        let next = if sort == col && !q.ascending {
+            "asc"
+        } else {
+            "desc"
+        };
+        let href = with_params(
+            ps,
+            &[
+                ("sort", col.into()),
+                ("order", next.into()),
+                ("page", String::new()),
+            ],
+        );
         html! { th { a.sorted[sort == col] href=(href) data-sort=(col) { (label) } } }
     };
     let body = html! {
@@ -506,10 +521,17 @@ fn run_page(id: &str, dir: &Path) -> Markup {
         .map(|n| match n {
             Value::Array(a) => a
                 .iter()
-                .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
-            other => other.as_str().map(str::to_string).unwrap_or_else(|| other.to_string()),
+            other => other
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| other.to_string()),
         })
         .or_else(|| json_str(&test, &["nemesis"]))
         .unwrap_or_else(|| "—".into());
@@ -612,7 +634,9 @@ pub async fn compare(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Re
         .map(|(_, v)| v.as_str())
         .collect();
     if ids.len() < 2 {
-        return bad_request("Pick two or more runs to compare (tick their boxes on the runs page).");
+        return bad_request(
+            "Pick two or more runs to compare (tick their boxes on the runs page).",
+        );
     }
     let mut dirs = Vec::new();
     for id in &ids {
@@ -672,7 +696,10 @@ mod tests {
 
     #[test]
     fn run_ids_are_the_last_two_components() {
-        assert_eq!(run_id("/s/reg/20261127T050000.000Z"), "reg/20261127T050000.000Z");
+        assert_eq!(
+            run_id("/s/reg/20261127T050000.000Z"),
+            "reg/20261127T050000.000Z"
+        );
         assert_eq!(run_id("store/reg/x/"), "reg/x");
     }
 
@@ -683,9 +710,15 @@ mod tests {
             ("page".to_string(), "2".to_string()),
             ("name".to_string(), String::new()),
         ];
-        assert_eq!(with_params(&ps, &[("page", "3".into())]), "/?db=raft&page=3");
+        assert_eq!(
+            with_params(&ps, &[("page", "3".into())]),
+            "/?db=raft&page=3"
+        );
         let q = query_of(&ps);
-        assert_eq!((q.db.as_deref(), q.offset, q.name), (Some("raft"), RUNS_PER_PAGE, None));
+        assert_eq!(
+            (q.db.as_deref(), q.offset, q.name),
+            (Some("raft"), RUNS_PER_PAGE, None)
+        );
         assert_eq!(date_prefix("2026-11-27"), "20261127");
     }
 
