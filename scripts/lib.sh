@@ -19,6 +19,8 @@ FAULTLINE_PKGS=(
   # etcd as a database under test; faultline starts it itself, so the package's service must
   # not start (see the policy-rc.d in ensure_packages).
   "etcd:etcd-server"
+  "chromium:chromium"
+  "chromedriver:chromium-driver"
 )
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }

@@ -66,7 +66,7 @@ enum Command {
     Runs(report_cmd::RunsArgs),
     /// One figure across recorded runs.
     Trend(report_cmd::TrendArgs),
-    /// Serve the store's runs and reports on 127.0.0.1.
+    /// Serve the store's runs, reports, comparisons and trends as a web application.
     Serve(report_cmd::ServeArgs),
     /// Measurements: closed-loop throughput and latency of any database.
     Bench(bench::BenchArgs),

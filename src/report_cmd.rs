@@ -164,9 +164,13 @@ pub fn run_trend(args: TrendArgs) -> anyhow::Result<ExitCode> {
 pub struct ServeArgs {
     #[arg(long, default_value_os_t = default_store())]
     pub store: PathBuf,
-    /// Port on 127.0.0.1 (0 picks a free one).
+    /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Address to listen on. Anything but loopback exposes the store to the network
+    /// without authentication.
+    #[arg(long, value_name = "ADDR", default_value = report::serve::DEFAULT_BIND)]
+    pub bind: std::net::IpAddr,
 }
 
 pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -176,13 +180,21 @@ pub fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.store.display()
         )));
     }
+    if !args.bind.is_loopback() {
+        eprintln!(
+            "faultline: warning: serving on {} without authentication: anyone who can reach it can read every run in {}",
+            args.bind,
+            args.store.display()
+        );
+    }
+    let addr = std::net::SocketAddr::new(args.bind, args.port);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async {
         tokio::select! {
-            r = report::serve::serve(args.store.clone(), args.port, None) => r,
+            r = report::serve::serve(args.store.clone(), addr, None) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })?;

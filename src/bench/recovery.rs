@@ -738,8 +738,8 @@ async fn experiment(cfg: Config) -> anyhow::Result<ExitCode> {
     control.close().await;
     write_outputs(&cfg, &cells, &verdicts)?;
     if !cells.is_empty() {
-        println!("{}", recovery_report::table(&cells));
-        println!("report: {}", cfg.out.join("report.html").display());
+        outln!("{}", recovery_report::table(&cells));
+        outln!("report: {}", cfg.out.join("report.html").display());
     }
     if let Some(e) = failure {
         return Err(e);

@@ -3,7 +3,6 @@
 //! answered by running the same seed and schedule against both and comparing here.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
@@ -14,7 +13,6 @@ use faultline_checkers::recovery::{
     self, FamilySummary, RecoveryOptions, RecoveryReport, fault_windows,
 };
 
-use super::html::{CSS, esc};
 use super::run::RunData;
 use super::{fmt_ms, fmt_opt_ms, plots, validity_word};
 
@@ -191,37 +189,7 @@ pub fn render_table(runs: &[RunFigures]) -> String {
 }
 
 pub fn render_html(runs: &[RunFigures]) -> String {
-    let mut o = String::new();
-    let _ = write!(
-        o,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>faultline comparison</title><style>{CSS}</style></head><body>"
-    );
-    o.push_str("<h1>Comparison</h1><table><tr><th></th>");
-    for r in runs {
-        let _ = write!(o, "<th>{}</th>", esc(&r.label));
-    }
-    o.push_str("</tr>");
-    for (name, cells) in rows(runs) {
-        let _ = write!(o, "<tr><td>{}</td>", esc(&name));
-        for c in cells {
-            let _ = write!(o, "<td>{}</td>", esc(&c));
-        }
-        o.push_str("</tr>");
-    }
-    o.push_str("</table><p>Unavailability: the longest gap between successful writes overlapping a fault. Windows the cluster never recovered from within their span are counted as unrecovered and left out of the median / p99 / max.</p>");
-    for r in runs {
-        let _ = write!(
-            o,
-            "<h2>{}</h2><p>{}</p>",
-            esc(&r.label),
-            esc(&r.dir.display().to_string())
-        );
-        if let Some(svg) = &r.throughput_svg {
-            o.push_str(svg);
-        }
-    }
-    o.push_str("</body></html>\n");
-    o
+    super::html::compare_page(runs)
 }
 
 /// Prints the comparison and writes it as HTML to `html_out`.

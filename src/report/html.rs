@@ -2,14 +2,17 @@
 //! network), readable straight from the store directory or through `faultline serve`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use faultline_checkers::perf::{CompletedOp, LatencyRow, completed_ops, history_end_ns};
 use faultline_checkers::recovery::fault_windows;
 use faultline_checkers::{Event, Validity};
 use serde_json::Value;
 
+use maud::{Markup, PreEscaped, html};
+
+use super::compare::{self, RunFigures};
 use super::logs::LogScan;
+use super::templates;
 use super::plots::{self, TimelineOp};
 use super::run::RunData;
 use super::{ReportSummary, fmt_ms, fmt_opt_ms, fmt_unavailability, validity_word};
@@ -32,14 +35,6 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-pub const CSS: &str = "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1000px;color:#222}\
-table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:13px}\
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}\
-.banner{padding:.8em 1em;font-size:1.4em;font-weight:bold;border-radius:4px;color:#fff}\
-.valid{background:#2e7d32}.invalid{background:#c62828}.unknown{background:#ef6c00}\
-pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}\
-.legend span{display:inline-block;padding:1px 8px;margin-right:6px;border-radius:3px}\
-.v-true{color:#2e7d32}.v-false{color:#c62828;font-weight:bold}.v-unknown{color:#ef6c00}";
 
 pub fn banner_class(v: Validity) -> &'static str {
     match v {
@@ -49,39 +44,34 @@ pub fn banner_class(v: Validity) -> &'static str {
     }
 }
 
-fn verdict_cell(v: Validity) -> String {
+fn verdict_cell(v: Validity) -> Markup {
     let c = match v {
         Validity::Valid => "v-true",
         Validity::Invalid => "v-false",
         Validity::Unknown => "v-unknown",
     };
-    format!(r#"<td class="{c}">{}</td>"#, validity_word(v))
+    html! { td class=(c) { (validity_word(v)) } }
 }
 
-fn latency_table(out: &mut String, rows: &[LatencyRow]) {
-    out.push_str("<table><tr><th>op</th><th>outcome</th><th>count</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
-    for r in rows {
-        let q = &r.quantiles;
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.f),
-            r.outcome.as_str(),
-            q.count,
-            fmt_ms(q.mean_ms),
-            fmt_ms(q.p50_ms),
-            fmt_ms(q.p90_ms),
-            fmt_ms(q.p99_ms),
-            fmt_ms(q.p999_ms),
-            fmt_ms(q.max_ms)
-        );
+fn latency_table(rows: &[LatencyRow]) -> Markup {
+    html! {
+        table {
+            tr { th { "op" } th { "outcome" } th { "count" } th { "mean" } th { "p50" } th { "p90" } th { "p99" } th { "p99.9" } th { "max" } }
+            @for r in rows {
+                @let q = &r.quantiles;
+                tr {
+                    td { (r.f) } td { (r.outcome.as_str()) } td { (q.count) }
+                    td { (fmt_ms(q.mean_ms)) } td { (fmt_ms(q.p50_ms)) } td { (fmt_ms(q.p90_ms)) }
+                    td { (fmt_ms(q.p99_ms)) } td { (fmt_ms(q.p999_ms)) } td { (fmt_ms(q.max_ms)) }
+                }
+            }
+        }
     }
-    out.push_str("</table>");
 }
 
+/// The run's `report.html`: self-contained (inline CSS and SVG, no scripts, no links
+/// out), so it reads the same from disk as through `faultline serve`.
 pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
-    let results = &s.results;
-    let mut o = String::new();
     let title = format!(
         "{} — {}",
         s.name,
@@ -90,217 +80,203 @@ pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let _ = write!(
-        o,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title><style>{CSS}</style></head><body>",
-        esc(&title)
-    );
-    let _ = write!(
-        o,
-        r#"<div class="banner {}">{}: {}</div>"#,
-        banner_class(s.valid),
-        esc(&s.name),
-        validity_word(s.valid)
-    );
-
-    // Run header.
-    o.push_str("<h2>Run</h2><table>");
-    let mut row = |k: &str, v: &str| {
-        let _ = write!(
-            o,
-            "<tr><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
-            esc(k),
-            esc(v)
-        );
-    };
-    row("directory", &run.dir.display().to_string());
-    row("db", &s.db);
-    row("workload", &s.workload);
-    row("nemesis", &s.nemesis);
-    row("seed", s.seed.as_deref().unwrap_or("—"));
-    row("commit", s.commit.as_deref().unwrap_or("—"));
-    row(
-        "version",
-        &run.field(&["faultline-version", "version"])
-            .unwrap_or_else(|| "—".into()),
-    );
-    row("duration", &fmt_ms(s.perf.duration_ms));
-    row(
-        "client ops",
-        &format!(
-            "{} ok, {} fail, {} info, {} pending; {:.1} ok/s",
-            s.perf.ops.ok, s.perf.ops.fail, s.perf.ops.info, s.perf.ops.pending, s.perf.ok_per_s
-        ),
-    );
-    o.push_str("</table>");
-
-    // Verdicts.
-    o.push_str("<h2>Checkers</h2><table><tr><th>checker</th><th>verdict</th><th>details</th></tr>");
-    for r in results {
-        let details = serde_json::to_string_pretty(&r.details).unwrap_or_default();
-        let shown: String = details.chars().take(20_000).collect();
-        let _ = write!(
-            o,
-            "<tr><td>{}</td>{}<td style=\"text-align:left\"><details><summary>{} bytes</summary><pre>{}</pre></details></td></tr>",
-            esc(&r.checker),
-            verdict_cell(r.valid),
-            details.len(),
-            esc(&shown)
-        );
-    }
-    o.push_str("</table>");
-
-    // Counterexamples.
-    for r in results.iter().filter(|r| r.valid == Validity::Invalid) {
-        if let Some(svg) = counterexample_svg(&run.history, &r.details) {
-            let reason = super::run::find_key(&r.details, "reason")
-                .and_then(Value::as_str)
-                .map(|why| format!("<p><b>{}</b></p>", esc(why)))
-                .unwrap_or_default();
-            let _ = write!(
-                o,
-                "<h2>Counterexample: {}</h2>{reason}<p>Ops around the violation on the same keys; the op the checker blames is outlined in red.</p>{svg}",
-                esc(&r.checker)
-            );
-        }
-    }
-
-    // Plots.
     let (ops, _) = completed_ops(&run.history);
     let end = history_end_ns(&run.history);
     let windows = fault_windows(&run.history);
-    o.push_str("<h2>Latency and throughput</h2>");
     let families: BTreeSet<&str> = windows.iter().map(|w| w.family.as_str()).collect();
-    if !families.is_empty() {
-        o.push_str(r#"<p class="legend">Shaded: "#);
-        for f in &families {
-            let _ = write!(
-                o,
-                r#"<span style="background:{}33">{}</span>"#,
-                plots::css_color(plots::family_color(f)),
-                esc(&plots::family_label(f))
-            );
-        }
-        o.push_str("</p>");
-    }
-    for svg in [
+    let plots = [
         plots::latency_scatter(&ops, &windows, end),
         plots::latency_quantiles(&ops, &windows, end),
         plots::throughput(&s.perf.throughput, &windows, end),
-    ] {
-        match svg {
-            Ok(svg) => {
-                let _ = write!(o, "<div>{svg}</div>");
-            }
-            Err(e) => {
-                let _ = write!(o, "<p>plot failed: {}</p>", esc(&e.to_string()));
-            }
-        }
-    }
-
-    // Recovery.
-    let _ = write!(o, "<h2>Recovery per fault</h2>");
-    if s.recovery.windows.is_empty() {
-        o.push_str("<p>No faults in this run.</p>");
-    } else {
-        let et = s.recovery.election_timeout_ms_min;
-        let _ = write!(
-            o,
-            "<p>Minimum election timeout: {}. Unavailability is the longest gap between successful writes overlapping the fault; ≥ marks a fault the cluster had not recovered from when the next fault or the run's end came.</p>",
-            fmt_opt_ms(et)
-        );
-        o.push_str(RECOVERY_HEADER);
-        for w in &s.recovery.windows {
-            let _ = write!(
-                o,
-                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                w.n,
-                esc(&w.family),
-                w.start_ms / 1000.0,
-                w.end_ms
-                    .map(|e| format!("{:.2}", e / 1000.0))
-                    .unwrap_or_else(|| "never".into()),
-                esc(&describe(&w.value)),
-                fmt_unavailability(w),
-                w.unavailability_election_timeouts
-                    .map(|x| format!("{x:.1}×"))
-                    .unwrap_or_else(|| "—".into()),
-                fmt_opt_ms(w.first_error_ms),
-                fmt_opt_ms(w.first_write_after_start_ms),
-                fmt_opt_ms(w.first_write_after_heal_ms),
-                w.dip_ratio
-                    .map(|d| format!("{:.0}%", d * 100.0))
-                    .unwrap_or_else(|| "—".into()),
-                fmt_opt_ms(w.back_to_90pct_ms),
-                w.ops_lost
-                    .map(|x| format!("{x:.0}"))
-                    .unwrap_or_else(|| "—".into()),
-                w.elections
-            );
-        }
-        o.push_str("</table>");
-    }
-
-    // Latency tables.
-    o.push_str("<h2>Latency, whole run</h2>");
-    latency_table(&mut o, &s.perf.latency);
-    o.push_str("<h2>Latency per phase</h2>");
-    for p in &s.perf.phases {
-        let _ = write!(
-            o,
-            "<h3>{} ({:.2} s – {:.2} s, {:.1} ok/s)</h3>",
-            esc(&p.name),
-            p.start_ms / 1000.0,
-            p.end_ms / 1000.0,
-            p.ok_per_s
-        );
-        latency_table(&mut o, &p.latency);
-    }
-
-    // Node logs.
-    o.push_str("<h2>Node logs</h2>");
-    if scan.nodes.is_empty() {
-        o.push_str("<p>No node logs in this run directory.</p>");
-    } else {
-        let _ = write!(
-            o,
-            "<p>{} files from {} nodes; {} panics.</p>",
-            scan.files,
-            scan.nodes.len(),
-            scan.panics_total
-        );
-        for p in &scan.panics {
-            let _ = write!(
-                o,
-                "<pre>{}:{}: {}</pre>",
-                esc(&p.file),
-                p.line,
-                esc(&p.text)
-            );
-        }
-        for e in &scan.excerpts {
-            let _ = write!(
-                o,
-                "<h3>fault {} {} — {}</h3><pre>{}</pre>",
-                e.window,
-                e.edge,
-                esc(&e.node),
-                esc(&e.lines.join("\n"))
-            );
-        }
-    }
-
-    // Options.
-    let _ = write!(
-        o,
-        "<h2>Options</h2><details><summary>test.json</summary><pre>{}</pre></details>",
-        esc(&serde_json::to_string_pretty(&run.test).unwrap_or_default())
+    ];
+    let left = "text-align:left";
+    let version = run
+        .field(&["faultline-version", "version"])
+        .unwrap_or_else(|| "—".into());
+    let ops_line = format!(
+        "{} ok, {} fail, {} info, {} pending; {:.1} ok/s",
+        s.perf.ops.ok, s.perf.ops.fail, s.perf.ops.info, s.perf.ops.pending, s.perf.ok_per_s
     );
-    o.push_str("</body></html>\n");
-    o
+    let header: Vec<(&str, String)> = vec![
+        ("directory", run.dir.display().to_string()),
+        ("db", s.db.clone()),
+        ("workload", s.workload.clone()),
+        ("nemesis", s.nemesis.clone()),
+        ("seed", s.seed.clone().unwrap_or_else(|| "—".into())),
+        ("commit", s.commit.clone().unwrap_or_else(|| "—".into())),
+        ("version", version),
+        ("duration", fmt_ms(s.perf.duration_ms)),
+        ("client ops", ops_line),
+    ];
+    let body = html! {
+        div class=(format!("banner {}", banner_class(s.valid))) { (s.name) ": " (validity_word(s.valid)) }
+
+        h2 { "Run" }
+        table {
+            @for (k, v) in &header {
+                tr { td { (k) } td style=(left) { (v) } }
+            }
+        }
+
+        h2 { "Checkers" }
+        table {
+            tr { th { "checker" } th { "verdict" } th { "details" } }
+            @for r in &s.results {
+                @let details = serde_json::to_string_pretty(&r.details).unwrap_or_default();
+                tr {
+                    td { (r.checker) }
+                    (verdict_cell(r.valid))
+                    td style=(left) {
+                        details {
+                            summary { (details.len()) " bytes" }
+                            pre { (details.chars().take(20_000).collect::<String>()) }
+                        }
+                    }
+                }
+            }
+        }
+
+        @for r in s.results.iter().filter(|r| r.valid == Validity::Invalid) {
+            @if let Some(svg) = counterexample_svg(&run.history, &r.details) {
+                h2 { "Counterexample: " (r.checker) }
+                @if let Some(why) = super::run::find_key(&r.details, "reason").and_then(Value::as_str) {
+                    p { b { (why) } }
+                }
+                p { "Ops around the violation on the same keys; the op the checker blames is outlined in red." }
+                (PreEscaped(svg))
+            }
+        }
+
+        h2 { "Latency and throughput" }
+        @if !families.is_empty() {
+            p.legend {
+                "Shaded: "
+                @for f in &families {
+                    span style=(format!("background:{}33", plots::css_color(plots::family_color(f)))) { (plots::family_label(f)) }
+                }
+            }
+        }
+        @for svg in &plots {
+            @match svg {
+                Ok(svg) => div { (PreEscaped(svg.as_str())) },
+                Err(e) => p { "plot failed: " (e.to_string()) },
+            }
+        }
+
+        h2 { "Recovery per fault" }
+        @if s.recovery.windows.is_empty() {
+            p { "No faults in this run." }
+        } @else {
+            p {
+                "Minimum election timeout: " (fmt_opt_ms(s.recovery.election_timeout_ms_min))
+                ". Unavailability is the longest gap between successful writes overlapping the fault; ≥ marks a fault the cluster had not recovered from when the next fault or the run's end came."
+            }
+            table.recovery {
+                tr {
+                    @for h in RECOVERY_COLUMNS { th { (h) } }
+                }
+                @for w in &s.recovery.windows {
+                    tr {
+                        td { (w.n) }
+                        td { (w.family) }
+                        td { (format!("{:.2}", w.start_ms / 1000.0)) }
+                        td { (w.end_ms.map(|e| format!("{:.2}", e / 1000.0)).unwrap_or_else(|| "never".into())) }
+                        td { (describe(&w.value)) }
+                        td { (fmt_unavailability(w)) }
+                        td { (w.unavailability_election_timeouts.map(|x| format!("{x:.1}×")).unwrap_or_else(|| "—".into())) }
+                        td { (fmt_opt_ms(w.first_error_ms)) }
+                        td { (fmt_opt_ms(w.first_write_after_start_ms)) }
+                        td { (fmt_opt_ms(w.first_write_after_heal_ms)) }
+                        td { (w.dip_ratio.map(|d| format!("{:.0}%", d * 100.0)).unwrap_or_else(|| "—".into())) }
+                        td { (fmt_opt_ms(w.back_to_90pct_ms)) }
+                        td { (w.ops_lost.map(|x| format!("{x:.0}")).unwrap_or_else(|| "—".into())) }
+                        td { (w.elections) }
+                    }
+                }
+            }
+        }
+
+        h2 { "Latency, whole run" }
+        (latency_table(&s.perf.latency))
+        h2 { "Latency per phase" }
+        @for p in &s.perf.phases {
+            h3 { (p.name) " (" (format!("{:.2} s – {:.2} s, {:.1} ok/s", p.start_ms / 1000.0, p.end_ms / 1000.0, p.ok_per_s)) ")" }
+            (latency_table(&p.latency))
+        }
+
+        h2 { "Node logs" }
+        @if scan.nodes.is_empty() {
+            p { "No node logs in this run directory." }
+        } @else {
+            p { (scan.files) " files from " (scan.nodes.len()) " nodes; " (scan.panics_total) " panics." }
+            @for p in &scan.panics {
+                pre { (p.file) ":" (p.line) ": " (p.text) }
+            }
+            @for e in &scan.excerpts {
+                h3 { "fault " (e.window) " " (e.edge) " — " (e.node) }
+                pre { (e.lines.join("\n")) }
+            }
+        }
+
+        h2 { "Options" }
+        details {
+            summary { "test.json" }
+            pre { (serde_json::to_string_pretty(&run.test).unwrap_or_default()) }
+        }
+    };
+    templates::page(&title, false, body).into_string() + "\n"
 }
 
-pub const RECOVERY_HEADER: &str = "<table class=\"recovery\"><tr><th>#</th><th>fault</th><th>start (s)</th><th>heal (s)</th><th>what</th><th>unavailable</th><th>× election timeout</th><th>first error</th><th>first write after start</th><th>first write after heal</th><th>lowest throughput</th><th>back to 90%</th><th>ops lost</th><th>elections</th></tr>";
+/// Columns of the recovery table.
+pub const RECOVERY_COLUMNS: &[&str] = &[
+    "#",
+    "fault",
+    "start (s)",
+    "heal (s)",
+    "what",
+    "unavailable",
+    "× election timeout",
+    "first error",
+    "first write after start",
+    "first write after heal",
+    "lowest throughput",
+    "back to 90%",
+    "ops lost",
+    "elections",
+];
+
+/// The comparison `faultline compare` writes, as a self-contained file.
+pub fn compare_page(runs: &[RunFigures]) -> String {
+    templates::page("faultline comparison", false, compare_body(runs)).into_string() + "\n"
+}
+
+/// The comparison's content, for the file and for the web app's Compare page.
+pub fn compare_body(runs: &[RunFigures]) -> Markup {
+    html! {
+        h1 { "Comparison" }
+        table #comparison {
+            tr {
+                th {}
+                @for r in runs { th { (r.label) } }
+            }
+            @for (name, cells) in compare::rows(runs) {
+                tr {
+                    td { (name) }
+                    @for c in cells { td { (c) } }
+                }
+            }
+        }
+        p { "Unavailability: the longest gap between successful writes overlapping a fault. Windows the cluster never recovered from within their span are counted as unrecovered and left out of the median / p99 / max." }
+        @for r in runs {
+            section.compared-run {
+                h2 { (r.label) }
+                p { (r.dir.display().to_string()) }
+                @if let Some(svg) = &r.throughput_svg { (PreEscaped(svg.as_str())) }
+            }
+        }
+    }
+}
+
 
 /// A one-line description of a fault from the nemesis's value.
 pub fn describe(v: &Value) -> String {

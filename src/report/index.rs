@@ -50,7 +50,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS runs (
     ops_info INTEGER,
     panics INTEGER
 );
-CREATE INDEX IF NOT EXISTS runs_by_db ON runs (db, started);";
+CREATE INDEX IF NOT EXISTS runs_by_db ON runs (db, started);
+CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
+CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name, started);";
 
 pub fn open(store: &Path) -> anyhow::Result<Connection> {
     std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
@@ -103,7 +105,7 @@ pub fn record(store: &Path, s: &ReportSummary) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
     pub run_dir: String,
     pub name: String,
@@ -117,6 +119,143 @@ pub struct RunRow {
     pub latency_ms_p99: Option<f64>,
     pub unavailability_ms_p99: Option<f64>,
     pub elections: Option<i64>,
+}
+
+const ROW_COLUMNS: &str = "run_dir, name, started, db, workload, nemesis, seed, verdict, ok_per_s,
+    latency_ms_p99, unavailability_ms_p99, elections";
+
+fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        run_dir: r.get(0)?,
+        name: r.get(1)?,
+        started: r.get(2)?,
+        db: r.get(3)?,
+        workload: r.get(4)?,
+        nemesis: r.get(5)?,
+        seed: r.get(6)?,
+        verdict: r.get(7)?,
+        ok_per_s: r.get(8)?,
+        latency_ms_p99: r.get(9)?,
+        unavailability_ms_p99: r.get(10)?,
+        elections: r.get(11)?,
+    })
+}
+
+/// Columns the runs page may sort by (whitelisted: they are spliced into SQL).
+pub const SORT_COLUMNS: &[&str] = &[
+    "started",
+    "name",
+    "db",
+    "workload",
+    "nemesis",
+    "verdict",
+    "ok_per_s",
+    "latency_ms_p99",
+    "unavailability_ms_p99",
+    "elections",
+];
+
+/// A filtered, sorted page of the index. Text filters are exact except `name` and
+/// `nemesis`, which match a substring (a nemesis is recorded as a list like
+/// `partition,kill`). Dates compare against the run directory's UTC stamp
+/// (`20261127T050000.000Z`), so `since`/`until` take `YYYYMMDD` or any prefix of a stamp;
+/// `until` is inclusive of the whole day (or prefix) it names.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub name: Option<String>,
+    pub db: Option<String>,
+    pub workload: Option<String>,
+    pub nemesis: Option<String>,
+    pub verdict: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// One of [`SORT_COLUMNS`]; `started` when `None`.
+    pub sort: Option<String>,
+    pub ascending: bool,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// One page of runs and how many match in all.
+#[derive(Debug, Clone)]
+pub struct RunPage {
+    pub rows: Vec<RunRow>,
+    pub total: usize,
+}
+
+/// Runs matching `q`, for the web app's runs page.
+pub fn query(store: &Path, q: &RunQuery) -> anyhow::Result<RunPage> {
+    let sort = q.sort.as_deref().unwrap_or("started");
+    if !SORT_COLUMNS.contains(&sort) {
+        return Err(crate::exit::usage(format!(
+            "unknown sort column {sort:?}; known: {}",
+            SORT_COLUMNS.join(", ")
+        )));
+    }
+    let conn = open(store)?;
+    let like = |s: &Option<String>| {
+        s.as_ref().map(|s| {
+            format!(
+                "%{}%",
+                s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+            )
+        })
+    };
+    // `until` names a day or prefix: everything starting with it is still included.
+    let until = q.until.as_ref().map(|u| format!("{u}\u{10ffff}"));
+    let filter = "WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\')
+        AND (?2 IS NULL OR db = ?2)
+        AND (?3 IS NULL OR workload = ?3)
+        AND (?4 IS NULL OR nemesis LIKE ?4 ESCAPE '\\')
+        AND (?5 IS NULL OR verdict = ?5)
+        AND (?6 IS NULL OR started >= ?6)
+        AND (?7 IS NULL OR started <= ?7)";
+    let (name, nemesis) = (like(&q.name), like(&q.nemesis));
+    let args = params![name, q.db, q.workload, nemesis, q.verdict, q.since, until];
+    let total: i64 = conn
+        .query_row(&format!("SELECT COUNT(*) FROM runs {filter}"), args, |r| {
+            r.get(0)
+        })
+        .context("counting runs in the index")?;
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    // `sort` is one of SORT_COLUMNS; ties broken by stamp then directory for stable pages.
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM runs {filter}
+         ORDER BY {sort} IS NULL, {sort} {dir}, started {dir}, run_dir {dir} LIMIT ?8 OFFSET ?9"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            name,
+            q.db,
+            q.workload,
+            nemesis,
+            q.verdict,
+            q.since,
+            until,
+            q.limit as i64,
+            q.offset as i64
+        ],
+        row_of,
+    )?;
+    Ok(RunPage {
+        rows: rows.collect::<Result<_, _>>()?,
+        total: total as usize,
+    })
+}
+
+/// The values a column takes, for the filter menus. `column` must be one of
+/// [`SORT_COLUMNS`].
+pub fn distinct(store: &Path, column: &str) -> anyhow::Result<Vec<String>> {
+    if !SORT_COLUMNS.contains(&column) {
+        return Err(crate::exit::usage(format!("unknown column {column:?}")));
+    }
+    let conn = open(store)?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT DISTINCT CAST({column} AS TEXT) FROM runs WHERE {column} IS NOT NULL ORDER BY 1"
+    ))?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The newest `last` runs (optionally of one db), newest first.

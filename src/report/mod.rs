@@ -14,6 +14,7 @@ pub mod plots;
 pub mod run;
 pub mod serve;
 pub mod summary;
+pub mod templates;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
