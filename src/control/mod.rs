@@ -41,9 +41,10 @@ mod master;
 mod session;
 mod upload;
 
-pub use error::ControlError;
+pub use error::{BecomeProblem, ControlError};
 pub use exec::Output;
 pub use upload::Uploaded;
+pub use exec::sudo_wrap;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,6 +88,21 @@ impl Default for ControlOptions {
 #[derive(Clone)]
 pub struct Control {
     inner: Arc<Inner>,
+    /// Whom this handle's commands run as; see [`RunAs`].
+    run_as: RunAs,
+}
+
+/// Whom a command runs as on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    /// Through the host's `become` when the inventory sets one, else as the login user:
+    /// what every faultline step uses, since they all need root.
+    Default,
+    /// Always as the login user, never through sudo (`faultline exec` without `--sudo`).
+    Login,
+    /// Through sudo even where the inventory sets no `become` (as root, without a
+    /// password); a root login needs no sudo. `faultline exec --sudo`.
+    Privileged,
 }
 
 struct Inner {
@@ -100,6 +116,8 @@ struct Inner {
 
 struct Host {
     node: Node,
+    /// The sudo password, read when connecting (never logged, never on a command line).
+    become_password: Option<String>,
     session: Mutex<Option<Master>>,
     /// Set when a call saw the connection drop; the next call checks and reconnects.
     suspect: AtomicBool,
@@ -120,6 +138,14 @@ impl Control {
 
     pub fn inventory(&self) -> &Inventory {
         &self.inner.inventory
+    }
+
+    /// A handle on the same connections whose commands run as `run_as`.
+    pub fn with_run_as(&self, run_as: RunAs) -> Control {
+        Control {
+            inner: self.inner.clone(),
+            run_as,
+        }
     }
 
     /// The default command timeout from the inventory (`ssh.command_timeout_ms`).

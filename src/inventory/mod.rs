@@ -52,6 +52,71 @@ pub struct Node {
     pub user: String,
     /// Overrides `ssh.private_key` for this node.
     pub private_key: Option<PathBuf>,
+    /// How privileged steps run on this node: `None` runs them as the login user (a root
+    /// login), `Some` wraps them in sudo.
+    pub privilege: Option<Become>,
+}
+
+/// Privilege escalation through sudo (the only method: it is everywhere, and it can read a
+/// password on stdin, which keeps the password off every command line).
+#[derive(Clone, PartialEq)]
+pub struct Become {
+    /// Whom privileged steps run as (`become_user`, default root).
+    pub user: String,
+    pub password: Option<BecomePassword>,
+}
+
+impl fmt::Debug for Become {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Become")
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// Where the sudo password comes from. Read when connecting, never written anywhere.
+#[derive(Clone, PartialEq)]
+pub enum BecomePassword {
+    /// `become_password_env: VAR`.
+    Env(String),
+    /// `become_password_file: PATH` (first line).
+    File(PathBuf),
+    /// Ansible's `ansible_become_password`, as written in the inventory.
+    Inline(String),
+}
+
+impl fmt::Debug for BecomePassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BecomePassword::Env(v) => write!(f, "Env({v:?})"),
+            BecomePassword::File(p) => write!(f, "File({p:?})"),
+            BecomePassword::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+impl BecomePassword {
+    /// The password itself; the error says which setting failed and why, never the value.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            BecomePassword::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                Ok(_) => Err(format!("become_password_env: environment variable {var} is empty")),
+                Err(_) => Err(format!(
+                    "become_password_env: environment variable {var} is not set (export it, or use become_password_file)"
+                )),
+            },
+            BecomePassword::File(p) => match std::fs::read_to_string(p) {
+                Ok(t) => match t.lines().next() {
+                    Some(l) if !l.is_empty() => Ok(l.to_string()),
+                    _ => Err(format!("become_password_file {}: first line is empty", p.display())),
+                },
+                Err(e) => Err(format!("become_password_file {}: {e}", p.display())),
+            },
+            BecomePassword::Inline(v) => Ok(v.clone()),
+        }
+    }
 }
 
 /// How an unknown or changed host key is treated, mirroring `StrictHostKeyChecking`.
@@ -90,6 +155,8 @@ pub struct SshSettings {
     pub max_sessions_per_host: usize,
     /// Keep-alive probe interval; a dead master is noticed after three missed probes.
     pub server_alive_interval_ms: u64,
+    /// The default for nodes that do not set their own (`ssh.become: sudo`).
+    pub privilege: Option<Become>,
 }
 
 impl Default for SshSettings {
@@ -105,6 +172,7 @@ impl Default for SshSettings {
             command_timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
             max_sessions_per_host: DEFAULT_MAX_SESSIONS_PER_HOST,
             server_alive_interval_ms: 5_000,
+            privilege: None,
         }
     }
 }
