@@ -22,7 +22,8 @@ pub struct TestArgs {
     #[arg(long = "db-opt", value_name = "KEY=VALUE")]
     pub db_opt: Vec<String>,
     /// A local executable to upload and run instead of installing the database's package.
-    #[arg(long = "db-binary", value_name = "PATH")]
+    /// For the bundled node (`--node-binary`): the node image to upload, e.g. an aarch64 build.
+    #[arg(long = "db-binary", visible_alias = "node-binary", value_name = "PATH")]
     pub db_binary: Option<PathBuf>,
     /// Workload: register, set, bank, append.
     #[arg(long, default_value = "register")]

@@ -223,7 +223,8 @@ impl ControlError {
             | Disconnected { node, .. }
             | Ssh { node, .. }
             | Failed { node, .. }
-            | Upload { node, .. } => Some(node),
+            | Upload { node, .. }
+            | Become { node, .. } => Some(node),
             UnknownNode(n) => Some(n),
             ConnectMany(_) | Local(_) => None,
         }

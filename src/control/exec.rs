@@ -280,7 +280,7 @@ impl Control {
     }
 
     /// The user to sudo to on `host` for this handle's commands, if any.
-    fn sudo_for<'h>(&self, host: &'h Host) -> Option<&'h str> {
+    pub(super) fn sudo_for<'h>(&self, host: &'h Host) -> Option<&'h str> {
         let configured = host.node.privilege.as_ref().map(|b| b.user.as_str());
         let user = match self.run_as {
             RunAs::Login => return None,

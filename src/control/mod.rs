@@ -44,7 +44,6 @@ mod upload;
 pub use error::{BecomeProblem, ControlError};
 pub use exec::Output;
 pub use upload::Uploaded;
-pub use exec::sudo_wrap;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -146,6 +145,36 @@ impl Control {
             inner: self.inner.clone(),
             run_as,
         }
+    }
+
+    /// Proves that sudo works non-interactively on every host that escalates (as this
+    /// handle would run commands), and that it lands as the become user. Hosts that do not
+    /// escalate are not listed.
+    pub async fn check_privilege(&self, timeout: Duration) -> Vec<(String, Result<(), ControlError>)> {
+        let mut calls = Vec::new();
+        for name in self.node_names() {
+            let Ok(host) = self.host(&name) else { continue };
+            let Some(want) = self.sudo_for(host).map(str::to_string) else {
+                continue;
+            };
+            calls.push(async move {
+                let r = match self.run(&name, "id -un", timeout).await {
+                    Err(e) => Err(e),
+                    Ok(o) if !o.success() => o.check().map(|_| ()),
+                    Ok(o) if o.stdout_str().trim() != want => Err(ControlError::Become {
+                        node: name.clone(),
+                        user: host.node.user.clone(),
+                        problem: BecomeProblem::WrongUser {
+                            want,
+                            got: o.stdout_str().trim().to_string(),
+                        },
+                    }),
+                    Ok(_) => Ok(()),
+                };
+                (name, r)
+            });
+        }
+        futures::future::join_all(calls).await
     }
 
     /// The default command timeout from the inventory (`ssh.command_timeout_ms`).
