@@ -95,9 +95,14 @@ enum HostsCmd {
 
 pub fn run(args: HostsArgs) -> anyhow::Result<ExitCode> {
     let HostsCmd::Prepare { inventory, nodes } = args.cmd;
-    let mut inv = crate::inventory::resolve_cli(&inventory)?;
+    prepare_cli(&inventory, &nodes)
+}
+
+/// `hosts prepare` (also `test --prepare-hosts`): prints the per-host table.
+pub fn prepare_cli(inventory: &str, nodes: &[String]) -> anyhow::Result<ExitCode> {
+    let mut inv = crate::inventory::resolve_cli(inventory)?;
     if !nodes.is_empty() {
-        inv = inv.select(&nodes).map_err(|e| crate::exit::usage(e.to_string()))?;
+        inv = inv.select(nodes).map_err(|e| crate::exit::usage(e.to_string()))?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -124,7 +124,8 @@ fn a_login_without_sudo_rights_fails_preflight_clearly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(text(&out).contains("not allowed to use sudo"), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("sudo as login user \"flvmnos\" failed") && t.contains("not allowed to use sudo"), "{t}");
 }
 
 #[test]

@@ -148,7 +148,8 @@ impl std::fmt::Display for BecomeProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BecomeProblem::NeedsPassword => f.write_str(
-                "sudo needs a password: grant NOPASSWD in sudoers, or set become_password_env / become_password_file in the inventory",
+                "sudo needs a password, or the user is not allowed to use sudo at all (`sudo -n` cannot tell which): \
+                 grant `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/, or set become_password_env / become_password_file in the inventory",
             ),
             BecomeProblem::WrongPassword => f.write_str(
                 "sudo refused the password from become_password_env / become_password_file",
@@ -383,5 +384,23 @@ mod tests {
         assert_eq!(tail("abc", 10), "abc");
         assert_eq!(tail("0123456789", 3), "...789");
         assert_eq!(tail("ééé", 3), "...é");
+    }
+}
+
+#[cfg(test)]
+mod sudo_tests {
+    use super::*;
+
+    #[test]
+    fn sudo_complaints_are_told_apart() {
+        let c = |st, e: &str| classify_sudo(Some(st), e);
+        assert_eq!(c(1, "sudo: a password is required\n"), Some(BecomeProblem::NeedsPassword));
+        assert_eq!(c(1, "sudo: sorry, you must have a tty to run sudo\n"), Some(BecomeProblem::RequiresTty));
+        assert_eq!(c(1, "sudo: 1 incorrect password attempt\n"), Some(BecomeProblem::WrongPassword));
+        assert!(matches!(c(1, "bob is not in the sudoers file.\nsudo: x"), Some(BecomeProblem::NotAllowed(_))));
+        assert_eq!(c(127, "sh: 1: sudo: not found\n"), Some(BecomeProblem::Missing));
+        // A command's own failure is not sudo's.
+        assert_eq!(c(1, "grep: no such file\n"), None);
+        assert_eq!(c(2, "sudo: a password is required\n"), None);
     }
 }

@@ -370,6 +370,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_sudo_password_is_never_on_the_command_line() {
+        let w = sudo_wrap("root", true, "timeout -k 2 5 sh -c id");
+        assert!(w.contains("sudo -S -p '' -k -u root -- timeout -k 2 5 sh -c id"), "{w}");
+        assert!(w.starts_with("IFS= read -r p;"), "{w}");
+        assert_eq!(sudo_wrap("db", false, "x"), "sudo -n -u db -- x");
+        // End to end with a stand-in sudo: the first stdin line is its, the rest the command's.
+        let dir = std::env::temp_dir().join(format!("fl-sudo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("sudo");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncase \"$*\" in *-n*true*) exit 1;; esac\nIFS= read -r pw; echo \"pw=$pw\" >&2\nwhile [ \"$1\" != -- ]; do shift; done; shift; exec \"$@\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(sudo_wrap("root", true, "cat"))
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"hunter2\npayload")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "payload");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pw=hunter2"));
+    }
+
     #[tokio::test]
     async fn read_capped_drains_past_the_limit() {
         let data = vec![7u8; 200_000];
