@@ -499,6 +499,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ..State::default()
         };
         let inv =
             crate::inventory::parse(&inventory_yaml(&state), Path::new("/c/demo/inventory.yaml"))
@@ -512,5 +513,17 @@ mod tests {
             inv.ssh.host_key_policy,
             crate::inventory::HostKeyPolicy::Strict
         );
+        assert!(inv.ssh.privilege.is_none());
+        let login = State {
+            login_user: Some("flvm".into()),
+            sudo_password_env: Some("FL_PW".into()),
+            ..state
+        };
+        let inv =
+            crate::inventory::parse(&inventory_yaml(&login), Path::new("/c/demo/inventory.yaml"))
+                .unwrap();
+        assert_eq!(inv.nodes[0].user, "flvm");
+        let b = inv.nodes[0].privilege.clone().expect("become: sudo");
+        assert_eq!(b.password, Some(crate::inventory::BecomePassword::Env("FL_PW".into())));
     }
 }

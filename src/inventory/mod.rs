@@ -427,6 +427,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn become_is_inherited_overridden_and_checked() {
+        let inv = p("ssh:\n  user: debian\n  become: sudo\n  become_password_env: FL_PW\nnodes:\n  - {name: n1, host: a}\n  - {name: n2, host: b, become: none}\n  - {name: n3, host: c, become_user: postgres}\n").unwrap();
+        let b1 = inv.nodes[0].privilege.clone().unwrap();
+        assert_eq!(b1.user, "root");
+        assert_eq!(b1.password, Some(BecomePassword::Env("FL_PW".into())));
+        assert!(inv.nodes[1].privilege.is_none());
+        assert_eq!(inv.nodes[2].privilege.as_ref().unwrap().user, "postgres");
+        let e = err("ssh:\n  become: doas\nnodes:\n  - {name: n1, host: a}\n");
+        assert!(e.contains("ssh.become") && e.contains("sudo"), "{e}");
+        let e = err("nodes:\n  - {name: n1, host: a, become_user: x}\n");
+        assert!(e.contains("nodes[0].become_user") && e.contains("without `become: sudo`"), "{e}");
+        let e = err("ssh:\n  become: sudo\n  become_password_env: A\n  become_password_file: /f\nnodes:\n  - {name: n1, host: a}\n");
+        assert!(e.contains("one way only"), "{e}");
+    }
+
+    #[test]
+    fn ansible_become_is_read_and_other_methods_refused() {
+        let inv = p("all:\n  vars:\n    ansible_become: true\n    ansible_become_pass: hunter2\n  hosts:\n    n1: {ansible_host: a}\n").unwrap();
+        let b = inv.nodes[0].privilege.clone().unwrap();
+        assert_eq!(b.password, Some(BecomePassword::Inline("hunter2".into())));
+        assert!(!format!("{inv:?}").contains("hunter2"), "the password shows in Debug");
+        let e = err("all:\n  vars:\n    ansible_become: true\n    ansible_become_method: su\n  hosts:\n    n1: {}\n");
+        assert!(e.contains("ansible_become_method") && e.contains("sudo only"), "{e}");
+    }
+
     const NATIVE: &str = "\
 ssh:
   user: admin
