@@ -706,7 +706,7 @@ all:
         let e = err("nodes:\n  - name: a\n    host: x\n    prot: 22\n");
         assert_eq!(
             e,
-            "/etc/faultline/inv.yaml:4:5: unknown field `prot`, expected one of name, host, port, user, key, private_key"
+            "/etc/faultline/inv.yaml:4:5: unknown field `prot`, expected one of name, host, port, user, key, private_key, become, become_user, become_password_env, become_password_file"
         );
     }
 
