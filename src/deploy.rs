@@ -130,31 +130,49 @@ fn version_tuple(v: &str) -> Vec<u64> {
     v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
 }
 
-/// Checks every host can run this binary and the test: same architecture, a glibc at least
-/// as new as the controller's, the node's ports free, and the tools the run needs.
+/// Checks every host can take the test: sudo works non-interactively where the inventory
+/// escalates (and a non-root login escalates at all), the node's ports are free, and the
+/// tools the run needs are there (each missing one named with its package and the command
+/// that installs it). Whether the node image can run there is checked where the image is
+/// chosen (`check_image`).
 pub async fn preflight(
     control: &Control,
     layout: &Layout,
     tools: &[&str],
-    runs_our_binary: bool,
+    _runs_our_binary: bool,
 ) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for n in &control.inventory().nodes {
+        if n.user != "root" && n.privilege.is_none() {
+            problems.push(format!(
+                "{}: logs in as {:?}, not root, and the inventory sets no `become: sudo`; \
+                 faultline's host steps need root (add `become: sudo` under `ssh:`, or \
+                 `ansible_become: true`)",
+                n.name, n.user
+            ));
+        }
+    }
+    for (_, r) in control.check_privilege(SHORT).await {
+        if let Err(e) = r {
+            problems.push(e.to_string());
+        }
+    }
+    if !problems.is_empty() {
+        bail!("pre-flight failed:\n  {}", problems.join("\n  "));
+    }
     let ports: Vec<String> = [layout.client_port, layout.peer_port]
         .iter()
         .map(|p| format!("{p:04X}"))
         .collect();
-    let mut script = String::from(
-        "echo arch=$(uname -m); echo glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)\n",
-    );
+    let mut script = String::new();
     script.push_str(&format!(
         "echo listening=$(awk 'NR>1 && $4==\"0A\" {{split($2,a,\":\"); print a[length(a)]}}' /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -x -e {} -e {} | sort -u | tr '\\n' ' ')\n",
         ports[0], ports[1]
     ));
+    script.push_str(crate::hosts::PACKAGE_MANAGER_SH);
     for t in tools {
         script.push_str(&format!("command -v {t} >/dev/null 2>&1 || echo missing={t}\n"));
     }
-    let want_arch = std::env::consts::ARCH;
-    let want_glibc = if runs_our_binary { local_glibc() } else { None };
-    let mut problems = Vec::new();
     for (node, r) in control.run_all(&script, SHORT).await {
         let out = match r.and_then(|o| o.check()) {
             Ok(o) => o.stdout_str(),
@@ -163,28 +181,12 @@ pub async fn preflight(
                 continue;
             }
         };
+        let mut missing = Vec::new();
+        let mut pm = String::new();
         for line in out.lines() {
             let (k, v) = line.split_once('=').unwrap_or((line, ""));
             let v = v.trim();
             match k {
-                "arch" if runs_our_binary && v != want_arch => problems.push(format!(
-                    "{node}: architecture {v} does not match the controller's {want_arch}; \
-                     the bundled binary cannot run there"
-                )),
-                "glibc" => {
-                    if let Some(want) = &want_glibc {
-                        if v.is_empty() {
-                            problems.push(format!(
-                                "{node}: no glibc found (controller built against glibc {want})"
-                            ));
-                        } else if version_tuple(v) < version_tuple(want) {
-                            problems.push(format!(
-                                "{node}: glibc {v} is older than the controller's {want}; \
-                                 the bundled binary needs at least {want}"
-                            ));
-                        }
-                    }
-                }
                 "listening" if !v.is_empty() => {
                     let taken: Vec<String> = v
                         .split_whitespace()
@@ -196,7 +198,111 @@ pub async fn preflight(
                         taken.join(", ")
                     ));
                 }
-                "missing" => problems.push(format!("{node}: required tool `{v}` is not installed")),
+                "pm" => pm = v.to_string(),
+                "missing" => missing.push(v.to_string()),
+                _ => {}
+            }
+        }
+        if !missing.is_empty() {
+            problems.push(crate::hosts::describe_missing(&node, &pm, &missing));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("pre-flight failed:\n  {}", problems.join("\n  "));
+    }
+    Ok(())
+}
+
+/// The ELF machine of an executable (`e_machine`), as `uname -m` names it.
+pub fn elf_machine(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut h = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut h))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if &h[..4] != b"\x7fELF" {
+        bail!("{} is not an ELF executable", path.display());
+    }
+    let m = if h[5] == 2 {
+        u16::from_be_bytes([h[18], h[19]])
+    } else {
+        u16::from_le_bytes([h[18], h[19]])
+    };
+    Ok(match m {
+        0x3e => "x86_64".into(),
+        0xb7 => "aarch64".into(),
+        0x03 => "i686".into(),
+        0x28 => "armv7l".into(),
+        0xf3 => "riscv64".into(),
+        0x15 => "ppc64le".into(),
+        0x16 => "s390x".into(),
+        other => format!("ELF machine {other:#x}"),
+    })
+}
+
+/// Whether an ELF executable is statically linked (no program interpreter).
+pub fn elf_is_static(path: &Path) -> anyhow::Result<bool> {
+    let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // 64-bit little-endian ELF only; anything else is treated as dynamic.
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
+        return Ok(false);
+    }
+    let u16at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[32..40].try_into().expect("8 bytes")) as usize;
+    let (phentsize, phnum) = (u16at(54), u16at(56));
+    for i in 0..phnum {
+        let o = phoff + i * phentsize;
+        if o + 4 > b.len() {
+            return Ok(false);
+        }
+        // PT_INTERP
+        if u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes")) == 3 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Checks that `image` can run on every host: its ELF machine matches `uname -m`, and a
+/// dynamically linked image finds a glibc at least as new as this machine's.
+pub async fn check_image(control: &Control, image: &Path, flag: &str) -> anyhow::Result<()> {
+    let machine = elf_machine(image)?;
+    let dynamic = !elf_is_static(image)?;
+    let want_glibc = if dynamic { local_glibc() } else { None };
+    let script = "echo arch=$(uname -m); echo glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)";
+    let mut problems = Vec::new();
+    for (node, r) in control.run_all(script, SHORT).await {
+        let out = match r.and_then(|o| o.check()) {
+            Ok(o) => o.stdout_str(),
+            Err(e) => {
+                problems.push(format!("{node}: pre-flight check failed: {e}"));
+                continue;
+            }
+        };
+        for line in out.lines() {
+            let (k, v) = line.split_once('=').unwrap_or((line, ""));
+            let v = v.trim();
+            match k {
+                "arch" if v != machine && !(v == "amd64" && machine == "x86_64") => {
+                    problems.push(format!(
+                        "{node}: host is {v} but the node image {} is built for {machine}; \
+                         pass {flag} PATH with a {v} build of faultline-node \
+                         (e.g. `cargo build -p faultline-node --bin faultline-node --target {v}-unknown-linux-gnu`)",
+                        image.display()
+                    ));
+                }
+                "glibc" => {
+                    if let Some(want) = &want_glibc {
+                        if v.is_empty() || version_tuple(v) < version_tuple(want) {
+                            problems.push(format!(
+                                "{node}: glibc {} is older than the {want} that the dynamically linked image {} needs; \
+                                 build the static image with scripts/build-node-image.sh, or pass {flag} PATH",
+                                if v.is_empty() { "(none)" } else { v },
+                                image.display()
+                            ));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -335,6 +441,15 @@ mod tests {
         let s = live_pid_sh(&Layout::node());
         assert!(s.contains("cat /var/lib/faultline/node/node.pid"), "{s}");
         assert!(s.contains("grep -qF -- /var/lib/faultline/node"), "{s}");
+    }
+
+    #[test]
+    fn the_node_image_is_static_and_the_controller_is_not() {
+        // The controller (this test binary) links glibc dynamically.
+        let me = std::env::current_exe().unwrap();
+        assert!(!elf_is_static(&me).unwrap());
+        assert_eq!(elf_machine(&me).unwrap(), std::env::consts::ARCH);
+        assert!(elf_machine(Path::new("/etc/hostname")).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::control::{Control, ControlError, ControlOptions, Output, Uploaded};
+use crate::control::{Control, ControlError, ControlOptions, Output, RunAs, Uploaded};
 use crate::exit::usage;
 
 #[derive(clap::Args)]
@@ -32,6 +32,10 @@ pub struct ExecArgs {
     /// File mode (octal) of the uploaded file.
     #[arg(long, default_value = "644")]
     mode: String,
+    /// Run the command (and write the upload) as root through sudo: the host's `become`
+    /// from the inventory, else `sudo -n` to root. Without it, as the login user.
+    #[arg(long)]
+    sudo: bool,
     /// The command, run with `sh -c` (words are joined with spaces, as ssh does).
     #[arg(last = true, required_unless_present = "upload")]
     cmd: Vec<String>,
@@ -94,6 +98,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             ..ControlOptions::default()
         };
         let (control, connect_failures) = Control::connect_partial(&inv, &opts).await?;
+        let control = control.with_run_as(if args.sudo { RunAs::Privileged } else { RunAs::Login });
         let timeout = timeout.unwrap_or_else(|| control.default_timeout());
         let mut failures: Vec<(String, String)> = connect_failures
             .into_iter()

@@ -16,6 +16,7 @@ mod control;
 mod db;
 mod deploy;
 mod exec;
+mod hosts;
 mod inventory;
 mod logging;
 mod nemesis_cmd;
@@ -54,6 +55,8 @@ enum Command {
     Nemesis(nemesis_cmd::NemesisArgs),
     /// Run a command on cluster nodes over SSH.
     Exec(exec::ExecArgs),
+    /// Prepare hosts: install the tools faultline runs there (`hosts prepare`).
+    Hosts(hosts::HostsArgs),
     /// A local cluster of network namespaces with real sshd: up, down, status.
     Cluster(cluster::ClusterArgs),
     /// The bundled replicated key-value store (Raft or Multi-Paxos) that tests deploy.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Nemesis(a) => nemesis_cmd::run(a),
         Command::Exec(a) => exec::run(a),
+        Command::Hosts(a) => hosts::run(a),
         Command::Cluster(a) => cluster::run(a),
         Command::Node(a) => node_cmd::run(a),
         Command::Compare(a) => report_cmd::run_compare(a),

@@ -22,8 +22,12 @@ pub struct TestArgs {
     #[arg(long = "db-opt", value_name = "KEY=VALUE")]
     pub db_opt: Vec<String>,
     /// A local executable to upload and run instead of installing the database's package.
-    #[arg(long = "db-binary", value_name = "PATH")]
+    /// For the bundled node (`--node-binary`): the node image to upload, e.g. an aarch64 build.
+    #[arg(long = "db-binary", visible_alias = "node-binary", value_name = "PATH")]
     pub db_binary: Option<PathBuf>,
+    /// First install the tools faultline needs on every host (`faultline hosts prepare`).
+    #[arg(long)]
+    pub prepare_hosts: bool,
     /// Workload: register, set, bank, append.
     #[arg(long, default_value = "register")]
     pub workload: String,
@@ -238,6 +242,12 @@ fn seconds(flag: &str, s: f64, zero_ok: bool, max_s: f64) -> anyhow::Result<Dura
 }
 
 pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    if args.prepare_hosts {
+        let code = crate::hosts::prepare_cli(&args.inventory, &[])?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
     let cfg = args.validate()?;
     // Rounds: every database in turn with the same seed, `--test-count` times.
     let rounds: Vec<Vec<TestConfig>> = (0..cfg.test_count)

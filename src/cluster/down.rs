@@ -103,6 +103,9 @@ pub(super) fn teardown(name: &str) -> anyhow::Result<()> {
             "cluster {name}: could not remove namespaces {left_ns:?} / interfaces {left_links:?}"
         );
     }
+    if let Some(s) = &state {
+        super::login::remove(s)?;
+    }
     let dir = cluster_dir(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;

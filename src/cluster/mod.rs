@@ -13,6 +13,7 @@
 
 mod down;
 mod init;
+mod login;
 pub mod net;
 mod state;
 mod up;
@@ -46,6 +47,17 @@ enum ClusterCmd {
         /// Leave what was created in place when `up` fails (for debugging); `down` removes it.
         #[arg(long)]
         keep_on_failure: bool,
+        /// Log in as this unprivileged user (created here, removed by `down`) with sudo,
+        /// like a cloud VM; the inventory gets `become: sudo`.
+        #[arg(long, value_name = "NAME")]
+        login_user: Option<String>,
+        /// Make the login user's sudo ask for the password held in this environment
+        /// variable (the inventory names the variable, never the password).
+        #[arg(long, value_name = "VAR", requires = "login_user")]
+        sudo_password_env: Option<String>,
+        /// Give the login user no sudo rights (to see pre-flight refuse it).
+        #[arg(long, hide = true, requires = "login_user")]
+        login_user_without_sudo: bool,
     },
     /// Remove a cluster and everything it created. Succeeds if it is already gone.
     Down {
@@ -77,7 +89,21 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             nodes,
             name,
             keep_on_failure,
-        } => up::up(&name, nodes, keep_on_failure),
+            login_user,
+            sudo_password_env,
+            login_user_without_sudo,
+        } => {
+            let login = match login_user {
+                None => None,
+                Some(user) => Some(login::LoginSpec::new(
+                    &name,
+                    user,
+                    sudo_password_env,
+                    !login_user_without_sudo,
+                )?),
+            };
+            up::up(&name, nodes, keep_on_failure, login)
+        }
         ClusterCmd::Down { name } => down::down(&name),
         ClusterCmd::Status { name } => status(&name),
         ClusterCmd::List => list(),

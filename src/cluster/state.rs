@@ -19,6 +19,17 @@ pub(super) struct State {
     pub(super) bridge: String,
     pub(super) bridge_created: bool,
     pub(super) nodes: Vec<NodeState>,
+    /// The login user `up --login-user` made, and its sudoers drop-in; each recorded
+    /// before it is created, so `down` removes exactly these.
+    #[serde(default)]
+    pub(super) login_user: Option<String>,
+    #[serde(default)]
+    pub(super) login_user_created: bool,
+    #[serde(default)]
+    pub(super) sudoers_file: Option<PathBuf>,
+    /// The variable the inventory names for the sudo password, if sudo asks for one.
+    #[serde(default)]
+    pub(super) sudo_password_env: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default, Clone)]

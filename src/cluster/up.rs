@@ -29,7 +29,12 @@ fn preflight() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn up(name: &str, nodes: usize, keep_on_failure: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn up(
+    name: &str,
+    nodes: usize,
+    keep_on_failure: bool,
+    login: Option<super::login::LoginSpec>,
+) -> anyhow::Result<ExitCode> {
     valid_name_cli(name)?;
     if nodes == 0 || nodes > NODES_MAX {
         return Err(usage(format!(
@@ -65,7 +70,7 @@ pub(super) fn up(name: &str, nodes: usize, keep_on_failure: bool) -> anyhow::Res
         }
         Err(e) => return Err(e).with_context(|| format!("mkdir {}", dir.display())),
     }
-    match build(name, nodes, &dir) {
+    match build(name, nodes, &dir, login.as_ref()) {
         Ok(inv) => {
             eprintln!(
                 "cluster {name}: {nodes} node(s) up in {} ms; `faultline exec -i {name} -- hostname`",
@@ -88,11 +93,19 @@ pub(super) fn up(name: &str, nodes: usize, keep_on_failure: bool) -> anyhow::Res
     }
 }
 
-fn build(name: &str, n: usize, dir: &Path) -> anyhow::Result<PathBuf> {
+fn build(
+    name: &str,
+    n: usize,
+    dir: &Path,
+    login: Option<&super::login::LoginSpec>,
+) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find the faultline executable")?;
     let sshd = net::find_tool("sshd").context("sshd")?;
     let mut state = claim_subnet_and_bridge(name, n)?;
     make_keys(name, dir, &state)?;
+    if let Some(l) = login {
+        l.create(&mut state, dir)?;
+    }
     make_links(&mut state)?;
     start_inits(&mut state, dir, &exe, &sshd)?;
     wait_until_ready(&mut state, dir)?;
@@ -163,7 +176,8 @@ fn make_keys(name: &str, dir: &Path, state: &State) -> anyhow::Result<()> {
         }
     }
     let pubkey = std::fs::read_to_string(dir.join("id_ed25519.pub"))?;
-    write_mode(&dir.join("authorized_keys"), pubkey.as_bytes(), 0o600)?;
+    // Readable by a login user too: sshd reads it with the user's rights. It is public.
+    write_mode(&dir.join("authorized_keys"), pubkey.as_bytes(), 0o644)?;
     Ok(())
 }
 
@@ -397,10 +411,18 @@ fn sshd_config(addr: &str, ndir: &Path, dir: &Path) -> String {
 }
 
 fn inventory_yaml(state: &State) -> String {
+    let user = state.login_user.as_deref().unwrap_or("root");
+    let mut become_ = String::new();
+    if state.login_user.is_some() {
+        become_.push_str("  become: sudo\n");
+        if let Some(v) = &state.sudo_password_env {
+            become_.push_str(&format!("  become_password_env: {v}\n"));
+        }
+    }
     let mut s = format!(
         "# Local cluster {name} ({subnet}), written by `faultline cluster up`.\n\
          # Remove it with `faultline cluster down --name {name}`.\n\
-         ssh:\n  user: root\n  private_key: id_ed25519\n  known_hosts: known_hosts\n  host_key_policy: strict\n  \
+         ssh:\n  user: {user}\n{become_}  private_key: id_ed25519\n  known_hosts: known_hosts\n  host_key_policy: strict\n  \
          config_file: /dev/null\n  connect_timeout_ms: 5000\n  command_timeout_ms: 60000\nnodes:\n",
         name = state.name,
         subnet = state.subnet
@@ -477,6 +499,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ..State::default()
         };
         let inv =
             crate::inventory::parse(&inventory_yaml(&state), Path::new("/c/demo/inventory.yaml"))
@@ -490,5 +513,17 @@ mod tests {
             inv.ssh.host_key_policy,
             crate::inventory::HostKeyPolicy::Strict
         );
+        assert!(inv.ssh.privilege.is_none());
+        let login = State {
+            login_user: Some("flvm".into()),
+            sudo_password_env: Some("FL_PW".into()),
+            ..state
+        };
+        let inv =
+            crate::inventory::parse(&inventory_yaml(&login), Path::new("/c/demo/inventory.yaml"))
+                .unwrap();
+        assert_eq!(inv.nodes[0].user, "flvm");
+        let b = inv.nodes[0].privilege.clone().expect("become: sudo");
+        assert_eq!(b.password, Some(crate::inventory::BecomePassword::Env("FL_PW".into())));
     }
 }

@@ -113,8 +113,98 @@ pub enum ControlError {
         detail: String,
     },
 
+    /// Privilege escalation failed: sudo is missing, refuses, or wants what it cannot get.
+    #[error("{node}: sudo as login user {user:?} failed: {problem}")]
+    Become {
+        node: String,
+        user: String,
+        problem: BecomeProblem,
+    },
+
     #[error("local I/O: {0}")]
     Local(String),
+}
+
+/// Why sudo did not work on a host, each with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BecomeProblem {
+    /// sudo asked for a password and none was configured.
+    NeedsPassword,
+    /// The configured password was refused.
+    WrongPassword,
+    /// sudoers has `requiretty`.
+    RequiresTty,
+    /// The user may not use sudo (at all, or not as the become user).
+    NotAllowed(String),
+    /// No sudo on the host.
+    Missing,
+    /// The password's source (environment variable, file) could not be read.
+    PasswordSource(String),
+    /// sudo ran but the command did not end up as the become user.
+    WrongUser { want: String, got: String },
+}
+
+impl std::fmt::Display for BecomeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BecomeProblem::NeedsPassword => f.write_str(
+                "sudo needs a password, or the user is not allowed to use sudo at all (`sudo -n` cannot tell which): \
+                 grant `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/, or set become_password_env / become_password_file in the inventory",
+            ),
+            BecomeProblem::WrongPassword => f.write_str(
+                "sudo refused the password from become_password_env / become_password_file",
+            ),
+            BecomeProblem::RequiresTty => f.write_str(
+                "sudoers has `requiretty`, so sudo cannot run over a non-interactive SSH session: add `Defaults:USER !requiretty` for the login user",
+            ),
+            BecomeProblem::NotAllowed(m) => write!(
+                f,
+                "the user is not allowed to use sudo ({m}): add a sudoers rule for it, e.g. `USER ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/"
+            ),
+            BecomeProblem::Missing => f.write_str(
+                "sudo is not installed on the host: install it, or log in as root",
+            ),
+            BecomeProblem::PasswordSource(m) => f.write_str(m),
+            BecomeProblem::WrongUser { want, got } => {
+                write!(f, "commands ran as {got:?}, not as become_user {want:?}")
+            }
+        }
+    }
+}
+
+/// Recognises sudo's own complaints in a failed command's stderr.
+pub(super) fn classify_sudo(status: Option<i32>, stderr: &str) -> Option<BecomeProblem> {
+    let s = stderr.to_ascii_lowercase();
+    if status == Some(127) && (s.contains("sudo: not found") || s.contains("sudo: command not found")) {
+        return Some(BecomeProblem::Missing);
+    }
+    if status != Some(1) || !s.contains("sudo") {
+        return None;
+    }
+    if s.contains("a terminal is required") || s.contains("must have a tty") {
+        return Some(BecomeProblem::RequiresTty);
+    }
+    if s.contains("incorrect password") || s.contains("sorry, try again") {
+        return Some(BecomeProblem::WrongPassword);
+    }
+    if s.contains("a password is required") {
+        return Some(BecomeProblem::NeedsPassword);
+    }
+    if s.contains("not in the sudoers file")
+        || s.contains("is not allowed to")
+        || s.contains("may not run sudo")
+    {
+        let line = stderr
+            .lines()
+            .find(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("sudoers") || l.contains("not allowed") || l.contains("may not run")
+            })
+            .unwrap_or("")
+            .trim();
+        return Some(BecomeProblem::NotAllowed(line.to_string()));
+    }
+    None
 }
 
 impl ControlError {
@@ -134,7 +224,8 @@ impl ControlError {
             | Disconnected { node, .. }
             | Ssh { node, .. }
             | Failed { node, .. }
-            | Upload { node, .. } => Some(node),
+            | Upload { node, .. }
+            | Become { node, .. } => Some(node),
             UnknownNode(n) => Some(n),
             ConnectMany(_) | Local(_) => None,
         }
@@ -293,5 +384,23 @@ mod tests {
         assert_eq!(tail("abc", 10), "abc");
         assert_eq!(tail("0123456789", 3), "...789");
         assert_eq!(tail("ééé", 3), "...é");
+    }
+}
+
+#[cfg(test)]
+mod sudo_tests {
+    use super::*;
+
+    #[test]
+    fn sudo_complaints_are_told_apart() {
+        let c = |st, e: &str| classify_sudo(Some(st), e);
+        assert_eq!(c(1, "sudo: a password is required\n"), Some(BecomeProblem::NeedsPassword));
+        assert_eq!(c(1, "sudo: sorry, you must have a tty to run sudo\n"), Some(BecomeProblem::RequiresTty));
+        assert_eq!(c(1, "sudo: 1 incorrect password attempt\n"), Some(BecomeProblem::WrongPassword));
+        assert!(matches!(c(1, "bob is not in the sudoers file.\nsudo: x"), Some(BecomeProblem::NotAllowed(_))));
+        assert_eq!(c(127, "sh: 1: sudo: not found\n"), Some(BecomeProblem::Missing));
+        // A command's own failure is not sudo's.
+        assert_eq!(c(1, "grep: no such file\n"), None);
+        assert_eq!(c(2, "sudo: a password is required\n"), None);
     }
 }

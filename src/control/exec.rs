@@ -9,8 +9,8 @@ use futures::future::join_all;
 use openssh::{Session, Stdio};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::error::tail;
-use super::{Control, ControlError, Host, error_chain, quote};
+use super::error::{classify_sudo, tail};
+use super::{Control, ControlError, Host, RunAs, error_chain, quote};
 
 /// Grace past a command's own timeout for the host's `timeout -k` to kill it and report.
 const KILL_GRACE: Duration = Duration::from_secs(3);
@@ -100,6 +100,25 @@ impl Control {
     }
 }
 
+/// Wraps the remote command line `inner` so that it runs as `user` through sudo.
+///
+/// Without a password, `sudo -n` fails at once rather than waiting for one. With a password,
+/// the controller sends it as the first line of the command's stdin: the remote shell reads
+/// it into a variable and hands it to `sudo -S` through a pipe from its builtin `printf`, so
+/// it is on no command line (no process's argv) and in no file; the rest of stdin goes on to
+/// the command (uploads stream through it). When sudo does not need the password (NOPASSWD,
+/// or cached credentials), it is never given one, so the line cannot leak into the command.
+pub fn sudo_wrap(user: &str, with_password: bool, inner: &str) -> String {
+    let u = quote(user);
+    if !with_password {
+        return format!("sudo -n -u {u} -- {inner}");
+    }
+    format!(
+        "IFS= read -r p; if sudo -n -u {u} true 2>/dev/null; then unset p; exec sudo -n -u {u} -- {inner}; fi; \
+         {{ printf '%s\\n' \"$p\"; unset p; exec cat; }} | sudo -S -p '' -k -u {u} -- {inner}"
+    )
+}
+
 impl Control {
     pub(super) async fn exec(
         &self,
@@ -127,13 +146,19 @@ impl Control {
         let remaining = timeout
             .saturating_sub(started.elapsed())
             .max(Duration::from_millis(100));
-        let wrapped = format!(
+        let inner = format!(
             "timeout -k 2 {:.3} sh -c {}",
             remaining.as_secs_f64(),
             quote(cmd)
         );
+        let sudo = self.sudo_for(host);
+        let password = sudo.and_then(|_| host.become_password.as_deref());
+        let wrapped = match sudo {
+            None => inner,
+            Some(user) => sudo_wrap(user, password.is_some(), &inner),
+        };
         let limit = self.inner.output_limit;
-        let piped_stdin = input.is_some();
+        let piped_stdin = input.is_some() || password.is_some();
         let work = async {
             let spawn = |session: Arc<Session>| {
                 let wrapped = wrapped.clone();
@@ -164,11 +189,20 @@ impl Control {
                 }
                 Err(e) => return Err(self.ssh_error(host, node, cmd, e)),
             };
-            let stdin = child.stdin().take();
+            let mut stdin = child.stdin().take();
             let stdout = child.stdout().take();
             let stderr = child.stderr().take();
             let feed = async {
-                if let (Some(mut w), Some(input)) = (stdin, input) {
+                if let (Some(w), Some(p)) = (stdin.as_mut(), password) {
+                    // The first line is sudo's (see `sudo_wrap`); the rest is the command's.
+                    let mut line = Vec::with_capacity(p.len() + 1);
+                    line.extend_from_slice(p.as_bytes());
+                    line.push(b'\n');
+                    if let Err(e) = w.write_all(&line).await {
+                        return Err(e);
+                    }
+                }
+                if let (Some(mut w), Some(input)) = (stdin.take(), input) {
                     let r = match input {
                         Input::Bytes(b) => w.write_all(b).await,
                         Input::File(p) => match tokio::fs::File::open(p).await {
@@ -179,6 +213,9 @@ impl Control {
                     let _ = w.shutdown().await;
                     r
                 } else {
+                    if let Some(mut w) = stdin.take() {
+                        let _ = w.shutdown().await;
+                    }
                     Ok(())
                 }
             };
@@ -230,7 +267,31 @@ impl Control {
         if out.status == Some(124) && out.elapsed + Duration::from_millis(50) >= timeout {
             return Err(timed_out());
         }
+        if sudo.is_some() && !out.success() {
+            if let Some(problem) = classify_sudo(out.status, &out.stderr_str()) {
+                return Err(ControlError::Become {
+                    node: node.into(),
+                    user: host.node.user.clone(),
+                    problem,
+                });
+            }
+        }
         Ok(out)
+    }
+
+    /// The user to sudo to on `host` for this handle's commands, if any.
+    pub(super) fn sudo_for<'h>(&self, host: &'h Host) -> Option<&'h str> {
+        let configured = host.node.privilege.as_ref().map(|b| b.user.as_str());
+        let user = match self.run_as {
+            RunAs::Login => return None,
+            RunAs::Default => configured?,
+            RunAs::Privileged => configured.unwrap_or("root"),
+        };
+        // A root login that wants root needs no sudo (and may have none).
+        if host.node.user == "root" && user == "root" {
+            return None;
+        }
+        Some(user)
     }
 
     fn ssh_error(&self, host: &Host, node: &str, cmd: &str, e: openssh::Error) -> ControlError {
@@ -307,6 +368,41 @@ mod tests {
                 && e.contains("boom"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_sudo_password_is_never_on_the_command_line() {
+        let w = sudo_wrap("root", true, "timeout -k 2 5 sh -c id");
+        assert!(w.contains("sudo -S -p '' -k -u root -- timeout -k 2 5 sh -c id"), "{w}");
+        assert!(w.starts_with("IFS= read -r p;"), "{w}");
+        assert_eq!(sudo_wrap("db", false, "x"), "sudo -n -u db -- x");
+        // End to end with a stand-in sudo: the first stdin line is its, the rest the command's.
+        let dir = std::env::temp_dir().join(format!("fl-sudo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("sudo");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncase \"$*\" in *-n*true*) exit 1;; esac\nIFS= read -r pw; echo \"pw=$pw\" >&2\nwhile [ \"$1\" != -- ]; do shift; done; shift; exec \"$@\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(sudo_wrap("root", true, "cat"))
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"hunter2\npayload")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "payload");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pw=hunter2"));
     }
 
     #[tokio::test]

@@ -41,7 +41,7 @@ mod master;
 mod session;
 mod upload;
 
-pub use error::ControlError;
+pub use error::{BecomeProblem, ControlError};
 pub use exec::Output;
 pub use upload::Uploaded;
 
@@ -87,6 +87,21 @@ impl Default for ControlOptions {
 #[derive(Clone)]
 pub struct Control {
     inner: Arc<Inner>,
+    /// Whom this handle's commands run as; see [`RunAs`].
+    run_as: RunAs,
+}
+
+/// Whom a command runs as on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    /// Through the host's `become` when the inventory sets one, else as the login user:
+    /// what every faultline step uses, since they all need root.
+    Default,
+    /// Always as the login user, never through sudo (`faultline exec` without `--sudo`).
+    Login,
+    /// Through sudo even where the inventory sets no `become` (as root, without a
+    /// password); a root login needs no sudo. `faultline exec --sudo`.
+    Privileged,
 }
 
 struct Inner {
@@ -100,6 +115,8 @@ struct Inner {
 
 struct Host {
     node: Node,
+    /// The sudo password, read when connecting (never logged, never on a command line).
+    become_password: Option<String>,
     session: Mutex<Option<Master>>,
     /// Set when a call saw the connection drop; the next call checks and reconnects.
     suspect: AtomicBool,
@@ -120,6 +137,44 @@ impl Control {
 
     pub fn inventory(&self) -> &Inventory {
         &self.inner.inventory
+    }
+
+    /// A handle on the same connections whose commands run as `run_as`.
+    pub fn with_run_as(&self, run_as: RunAs) -> Control {
+        Control {
+            inner: self.inner.clone(),
+            run_as,
+        }
+    }
+
+    /// Proves that sudo works non-interactively on every host that escalates (as this
+    /// handle would run commands), and that it lands as the become user. Hosts that do not
+    /// escalate are not listed.
+    pub async fn check_privilege(&self, timeout: Duration) -> Vec<(String, Result<(), ControlError>)> {
+        let mut calls = Vec::new();
+        for name in self.node_names() {
+            let Ok(host) = self.host(&name) else { continue };
+            let Some(want) = self.sudo_for(host).map(str::to_string) else {
+                continue;
+            };
+            calls.push(async move {
+                let r = match self.run(&name, "id -un", timeout).await {
+                    Err(e) => Err(e),
+                    Ok(o) if !o.success() => o.check().map(|_| ()),
+                    Ok(o) if o.stdout_str().trim() != want => Err(ControlError::Become {
+                        node: name.clone(),
+                        user: host.node.user.clone(),
+                        problem: BecomeProblem::WrongUser {
+                            want,
+                            got: o.stdout_str().trim().to_string(),
+                        },
+                    }),
+                    Ok(_) => Ok(()),
+                };
+                (name, r)
+            });
+        }
+        futures::future::join_all(calls).await
     }
 
     /// The default command timeout from the inventory (`ssh.command_timeout_ms`).

@@ -12,7 +12,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::error::{ConnectCtx, classify_connect};
 use super::master::{self, MasterSpec, StartError};
-use super::{Control, ControlError, ControlOptions, Host, Inner, Master};
+use super::{BecomeProblem, Control, ControlError, ControlOptions, Host, Inner, Master};
 use crate::inventory::{HostKeyPolicy, Inventory, Node};
 
 impl Control {
@@ -63,12 +63,25 @@ impl Control {
         let mut hosts = BTreeMap::new();
         let mut failures = Vec::new();
         for (node, r) in join_all(attempts).await {
+            let password = match node.privilege.as_ref().and_then(|b| b.password.as_ref()) {
+                None => Ok(None),
+                Some(p) => p.resolve().map(Some).map_err(|detail| ControlError::Become {
+                    node: node.name.clone(),
+                    user: node.user.clone(),
+                    problem: BecomeProblem::PasswordSource(detail),
+                }),
+            };
+            let r = match (r, password) {
+                (Ok(s), Ok(p)) => Ok((s, p)),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            };
             match r {
-                Ok(s) => {
+                Ok((s, become_password)) => {
                     hosts.insert(
                         node.name.clone(),
                         Host {
                             node: node.clone(),
+                            become_password,
                             session: Mutex::new(Some(s)),
                             suspect: AtomicBool::new(false),
                             permits: Semaphore::new(per_host),
@@ -89,6 +102,7 @@ impl Control {
                 output_limit: opts.output_limit_bytes,
                 upload_timeout: opts.upload_timeout,
             }),
+            run_as: super::RunAs::Default,
         };
         Ok((control, failures))
     }

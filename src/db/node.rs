@@ -50,10 +50,12 @@ fn validate_paxos(args: &DbArgs) -> Result<DbSettings, DbError> {
 fn validate(db: &'static str, algo: Algo, args: &DbArgs) -> Result<DbSettings, DbError> {
     let knob = |message: String| DbError::Knob { db, message };
     if let Some(b) = &args.binary {
-        return Err(knob(format!(
-            "--db-binary {}: the bundled node is always this controller's own executable",
-            b.display()
-        )));
+        if !b.is_file() {
+            return Err(knob(format!("--node-binary {}: no such file", b.display())));
+        }
+        if let Err(e) = deploy::elf_machine(b) {
+            return Err(knob(format!("--node-binary: {e}")));
+        }
     }
     let mut opts = Vec::new();
     for (k, v) in &args.opts {
@@ -76,7 +78,7 @@ fn validate(db: &'static str, algo: Algo, args: &DbArgs) -> Result<DbSettings, D
         db,
         opts,
         resolved,
-        binary: None,
+        binary: args.binary.clone(),
     })
 }
 
@@ -86,6 +88,8 @@ fn open(settings: &DbSettings, inventory: &Inventory, o: &OpenOptions) -> Arc<dy
 
 /// The bundled node on an inventory's hosts.
 pub struct BundledNode {
+    /// `--node-binary`: the image to upload instead of the one found beside the controller.
+    image: Option<std::path::PathBuf>,
     name: &'static str,
     layout: Layout,
     /// `(name, host, client address)`, in inventory order.
@@ -118,6 +122,7 @@ impl BundledNode {
             nodes,
             opts: settings.opts.clone(),
             resolved: settings.resolved.clone(),
+            image: settings.binary.clone(),
             op_timeout,
             status,
         }
@@ -239,13 +244,11 @@ impl Database for BundledNode {
 
     fn install<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            // The running image, not its path: a rebuild during a run replaces the file on
-            // disk, and nodes must get the build whose protocol this controller speaks.
-            let exe = if std::path::Path::new("/proc/self/exe").exists() {
-                std::path::PathBuf::from("/proc/self/exe")
-            } else {
-                std::env::current_exe().context("cannot locate the faultline executable")?
+            let (exe, flag) = match &self.image {
+                Some(p) => (p.clone(), "--node-binary"),
+                None => (node_image()?, "--node-binary"),
             };
+            deploy::check_image(control, &exe, flag).await?;
             deploy::upload_binary(control, &self.layout, &exe).await
         })
     }
@@ -276,6 +279,48 @@ impl Database for BundledNode {
     }
 }
 
+
+/// The node image to upload: `FAULTLINE_NODE_BINARY`, else the static `faultline-node`
+/// that `scripts/build-node-image.sh` builds beside this controller's target directory
+/// (`target/x86_64-unknown-linux-gnu/<profile>/faultline-node` for `target/<profile>/faultline`,
+/// or `faultline-node` in the controller's own directory when that one is static), else the
+/// running controller itself, with a warning: it is large and needs this machine's glibc.
+pub fn node_image() -> anyhow::Result<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("FAULTLINE_NODE_BINARY") {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(p.is_file(), "FAULTLINE_NODE_BINARY={}: no such file", p.display());
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("cannot locate the faultline executable")?;
+    if let Some(dir) = exe.parent() {
+        let mut candidates = vec![dir.join("faultline-node")];
+        if let (Some(profile), Some(target)) = (dir.file_name(), dir.parent()) {
+            candidates.insert(
+                0,
+                target.join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH)).join(profile).join("faultline-node"),
+            );
+        }
+        for c in candidates {
+            if c.is_file() && deploy::elf_is_static(&c).unwrap_or(false) {
+                return Ok(c);
+            }
+        }
+    }
+    tracing::warn!(
+        "no static node image found (build it with scripts/build-node-image.sh, or pass --node-binary); \
+         uploading the controller itself, which needs this machine's glibc on every host"
+    );
+    eprintln!(
+        "faultline: warning: no static node image (scripts/build-node-image.sh builds one); uploading the controller itself"
+    );
+    // The running image, not its path: a rebuild during a run replaces the file on disk.
+    Ok(if std::path::Path::new("/proc/self/exe").exists() {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        exe
+    })
+}
 
 /// A worker's connection: opened on first use, so a node that is down costs a definite
 /// connect failure rather than a stuck worker. Follows not-leader redirects.

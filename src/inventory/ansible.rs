@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::node::{self, Field, NodeFields, Scalar};
+use super::node::{self, BecomeFields, Field, NodeFields, Scalar};
 use super::{Ctx, InventoryError, Node, SshSettings};
 
 /// An Ansible group. Unknown keys are errors here too: a group only has these three.
@@ -36,6 +36,13 @@ struct AnsibleVars {
     /// faultline extensions, so an Ansible inventory can pin host keys too.
     faultline_known_hosts: Option<Spanned<Scalar>>,
     faultline_host_key_policy: Option<Spanned<Scalar>>,
+    ansible_become: Option<Spanned<Scalar>>,
+    ansible_become_user: Option<Spanned<Scalar>>,
+    ansible_become_method: Option<Spanned<Scalar>>,
+    ansible_become_password: Option<Spanned<Scalar>>,
+    ansible_become_pass: Option<Spanned<Scalar>>,
+    faultline_become_password_env: Option<Spanned<Scalar>>,
+    faultline_become_password_file: Option<Spanned<Scalar>>,
 }
 
 impl AnsibleVars {
@@ -57,6 +64,13 @@ impl AnsibleVars {
             ansible_private_key_file: pick!(ansible_private_key_file),
             faultline_known_hosts: pick!(faultline_known_hosts),
             faultline_host_key_policy: pick!(faultline_host_key_policy),
+            ansible_become: pick!(ansible_become),
+            ansible_become_user: pick!(ansible_become_user),
+            ansible_become_method: pick!(ansible_become_method),
+            ansible_become_password: pick!(ansible_become_password),
+            ansible_become_pass: pick!(ansible_become_pass),
+            faultline_become_password_env: pick!(faultline_become_password_env),
+            faultline_become_password_file: pick!(faultline_become_password_file),
         }
     }
 }
@@ -109,6 +123,22 @@ pub(super) fn parse(ctx: &Ctx) -> Result<(SshSettings, Vec<Node>), InventoryErro
     for name in order {
         let v = &hosts[&name];
         let name_at = locate_key(ctx.text, &name).unwrap_or((1, 1));
+        let becomes = v
+            .ansible_become
+            .as_ref()
+            .map(|b| ctx.text(Field { path: "ansible_become", value: b }))
+            .transpose()?
+            .is_some_and(|b| matches!(b.to_ascii_lowercase().as_str(), "true" | "yes" | "on"));
+        if let (true, Some(m)) = (becomes, &v.ansible_become_method) {
+            let f = Field { path: "ansible_become_method", value: m };
+            let method = ctx.text(f)?;
+            if method != "sudo" {
+                return Err(ctx.at_field(
+                    f,
+                    format!("{method:?} is not supported: faultline escalates with sudo only"),
+                ));
+            }
+        }
         nodes.push(node::build(
             ctx,
             NodeFields {
@@ -134,6 +164,23 @@ pub(super) fn parse(ctx: &Ctx) -> Result<(SshSettings, Vec<Node>), InventoryErro
                     ),
                     ("ansible_private_key_file", &v.ansible_private_key_file),
                 ]),
+                privilege: BecomeFields {
+                    method: node::field("ansible_become", &v.ansible_become),
+                    user: node::field("ansible_become_user", &v.ansible_become_user),
+                    password_env: node::field(
+                        "faultline_become_password_env",
+                        &v.faultline_become_password_env,
+                    ),
+                    password_file: node::field(
+                        "faultline_become_password_file",
+                        &v.faultline_become_password_file,
+                    ),
+                    password: first([
+                        ("ansible_become_password", &v.ansible_become_password),
+                        ("ansible_become_pass", &v.ansible_become_pass),
+                    ]),
+                    strict: false,
+                },
             },
             &ssh,
         )?);

@@ -52,6 +52,71 @@ pub struct Node {
     pub user: String,
     /// Overrides `ssh.private_key` for this node.
     pub private_key: Option<PathBuf>,
+    /// How privileged steps run on this node: `None` runs them as the login user (a root
+    /// login), `Some` wraps them in sudo.
+    pub privilege: Option<Become>,
+}
+
+/// Privilege escalation through sudo (the only method: it is everywhere, and it can read a
+/// password on stdin, which keeps the password off every command line).
+#[derive(Clone, PartialEq)]
+pub struct Become {
+    /// Whom privileged steps run as (`become_user`, default root).
+    pub user: String,
+    pub password: Option<BecomePassword>,
+}
+
+impl fmt::Debug for Become {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Become")
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// Where the sudo password comes from. Read when connecting, never written anywhere.
+#[derive(Clone, PartialEq)]
+pub enum BecomePassword {
+    /// `become_password_env: VAR`.
+    Env(String),
+    /// `become_password_file: PATH` (first line).
+    File(PathBuf),
+    /// Ansible's `ansible_become_password`, as written in the inventory.
+    Inline(String),
+}
+
+impl fmt::Debug for BecomePassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BecomePassword::Env(v) => write!(f, "Env({v:?})"),
+            BecomePassword::File(p) => write!(f, "File({p:?})"),
+            BecomePassword::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+impl BecomePassword {
+    /// The password itself; the error says which setting failed and why, never the value.
+    pub fn resolve(&self) -> Result<String, String> {
+        match self {
+            BecomePassword::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                Ok(_) => Err(format!("become_password_env: environment variable {var} is empty")),
+                Err(_) => Err(format!(
+                    "become_password_env: environment variable {var} is not set (export it, or use become_password_file)"
+                )),
+            },
+            BecomePassword::File(p) => match std::fs::read_to_string(p) {
+                Ok(t) => match t.lines().next() {
+                    Some(l) if !l.is_empty() => Ok(l.to_string()),
+                    _ => Err(format!("become_password_file {}: first line is empty", p.display())),
+                },
+                Err(e) => Err(format!("become_password_file {}: {e}", p.display())),
+            },
+            BecomePassword::Inline(v) => Ok(v.clone()),
+        }
+    }
 }
 
 /// How an unknown or changed host key is treated, mirroring `StrictHostKeyChecking`.
@@ -90,6 +155,8 @@ pub struct SshSettings {
     pub max_sessions_per_host: usize,
     /// Keep-alive probe interval; a dead master is noticed after three missed probes.
     pub server_alive_interval_ms: u64,
+    /// The default for nodes that do not set their own (`ssh.become: sudo`).
+    pub privilege: Option<Become>,
 }
 
 impl Default for SshSettings {
@@ -105,6 +172,7 @@ impl Default for SshSettings {
             command_timeout_ms: DEFAULT_COMMAND_TIMEOUT_MS,
             max_sessions_per_host: DEFAULT_MAX_SESSIONS_PER_HOST,
             server_alive_interval_ms: 5_000,
+            privilege: None,
         }
     }
 }
@@ -357,6 +425,32 @@ mod tests {
             Ok(inv) => panic!("expected an error, parsed {inv:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn become_is_inherited_overridden_and_checked() {
+        let inv = p("ssh:\n  user: debian\n  become: sudo\n  become_password_env: FL_PW\nnodes:\n  - {name: n1, host: a}\n  - {name: n2, host: b, become: none}\n  - {name: n3, host: c, become_user: postgres}\n").unwrap();
+        let b1 = inv.nodes[0].privilege.clone().unwrap();
+        assert_eq!(b1.user, "root");
+        assert_eq!(b1.password, Some(BecomePassword::Env("FL_PW".into())));
+        assert!(inv.nodes[1].privilege.is_none());
+        assert_eq!(inv.nodes[2].privilege.as_ref().unwrap().user, "postgres");
+        let e = err("ssh:\n  become: doas\nnodes:\n  - {name: n1, host: a}\n");
+        assert!(e.contains("ssh.become") && e.contains("sudo"), "{e}");
+        let e = err("nodes:\n  - {name: n1, host: a, become_user: x}\n");
+        assert!(e.contains("nodes[0].become_user") && e.contains("without `become: sudo`"), "{e}");
+        let e = err("ssh:\n  become: sudo\n  become_password_env: A\n  become_password_file: /f\nnodes:\n  - {name: n1, host: a}\n");
+        assert!(e.contains("one way only"), "{e}");
+    }
+
+    #[test]
+    fn ansible_become_is_read_and_other_methods_refused() {
+        let inv = p("all:\n  vars:\n    ansible_become: true\n    ansible_become_pass: hunter2\n  hosts:\n    n1: {ansible_host: a}\n").unwrap();
+        let b = inv.nodes[0].privilege.clone().unwrap();
+        assert_eq!(b.password, Some(BecomePassword::Inline("hunter2".into())));
+        assert!(!format!("{inv:?}").contains("hunter2"), "the password shows in Debug");
+        let e = err("all:\n  vars:\n    ansible_become: true\n    ansible_become_method: su\n  hosts:\n    n1: {}\n");
+        assert!(e.contains("ansible_become_method") && e.contains("sudo only"), "{e}");
     }
 
     const NATIVE: &str = "\
@@ -612,7 +706,7 @@ all:
         let e = err("nodes:\n  - name: a\n    host: x\n    prot: 22\n");
         assert_eq!(
             e,
-            "/etc/faultline/inv.yaml:4:5: unknown field `prot`, expected one of name, host, port, user, key, private_key"
+            "/etc/faultline/inv.yaml:4:5: unknown field `prot`, expected one of name, host, port, user, key, private_key, become, become_user, become_password_env, become_password_file"
         );
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::node::{self, Field, NodeFields, Scalar, field};
+use super::node::{self, BecomeFields, Field, NodeFields, Scalar, field};
 use super::{Ctx, InventoryError, Node, SshSettings};
 
 #[derive(Deserialize)]
@@ -30,6 +30,11 @@ struct RawSsh {
     command_timeout_ms: Option<Spanned<Scalar>>,
     max_sessions_per_host: Option<Spanned<Scalar>>,
     server_alive_interval_ms: Option<Spanned<Scalar>>,
+    #[serde(rename = "become")]
+    become_method: Option<Spanned<Scalar>>,
+    become_user: Option<Spanned<Scalar>>,
+    become_password_env: Option<Spanned<Scalar>>,
+    become_password_file: Option<Spanned<Scalar>>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +46,11 @@ struct RawNode {
     user: Option<Spanned<Scalar>>,
     #[serde(alias = "private_key")]
     key: Option<Spanned<Scalar>>,
+    #[serde(rename = "become")]
+    become_method: Option<Spanned<Scalar>>,
+    become_user: Option<Spanned<Scalar>>,
+    become_password_env: Option<Spanned<Scalar>>,
+    become_password_file: Option<Spanned<Scalar>>,
 }
 
 /// Above this, sshd (MaxSessions 10 by default) would refuse channels.
@@ -59,7 +69,18 @@ pub(super) fn parse(ctx: &Ctx) -> Result<(SshSettings, Vec<Node>), InventoryErro
     let mut nodes = Vec::with_capacity(raw.nodes.value.len());
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     for (i, rn) in raw.nodes.value.iter().enumerate() {
-        let paths = ["name", "host", "port", "user", "key"].map(|f| format!("nodes[{i}].{f}"));
+        let paths = [
+            "name",
+            "host",
+            "port",
+            "user",
+            "key",
+            "become",
+            "become_user",
+            "become_password_env",
+            "become_password_file",
+        ]
+        .map(|f| format!("nodes[{i}].{f}"));
         let name_field = Field {
             path: &paths[0],
             value: &rn.name,
@@ -83,6 +104,14 @@ pub(super) fn parse(ctx: &Ctx) -> Result<(SshSettings, Vec<Node>), InventoryErro
                 port: field(&paths[2], &rn.port),
                 user: field(&paths[3], &rn.user),
                 key: field(&paths[4], &rn.key),
+                privilege: BecomeFields {
+                    method: field(&paths[5], &rn.become_method),
+                    user: field(&paths[6], &rn.become_user),
+                    password_env: field(&paths[7], &rn.become_password_env),
+                    password_file: field(&paths[8], &rn.become_password_file),
+                    password: None,
+                    strict: true,
+                },
             },
             &ssh,
         )?);
@@ -144,5 +173,16 @@ fn build_ssh(ctx: &Ctx, raw: RawSsh) -> Result<SshSettings, InventoryError> {
         }
         s.max_sessions_per_host = ctx.positive(m, MAX_SESSIONS_PER_HOST_MAX)? as usize;
     }
+    s.privilege = ctx.privilege(
+        &BecomeFields {
+            method: f("ssh.become", &raw.become_method),
+            user: f("ssh.become_user", &raw.become_user),
+            password_env: f("ssh.become_password_env", &raw.become_password_env),
+            password_file: f("ssh.become_password_file", &raw.become_password_file),
+            password: None,
+            strict: true,
+        },
+        None,
+    )?;
     Ok(s)
 }

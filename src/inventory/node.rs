@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{Ctx, HostKeyPolicy, InventoryError, Node, SshSettings};
+use super::{Become, BecomePassword, Ctx, HostKeyPolicy, InventoryError, Node, SshSettings};
 
 /// A YAML scalar as written: its type is checked where its field is known.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +218,104 @@ pub(super) struct NodeFields<'a> {
     pub port: Option<Field<'a>>,
     pub user: Option<Field<'a>>,
     pub key: Option<Field<'a>>,
+    pub privilege: BecomeFields<'a>,
+}
+
+/// The privilege-escalation fields of a node or of the shared settings, in either format.
+#[derive(Default, Clone, Copy)]
+pub(super) struct BecomeFields<'a> {
+    /// `become: sudo|none` (faultline) or `ansible_become: true|false`.
+    pub method: Option<Field<'a>>,
+    pub user: Option<Field<'a>>,
+    pub password_env: Option<Field<'a>>,
+    pub password_file: Option<Field<'a>>,
+    /// Ansible's `ansible_become_password` (faultline's format keeps passwords out of the file).
+    pub password: Option<Field<'a>>,
+    /// Ansible sets `ansible_become_user` and the like on groups that do not become; only
+    /// faultline's format calls a `become_*` field without `become` a mistake.
+    pub strict: bool,
+}
+
+impl Ctx<'_> {
+    /// The node's escalation: its own fields over `inherited` (the shared `ssh:` one).
+    pub(super) fn privilege(
+        &self,
+        f: &BecomeFields,
+        inherited: Option<&Become>,
+    ) -> Result<Option<Become>, InventoryError> {
+        let on = match f.method {
+            None => None,
+            Some(m) => {
+                let v = self.text(m)?.to_ascii_lowercase();
+                match v.as_str() {
+                    "sudo" | "true" | "yes" | "on" => Some(true),
+                    "none" | "false" | "no" | "off" => Some(false),
+                    _ => {
+                        return Err(self.at_field(
+                            m,
+                            format!("expected sudo or none, got {v:?} (sudo is the only escalation method faultline supports)"),
+                        ));
+                    }
+                }
+            }
+        };
+        let others = [f.user, f.password_env, f.password_file, f.password];
+        let mut b = match (on, inherited) {
+            (Some(false), _) => return Ok(None),
+            (Some(true), Some(b)) | (None, Some(b)) => b.clone(),
+            (Some(true), None) => Become {
+                user: "root".into(),
+                password: None,
+            },
+            (None, None) => {
+                if f.strict {
+                    if let Some(first) = others.iter().flatten().next() {
+                        return Err(self.at_field(
+                            *first,
+                            "has no effect without `become: sudo` (set it here or under `ssh:`)",
+                        ));
+                    }
+                }
+                return Ok(None);
+            }
+        };
+        if let Some(u) = f.user {
+            b.user = self.user(u)?;
+        }
+        let given: Vec<Field> = [f.password_env, f.password_file, f.password]
+            .into_iter()
+            .flatten()
+            .collect();
+        if given.len() > 1 {
+            return Err(self.at_field(
+                given[1],
+                format!("{} is set too: give the sudo password one way only", given[0].path),
+            ));
+        }
+        if let Some(e) = f.password_env {
+            let var = self.text(e)?;
+            if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || var.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(self.at_field(e, format!("{var:?} is not an environment variable name")));
+            }
+            b.password = Some(BecomePassword::Env(var));
+        }
+        if let Some(p) = f.password_file {
+            b.password = Some(BecomePassword::File(self.path(p)?));
+        }
+        if let Some(p) = f.password {
+            let v = self.text(p)?;
+            if v.contains("{{") {
+                return Err(self.at_field(
+                    p,
+                    "is a template, which faultline does not evaluate; use faultline_become_password_env or faultline_become_password_file",
+                ));
+            }
+            b.password = Some(BecomePassword::Inline(v));
+        }
+        Ok(Some(b))
+    }
 }
 
 /// Builds a node; what it does not set comes from `ssh`.
@@ -242,12 +340,14 @@ pub(super) fn build(ctx: &Ctx, f: NodeFields, ssh: &SshSettings) -> Result<Node,
         None => ssh.user.clone(),
     };
     let private_key = f.key.map(|k| ctx.key(k)).transpose()?;
+    let privilege = ctx.privilege(&f.privilege, ssh.privilege.as_ref())?;
     Ok(Node {
         name,
         host,
         port,
         user,
         private_key,
+        privilege,
     })
 }
 
