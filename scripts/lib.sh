@@ -9,6 +9,8 @@ FAULTLINE_PKGS=(
   "iptables:iptables"
   "ip:iproute2"
   "conntrack:conntrack"
+  # the local stand-in for cloud VMs logs in as an unprivileged user with sudo
+  "sudo:sudo"
   "ps:procps"
   "unshare:util-linux"
   "sha256sum:coreutils"

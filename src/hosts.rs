@@ -113,10 +113,10 @@ pub fn prepare_cli(inventory: &str, nodes: &[String]) -> anyhow::Result<ExitCode
         let r = prepare(&control).await;
         control.close().await;
         let rows = r?;
-        println!("{:<8} {:<10} {:<40} installed", "node", "manager", "already present");
+        outln!("{:<8} {:<10} {:<40} installed", "node", "manager", "already present");
         let mut failed = false;
         for row in &rows {
-            println!(
+            outln!(
                 "{:<8} {:<10} {:<40} {}",
                 row.node,
                 if row.pm.is_empty() { "-" } else { &row.pm },
