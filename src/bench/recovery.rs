@@ -43,7 +43,7 @@ use crate::control::{Control, ControlOptions};
 use crate::db::{Database, DbSettings};
 use crate::deploy;
 use crate::exit::usage;
-use crate::nemesis_cmd::nemesis_remote::InventoryCluster;
+use crate::nemesis_remote::InventoryCluster;
 use crate::runner::history::Recorder;
 
 /// Leadership counts as stable after this many heartbeat intervals of agreement.
