@@ -11,11 +11,10 @@
 pub mod append;
 pub mod arrivals;
 pub mod bank;
-pub mod list_append;
 pub mod mem;
 pub mod register;
-pub mod rw_register;
 pub mod set;
+pub mod txn;
 
 use std::collections::BTreeSet;
 
@@ -262,8 +261,8 @@ const REGISTRY: &[(&str, Constructor)] = &[
     ("set", || Box::new(set::Set::default())),
     ("bank", || Box::new(bank::Bank::default())),
     ("append", || Box::new(append::Append::default())),
-    ("list-append", || Box::new(list_append::ListAppend::default())),
-    ("rw-register", || Box::new(rw_register::RwRegister::default())),
+    ("list-append", || Box::new(txn::TxnWorkload::new(txn::TxnKind::ListAppend, txn::TxnOpts::default()))),
+    ("rw-register", || Box::new(txn::TxnWorkload::new(txn::TxnKind::RwRegister, txn::TxnOpts::default()))),
 ];
 
 /// Every registered workload name, in registry order.
