@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use faultline_workloads::txn::TxnOpts;
+
 use crate::exit::usage;
 use crate::runner::{self, TestConfig};
 
@@ -31,6 +33,17 @@ pub struct TestArgs {
     /// Workload: register, set, bank, append.
     #[arg(long, default_value = "register")]
     pub workload: String,
+    /// list-append, rw-register: micro-ops per transaction at most (default 4; Jepsen's
+    /// max-txn-length).
+    #[arg(long, value_name = "N")]
+    pub txn_length_max: Option<usize>,
+    /// list-append, rw-register: keys in use at any time (default 8; Jepsen's key-count).
+    #[arg(long, value_name = "N")]
+    pub key_count: Option<usize>,
+    /// list-append, rw-register: writes to one key before it is retired (default 32;
+    /// Jepsen's max-writes-per-key); at least --concurrency, as every worker writes a share.
+    #[arg(long, value_name = "N")]
+    pub writes_per_key_max: Option<u64>,
     #[command(flatten)]
     pub nemesis: crate::nemesis_flags::NemesisFlags,
     /// Client workers; worker i talks to node i mod n.
@@ -144,6 +157,7 @@ impl TestArgs {
                 self.concurrency
             )));
         }
+        let txn = self.txn_opts()?;
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err(usage(format!("--rate {} must be greater than 0 ops/s", self.rate)));
         }
@@ -206,6 +220,7 @@ impl TestArgs {
             hosts,
             dbs: db_settings,
             workload: self.workload.clone(),
+            txn,
             nemesis,
             nemesis_interval_s: self.nemesis.nemesis_interval,
             nemesis_targets: self.nemesis.nemesis_targets.clone(),
@@ -223,6 +238,59 @@ impl TestArgs {
             baseline,
             store: self.store.clone(),
         })
+    }
+}
+
+impl TestArgs {
+    /// The transactions' shape for a transactional workload (defaults filled in), `None`
+    /// for the others, which refuse the transaction flags rather than ignore them. Checked
+    /// after `--workload` and `--concurrency`.
+    fn txn_opts(&self) -> anyhow::Result<Option<TxnOpts>> {
+        let given: Vec<&str> = [
+            ("--txn-length-max", self.txn_length_max.is_some()),
+            ("--key-count", self.key_count.is_some()),
+            ("--writes-per-key-max", self.writes_per_key_max.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if faultline_workloads::txn::kind(&self.workload).is_none() {
+            if let Some(flag) = given.first() {
+                return Err(usage(format!(
+                    "{flag} applies to the transactional workloads (list-append, rw-register) \
+                     only, not to --workload {}",
+                    self.workload
+                )));
+            }
+            return Ok(None);
+        }
+        let d = TxnOpts::default();
+        let o = TxnOpts {
+            txn_length_max: self.txn_length_max.unwrap_or(d.txn_length_max),
+            key_count: self.key_count.unwrap_or(d.key_count),
+            writes_per_key_max: self.writes_per_key_max.unwrap_or(d.writes_per_key_max),
+        };
+        let between = |flag: &str, v: u64, max: u64| {
+            if v == 0 || v > max {
+                Err(usage(format!("{flag} {v} is not between 1 and {max}")))
+            } else {
+                Ok(())
+            }
+        };
+        between("--txn-length-max", o.txn_length_max as u64, TxnOpts::TXN_LENGTH_MAX as u64)?;
+        between("--key-count", o.key_count as u64, TxnOpts::KEY_COUNT_MAX as u64)?;
+        between("--writes-per-key-max", o.writes_per_key_max, TxnOpts::WRITES_PER_KEY_MAX)?;
+        // Workers rotate keys independently, each after its share of the writes; with
+        // fewer writes than workers every share is one and the bound would not hold.
+        if o.writes_per_key_max < self.concurrency as u64 {
+            return Err(usage(format!(
+                "--writes-per-key-max {} is less than --concurrency {}: every worker writes \
+                 at least once to each key, so a key would get up to {} writes; raise \
+                 --writes-per-key-max to at least {}",
+                o.writes_per_key_max, self.concurrency, self.concurrency, self.concurrency
+            )));
+        }
+        Ok(Some(o))
     }
 }
 
@@ -444,6 +512,66 @@ mod tests {
         assert!(usage_message(parse(&["--nemesis", "meteor"])).contains("--nemesis"));
         assert!(usage_message(parse(&["--name", "latest"])).contains("--name"));
         assert!(usage_message(parse(&["--test-count", "0"])).contains("--test-count"));
+    }
+
+    #[test]
+    fn txn_flags_default_to_jepsens_shape_and_reach_the_config() {
+        let c = parse(&["--workload", "list-append"]).unwrap();
+        assert_eq!(c.txn, Some(TxnOpts { txn_length_max: 4, key_count: 8, writes_per_key_max: 32 }));
+        let c = parse(&[
+            "--workload",
+            "rw-register",
+            "--txn-length-max",
+            "6",
+            "--key-count",
+            "3",
+            "--writes-per-key-max",
+            "100",
+        ])
+        .unwrap();
+        let o = TxnOpts { txn_length_max: 6, key_count: 3, writes_per_key_max: 100 };
+        assert_eq!(c.txn, Some(o));
+        assert_eq!(c.to_json()["txn"], serde_json::json!({"txn_length_max": 6, "key_count": 3, "writes_per_key_max": 100}));
+        let w = faultline_workloads::lookup_with(&c.workload, c.txn.as_ref()).unwrap();
+        assert_eq!(w.name(), "rw-register");
+        assert_eq!(parse(&[]).unwrap().txn, None);
+        assert_eq!(parse(&[]).unwrap().to_json()["txn"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn zero_or_absurd_txn_shapes_are_usage_errors_naming_the_flag() {
+        for (flag, bad) in [
+            ("--txn-length-max", "0"),
+            ("--txn-length-max", "257"),
+            ("--key-count", "0"),
+            ("--key-count", "1000000"),
+            ("--writes-per-key-max", "0"),
+            ("--writes-per-key-max", "10000000"),
+        ] {
+            let m = usage_message(parse(&["--workload", "list-append", flag, bad]));
+            assert!(m.contains(&format!("{flag} {bad} is not between 1 and")), "{m}");
+        }
+        // A flag clap cannot parse as a number is refused by clap itself.
+        let inv = inventory();
+        assert!(Wrap::try_parse_from(["faultline", "-i", &inv, "--key-count", "-1"]).is_err());
+        assert!(parse(&["--workload", "list-append", "--txn-length-max", "256"]).is_ok());
+    }
+
+    #[test]
+    fn txn_flags_with_a_non_txn_workload_are_a_usage_error_not_ignored() {
+        for flag in ["--txn-length-max", "--key-count", "--writes-per-key-max"] {
+            let m = usage_message(parse(&["--workload", "register", flag, "20"]));
+            assert!(m.contains(flag) && m.contains("--workload register"), "{m}");
+        }
+        let m = usage_message(parse(&["--key-count", "4"]));
+        assert!(m.contains("--key-count"), "{m}");
+    }
+
+    #[test]
+    fn fewer_writes_per_key_than_workers_is_a_usage_error() {
+        let m = usage_message(parse(&["--workload", "list-append", "--concurrency", "40"]));
+        assert!(m.contains("--writes-per-key-max 32 is less than --concurrency 40"), "{m}");
+        assert!(parse(&["--workload", "list-append", "--concurrency", "40", "--writes-per-key-max", "40"]).is_ok());
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct TestConfig {
     /// comparisons.
     pub dbs: Vec<crate::db::DbSettings>,
     pub workload: String,
+    /// The transactions' shape; `Some` exactly for a transactional workload.
+    pub txn: Option<faultline_workloads::txn::TxnOpts>,
     /// Nemesis families; empty for none.
     pub nemesis: Vec<String>,
     pub nemesis_interval_s: f64,
@@ -91,6 +93,7 @@ impl TestConfig {
             "dbs": self.dbs.iter().map(|d| d.db).collect::<Vec<_>>(),
             "db-settings": self.dbs.first(),
             "workload": self.workload,
+            "txn": self.txn,
             "nemesis": self.nemesis,
             "nemesis_interval_s": self.nemesis_interval_s,
             "nemesis_targets": self.nemesis_targets,
@@ -175,7 +178,7 @@ impl Phases {
 /// Runs one test against `cfg.db()`. Errors only when the run directory itself cannot be
 /// made; any later failure is reported in the outcome with what was kept.
 pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow::Result<RunOutcome> {
-    let workload = faultline_workloads::lookup(&cfg.workload)
+    let workload = faultline_workloads::lookup_with(&cfg.workload, cfg.txn.as_ref())
         .ok_or_else(|| crate::exit::usage(format!("unknown workload {:?}", cfg.workload)))?;
     let inventory = cfg.hosts.clone();
     let settings = cfg

@@ -252,6 +252,15 @@ pub fn lookup(name: &str) -> Option<Box<dyn Workload>> {
     REGISTRY.iter().find(|(n, _)| *n == name).map(|(_, make)| make())
 }
 
+/// Like [`lookup`], with the transactions' shape `txn` for a transactional workload
+/// ([`txn::kind`]); `txn` is ignored for the others.
+pub fn lookup_with(name: &str, txn: Option<&txn::TxnOpts>) -> Option<Box<dyn Workload>> {
+    match (txn::kind(name), txn) {
+        (Some(kind), Some(opts)) => Some(Box::new(txn::TxnWorkload::new(kind, *opts))),
+        _ => lookup(name),
+    }
+}
+
 /// Builds a workload with its default options.
 pub type Constructor = fn() -> Box<dyn Workload>;
 

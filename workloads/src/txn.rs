@@ -43,6 +43,13 @@ impl TxnKind {
     }
 }
 
+/// The transactional workload registered as `name`, if it is one.
+pub fn kind(name: &str) -> Option<TxnKind> {
+    [TxnKind::ListAppend, TxnKind::RwRegister]
+        .into_iter()
+        .find(|k| k.name() == name)
+}
+
 /// The shape of the transactions (Jepsen's `max-txn-length`, `key-count`,
 /// `max-writes-per-key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,6 +58,17 @@ pub struct TxnOpts {
     /// Keys in use at any time.
     pub key_count: usize,
     pub writes_per_key_max: u64,
+}
+
+impl TxnOpts {
+    /// Bounds on `--txn-length-max`: the node takes at most 256 micro-ops per transaction.
+    pub const TXN_LENGTH_MAX: usize = 256;
+    /// Bounds on `--key-count`: beyond this, keys are hardly ever shared and nothing is
+    /// left for the checker to order.
+    pub const KEY_COUNT_MAX: usize = 10_000;
+    /// Bounds on `--writes-per-key-max`: every read returns a list key whole, so lists
+    /// much longer than this would make each read a large frame.
+    pub const WRITES_PER_KEY_MAX: u64 = 10_000;
 }
 
 impl Default for TxnOpts {
