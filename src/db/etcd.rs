@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
-use faultline_workloads::{Kv, KvError};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use faultline_workloads::{Kv, KvError, Mop, MopF};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -41,6 +41,9 @@ pub const UPLOADED_BIN: &str = "/var/lib/faultline/bin/etcd";
 
 /// Attempts at an append's read-modify-write before it gives up on a contended key.
 const APPEND_ATTEMPTS_MAX: usize = 8;
+
+/// Attempts at a transaction's read-then-guarded-commit before it gives up on contended keys.
+const TXN_ATTEMPTS_MAX: usize = 8;
 
 /// The status connection's bound on one call.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -729,6 +732,45 @@ impl EtcdKv {
         }
     }
 
+    /// Every key of `keys` with its value and mod revision (`None` when absent), all at one
+    /// revision: one read-only etcd Txn.
+    async fn snapshot(&mut self, keys: &[String], serializable: bool) -> Result<Snapshot, KvError> {
+        let ops: Vec<TxnOp> = keys
+            .iter()
+            .map(|k| {
+                let opts = if serializable {
+                    GetOptions::new().with_serializable()
+                } else {
+                    GetOptions::new()
+                };
+                TxnOp::get(k.as_str(), Some(opts))
+            })
+            .collect();
+        let resp = self
+            .call(true, move |mut c| async move { c.txn(Txn::new().and_then(ops)).await })
+            .await?;
+        let responses = resp.op_responses();
+        if responses.len() != keys.len() {
+            return Err(KvError::Definite(format!(
+                "bad-response: {} answers to a read of {} keys",
+                responses.len(),
+                keys.len()
+            )));
+        }
+        let mut snap = Snapshot::new();
+        for (k, r) in keys.iter().zip(responses) {
+            let TxnOpResponse::Get(g) = r else {
+                return Err(KvError::Definite(format!("bad-response: a read of key {k:?} answered {r:?}")));
+            };
+            let entry = match g.kvs().first() {
+                None => None,
+                Some(kv) => Some((decode(k, kv.value())?, kv.mod_revision())),
+            };
+            snap.insert(k.clone(), entry);
+        }
+        Ok(snap)
+    }
+
     async fn txn(&mut self, txn: Txn) -> Result<bool, KvError> {
         let resp = self
             .call(false, move |mut c| async move { c.txn(txn).await })
@@ -820,6 +862,100 @@ impl Kv for EtcdKv {
             )))
         })
     }
+
+    /// Optimistic: read every touched key at one revision, run the micro-ops locally, then
+    /// one etcd Txn guarded by those keys' mod revisions puts what was written. A guard
+    /// that failed applied nothing, so only then is it retried; a read-only transaction is
+    /// its snapshot (served locally with `serializable_reads`, like a read).
+    fn txn<'a>(&'a mut self, ops: Vec<Mop>) -> BoxFuture<'a, Result<Vec<Mop>, KvError>> {
+        Box::pin(async move {
+            let keys: Vec<String> = ops
+                .iter()
+                .map(|m| m.key.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let read_only = ops.iter().all(|m| m.f == MopF::R);
+            for attempt in 0..TXN_ATTEMPTS_MAX {
+                // As for append: a stale first read costs only a lost guard; after a lost
+                // race the read is linearizable, so a lagging member cannot lose every round.
+                let serializable = if read_only { self.serializable_reads } else { attempt == 0 };
+                let snap = self.snapshot(&keys, serializable).await?;
+                let (done, written) = apply_mops(&ops, &snap)?;
+                if written.is_empty() {
+                    return Ok(done);
+                }
+                if self.txn(commit_txn(&snap, &written)).await? {
+                    return Ok(done);
+                }
+                // A touched key changed since the read: nothing of ours was applied.
+            }
+            Err(KvError::Definite(format!(
+                "txn-conflict: lost the race for keys {keys:?} {TXN_ATTEMPTS_MAX} times"
+            )))
+        })
+    }
+}
+
+/// Keys as read at one revision: value and mod revision, `None` when absent.
+type Snapshot = BTreeMap<String, Option<(Value, i64)>>;
+
+/// Runs `mops` in order against `snap`, each read seeing the transaction's own earlier
+/// writes: the completed micro-ops and the final value of every key written. A definite
+/// error (nothing is sent) when an append meets a key that holds no list.
+fn apply_mops(mops: &[Mop], snap: &Snapshot) -> Result<(Vec<Mop>, BTreeMap<String, Value>), KvError> {
+    let mut written: BTreeMap<String, Value> = BTreeMap::new();
+    let mut done = Vec::with_capacity(mops.len());
+    for m in mops {
+        let current = written
+            .get(&m.key)
+            .cloned()
+            .or_else(|| snap.get(&m.key).cloned().flatten().map(|(v, _)| v))
+            .unwrap_or(Value::Null);
+        match m.f {
+            MopF::R => done.push(Mop { value: current, ..m.clone() }),
+            MopF::W => {
+                written.insert(m.key.clone(), m.value.clone());
+                done.push(m.clone());
+            }
+            MopF::Append => {
+                let list = match current {
+                    Value::Null => vec![m.value.clone()],
+                    Value::Array(mut l) => {
+                        l.push(m.value.clone());
+                        l
+                    }
+                    other => {
+                        return Err(KvError::Definite(format!(
+                            "rejected: append to key {:?}, which holds {other}, not a list",
+                            m.key
+                        )));
+                    }
+                };
+                written.insert(m.key.clone(), Value::Array(list));
+                done.push(m.clone());
+            }
+        }
+    }
+    Ok((done, written))
+}
+
+/// The commit of a transaction read at `snap`: guarded by every touched key being as read
+/// (same mod revision, or still absent), so reads and writes take effect together at the
+/// commit's revision, or not at all.
+fn commit_txn(snap: &Snapshot, written: &BTreeMap<String, Value>) -> Txn {
+    let guards: Vec<Compare> = snap
+        .iter()
+        .map(|(k, e)| match e {
+            None => Compare::version(k.as_str(), CompareOp::Equal, 0),
+            Some((_, rev)) => Compare::mod_revision(k.as_str(), CompareOp::Equal, *rev),
+        })
+        .collect();
+    let puts: Vec<TxnOp> = written
+        .iter()
+        .map(|(k, v)| TxnOp::put(k.as_str(), encode(v), None))
+        .collect();
+    Txn::new().when(guards).and_then(puts)
 }
 
 /// What the Maintenance `status` call says about one member.
@@ -1439,6 +1575,56 @@ mod tests {
         }
         assert_eq!(encode(&json!([1, 2])), b"[1,2]".to_vec());
         assert!(matches!(decode("k", b"not json"), Err(KvError::Definite(_))));
+    }
+
+    fn mop(f: MopF, key: &str, value: Value) -> Mop {
+        Mop { f, key: key.into(), value }
+    }
+
+    #[test]
+    fn txn_reads_see_the_snapshot_and_the_txns_own_earlier_writes() {
+        let snap: Snapshot = [
+            ("a".to_string(), Some((json!([1]), 5))),
+            ("b".to_string(), None),
+            ("c".to_string(), Some((json!(7), 9))),
+        ]
+        .into();
+        let ops = vec![
+            mop(MopF::R, "a", Value::Null),
+            mop(MopF::Append, "a", json!(2)),
+            mop(MopF::R, "a", Value::Null),
+            mop(MopF::R, "b", Value::Null),
+            mop(MopF::Append, "b", json!(3)),
+            mop(MopF::W, "c", json!(8)),
+            mop(MopF::R, "c", Value::Null),
+        ];
+        let (done, written) = apply_mops(&ops, &snap).unwrap();
+        let seen: Vec<Value> = done.iter().map(|m| m.value.clone()).collect();
+        assert_eq!(seen, vec![json!([1]), json!(2), json!([1, 2]), Value::Null, json!(3), json!(8), json!(8)]);
+        assert_eq!(written, [("a".to_string(), json!([1, 2])), ("b".into(), json!([3])), ("c".into(), json!(8))].into());
+    }
+
+    #[test]
+    fn txn_append_to_a_non_list_is_refused_before_anything_is_sent() {
+        let snap: Snapshot = [("c".to_string(), Some((json!(7), 9)))].into();
+        let e = apply_mops(&[mop(MopF::Append, "c", json!(1))], &snap).unwrap_err();
+        assert!(matches!(&e, KvError::Definite(m) if m.starts_with("rejected:")), "{e:?}");
+    }
+
+    #[test]
+    fn txn_commit_is_guarded_by_every_touched_key_including_those_only_read() {
+        let snap: Snapshot = [
+            ("read-only".to_string(), Some((json!(1), 4))),
+            ("absent".to_string(), None),
+            ("w".to_string(), Some((json!(2), 6))),
+        ]
+        .into();
+        let written: BTreeMap<String, Value> = [("w".to_string(), json!(3)), ("absent".to_string(), json!(5))].into();
+        let t = format!("{:?}", commit_txn(&snap, &written));
+        // Three compares (mod revision 4, version 0, mod revision 6), two puts.
+        assert_eq!(t.matches("Compare {").count(), 3, "{t}");
+        assert!(t.contains("ModRevision(4)") && t.contains("ModRevision(6)") && t.contains("Version(0)"), "{t}");
+        assert_eq!(t.matches("RequestPut").count(), 2, "{t}");
     }
 }
 
