@@ -423,9 +423,12 @@ mod tests {
         args: TestArgs,
     }
 
-    /// A real inventory file: validation reads it.
+    /// A real inventory file: validation reads it. One file per call, so that tests
+    /// running in parallel never read one another's half-written file.
     fn inventory() -> String {
-        let p = std::env::temp_dir().join(format!("fl-test-cmd-inv-{}.yaml", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("fl-test-cmd-inv-{}-{n}.yaml", std::process::id()));
         std::fs::write(&p, "nodes:\n  - {name: n1, host: 10.0.0.1}\n  - {name: n2, host: 10.0.0.2}\n  - {name: n3, host: 10.0.0.3}\n").unwrap();
         p.display().to_string()
     }
@@ -434,7 +437,9 @@ mod tests {
         let inv = inventory();
         let mut v = vec!["faultline", "-i", inv.as_str()];
         v.extend_from_slice(args);
-        Wrap::try_parse_from(v).unwrap().args.validate()
+        let r = Wrap::try_parse_from(v).unwrap().args.validate();
+        let _ = std::fs::remove_file(&inv);
+        r
     }
 
     fn usage_message(r: anyhow::Result<TestConfig>) -> String {
@@ -552,8 +557,7 @@ mod tests {
             assert!(m.contains(&format!("{flag} {bad} is not between 1 and")), "{m}");
         }
         // A flag clap cannot parse as a number is refused by clap itself.
-        let inv = inventory();
-        assert!(Wrap::try_parse_from(["faultline", "-i", &inv, "--key-count", "-1"]).is_err());
+        assert!(Wrap::try_parse_from(["faultline", "-i", "inv.yaml", "--key-count", "-1"]).is_err());
         assert!(parse(&["--workload", "list-append", "--txn-length-max", "256"]).is_ok());
     }
 
