@@ -3,9 +3,12 @@
 //! On a stored run's directory it runs the same pipeline as the run itself (the workload's
 //! checkers from the registry, perf, recovery, stats, node logs; see [`crate::verdict`]),
 //! or the one `--checker` names; nothing is written. On a history file (faultline JSON
-//! Lines, a Jepsen log, Jepsen EDN or JSON ops) it checks linearizability under `--model`,
-//! or runs `--checker`. Exit codes: 0 valid, 1 invalid, 2 unknown (budget exhausted,
-//! nothing to check), 3 unreadable input, 64 usage.
+//! Lines, a Jepsen log, Jepsen EDN or JSON ops) it judges the history as `--model` says —
+//! linearizability of a register, kv store, mutex or multi-register (Knossos' models), or
+//! Jepsen's counter, set, set-full, bank and long-fork checkers, or Elle's list-append and
+//! rw-register analyses under `--consistency-model` — or runs `--checker`. Every model is a
+//! registered checker (`registry::for_model`). Exit codes: 0 valid, 1 invalid, 2 unknown
+//! (budget exhausted, nothing to check), 3 unreadable input, 64 usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use faultline_checkers::formats::{self, Format};
 use faultline_checkers::linear::{self, Budget, ModelKind};
+use faultline_checkers::registry::{self, Options};
 
 use crate::exit;
 
@@ -24,10 +28,17 @@ pub struct CheckArgs {
     /// Run only this registered checker (e.g. `linearizable`, `set`, `bank`, `append`).
     #[arg(long)]
     pub checker: Option<String>,
-    /// The object each key holds: `cas-register` (read/write/cas) or `kv` (get/put/append
-    /// of strings).
+    /// What the history is of: `cas-register` (read/write/cas per key), `kv` (get/put/append
+    /// of strings), `mutex`, `multi-register` (linearizability); `counter`, `set`,
+    /// `set-full`, `bank`, `long-fork` (Jepsen's checkers); `list-append`, `rw-register`
+    /// (Elle; also `elle-list-append`, `elle-rw-register`).
     #[arg(long, default_value = "cas-register")]
     pub model: String,
+    /// For `list-append` and `rw-register`: the consistency model the history must satisfy
+    /// (read-uncommitted, read-committed, repeatable-read, snapshot-isolation, serializable,
+    /// strict-serializable, ...). Default strict-serializable.
+    #[arg(long)]
+    pub consistency_model: Option<String>,
     /// `auto`, `jsonl`, `jepsen-log`, `jepsen-edn` or `jepsen-json`.
     #[arg(long, default_value = "auto")]
     pub format: String,
@@ -51,14 +62,43 @@ struct Config {
     run_dir: Option<PathBuf>,
     checker: Option<String>,
     file: PathBuf,
-    model: ModelKind,
+    model: How,
     format: Format,
     json: bool,
     budget: Budget,
 }
 
+/// How `--model` judges a history file.
+enum How {
+    /// Linearizability, with the search's budget and its counterexample report.
+    Linear(ModelKind),
+    /// Another registered checker.
+    Checker(&'static str, Options),
+}
+
+fn parse_model(model: &str, consistency: Option<&str>) -> anyhow::Result<How> {
+    let Some(checker) = registry::for_model(model) else {
+        let known: Vec<&str> = registry::MODELS.iter().map(|(m, _)| *m).collect();
+        return Err(exit::usage(format!("--model {model:?}: unknown model (known: {})", known.join(", "))));
+    };
+    let takes = registry::entry(checker).is_some_and(|e| e.takes_consistency_model);
+    let consistency_model = match consistency {
+        None => None,
+        Some(_) if !takes => {
+            return Err(exit::usage(format!(
+                "--consistency-model applies to the transactional models (list-append, rw-register), not to {model}"
+            )));
+        }
+        Some(c) => Some(c.parse::<faultline_checkers::elle::Model>().map_err(|e| exit::usage(format!("--consistency-model: {e}")))?),
+    };
+    Ok(match model.parse::<ModelKind>() {
+        Ok(kind) => How::Linear(kind),
+        Err(_) => How::Checker(checker, Options { consistency_model }),
+    })
+}
+
 fn validate(args: CheckArgs) -> anyhow::Result<Config> {
-    let model: ModelKind = args.model.parse().map_err(exit::usage)?;
+    let model = parse_model(&args.model, args.consistency_model.as_deref())?;
     let format: Format = args.format.parse().map_err(exit::usage)?;
     if args.memory_limit_mb == 0 {
         return Err(exit::usage("--memory-limit-mb must be at least 1"));
@@ -111,8 +151,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &cfg.checker {
         return check_file_with(&cfg, name);
     }
+    let kind = match &cfg.model {
+        How::Linear(kind) => *kind,
+        How::Checker(name, options) => return check_file_with_model(&cfg, name, options),
+    };
     let events = formats::load(&cfg.file, cfg.format)?;
-    let report = linear::check(&events, cfg.model, &cfg.budget)
+    let report = linear::check(&events, kind, &cfg.budget)
         .with_context(|| format!("{}: malformed history", cfg.file.display()))?;
     if cfg.json {
         let mut v = serde_json::to_value(&report)?;
@@ -170,6 +214,24 @@ fn check_file_with(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
         outln!("{v}");
     } else {
         outln!("{}: {} {}", display(&cfg.file), r.checker, crate::report::validity_word(r.valid));
+    }
+    Ok(exit::for_validity(r.valid))
+}
+
+/// A history file, through the checker its `--model` names.
+fn check_file_with_model(cfg: &Config, name: &str, options: &Options) -> anyhow::Result<ExitCode> {
+    let events = formats::load(&cfg.file, cfg.format)?;
+    let c = registry::lookup_with(name, options).expect("every model names a registered checker");
+    let r = c.check(&events);
+    if cfg.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["path"] = serde_json::Value::String(cfg.file.display().to_string());
+        outln!("{v}");
+    } else {
+        outln!("{}: {} {}", display(&cfg.file), r.checker, crate::report::validity_word(r.valid));
+        if r.valid != faultline_checkers::Validity::Valid {
+            outln!("{}", serde_json::to_string_pretty(&r.details)?);
+        }
     }
     Ok(exit::for_validity(r.valid))
 }

@@ -215,3 +215,87 @@ fn a_closed_stdout_pipe_ends_output_instead_of_panicking() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: the command's own code\n{stderr}");
     }
 }
+
+/// `shared/bench/third-party`, from `FAULTLINE_SHARED` or `../shared` beside the checkout.
+fn third_party() -> PathBuf {
+    let shared = std::env::var_os("FAULTLINE_SHARED")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"), PathBuf::from);
+    let dir = shared.join("bench/third-party");
+    assert!(
+        dir.join("expected.tsv").is_file(),
+        "third-party histories missing: {} (set FAULTLINE_SHARED)",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn check_model_gives_each_models_first_third_party_row_its_verdict() {
+    let dir = third_party();
+    let tsv = std::fs::read_to_string(dir.join("expected.tsv")).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut wrong = Vec::new();
+    for line in tsv.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (file, model, verdict) = (cols[0], cols[1], cols[2]);
+        if !seen.insert(model.to_string()) {
+            continue;
+        }
+        let path = dir.join(file).display().to_string();
+        let mut args = vec!["check", "--json"];
+        let (m, cm);
+        match model.split_once('(') {
+            Some((name, c)) => {
+                m = name.to_string();
+                cm = c.trim_end_matches(')').to_string();
+                args.extend(["--model", &m, "--consistency-model", &cm]);
+            }
+            None => args.extend(["--model", model]),
+        }
+        args.push(&path);
+        let out = faultline(&args);
+        let want = if verdict == "true" { 0 } else { 1 };
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if out.status.code() != Some(want) || v["valid"] != serde_json::json!(verdict == "true") {
+            wrong.push(format!(
+                "{args:?}: want exit {want}, got {:?}\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    eprintln!("faultline check agreed on {} of {} models", seen.len() - wrong.len(), seen.len());
+    assert!(seen.len() >= 12, "expected.tsv lists only {seen:?}");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn check_consistency_model_only_for_transactional_models_else_exit_64() {
+    let file = third_party().join("elle-cli/histories/jepsen/counter.edn");
+    let file = file.to_str().unwrap();
+    let out = faultline(&["check", "--model", "counter", "--consistency-model", "serializable", file]);
+    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = faultline(&["check", "--model", "list-append", "--consistency-model", "eventual", file]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown consistency model"));
+    // The same list-append history is invalid under serializability, valid under read
+    // committed (its anomaly is G2-item).
+    let si = third_party().join("elle/histories/si-without-g-single.edn");
+    let si = si.to_str().unwrap();
+    assert_eq!(faultline(&["check", "--model", "list-append", "--consistency-model", "serializable", si]).status.code(), Some(1));
+    assert_eq!(faultline(&["check", "--model", "list-append", "--consistency-model", "read-committed", si]).status.code(), Some(0));
+}
+
+#[test]
+fn check_model_bad_edn_names_file_and_line_and_exits_3() {
+    let dir = scratch("bad-edn");
+    let file = dir.join("h.edn");
+    // The second op map has a key without a value.
+    std::fs::write(&file, "{:type :invoke, :f :add, :value 1, :process 0}\n{:type :ok, :f :add, :value 1, :process}\n{:type :invoke, :f :read, :process 0}\n").unwrap();
+    let out = faultline(&["check", "--model", "counter", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2:", file.display())), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

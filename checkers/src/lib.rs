@@ -5,13 +5,17 @@
 
 pub mod append;
 pub mod bank;
+pub mod counter;
 pub mod elle;
 pub mod linear;
+pub mod long_fork;
 pub mod perf;
 pub mod recovery;
 pub mod stats;
 pub mod registry;
 pub mod set;
+pub mod set_final;
+pub mod set_full;
 
 // The history types and readers live in `faultline-history`; these keep the paths that
 // callers have always used (`faultline_checkers::formats`, `faultline_checkers::history`).

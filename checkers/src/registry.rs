@@ -88,36 +88,102 @@ pub fn unless_nothing_checked(history: &[Event], mut r: CheckResult) -> CheckRes
     r
 }
 
-/// Builds a checker with its default options.
-pub type Constructor = fn() -> Box<dyn Checker>;
+/// What a caller may choose about a checker beyond the history: only the transactional
+/// checkers take anything (the consistency model to judge against).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `None`: the checker's default (strict serializability for Elle).
+    pub consistency_model: Option<crate::elle::Model>,
+}
+
+/// Builds a checker from its options.
+pub type Constructor = fn(&Options) -> Box<dyn Checker>;
+
+/// One registered checker.
+pub struct Entry {
+    pub name: &'static str,
+    pub make: Constructor,
+    /// Whether [`Options::consistency_model`] means anything to it.
+    pub takes_consistency_model: bool,
+}
+
+const fn plain(name: &'static str, make: Constructor) -> Entry {
+    Entry { name, make, takes_consistency_model: false }
+}
+
+fn elle(data: crate::elle::DataModel, o: &Options) -> Box<dyn Checker> {
+    let model = o.consistency_model.unwrap_or(crate::elle::Model::StrictSerializable);
+    Box::new(crate::elle::ElleChecker::new(data, model))
+}
+
+fn linear(model: crate::linear::ModelKind) -> Box<dyn Checker> {
+    Box::new(crate::linear::LinearizableChecker::new(model))
+}
 
 /// The registry: one line per checker. Names are what workloads and `--checker` use.
-const REGISTRY: &[(&str, Constructor)] = &[
-    ("set", || Box::new(crate::set::SetChecker)),
-    ("bank", || Box::new(crate::bank::BankChecker)),
-    ("append", || Box::new(crate::append::AppendChecker)),
-    ("linearizable", || Box::new(crate::linear::LinearizableChecker::new(crate::linear::ModelKind::CasRegister))),
-    ("linearizable-kv", || Box::new(crate::linear::LinearizableChecker::new(crate::linear::ModelKind::Kv))),
-    ("perf", || Box::new(crate::perf::PerfChecker)),
-    ("recovery", || Box::new(crate::recovery::RecoveryChecker(Default::default()))),
-    ("stats", || Box::new(crate::stats::StatsChecker)),
-    ("elle-list-append", || {
-        Box::new(crate::elle::ElleChecker::new(crate::elle::DataModel::ListAppend, crate::elle::Model::StrictSerializable))
-    }),
-    ("elle-rw-register", || {
-        Box::new(crate::elle::ElleChecker::new(crate::elle::DataModel::RwRegister, crate::elle::Model::StrictSerializable))
-    }),
+const REGISTRY: &[Entry] = &[
+    plain("set", |_| Box::new(crate::set::SetChecker)),
+    plain("bank", |_| Box::new(crate::bank::BankChecker)),
+    plain("append", |_| Box::new(crate::append::AppendChecker)),
+    plain("linearizable", |_| linear(crate::linear::ModelKind::CasRegister)),
+    plain("linearizable-kv", |_| linear(crate::linear::ModelKind::Kv)),
+    plain("linearizable-mutex", |_| linear(crate::linear::ModelKind::Mutex)),
+    plain("linearizable-multi-register", |_| linear(crate::linear::ModelKind::MultiRegister)),
+    plain("counter", |_| Box::new(crate::counter::CounterChecker)),
+    plain("set-full", |_| Box::new(crate::set_full::SetFullChecker)),
+    plain("set-final", |_| Box::new(crate::set_final::SetFinalChecker)),
+    plain("long-fork", |_| Box::new(crate::long_fork::LongForkChecker)),
+    plain("perf", |_| Box::new(crate::perf::PerfChecker)),
+    plain("recovery", |_| Box::new(crate::recovery::RecoveryChecker(Default::default()))),
+    plain("stats", |_| Box::new(crate::stats::StatsChecker)),
+    Entry { name: "elle-list-append", make: |o| elle(crate::elle::DataModel::ListAppend, o), takes_consistency_model: true },
+    Entry { name: "elle-rw-register", make: |o| elle(crate::elle::DataModel::RwRegister, o), takes_consistency_model: true },
 ];
 
-/// Finds a checker by its registered name.
+/// The models `faultline check --model` offers for foreign histories, each the registered
+/// checker that judges it: `(model or alias, checker)`. Names follow the projects the
+/// histories come from (Knossos, Jepsen, Elle).
+pub const MODELS: &[(&str, &str)] = &[
+    ("cas-register", "linearizable"),
+    ("register", "linearizable"),
+    ("kv", "linearizable-kv"),
+    ("mutex", "linearizable-mutex"),
+    ("multi-register", "linearizable-multi-register"),
+    ("counter", "counter"),
+    ("set", "set-final"),
+    ("set-full", "set-full"),
+    ("bank", "bank"),
+    ("long-fork", "long-fork"),
+    ("list-append", "elle-list-append"),
+    ("elle-list-append", "elle-list-append"),
+    ("rw-register", "elle-rw-register"),
+    ("elle-rw-register", "elle-rw-register"),
+];
+
+/// The checker registered for a `--model` name.
+pub fn for_model(model: &str) -> Option<&'static str> {
+    MODELS.iter().find(|(m, _)| *m == model).map(|(_, c)| *c)
+}
+
+/// The registered entry of that name.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name == name)
+}
+
+/// Finds a checker by its registered name, with its default options.
 pub fn lookup(name: &str) -> Option<Box<dyn Checker>> {
-    REGISTRY.iter().find(|(n, _)| *n == name).map(|(_, make)| make())
+    lookup_with(name, &Options::default())
+}
+
+/// Finds a checker by its registered name and builds it with `options`.
+pub fn lookup_with(name: &str, options: &Options) -> Option<Box<dyn Checker>> {
+    entry(name).map(|e| (e.make)(options))
 }
 
 /// Every registered name, for `--help` texts and error messages.
 pub fn names() -> &'static [&'static str] {
     static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    NAMES.get_or_init(|| REGISTRY.iter().map(|(n, _)| *n).collect())
+    NAMES.get_or_init(|| REGISTRY.iter().map(|e| e.name).collect())
 }
 
 #[cfg(test)]
@@ -130,6 +196,13 @@ mod tests {
             let r = lookup(name).unwrap().check(history);
             assert_eq!(r.valid, Validity::Unknown, "{name} on {what}: {}", r.details);
             assert_eq!(r.details["reason"], NO_CLIENT_OPS, "{name} on {what}");
+        }
+    }
+
+    #[test]
+    fn every_model_names_a_registered_checker() {
+        for (model, checker) in MODELS {
+            assert!(lookup(checker).is_some(), "--model {model} names {checker}, which is not registered");
         }
     }
 

@@ -492,6 +492,20 @@ fn parse_edn_ops(text: &str) -> LineResult<Vec<Event>> {
         };
         forms = items.into_iter().map(|x| (x, line)).collect();
     }
+    // Jepsen's own examples (its long-fork test) may leave `:process` out of every op: Jepsen
+    // then reads them as one process (`nil`), sequential, and so does this reader, as client
+    // process 0. A history where only some ops lack it is still an error at the first.
+    if !forms.is_empty()
+        && forms
+            .iter()
+            .all(|(f, _)| f.as_object().is_some_and(|m| !m.contains_key("process")))
+    {
+        for (f, _) in &mut forms {
+            if let Value::Object(m) = f {
+                m.insert("process".into(), Value::from(0));
+            }
+        }
+    }
     let mut out = Vec::with_capacity(forms.len());
     for (form, line) in forms {
         out.push(map_to_event(form).map_err(|p| (line, p))?);
@@ -813,6 +827,18 @@ mod tests {
         let ev = parse(text.lines().nth(1).unwrap(), "t.edn", Format::Auto).unwrap();
         assert!(ev[0].process.is_nemesis());
         assert_eq!(ev[1].time, 17);
+    }
+
+    #[test]
+    fn edn_history_without_any_process_reads_as_one_client() {
+        let text = "[{:type :invoke, :f :read, :value [[:r 0 nil]]},\n{:type :ok, :f :read, :value [[:r 0 1]]}]";
+        let ev = parse(text, "lf.edn", Format::Auto).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert!(ev.iter().all(|e| e.client() == Some(0)), "{ev:?}");
+        // Only some ops without a process: no guess, an error naming the line.
+        let text = "{:type :invoke, :f :read, :process 1}\n{:type :ok, :f :read}";
+        let e = parse(text, "h.edn", Format::Auto).unwrap_err().to_string();
+        assert_eq!(e, "h.edn:2: op without process");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub const WW: u8 = 1;
 pub const WR: u8 = 2;
 pub const RW: u8 = 4;
 pub const RT: u8 = 8;
+/// Process order: a process's transaction before its next one (session models).
+pub const PR: u8 = 16;
 
 /// Start edges tried per component and anomaly class; bounds the work on huge components
 /// while a shortest cycle through the first few candidates is still found.
@@ -167,16 +169,92 @@ fn bfs(g: &Graph, comp: &[u32], c: u32, from: u32, to: u32, mask: u8, seen: &mut
     None
 }
 
+/// A shortest path from `from` to `to` over edges in `mask`, inside component `c`, that
+/// closes a G-nonadjacent cycle begun by an rw edge into `from`: no two rw edges in a row
+/// (the first edge and the last must not be rw either, as the cycle wraps around to the
+/// rw edge it began with), and at least one rw edge besides the first. Searched over
+/// (transaction, last edge rw?, second rw seen?) states.
+#[allow(clippy::too_many_arguments)]
+fn bfs_nonadjacent(g: &Graph, comp: &[u32], c: u32, from: u32, to: u32, mask: u8, seen: &mut [u32], stamp: u32) -> Option<Vec<(u32, Edge)>> {
+    type State = (u32, bool, bool);
+    let slot = |s: State| s.0 as usize * 4 + usize::from(s.1) * 2 + usize::from(s.2);
+    let mut prev: super::HashMap<State, (State, Edge)> = super::HashMap::default();
+    let start: State = (from, true, false);
+    let goal: State = (to, false, true);
+    let mut q = VecDeque::new();
+    q.push_back(start);
+    seen[slot(start)] = stamp;
+    while let Some(s) = q.pop_front() {
+        if s == goal {
+            let mut path = Vec::new();
+            let mut x = goal;
+            while x != start {
+                let (p, e) = prev[&x];
+                path.push((p.0, e));
+                x = p;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        let (v, last_rw, twice) = s;
+        for e in &g.out[v as usize] {
+            let rw = e.kind == RW;
+            if e.kind & mask == 0 || comp[e.to as usize] != c || (rw && last_rw) {
+                continue;
+            }
+            let next: State = (e.to, rw, twice || rw);
+            // The goal is only reached through its own state; passing `to` early is fine.
+            if seen[slot(next)] != stamp {
+                seen[slot(next)] = stamp;
+                prev.insert(next, (s, *e));
+                q.push_back(next);
+            }
+        }
+    }
+    None
+}
+
 fn kind_name(k: u8) -> &'static str {
     match k {
         WW => "ww",
         WR => "wr",
         RW => "rw",
+        PR => "process",
         _ => "realtime",
     }
 }
 
+/// Elle's classification of a cycle by its edges: how many rw edges, whether two are
+/// adjacent (cyclically), then wr and ww; with `-realtime` or `-process` when it needs
+/// such an edge.
+pub fn classify(cycle: &[(u32, Edge)]) -> String {
+    let kinds: Vec<u8> = cycle.iter().map(|(_, e)| e.kind).collect();
+    let rw = kinds.iter().filter(|k| **k == RW).count();
+    let adjacent = (0..kinds.len()).any(|i| kinds[i] == RW && kinds[(i + 1) % kinds.len()] == RW);
+    let base = match rw {
+        1 => "G-single",
+        n if n > 1 && adjacent => "G2-item",
+        n if n > 1 => "G-nonadjacent",
+        _ if kinds.contains(&WR) => "G1c",
+        _ => "G0",
+    };
+    let suffix = if kinds.contains(&RT) {
+        "-realtime"
+    } else if kinds.contains(&PR) {
+        "-process"
+    } else {
+        ""
+    };
+    format!("{base}{suffix}")
+}
+
 /// Finds and classifies cycles; false when the deadline cut the search short.
+///
+/// Per strongly connected component and per class (G0, G1c, G-single, G-nonadjacent,
+/// G2-item) a shortest cycle of that shape is sought from a bounded number of start
+/// edges, then classified by [`classify`] (which has the last word: a cycle found while
+/// looking for G1c through ww edges only is the G0 already reported). G2-item is reported
+/// only when the component showed nothing worse.
 pub fn cycles(
     g: &Graph,
     found: &mut Found,
@@ -186,11 +264,12 @@ pub fn cycles(
 ) -> bool {
     let deps = WW | WR | RW;
     let mut seen = vec![0u32; g.out.len()];
+    let mut seen_states = vec![0u32; g.out.len() * 4];
     let mut stamp = 0u32;
-    // Pass 1: dependency edges only; pass 2 adds real-time edges and reports only cycles
-    // that need one (the `-realtime` variants).
-    for (pass, all) in [(0, deps), (1, deps | RT)] {
-        if pass == 1 && !g.out.iter().any(|es| es.iter().any(|e| e.kind == RT)) {
+    // Pass 1: dependency edges only; pass 2 adds real-time or process-order edges and
+    // reports only cycles that need one (the `-realtime` and `-process` variants).
+    for (pass, all) in [(0, deps), (1, deps | RT | PR)] {
+        if pass == 1 && !g.out.iter().any(|es| es.iter().any(|e| e.kind & (RT | PR) != 0)) {
             break;
         }
         let (comp, comps) = tarjan(g, all);
@@ -199,17 +278,18 @@ pub fn cycles(
                 return false;
             }
             let c = comp[members[0] as usize];
-            let order = if pass == 0 { 0 } else { RT };
+            let order = if pass == 0 { 0 } else { RT | PR };
             // (class, edge kind to start through, mask for the rest of the cycle)
-            let classes: [(&str, u8, u8); 4] = [
+            let classes: [(&str, u8, u8); 5] = [
                 ("G0", WW, WW | order),
                 ("G1c", WR, WW | WR | order),
                 ("G-single", RW, WW | WR | order),
+                ("G-nonadjacent", RW, deps | order),
                 ("G2-item", RW, deps | order),
             ];
-            let mut reported = false;
+            let mut reported: Vec<String> = Vec::new();
             for (class, start, mask) in classes {
-                if class == "G2-item" && reported {
+                if class == "G2-item" && !reported.is_empty() {
                     break;
                 }
                 let mut best: Option<Vec<(u32, Edge)>> = None;
@@ -224,7 +304,12 @@ pub fn cycles(
                             break 'starts;
                         }
                         stamp = stamp.wrapping_add(1);
-                        if let Some(mut path) = bfs(g, &comp, c, e.to, v, mask, &mut seen, stamp) {
+                        let path = if class == "G-nonadjacent" {
+                            bfs_nonadjacent(g, &comp, c, e.to, v, mask, &mut seen_states, stamp)
+                        } else {
+                            bfs(g, &comp, c, e.to, v, mask, &mut seen, stamp)
+                        };
+                        if let Some(mut path) = path {
                             path.insert(0, (v, *e));
                             if best.as_ref().is_none_or(|b| path.len() < b.len()) {
                                 best = Some(path);
@@ -233,17 +318,15 @@ pub fn cycles(
                     }
                 }
                 let Some(cycle) = best else { continue };
-                let uses_rt = cycle.iter().any(|(_, e)| e.kind == RT);
-                if pass == 1 && !uses_rt {
+                if pass == 1 && !cycle.iter().any(|(_, e)| e.kind & (RT | PR) != 0) {
                     continue;
                 }
-                // G1c found through ww edges only is the G0 already reported.
-                if class == "G1c" && !cycle.iter().any(|(_, e)| e.kind == WR) {
+                let label = classify(&cycle);
+                if reported.contains(&label) {
                     continue;
                 }
-                reported = true;
-                let label = if pass == 1 { format!("{class}-realtime") } else { class.to_string() };
                 found.add(&label, || explain(&cycle, name, show));
+                reported.push(label);
             }
         }
     }
@@ -262,9 +345,10 @@ fn explain(cycle: &[(u32, Edge)], name: &dyn Fn(usize) -> String, show: &dyn Fn(
                 WW => format!("{a} wrote {} to key {k} before {b} wrote {}", val(e.a), if e.b == e.a { "later".to_string() } else { val(e.b) }),
                 WR => format!("{b} read {} of key {k}, written by {a}", val(e.a)),
                 RW => format!("{a} read {} of key {k}, and {b} wrote {} after it", val(e.a), if e.b == init || e.b == e.a { "a later version".to_string() } else { val(e.b) }),
+                PR => format!("{a} came before {b} in the same process"),
                 _ => format!("{a} completed before {b} was invoked"),
             };
-            json!({"from": a, "to": b, "type": kind_name(e.kind), "key": if e.kind == RT { Value::Null } else { json!(k) }, "explanation": why})
+            json!({"from": a, "to": b, "type": kind_name(e.kind), "key": if e.kind & (RT | PR) != 0 { Value::Null } else { json!(k) }, "explanation": why})
         })
         .collect();
     let text = steps.iter().map(|s| s["explanation"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join("; ");

@@ -208,3 +208,99 @@ fn repeated_append_value_makes_an_otherwise_clean_history_unknown() {
     let r = check(DataModel::ListAppend, Model::Serializable, &h);
     assert_eq!(r.valid, Validity::Unknown, "{}", r.details);
 }
+
+#[test]
+fn g_nonadjacent_cycle_rules_out_snapshot_isolation_but_not_read_committed() {
+    // T1 -rw(a)-> T2 -wr(b)-> T3 -rw(c)-> T4 -wr(d)-> T1: two rw edges, never adjacent.
+    // No cycle has a single rw edge, so this is not G-single; the rw edges are not
+    // adjacent, so it is not mere write skew (G2-item), which snapshot isolation allows.
+    let h = serial(&[
+        (0, json!([["r", "a", []], ["r", "d", [4]]])),
+        (1, json!([["append", "a", 2], ["append", "b", 2]])),
+        (2, json!([["r", "b", [2]], ["r", "c", []]])),
+        (3, json!([["append", "c", 4], ["append", "d", 4]])),
+    ]);
+    let r = check(DataModel::ListAppend, Model::SnapshotIsolation, &h);
+    assert_eq!(r.valid, Validity::Invalid, "{}", r.details);
+    assert_eq!(types(&r), vec!["G-nonadjacent".to_string()], "{}", r.details);
+    let cycle = &r.details["anomalies"]["G-nonadjacent"][0]["cycle"];
+    let kinds: Vec<&str> = cycle.as_array().unwrap().iter().map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "rw").count(), 2, "{kinds:?}");
+    let not = r.details["not"].as_array().unwrap();
+    for m in ["snapshot-isolation", "repeatable-read", "serializable"] {
+        assert!(not.contains(&json!(m)), "{m} not ruled out: {}", r.details);
+    }
+    assert!(!not.contains(&json!("read-committed")), "{}", r.details);
+    assert_eq!(check(DataModel::ListAppend, Model::ReadCommitted, &h).valid, Validity::Valid);
+}
+
+#[test]
+fn adjacent_rw_edges_are_g2_item_not_g_nonadjacent() {
+    let h = serial(&[
+        (0, json!([["r", "x", null], ["append", "y", 1]])),
+        (1, json!([["r", "y", null], ["append", "x", 1]])),
+        (2, json!([["r", "x", [1]], ["r", "y", [1]]])),
+    ]);
+    let r = check(DataModel::ListAppend, Model::Serializable, &h);
+    assert_eq!(types(&r), vec!["G2-item".to_string()], "{}", r.details);
+    let not = r.details["not"].as_array().unwrap();
+    assert!(!not.contains(&json!("snapshot-isolation")), "{}", r.details);
+}
+
+#[test]
+fn g_nonadjacent_through_process_order_is_a_session_anomaly() {
+    // Process 0 runs T4 then T1, process 1 runs T2 then T3; T1 misses T2's append and T3
+    // misses T4's: T1 -rw-> T2 -process-> T3 -rw-> T4 -process-> T1.
+    let h = serial(&[
+        (0, json!([["append", "b", 4]])),
+        (1, json!([["append", "a", 2]])),
+        (0, json!([["r", "a", []]])),
+        (1, json!([["r", "b", []]])),
+    ]);
+    let r = check(DataModel::ListAppend, Model::SnapshotIsolation, &h);
+    assert_eq!(r.valid, Validity::Valid, "{}", r.details);
+    let r = check(DataModel::ListAppend, Model::StrongSessionSnapshotIsolation, &h);
+    assert_eq!(r.valid, Validity::Invalid, "{}", r.details);
+    assert!(types(&r).contains(&"G-nonadjacent-process".to_string()), "{}", r.details);
+    // Under real-time order (strong SI) the same cycle is a -realtime one.
+    let r = check(DataModel::ListAppend, Model::StrongSnapshotIsolation, &h);
+    assert_eq!(r.valid, Validity::Invalid, "{}", r.details);
+    assert!(types(&r).iter().any(|t| t.ends_with("-realtime")), "{}", r.details);
+}
+
+#[test]
+fn cycles_are_classified_by_their_rw_edges_and_order_edges() {
+    use super::graph::{Edge, PR, RT, RW, WR, WW, classify};
+    let c = |kinds: &[u8]| -> String {
+        let cycle: Vec<(u32, Edge)> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| (i as u32, Edge { to: ((i + 1) % kinds.len()) as u32, kind, key: V::I(0), a: V::I(0), b: V::I(0) }))
+            .collect();
+        classify(&cycle)
+    };
+    assert_eq!(c(&[WW, WW]), "G0");
+    assert_eq!(c(&[WW, WR]), "G1c");
+    assert_eq!(c(&[RW, WR]), "G-single");
+    assert_eq!(c(&[RW, WR, RW, WW]), "G-nonadjacent");
+    // The last edge wraps around to the first: rw, rw adjacent.
+    assert_eq!(c(&[RW, WR, RW]), "G2-item");
+    assert_eq!(c(&[RW, RW, WR]), "G2-item");
+    assert_eq!(c(&[RW, PR, RW, WR]), "G-nonadjacent-process");
+    assert_eq!(c(&[RW, RT, RW, PR]), "G-nonadjacent-realtime");
+}
+
+#[test]
+fn session_and_strong_models_proscribe_their_variants_only() {
+    use Model::*;
+    assert!(SnapshotIsolation.proscribes("G-nonadjacent") && !SnapshotIsolation.proscribes("G2-item"));
+    assert!(RepeatableRead.proscribes("G-nonadjacent") && !ReadCommitted.proscribes("G-nonadjacent"));
+    assert!(!SnapshotIsolation.proscribes("G-nonadjacent-process"));
+    assert!(StrongSessionSnapshotIsolation.proscribes("G-nonadjacent-process"));
+    assert!(!StrongSessionSnapshotIsolation.proscribes("G-nonadjacent-realtime"));
+    assert!(!StrongSessionSnapshotIsolation.proscribes("G2-item-process"));
+    assert!(StrongSnapshotIsolation.proscribes("G-single-realtime") && StrongSnapshotIsolation.proscribes("G0-process"));
+    assert!(StrongSessionSerializable.proscribes("G2-item-process") && !StrongSessionSerializable.proscribes("G2-item-realtime"));
+    assert!(StrictSerializable.proscribes("G2-item-realtime") && StrictSerializable.proscribes("G-nonadjacent-process"));
+    assert!(!Serializable.proscribes("G1c-realtime"));
+}

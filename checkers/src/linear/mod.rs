@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::history::{Event, EventType};
 use crate::registry::{CheckResult, Checker, Validity};
-pub use model::{CasRegister, Certainty, Kv, Model, Plain};
+pub use model::{CasRegister, Certainty, Kv, Model, MultiRegister, Mutex as MutexModel, Plain};
 use search::{Interned, Limits, NONE, Ops, Outcome};
 
 /// The models `check` knows by name.
@@ -33,13 +33,37 @@ pub enum ModelKind {
     CasRegister,
     /// One string per key: get, put, append; initially `""`.
     Kv,
+    /// Knossos' mutex: acquire and release of one lock, initially free.
+    Mutex,
+    /// Knossos' multi-register: transactions reading and writing several registers.
+    MultiRegister,
 }
+
+/// Every model `check` knows, for help texts.
+pub const MODEL_KINDS: &[ModelKind] = &[
+    ModelKind::CasRegister,
+    ModelKind::Kv,
+    ModelKind::Mutex,
+    ModelKind::MultiRegister,
+];
 
 impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::CasRegister => "cas-register",
             ModelKind::Kv => "kv",
+            ModelKind::Mutex => "mutex",
+            ModelKind::MultiRegister => "multi-register",
+        }
+    }
+
+    /// The name of its registered checker.
+    pub fn checker_name(self) -> &'static str {
+        match self {
+            ModelKind::CasRegister => "linearizable",
+            ModelKind::Kv => "linearizable-kv",
+            ModelKind::Mutex => "linearizable-mutex",
+            ModelKind::MultiRegister => "linearizable-multi-register",
         }
     }
 }
@@ -50,8 +74,10 @@ impl std::str::FromStr for ModelKind {
         match s {
             "cas-register" | "register" => Ok(ModelKind::CasRegister),
             "kv" => Ok(ModelKind::Kv),
+            "mutex" => Ok(ModelKind::Mutex),
+            "multi-register" => Ok(ModelKind::MultiRegister),
             other => Err(format!(
-                "unknown model {other:?} (expected cas-register or kv)"
+                "unknown model {other:?} (expected cas-register, kv, mutex or multi-register)"
             )),
         }
     }
@@ -217,6 +243,10 @@ impl Prepasses for CasRegister {
 
 impl Prepasses for Kv {}
 
+impl Prepasses for model::Mutex {}
+
+impl Prepasses for MultiRegister {}
+
 impl<M: Model> Prepasses for model::Plain<M> {}
 
 /// Checks a history against the named model.
@@ -228,6 +258,8 @@ pub fn check(
     match model {
         ModelKind::CasRegister => check_model(&CasRegister, history, budget),
         ModelKind::Kv => check_model(&Kv, history, budget),
+        ModelKind::Mutex => check_model(&model::Mutex, history, budget),
+        ModelKind::MultiRegister => check_model(&MultiRegister, history, budget),
     }
 }
 
@@ -740,10 +772,7 @@ impl LinearizableChecker {
 
 impl Checker for LinearizableChecker {
     fn name(&self) -> &'static str {
-        match self.model {
-            ModelKind::CasRegister => "linearizable",
-            ModelKind::Kv => "linearizable-kv",
-        }
+        self.model.checker_name()
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {

@@ -497,3 +497,189 @@ impl<M: Model> Model for Plain<M> {
         self.0.reachable(state, op)
     }
 }
+
+/// Knossos' `mutex`: one lock, initially free; `acquire` takes it, `release` frees it.
+/// Neither is possible in the other's state. The lock has no owner: like Knossos, the
+/// model asks only whether some order of the operations alternates acquire and release.
+/// A failed operation (`fail`, e.g. `:not-held`) did not happen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MutexOp {
+    Acquire,
+    Release,
+}
+
+impl Model for Mutex {
+    /// Whether the lock is held.
+    type State = bool;
+    type Op = MutexOp;
+
+    fn name(&self) -> &'static str {
+        "mutex"
+    }
+
+    fn init(&self) -> bool {
+        false
+    }
+
+    fn op(
+        &self,
+        invoke: &Event,
+        completion: Option<&Event>,
+    ) -> Result<Option<(MutexOp, Certainty)>, String> {
+        let certainty = match completion.map_or(EventType::Info, |c| c.kind) {
+            EventType::Ok => Certainty::Required,
+            EventType::Fail => return Ok(None),
+            EventType::Info | EventType::Invoke => Certainty::Optional,
+        };
+        let op = match invoke.f.as_str() {
+            "acquire" => MutexOp::Acquire,
+            "release" => MutexOp::Release,
+            other => {
+                return Err(format!(
+                    "the mutex model has no operation {other:?} (expected acquire or release)"
+                ));
+            }
+        };
+        Ok(Some((op, certainty)))
+    }
+
+    fn step(&self, held: &bool, op: &MutexOp) -> Option<bool> {
+        match op {
+            MutexOp::Acquire => (!held).then_some(true),
+            MutexOp::Release => held.then_some(false),
+        }
+    }
+
+    fn state_json(&self, held: &bool) -> Value {
+        Value::String(if *held { "held" } else { "free" }.to_string())
+    }
+
+    fn needs(&self, op: &MutexOp) -> Option<bool> {
+        Some(*op == MutexOp::Release)
+    }
+
+    fn effect(&self, op: &MutexOp) -> Effect<bool> {
+        Effect::Sets(*op == MutexOp::Acquire)
+    }
+}
+
+/// Knossos' `multi-register`: registers named by keys, read and written by transactions
+/// (`f = "txn"`, value `[[f, key, value], ...]` with `f` one of `read`/`r`, `write`/`w`),
+/// applied in order. As in Knossos a `nil` read constrains nothing (the value is unknown).
+///
+/// Knossos is handed the registers' initial values (`(multi-register {:x 0 :y 0})`); a
+/// history does not carry them, so here they are unknown: until a register is written, the
+/// first read of it says what it held, and every later read must agree. This answers
+/// "linearizable for some initial values", which is weaker than Knossos' question when its
+/// initial values differ from what the history's first reads show.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MultiRegister;
+
+/// The registers written so far, sorted by key (compact JSON text of the key).
+pub type Registers = std::sync::Arc<Vec<(std::sync::Arc<str>, RegValue)>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MicroOp {
+    /// A read of a value (nil reads are dropped: they constrain nothing).
+    Read(std::sync::Arc<str>, RegValue),
+    Write(std::sync::Arc<str>, RegValue),
+}
+
+fn key_text(k: &Value) -> std::sync::Arc<str> {
+    match k {
+        Value::String(s) => s.as_str().into(),
+        other => other.to_string().into(),
+    }
+}
+
+fn micro_ops(v: &Value) -> Result<Vec<MicroOp>, String> {
+    let Some(list) = v.as_array() else {
+        return Err(format!("a multi-register txn is a list of [f, key, value], got {v}"));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for m in list {
+        let Some([f, k, x]) = m.as_array().map(Vec::as_slice) else {
+            return Err(format!("a micro-op is [f, key, value], got {m}"));
+        };
+        match f.as_str() {
+            Some("read" | "r") if x.is_null() => {}
+            Some("read" | "r") => out.push(MicroOp::Read(key_text(k), reg_value(x))),
+            Some("write" | "w") => out.push(MicroOp::Write(key_text(k), reg_value(x))),
+            _ => return Err(format!("the multi-register model has no micro-op {f} (expected read or write)")),
+        }
+    }
+    Ok(out)
+}
+
+impl Model for MultiRegister {
+    type State = Registers;
+    type Op = std::sync::Arc<[MicroOp]>;
+
+    fn name(&self) -> &'static str {
+        "multi-register"
+    }
+
+    fn init(&self) -> Registers {
+        Registers::default()
+    }
+
+    fn op(
+        &self,
+        invoke: &Event,
+        completion: Option<&Event>,
+    ) -> Result<Option<(Self::Op, Certainty)>, String> {
+        if invoke.f != "txn" {
+            return Err(format!(
+                "the multi-register model has no operation {:?} (expected txn)",
+                invoke.f
+            ));
+        }
+        // An ok completion says what was read; otherwise only the writes are known.
+        let (value, certainty) = match completion {
+            Some(c) if c.kind == EventType::Ok => (&c.value, Certainty::Required),
+            Some(c) if c.kind == EventType::Fail => return Ok(None),
+            _ => (&invoke.value, Certainty::Optional),
+        };
+        Ok(Some((micro_ops(value)?.into(), certainty)))
+    }
+
+    fn step(&self, state: &Registers, op: &Self::Op) -> Option<Registers> {
+        let find = |regs: &[(std::sync::Arc<str>, RegValue)], k: &str| {
+            regs.binary_search_by(|(x, _)| (**x).cmp(k))
+        };
+        let mut next: Option<Vec<(std::sync::Arc<str>, RegValue)>> = None;
+        for m in op.iter() {
+            let regs = next.as_deref().unwrap_or(state);
+            match m {
+                MicroOp::Read(k, v) => match find(regs, k) {
+                    Ok(i) if regs[i].1 == *v => {}
+                    Ok(_) => return None,
+                    // Not written yet: the read tells the initial value.
+                    Err(i) => next.get_or_insert_with(|| state.to_vec()).insert(i, (k.clone(), v.clone())),
+                },
+                MicroOp::Write(k, v) => {
+                    let regs = next.get_or_insert_with(|| state.to_vec());
+                    match find(regs, k) {
+                        Ok(i) => regs[i].1 = v.clone(),
+                        Err(i) => regs.insert(i, (k.clone(), v.clone())),
+                    }
+                }
+            }
+        }
+        Some(next.map_or_else(|| state.clone(), std::sync::Arc::new))
+    }
+
+    fn state_json(&self, state: &Registers) -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in state.iter() {
+            m.insert(k.to_string(), CasRegister.state_json(v));
+        }
+        Value::Object(m)
+    }
+
+    // A read may fix an initial value, so no transaction surely keeps the state: the
+    // default `Effect::Unknown` is the truth.
+}
