@@ -133,13 +133,13 @@ fn version_tuple(v: &str) -> Vec<u64> {
 /// Checks every host can take the test: sudo works non-interactively where the inventory
 /// escalates (and a non-root login escalates at all), the node's ports are free, and the
 /// tools the run needs are there (each missing one named with its package and the command
-/// that installs it). Whether the node image can run there is checked where the image is
-/// chosen (`check_image`).
+/// that installs it), and the image the database uploads, if any, can run there
+/// ([`check_image`]).
 pub async fn preflight(
     control: &Control,
     layout: &Layout,
     tools: &[&str],
-    _runs_our_binary: bool,
+    image: Option<&crate::db::UploadImage>,
 ) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     for n in &control.inventory().nodes {
@@ -209,6 +209,9 @@ pub async fn preflight(
     }
     if !problems.is_empty() {
         bail!("pre-flight failed:\n  {}", problems.join("\n  "));
+    }
+    if let Some(image) = image {
+        check_image(control, &image.path, image.flag).await?;
     }
     Ok(())
 }

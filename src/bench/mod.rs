@@ -79,8 +79,7 @@ pub fn db_settings(
 /// install, configure, start, wait for a leader.
 pub async fn bring_up(control: &Control, db: &Arc<dyn Database>) -> anyhow::Result<()> {
     deploy::stop(control, db.layout()).await?;
-    let ours = matches!(db.name(), "raft" | "paxos");
-    deploy::preflight(control, db.layout(), &db.tools(), ours).await?;
+    deploy::preflight(control, db.layout(), &db.tools(), db.upload_image()?.as_ref()).await?;
     db.install(control).await?;
     db.configure(control).await?;
     deploy::start(control, &**db).await?;

@@ -354,8 +354,8 @@ async fn lifecycle(
     if let Some(n) = &cfg.nemesis_config {
         tools.extend(faultline_nemesis::registry::tools_for(n.families.iter().map(String::as_str)));
     }
-    let ours = db.name() == "raft" || db.name() == "paxos";
-    step!("preflight", deploy::preflight(&control, layout, &tools, ours));
+    let image = db.upload_image().map_err(&fail)?;
+    step!("preflight", deploy::preflight(&control, layout, &tools, image.as_ref()));
     step!("install", db.install(&control));
     step!("configure", db.configure(&control));
     step!("start-nodes", deploy::start(&control, &*db));
