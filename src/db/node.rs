@@ -319,19 +319,23 @@ pub fn node_image() -> anyhow::Result<std::path::PathBuf> {
                 target.join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH)).join(profile).join("faultline-node"),
             );
         }
-        for c in candidates {
-            if c.is_file() && deploy::elf_is_static(&c).unwrap_or(false) {
-                return Ok(c);
+        for c in &candidates {
+            if c.is_file() && deploy::elf_is_static(c).unwrap_or(false) {
+                return Ok(c.clone());
             }
         }
+        let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+        tracing::warn!(
+            looked = %looked.join(", "),
+            "no static node image found (build it with scripts/build-node-image.sh, or pass --node-binary); \
+             uploading the controller itself, which needs this machine's glibc on every host"
+        );
+        eprintln!(
+            "faultline: warning: no static node image at {} (scripts/build-node-image.sh builds one); \
+             uploading the controller itself, which needs a glibc as new as this machine's on every host",
+            looked.join(" or ")
+        );
     }
-    tracing::warn!(
-        "no static node image found (build it with scripts/build-node-image.sh, or pass --node-binary); \
-         uploading the controller itself, which needs this machine's glibc on every host"
-    );
-    eprintln!(
-        "faultline: warning: no static node image (scripts/build-node-image.sh builds one); uploading the controller itself"
-    );
     // The running image, not its path: a rebuild during a run replaces the file on disk.
     Ok(if std::path::Path::new("/proc/self/exe").exists() {
         PathBuf::from("/proc/self/exe")
