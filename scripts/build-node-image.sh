@@ -18,9 +18,14 @@ target=x86_64-unknown-linux-gnu
 # Target-specific flags: build scripts and proc macros (host builds) stay dynamic.
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" \
   cargo build -q -p faultline-node --bin faultline-node --target "$target" "${args[@]}"
-out="target/$target/$profile/faultline-node"
-if readelf -d "$out" 2>/dev/null | grep -q NEEDED; then
-  echo "build-node-image: $out is dynamically linked" >&2
+out="${CARGO_TARGET_DIR:-target}/$target/$profile/faultline-node"
+# RUSTFLAGS, when set, replaces the target-specific flags above (and so crt-static).
+if ! command -v readelf >/dev/null 2>&1; then
+  echo "build-node-image: readelf not found (apt-get install binutils); cannot check $out is static" >&2
+  exit 1
+fi
+if readelf -d "$out" | grep -q NEEDED; then
+  echo "build-node-image: $out is dynamically linked (is RUSTFLAGS set? it overrides crt-static)" >&2
   exit 1
 fi
 ls -l "$out" | awk '{print "build-node-image: " $NF " (" $5 " bytes, static)"}'

@@ -7,6 +7,9 @@ ensure_packages
 ensure_iptables_nft
 ensure_cargo
 cargo build --release -p faultline
+# The node image: target/x86_64-unknown-linux-gnu/release/faultline-node, which the controller
+# in target/release/ finds and uploads instead of itself.
+scripts/build-node-image.sh --release
 FL="$PWD/target/release/faultline"
 NAME="${FAULTLINE_DEMO_CLUSTER:-demo}"
 

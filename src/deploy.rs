@@ -130,16 +130,17 @@ fn version_tuple(v: &str) -> Vec<u64> {
     v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
 }
 
-/// Checks every host can take the test: sudo works non-interactively where the inventory
-/// escalates (and a non-root login escalates at all), the node's ports are free, and the
-/// tools the run needs are there (each missing one named with its package and the command
-/// that installs it). Whether the node image can run there is checked where the image is
-/// chosen (`check_image`).
+/// Checks every host can take the test, before anything on it is touched (even the heal of
+/// what an earlier run left, which needs the same sudo and tools, so a broken sudo is told
+/// as such rather than as a failed heal): sudo works non-interactively where the inventory
+/// escalates (and a non-root login escalates at all), the tools the run needs are there
+/// (each missing one named with its package and the command that installs it), and the
+/// image the database uploads, if any, can run there ([`check_image`]). The node's ports
+/// are checked after that heal ([`ports_free`]), since a node an earlier run left holds them.
 pub async fn preflight(
     control: &Control,
-    layout: &Layout,
     tools: &[&str],
-    _runs_our_binary: bool,
+    image: Option<&crate::db::UploadImage>,
 ) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     for n in &control.inventory().nodes {
@@ -160,16 +161,7 @@ pub async fn preflight(
     if !problems.is_empty() {
         bail!("pre-flight failed:\n  {}", problems.join("\n  "));
     }
-    let ports: Vec<String> = [layout.client_port, layout.peer_port]
-        .iter()
-        .map(|p| format!("{p:04X}"))
-        .collect();
-    let mut script = String::new();
-    script.push_str(&format!(
-        "echo listening=$(awk 'NR>1 && $4==\"0A\" {{split($2,a,\":\"); print a[length(a)]}}' /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -x -e {} -e {} | sort -u | tr '\\n' ' ')\n",
-        ports[0], ports[1]
-    ));
-    script.push_str(crate::hosts::PACKAGE_MANAGER_SH);
+    let mut script = String::from(crate::hosts::PACKAGE_MANAGER_SH);
     for t in tools {
         script.push_str(&format!("command -v {t} >/dev/null 2>&1 || echo missing={t}\n"));
     }
@@ -184,27 +176,59 @@ pub async fn preflight(
         let mut missing = Vec::new();
         let mut pm = String::new();
         for line in out.lines() {
-            let (k, v) = line.split_once('=').unwrap_or((line, ""));
-            let v = v.trim();
-            match k {
-                "listening" if !v.is_empty() => {
-                    let taken: Vec<String> = v
-                        .split_whitespace()
-                        .filter_map(|h| u16::from_str_radix(h, 16).ok())
-                        .map(|p| p.to_string())
-                        .collect();
-                    problems.push(format!(
-                        "{node}: port(s) {} already in use by a process faultline did not start",
-                        taken.join(", ")
-                    ));
-                }
-                "pm" => pm = v.to_string(),
-                "missing" => missing.push(v.to_string()),
+            match line.split_once('=').unwrap_or((line, "")) {
+                ("pm", v) => pm = v.trim().to_string(),
+                ("missing", v) => missing.push(v.trim().to_string()),
                 _ => {}
             }
         }
         if !missing.is_empty() {
             problems.push(crate::hosts::describe_missing(&node, &pm, &missing));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("pre-flight failed:\n  {}", problems.join("\n  "));
+    }
+    if let Some(image) = image {
+        check_image(control, &image.path, image.flag).await?;
+    }
+    Ok(())
+}
+
+/// Checks that no process faultline did not start listens on the node's ports (run after
+/// the node an earlier run left is stopped).
+pub async fn ports_free(control: &Control, layout: &Layout) -> anyhow::Result<()> {
+    let ports: Vec<String> = [layout.client_port, layout.peer_port]
+        .iter()
+        .map(|p| format!("{p:04X}"))
+        .collect();
+    let script = format!(
+        "echo listening=$(awk 'NR>1 && $4==\"0A\" {{split($2,a,\":\"); print a[length(a)]}}' /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -x -e {} -e {} | sort -u | tr '\\n' ' ')\n",
+        ports[0], ports[1]
+    );
+    let mut problems = Vec::new();
+    for (node, r) in control.run_all(&script, SHORT).await {
+        let out = match r.and_then(|o| o.check()) {
+            Ok(o) => o.stdout_str(),
+            Err(e) => {
+                problems.push(format!("{node}: pre-flight check failed: {e}"));
+                continue;
+            }
+        };
+        for line in out.lines() {
+            let Some(v) = line.strip_prefix("listening=").map(str::trim) else { continue };
+            if v.is_empty() {
+                continue;
+            }
+            let taken: Vec<String> = v
+                .split_whitespace()
+                .filter_map(|h| u16::from_str_radix(h, 16).ok())
+                .map(|p| p.to_string())
+                .collect();
+            problems.push(format!(
+                "{node}: port(s) {} already in use by a process faultline did not start",
+                taken.join(", ")
+            ));
         }
     }
     if !problems.is_empty() {

@@ -75,12 +75,12 @@ pub fn db_settings(
     Ok(dbs)
 }
 
-/// The runner's host steps, without a nemesis: stop what an earlier run left, pre-flight,
+/// The runner's host steps, without a nemesis: pre-flight, stop what an earlier run left,
 /// install, configure, start, wait for a leader.
 pub async fn bring_up(control: &Control, db: &Arc<dyn Database>) -> anyhow::Result<()> {
+    deploy::preflight(control, &db.tools(), db.upload_image()?.as_ref()).await?;
     deploy::stop(control, db.layout()).await?;
-    let ours = matches!(db.name(), "raft" | "paxos");
-    deploy::preflight(control, db.layout(), &db.tools(), ours).await?;
+    deploy::ports_free(control, db.layout()).await?;
     db.install(control).await?;
     db.configure(control).await?;
     deploy::start(control, &**db).await?;

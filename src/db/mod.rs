@@ -107,6 +107,14 @@ pub trait Db: Send + Sync {
     fn status<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Value, DbError>>;
 }
 
+/// An executable a database uploads to its hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadImage {
+    pub path: PathBuf,
+    /// The flag that picks another image, for pre-flight's advice (`--node-binary`).
+    pub flag: &'static str,
+}
+
 /// A database on the hosts of one inventory.
 pub trait Database: Db {
     /// The registry name.
@@ -116,6 +124,12 @@ pub trait Database: Db {
     /// Host commands it needs, for pre-flight.
     fn tools(&self) -> Vec<&'static str> {
         Vec::new()
+    }
+    /// The executable `install` uploads to every host, when it uploads one of its own
+    /// (rather than installing the hosts' packages), so pre-flight can check it runs there
+    /// before any host is touched. `Err` when the image it would upload cannot be found.
+    fn upload_image(&self) -> anyhow::Result<Option<UploadImage>> {
+        Ok(None)
     }
     /// What the report states about it: resolved knobs, the exact command line.
     fn describe(&self) -> Value;

@@ -1,7 +1,8 @@
 //! The bundled node (`faultline node`), in its two algorithms: `raft` and `paxos`.
 //!
-//! The controller uploads its own executable and starts it as `faultline node --config`,
-//! so the node always speaks this controller's protocol. Knobs are the node's own config
+//! The controller uploads the node image (`faultline-node`, built from this checkout beside
+//! the controller; see [`node_image`]) and starts it as `faultline node --config`, so the
+//! node always speaks this controller's protocol. Knobs are the node's own config
 //! fields, checked here against the node's `Config` before any host is contacted.
 
 use std::sync::Arc;
@@ -90,6 +91,9 @@ fn open(settings: &DbSettings, inventory: &Inventory, o: &OpenOptions) -> Arc<dy
 pub struct BundledNode {
     /// `--node-binary`: the image to upload instead of the one found beside the controller.
     image: Option<std::path::PathBuf>,
+    /// The image found by [`node_image`], looked up once: pre-flight and install upload
+    /// the same file, and a fallback warns once.
+    found: std::sync::OnceLock<std::path::PathBuf>,
     name: &'static str,
     layout: Layout,
     /// `(name, host, client address)`, in inventory order.
@@ -123,9 +127,22 @@ impl BundledNode {
             opts: settings.opts.clone(),
             resolved: settings.resolved.clone(),
             image: settings.binary.clone(),
+            found: std::sync::OnceLock::new(),
             op_timeout,
             status,
         }
+    }
+
+    /// `--node-binary`, else [`node_image`].
+    fn image_path(&self) -> anyhow::Result<std::path::PathBuf> {
+        if let Some(p) = &self.image {
+            return Ok(p.clone());
+        }
+        if let Some(p) = self.found.get() {
+            return Ok(p.clone());
+        }
+        let p = node_image()?;
+        Ok(self.found.get_or_init(|| p).clone())
     }
 
     fn index(&self, node: &str) -> Option<usize> {
@@ -233,6 +250,13 @@ impl Database for BundledNode {
         vec!["setsid", "nohup", "timeout", "tar"]
     }
 
+    fn upload_image(&self) -> anyhow::Result<Option<super::UploadImage>> {
+        Ok(Some(super::UploadImage {
+            path: self.image_path()?,
+            flag: "--node-binary",
+        }))
+    }
+
     fn describe(&self) -> Value {
         json!({
             "db": self.name,
@@ -243,14 +267,8 @@ impl Database for BundledNode {
     }
 
     fn install<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            let (exe, flag) = match &self.image {
-                Some(p) => (p.clone(), "--node-binary"),
-                None => (node_image()?, "--node-binary"),
-            };
-            deploy::check_image(control, &exe, flag).await?;
-            deploy::upload_binary(control, &self.layout, &exe).await
-        })
+        // Pre-flight has checked the image runs on every host.
+        Box::pin(async move { deploy::upload_binary(control, &self.layout, &self.image_path()?).await })
     }
 
     fn configure<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
@@ -301,19 +319,23 @@ pub fn node_image() -> anyhow::Result<std::path::PathBuf> {
                 target.join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH)).join(profile).join("faultline-node"),
             );
         }
-        for c in candidates {
-            if c.is_file() && deploy::elf_is_static(&c).unwrap_or(false) {
-                return Ok(c);
+        for c in &candidates {
+            if c.is_file() && deploy::elf_is_static(c).unwrap_or(false) {
+                return Ok(c.clone());
             }
         }
+        let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+        tracing::warn!(
+            looked = %looked.join(", "),
+            "no static node image found (build it with scripts/build-node-image.sh, or pass --node-binary); \
+             uploading the controller itself, which needs this machine's glibc on every host"
+        );
+        eprintln!(
+            "faultline: warning: no static node image at {} (scripts/build-node-image.sh builds one); \
+             uploading the controller itself, which needs a glibc as new as this machine's on every host",
+            looked.join(" or ")
+        );
     }
-    tracing::warn!(
-        "no static node image found (build it with scripts/build-node-image.sh, or pass --node-binary); \
-         uploading the controller itself, which needs this machine's glibc on every host"
-    );
-    eprintln!(
-        "faultline: warning: no static node image (scripts/build-node-image.sh builds one); uploading the controller itself"
-    );
     // The running image, not its path: a rebuild during a run replaces the file on disk.
     Ok(if std::path::Path::new("/proc/self/exe").exists() {
         PathBuf::from("/proc/self/exe")

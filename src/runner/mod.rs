@@ -3,9 +3,10 @@
 //! `compare` all call it.
 //!
 //! Lifecycle, each step timed and logged:
-//! 1. connect to every host; heal faults and stop a node left by an earlier run;
-//! 2. pre-flight (architecture, glibc, free ports, tools);
-//! 3. deploy: install this binary, write configs, start nodes, wait for a leader;
+//! 1. connect to every host; pre-flight (sudo, tools, the node image's architecture and
+//!    glibc), before anything on a host is touched;
+//! 2. heal faults and stop a node left by an earlier run; check the node's ports are free;
+//! 3. deploy: install the node image, write configs, start nodes, wait for a leader;
 //! 4. run: client workers, the nemesis and the status monitor, for the time limit;
 //! 5. heal, wait the recovery period, read every touched key on every node;
 //! 6. collect node logs, stop the nodes, check the history, write `results.json`.
@@ -335,6 +336,14 @@ async fn lifecycle(
         db: db.clone(),
         start_command: None,
     });
+    // Pre-flight first: the heal below needs the same sudo and tools, and a broken sudo is
+    // clearer from pre-flight, naming the host, than from a failed heal.
+    let mut tools = db.tools();
+    if let Some(n) = &cfg.nemesis_config {
+        tools.extend(faultline_nemesis::registry::tools_for(n.families.iter().map(String::as_str)));
+    }
+    let image = db.upload_image().map_err(&fail)?;
+    step!("preflight", deploy::preflight(&control, &tools, image.as_ref()));
     step!("heal-previous", async {
         let report = faultline_nemesis::heal(&*nemesis_cluster, false).await;
         for e in &report.errors {
@@ -353,12 +362,7 @@ async fn lifecycle(
         }
         anyhow::Ok(())
     });
-    let mut tools = db.tools();
-    if let Some(n) = &cfg.nemesis_config {
-        tools.extend(faultline_nemesis::registry::tools_for(n.families.iter().map(String::as_str)));
-    }
-    let ours = db.name() == "raft" || db.name() == "paxos";
-    step!("preflight", deploy::preflight(&control, layout, &tools, ours));
+    step!("ports-free", deploy::ports_free(&control, layout));
     step!("install", db.install(&control));
     step!("configure", db.configure(&control));
     step!("start-nodes", deploy::start(&control, &*db));
