@@ -10,7 +10,7 @@ use faultline_workloads::txn::TxnOpts;
 use crate::exit::usage;
 use crate::runner::{self, TestConfig};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct TestArgs {
     /// Inventory file, or the name of a local cluster (`faultline cluster up --name`).
     #[arg(short = 'i', long = "inventory")]
