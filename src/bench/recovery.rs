@@ -453,6 +453,8 @@ pub struct NodeStatus {
     pub role: String,
     pub term: u64,
     pub leader: Option<String>,
+    /// Elections this node's process has won (the bundled nodes' `leader_elections_won`).
+    pub elections_won: Option<u64>,
 }
 
 impl NodeStatus {
@@ -461,6 +463,7 @@ impl NodeStatus {
             role: v.get("role").and_then(Value::as_str).unwrap_or("").to_string(),
             term: v.get("term").and_then(Value::as_u64).unwrap_or(0),
             leader: v.get("leader").and_then(Value::as_str).map(str::to_string),
+            elections_won: v.get("leader_elections_won").and_then(Value::as_u64),
         }
     }
 }
@@ -515,6 +518,19 @@ pub fn majority_leader(
         .filter(|(_, (c, _))| *c > n / 2)
         .min_by_key(|(_, (_, at))| *at)
         .map(|((l, t), (_, at))| (l, t, at))
+}
+
+/// Every node's count of elections won, from its latest sample.
+fn elections_won(samples: &[Option<Sample>]) -> Vec<Option<u64>> {
+    samples.iter().map(|s| s.as_ref().and_then(|s| s.status.as_ref()).and_then(|st| st.elections_won)).collect()
+}
+
+/// Elections won between two readings of every node's counter, over the nodes that
+/// answered both times (a restarted process counts from zero again, so a fall is skipped);
+/// `None` when the database reports no counter.
+pub fn elections_between(before: &[Option<u64>], after: &[Option<u64>]) -> Option<u64> {
+    let pairs: Vec<(u64, u64)> = before.iter().zip(after).filter_map(|(b, a)| Some(((*b)?, (*a)?))).collect();
+    (!pairs.is_empty()).then(|| pairs.iter().map(|(b, a)| a.saturating_sub(*b)).sum())
 }
 
 /// The longest gap between consecutive successful write completions among `ok_ns` (sorted)
@@ -1014,6 +1030,7 @@ async fn trial(
         }
     };
     let t_stable = Instant::now();
+    let won_before = elections_won(&pollers.now());
     let offset = Duration::from_micros(rng.random_range(0..hb_ms * 1000));
     tokio::time::sleep(offset).await;
     let pkg: &NemesisPackage = faultline_nemesis::registry::lookup(sc.family())?;
@@ -1044,6 +1061,7 @@ async fn trial(
     // Writes invoked from here on started after the fault for certain.
     let mut after_ns = 0u64;
     let mut agreed: Option<(String, u64, u64)> = None;
+    let mut won_after = Vec::new();
     let mut recovered_ns: Option<u64> = None;
     loop {
         tokio::select! {
@@ -1068,6 +1086,9 @@ async fn trial(
         let samples = pollers.now();
         if agreed.is_none() {
             agreed = majority_leader(&samples, inv_ns, &excluded, term_min);
+            if agreed.is_some() {
+                won_after = elections_won(&samples);
+            }
         }
         let Some((applied_ns, applied_instant)) = applied_at else { continue };
         if fault_ns.is_none() {
@@ -1164,6 +1185,7 @@ async fn trial(
         leader_ms: agreed.as_ref().map(|(_, _, at)| (at.saturating_sub(leader_from_ns)) as f64 / 1e6),
         leader_after: agreed.as_ref().map(|(l, _, _)| l.clone()),
         terms_used: agreed.as_ref().map(|(_, t, _)| t.saturating_sub(term)),
+        elections: agreed.as_ref().and_then(|_| elections_between(&won_before, &won_after)),
         failed,
         indeterminate,
         censored: unavailability_ms.is_none(),
@@ -1187,7 +1209,7 @@ mod tests {
     fn s(at_ns: u64, role: &str, term: u64, leader: Option<&str>) -> Option<Sample> {
         Some(Sample {
             at_ns,
-            status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string) }),
+            status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string), elections_won: None }),
             last_ok_ns: Some(at_ns),
         })
     }
@@ -1234,6 +1256,15 @@ mod tests {
         assert_eq!(longest_gap(&ok, 115, 400), (120, 280));
         // No write before the fault: the gap runs from the fault.
         assert_eq!(longest_gap(&[300], 50, 300), (50, 250));
+    }
+
+    #[test]
+    fn elections_count_only_nodes_that_answered_both_times() {
+        // n1 was killed (no answer after), n2 won the election, n3 restarted (counter reset).
+        let before = [Some(4), Some(1), Some(2)];
+        let after = [None, Some(2), Some(0)];
+        assert_eq!(elections_between(&before, &after), Some(1));
+        assert_eq!(elections_between(&[None, None], &[Some(1), Some(1)]), None);
     }
 
     #[test]

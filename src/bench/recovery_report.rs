@@ -38,7 +38,13 @@ pub struct Trial {
     pub leader_ms: Option<f64>,
     pub leader_after: Option<String>,
     /// Terms (ballots) the recovery used: the agreed term after it minus the one before.
+    /// For Raft every candidacy costs one. For Multi-Paxos the figure is the ballot round,
+    /// and rounds belong to one proposer each (round mod n is the proposer's position), so
+    /// a single election moves it by 1 to n: count elections with [`Trial::elections`].
     pub terms_used: Option<u64>,
+    /// Elections won from the stable leadership before the fault until a majority agreed
+    /// on the new leader, from the nodes' own counters (the victims of a kill excluded).
+    pub elections: Option<u64>,
     pub failed: u64,
     pub indeterminate: u64,
     pub censored: bool,
@@ -453,6 +459,7 @@ mod tests {
             restarted_before: false,
             phases_ms: [0.0; 4],
             apply_ms: None,
+            elections: None,
         };
         let a = Cell::new("raft", "et=150-300", "kill-leader", 1000.0, vec![t(1, Some(200.0)), t(2, None)], 1.0);
         let b = Cell::new("paxos", "et=150-300", "kill-leader", 1000.0, vec![t(1, Some(250.0))], 1.0);
