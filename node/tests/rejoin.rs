@@ -123,9 +123,8 @@ fn paxos_a_restarted_leader_follows_its_successor_within_an_election_timeout() {
 /// the refusals must tell it who leads, or it stays a pre-candidate, re-probing, until the
 /// leader's backoff ends, and on a loaded cluster long enough for followers whose own
 /// timers ran out to grant it a ballot that deposes the leader.
-#[test]
-fn paxos_a_restarted_acceptor_follows_the_live_leader_within_an_election_timeout() {
-    let mut net: Net<Paxos> = Net::fresh(NODES, cfg).unwrap();
+fn a_restarted_node_follows_the_live_leader_that_cannot_reach_it_yet<R: Replica>() {
+    let mut net: Net<R> = Net::fresh(NODES, cfg).unwrap();
     let old = elect(&mut net);
     write(&mut net, old, 50);
     net.crash(old);
@@ -149,20 +148,21 @@ fn paxos_a_restarted_acceptor_follows_the_live_leader_within_an_election_timeout
     // One maximum election timeout until its first probe, and the replies.
     assert!(
         followed.is_some_and(|t| t <= 21),
-        "node {old} followed after {followed:?} ticks; now {:?} leader {:?} term {} (node {new} leads term {term})",
+        "{}: node {old} followed after {followed:?} ticks; now {:?} leader {:?} term {} (node {new} leads term {term})",
+        R::ALGO,
         s.role,
         s.leader,
         s.term
     );
     net.tick(40);
-    assert_eq!(sole_leader(&net), Some(new), "the live leader was deposed");
+    assert_eq!(sole_leader(&net), Some(new), "{}: the live leader was deposed", R::ALGO);
     for id in net.ids() {
-        assert_eq!(net.node(id).status().term, term, "node {id} moved past the leader's round");
+        assert_eq!(net.node(id).status().term, term, "{}: node {id} moved past the leader's term", R::ALGO);
     }
     net.heal();
     write(&mut net, new, 5);
     net.tick(10);
-    assert_eq!(net.node(old).status().commit_index, net.node(new).status().commit_index, "the restarted node caught up");
+    assert_eq!(net.node(old).status().commit_index, net.node(new).status().commit_index, "{}: the restarted node caught up", R::ALGO);
 }
 
 #[test]
@@ -173,4 +173,14 @@ fn raft_a_restarted_follower_does_not_raise_the_term_while_a_leader_is_live() {
 #[test]
 fn paxos_a_restarted_acceptor_does_not_raise_the_ballot_while_a_leader_is_live() {
     a_restarted_leader_does_not_raise_the_term_while_its_successor_leads::<Paxos>();
+}
+
+#[test]
+fn paxos_a_restarted_acceptor_follows_the_live_leader_within_an_election_timeout() {
+    a_restarted_node_follows_the_live_leader_that_cannot_reach_it_yet::<Paxos>();
+}
+
+#[test]
+fn raft_a_restarted_follower_follows_the_live_leader_within_an_election_timeout() {
+    a_restarted_node_follows_the_live_leader_that_cannot_reach_it_yet::<Raft>();
 }
