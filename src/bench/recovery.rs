@@ -9,11 +9,6 @@
 //!    and term, exactly one of them as leader, for [`STABLE_HEARTBEATS`] heartbeats;
 //! 2. wait a uniformly random delay within one heartbeat interval, so the fault lands at a
 //!    random phase of the leader's heartbeat (the method of the Raft paper, §9.3);
-//!    a kill or a pause is launched before the hold of step 1 is over, by a little less
-//!    than the quickest of the last applies' SSH lag, so that it lands about when the hold
-//!    is; a trial whose victim went silent before the hold was complete, or whose
-//!    agreement broke before then, is void and rerun (a partition is applied after the
-//!    full hold: it does not silence a node, so its landing cannot be checked this way);
 //! 3. apply the scenario's fault through the nemesis packages (journaled on the hosts, so a
 //!    crash of this process still heals them);
 //! 4. measure until the clients have written again and a majority agrees on a leader, or
@@ -695,31 +690,20 @@ fn heartbeat_ms(settings: &DbSettings, setting: &Setting) -> u64 {
         .max(1)
 }
 
-/// Leadership that [`unanimous`] agreed on.
-struct Stable {
-    leader: String,
-    term: u64,
-    /// The samples counted were taken at or after this (history clock).
-    since_ns: u64,
-    /// Since when the agreement has held (history clock).
-    from_ns: u64,
-}
-
 /// Waits until [`unanimous`] has held, for the same leader and term, for `hold`.
-async fn wait_stable(p: &Pollers, rec: &Recorder, nodes: &[String], hold: Duration) -> anyhow::Result<Stable> {
+async fn wait_stable(p: &Pollers, rec: &Recorder, nodes: &[String], hold: Duration) -> anyhow::Result<(String, u64)> {
     let since = rec.now_ns();
     let give_up = Instant::now() + STABLE_WAIT_MAX;
-    let mut held: Option<((String, u64), Instant, u64)> = None;
+    let mut held: Option<((String, u64), Instant)> = None;
     loop {
         match unanimous(&p.now(), nodes, since) {
             Some(lt) => match &held {
-                Some((h, from, from_ns)) if *h == lt => {
+                Some((h, from)) if *h == lt => {
                     if from.elapsed() >= hold {
-                        let (leader, term) = lt;
-                        return Ok(Stable { leader, term, since_ns: since, from_ns: *from_ns });
+                        return Ok(lt);
                     }
                 }
-                _ => held = Some((lt, Instant::now(), rec.now_ns())),
+                _ => held = Some((lt, Instant::now())),
             },
             None => held = None,
         }
@@ -841,8 +825,6 @@ async fn deployment(
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x7e57);
     let mut result = Ok(());
     let mut pending: Option<PendingHeal> = None;
-    // Recent applies' time from invocation to the fault's work done on the host.
-    let mut apply_lags_ms: std::collections::VecDeque<f64> = Default::default();
     for &sc in &cfg.scenarios {
         let started = Instant::now();
         let mut trials: Vec<Trial> = Vec::new();
@@ -852,18 +834,8 @@ async fn deployment(
         let mut n = 0;
         while trials.len() < cfg.trials {
             n += 1;
-            // Launch early by a little less than the quickest recent apply, so the fault
-            // rarely lands before the hold is over (such a trial is void and rerun).
-            let lead = apply_lags_ms.iter().copied().fold(f64::INFINITY, f64::min);
-            let lead = if lead.is_finite() { Duration::from_secs_f64(lead * 0.8 / 1e3) } else { Duration::ZERO };
-            match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng, dir, pending.take(), lead).await {
-                Ok((t, p, prev_heal, lag)) => {
-                    if let Some(lag) = lag {
-                        apply_lags_ms.push_back(lag);
-                        if apply_lags_ms.len() > 5 {
-                            apply_lags_ms.pop_front();
-                        }
-                    }
+            match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng, dir, pending.take()).await {
+                Ok((t, p, prev_heal)) => {
                     if last_counted && let Some(last) = trials.last_mut() {
                         last.phases_ms[3] = prev_heal.as_secs_f64() * 1e3;
                     }
@@ -1001,7 +973,7 @@ async fn heal_then_stable(
     nodes: &[String],
     hold: Duration,
     prev: Option<PendingHeal>,
-) -> (anyhow::Result<Duration>, anyhow::Result<Stable>) {
+) -> (anyhow::Result<Duration>, anyhow::Result<(String, u64)>) {
     let Some(prev) = prev else {
         return (Ok(Duration::ZERO), wait_stable(pollers, rec, nodes, hold).await);
     };
@@ -1015,10 +987,6 @@ async fn heal_then_stable(
         (h, wait_stable(pollers, rec, nodes, hold).await)
     }
 }
-
-/// A trial's figures (`None`: void), its fault still to heal, the previous fault's heal
-/// time, and the apply's lag to the host (0 after a fault that landed too early).
-type TrialOutcome = (Option<Trial>, PendingHeal, Duration, Option<f64>);
 
 /// One trial. `prev` is the previous trial's fault, healed here while this trial waits
 /// for stability; this trial's own fault is returned unhealed, with the previous heal's
@@ -1038,17 +1006,12 @@ async fn trial(
     rng: &mut rand::rngs::StdRng,
     logs_dir: &std::path::Path,
     prev: Option<PendingHeal>,
-    lead: Duration,
-) -> anyhow::Result<TrialOutcome> {
+) -> anyhow::Result<(Option<Trial>, PendingHeal, Duration)> {
     let t0 = Instant::now();
     let mut restarted = false;
-    let process_fault = matches!(sc.family(), "kill" | "pause");
-    // A kill or pause is launched `lead` before the stability hold is over, so that it
-    // lands about when the hold is; whether it held until the fault is checked below.
-    let hold_wait = if process_fault { hold.saturating_sub(lead) } else { hold };
-    let (healed, stable) = heal_then_stable(cx, pollers, rec, nodes, hold_wait, prev).await;
+    let (healed, stable) = heal_then_stable(cx, pollers, rec, nodes, hold, prev).await;
     let prev_heal = healed?;
-    let stable = match stable {
+    let (leader, term) = match stable {
         Ok(lt) => lt,
         Err(e) => {
             // A node that did not come back (its restart failed, or it died on start):
@@ -1063,10 +1026,9 @@ async fn trial(
                 }
             }
             restarted = true;
-            wait_stable(pollers, rec, nodes, hold_wait).await.context("after starting the nodes that were down")?
+            wait_stable(pollers, rec, nodes, hold).await.context("after starting the nodes that were down")?
         }
     };
-    let (leader, term) = (stable.leader.clone(), stable.term);
     let t_stable = Instant::now();
     let won_before = elections_won(&pollers.now());
     let offset = Duration::from_micros(rng.random_range(0..hb_ms * 1000));
@@ -1088,6 +1050,7 @@ async fn trial(
         .await;
     let excluded: Vec<String> = if sc.forces_new_leader() { victims.clone() } else { Vec::new() };
     let term_min = if sc.forces_new_leader() { term + 1 } else { term };
+    let process_fault = matches!(sc.family(), "kill" | "pause");
     // The apply runs over SSH and returns well after the fault took effect (a kill waits
     // for the process to be gone), so the samples are watched while it runs.
     let fault_seed: u64 = rng.random();
@@ -1099,10 +1062,6 @@ async fn trial(
     let mut after_ns = 0u64;
     let mut agreed: Option<(String, u64, u64)> = None;
     let mut won_after = Vec::new();
-    // When the agreement broke before the victim went silent (then the fault did not
-    // strike stable leadership).
-    let mut broke_ns: Option<u64> = None;
-    let victim_index = nodes.iter().position(|n| *n == victims[0]);
     let mut recovered_ns: Option<u64> = None;
     loop {
         tokio::select! {
@@ -1125,12 +1084,6 @@ async fn trial(
             _ = tokio::time::sleep(CHECK_EVERY) => {}
         }
         let samples = pollers.now();
-        if process_fault && fault_ns.is_none() && broke_ns.is_none() {
-            let victim_silent = victim_index.and_then(|i| samples[i].as_ref()).is_some_and(|s| s.status.is_none());
-            if !victim_silent && unanimous(&samples, nodes, stable.since_ns) != Some((leader.clone(), term)) {
-                broke_ns = Some(rec.now_ns());
-            }
-        }
         if agreed.is_none() {
             agreed = majority_leader(&samples, inv_ns, &excluded, term_min);
             if agreed.is_some() {
@@ -1188,10 +1141,6 @@ async fn trial(
     // The SSH round trip of the apply gives leadership time to move on its own; a trial
     // whose new leader was agreed before the fault struck measured nothing of the fault.
     let void = process_fault && sc.forces_new_leader() && agreed.as_ref().is_some_and(|(_, _, at)| *at < fault_ns);
-    // A kill or pause launched early must still have struck leadership that had been
-    // stable for the whole hold, and that had not changed since.
-    let unsettled = process_fault
-        && (broke_ns.is_some() || fault_ns < stable.from_ns.saturating_add(hold.as_nanos() as u64));
     let (applied_ns, t_applied) = applied_at.expect("applied");
     let end_ns = rec.now_ns();
     let t_measured = Instant::now();
@@ -1224,11 +1173,7 @@ async fn trial(
     };
     if void {
         eprintln!("{} trial {n}: leadership moved before the fault struck; not counted", sc.name());
-        return Ok((None, pending, prev_heal, apply_ms.map(|[lag, _]| lag)));
-    }
-    if unsettled {
-        eprintln!("{} trial {n}: leadership had not been stable for {} ms when the fault struck; not counted", sc.name(), hold.as_millis());
-        return Ok((None, pending, prev_heal, Some(0.0)));
+        return Ok((None, pending, prev_heal));
     }
     let t = Trial {
         n,
@@ -1254,7 +1199,7 @@ async fn trial(
         ],
         apply_ms,
     };
-    Ok((Some(t), pending, prev_heal, apply_ms.map(|[lag, _]| lag)))
+    Ok((Some(t), pending, prev_heal))
 }
 
 #[cfg(test)]
