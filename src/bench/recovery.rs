@@ -1061,7 +1061,6 @@ async fn trial(
     // Writes invoked from here on started after the fault for certain.
     let mut after_ns = 0u64;
     let mut agreed: Option<(String, u64, u64)> = None;
-    let mut won_after = Vec::new();
     let mut recovered_ns: Option<u64> = None;
     loop {
         tokio::select! {
@@ -1086,9 +1085,6 @@ async fn trial(
         let samples = pollers.now();
         if agreed.is_none() {
             agreed = majority_leader(&samples, inv_ns, &excluded, term_min);
-            if agreed.is_some() {
-                won_after = elections_won(&samples);
-            }
         }
         let Some((applied_ns, applied_instant)) = applied_at else { continue };
         if fault_ns.is_none() {
@@ -1137,6 +1133,9 @@ async fn trial(
         }
     }
     let applied = applied.expect("the loop ends after the apply");
+    // Read at the end, not when the majority agreed: the new leader's own sample may
+    // predate its win by a poll period.
+    let won_after = elections_won(&pollers.now());
     let fault_ns = fault_ns.expect("the loop ends after the fault time is known");
     // The SSH round trip of the apply gives leadership time to move on its own; a trial
     // whose new leader was agreed before the fault struck measured nothing of the fault.

@@ -42,8 +42,8 @@ pub struct Trial {
     /// and rounds belong to one proposer each (round mod n is the proposer's position), so
     /// a single election moves it by 1 to n: count elections with [`Trial::elections`].
     pub terms_used: Option<u64>,
-    /// Elections won from the stable leadership before the fault until a majority agreed
-    /// on the new leader, from the nodes' own counters (the victims of a kill excluded).
+    /// Elections won from the stable leadership before the fault until the end of the
+    /// measurement, from the nodes' own counters (the victims of a kill excluded).
     pub elections: Option<u64>,
     pub failed: u64,
     pub indeterminate: u64,
