@@ -392,7 +392,7 @@ pub async fn start(control: &Control, db: &dyn crate::db::Database) -> anyhow::R
     let layout = db.layout();
     let starts = control.node_names().into_iter().map(|node| async move {
         let script = format!(
-            "{cmd}\ni=0; while [ $i -lt 100 ]; do {live}; [ -n \"$pid\" ] && {{ echo $pid; exit 0; }}; sleep 0.1; i=$((i+1)); done\necho '{db} did not write its pidfile {pf} within 10 s; the end of its console log:' >&2; tail -n 20 {console} >&2; exit 1",
+            "{cmd}\ni=0; while [ $i -lt 1000 ]; do {live}; [ -n \"$pid\" ] && {{ echo $pid; exit 0; }}; sleep 0.01; i=$((i+1)); done\necho '{db} did not write its pidfile {pf} within 10 s; the end of its console log:' >&2; tail -n 20 {console} >&2; exit 1",
             cmd = db.start_command(&node),
             live = live_pid_sh(layout),
             db = db.name(),

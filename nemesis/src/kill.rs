@@ -8,7 +8,9 @@ use crate::script::{ALIVE_FN, NODE_PID_FN, quote};
 use crate::{Applied, FaultOptions, Result};
 
 /// Kills the pidfile's process and waits (bounded, 10 s) until it is gone. A node that is
-/// already down is fine: the fault's effect holds.
+/// already down is fine: the fault's effect holds. The wait polls every 10 ms: a SIGKILLed
+/// process is gone within a few, and the script's return marks the fault's time for
+/// `bench recovery`, so a coarse poll would only add latency to every trial.
 pub fn kill_script(pidfile: &str) -> String {
     format!(
         r#"pf={pf}
@@ -16,7 +18,7 @@ pub fn kill_script(pidfile: &str) -> String {
 if alive "$pid"; then
   kill -KILL "$pid"
   i=0
-  while alive "$pid" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  while alive "$pid" && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
   if alive "$pid"; then echo "pid $pid survived SIGKILL" >&2; exit 1; fi
   echo "killed $pid"
 else

@@ -132,6 +132,7 @@ impl NodeStatus {
             "applied_index": self.applied_index,
             "last_index": self.last_index,
             "snapshot_index": self.snapshot_index,
+            "leader_elections_won": self.leader_elections_won,
         })
     }
 }

@@ -13,7 +13,13 @@
 //!    crash of this process still heals them);
 //! 4. measure until the clients have written again and a majority agrees on a leader, or
 //!    until the window ends (the trial is then censored);
-//! 5. heal (restart, resume, remove rules) and go back to 1.
+//! 5. heal (restart, resume, remove rules) and go back to 1. For a kill or a pause the heal
+//!    runs while the next trial's stability wait does: every node answering its status
+//!    proves the victim is back, so the wait cannot end before the heal took effect, and
+//!    the heal's SSH round trip (hundreds of milliseconds on a loaded controller) is not
+//!    paid on top of it. A partition's heal ends before the wait starts, because nodes cut
+//!    off from each other may still all answer the controller. The next fault is applied
+//!    only once the heal has returned.
 //!
 //! Every node's status is polled by its own task, one request at a time with
 //! [`STATUS_POLL_GAP`] between them (each request bounded by [`STATUS_POLL_TIMEOUT`]), so
@@ -447,6 +453,8 @@ pub struct NodeStatus {
     pub role: String,
     pub term: u64,
     pub leader: Option<String>,
+    /// Elections this node's process has won (the bundled nodes' `leader_elections_won`).
+    pub elections_won: Option<u64>,
 }
 
 impl NodeStatus {
@@ -455,6 +463,7 @@ impl NodeStatus {
             role: v.get("role").and_then(Value::as_str).unwrap_or("").to_string(),
             term: v.get("term").and_then(Value::as_u64).unwrap_or(0),
             leader: v.get("leader").and_then(Value::as_str).map(str::to_string),
+            elections_won: v.get("leader_elections_won").and_then(Value::as_u64),
         }
     }
 }
@@ -509,6 +518,19 @@ pub fn majority_leader(
         .filter(|(_, (c, _))| *c > n / 2)
         .min_by_key(|(_, (_, at))| *at)
         .map(|((l, t), (_, at))| (l, t, at))
+}
+
+/// Every node's count of elections won, from its latest sample.
+fn elections_won(samples: &[Option<Sample>]) -> Vec<Option<u64>> {
+    samples.iter().map(|s| s.as_ref().and_then(|s| s.status.as_ref()).and_then(|st| st.elections_won)).collect()
+}
+
+/// Elections won between two readings of every node's counter, over the nodes that
+/// answered both times (a restarted process counts from zero again, so a fall is skipped);
+/// `None` when the database reports no counter.
+pub fn elections_between(before: &[Option<u64>], after: &[Option<u64>]) -> Option<u64> {
+    let pairs: Vec<(u64, u64)> = before.iter().zip(after).filter_map(|(b, a)| Some(((*b)?, (*a)?))).collect();
+    (!pairs.is_empty()).then(|| pairs.iter().map(|(b, a)| a.saturating_sub(*b)).sum())
 }
 
 /// The longest gap between consecutive successful write completions among `ok_ns` (sorted)
@@ -802,24 +824,48 @@ async fn deployment(
     let hold = Duration::from_millis(hb * STABLE_HEARTBEATS);
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x7e57);
     let mut result = Ok(());
+    let mut pending: Option<PendingHeal> = None;
     for &sc in &cfg.scenarios {
         let started = Instant::now();
-        let mut trials = Vec::new();
+        let mut trials: Vec<Trial> = Vec::new();
+        // Whether the last trial run was counted, so the next heal's time is its.
+        let mut last_counted = false;
         let mut void = 0;
         let mut n = 0;
         while trials.len() < cfg.trials {
             n += 1;
-            match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng, dir).await {
-                Ok(Some(t)) => trials.push(t),
-                Ok(None) if void < cfg.trials => void += 1,
-                Ok(None) => {
-                    result = Err(anyhow::anyhow!("{} trials void: leadership kept moving before the faults landed", void + 1));
-                    break;
+            match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng, dir, pending.take()).await {
+                Ok((t, p, prev_heal)) => {
+                    if last_counted && let Some(last) = trials.last_mut() {
+                        last.phases_ms[3] = prev_heal.as_secs_f64() * 1e3;
+                    }
+                    pending = Some(p);
+                    last_counted = t.is_some();
+                    match t {
+                        Some(t) => trials.push(t),
+                        None if void < cfg.trials => void += 1,
+                        None => {
+                            result = Err(anyhow::anyhow!("{} trials void: leadership kept moving before the faults landed", void + 1));
+                            break;
+                        }
+                    }
                 }
                 Err(e) => {
                     result = Err(e.context(format!("{} trial {n}", sc.name())));
                     break;
                 }
+            }
+        }
+        // The scenario's last fault is healed inside its wall time, as every other one.
+        if let Some(p) = pending.take() {
+            match heal(&cx, &rec, p).await {
+                Ok(d) => {
+                    if last_counted && let Some(last) = trials.last_mut() {
+                        last.phases_ms[3] = d.as_secs_f64() * 1e3;
+                    }
+                }
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(_) => {}
             }
         }
         let wall_s = started.elapsed().as_secs_f64();
@@ -890,6 +936,61 @@ fn check_history(path: &std::path::Path) -> anyhow::Result<(Validity, String)> {
     Ok((valid, why.join("; ")))
 }
 
+/// A trial's fault, measured and not yet healed.
+struct PendingHeal {
+    pkg: &'static NemesisPackage,
+    scenario: Scenario,
+    applied: faultline_nemesis::Applied,
+}
+
+/// Heals `p` and records the nemesis's stop; returns how long the heal took.
+async fn heal(cx: &InventoryCluster, rec: &Recorder, p: PendingHeal) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let (heal_ok, heal_errors) = journal::heal_on(cx, &p.applied.hosts, &journal::Select::Id(p.applied.journal_id.clone())).await;
+    let error = (!heal_errors.is_empty()).then(|| heal_errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+    rec.named(
+        faultline_checkers::Process::NEMESIS,
+        if error.is_some() { EventType::Info } else { EventType::Ok },
+        &p.pkg.stop_f(),
+        json!({"healed": heal_ok.iter().map(|(n, ids)| json!({"node": n, "ids": ids})).collect::<Vec<_>>()}),
+        None,
+        error.clone(),
+    )
+    .await;
+    match error {
+        Some(e) => anyhow::bail!("healing {}: {e}", p.scenario.name()),
+        None => Ok(t.elapsed()),
+    }
+}
+
+/// Heals the previous trial's fault (if any) and waits for stable leadership: at once for
+/// a process fault, one after the other otherwise (see the module docs). Returns the
+/// stable (leader, term) and the heal's duration.
+async fn heal_then_stable(
+    cx: &InventoryCluster,
+    pollers: &Pollers,
+    rec: &Recorder,
+    nodes: &[String],
+    hold: Duration,
+    prev: Option<PendingHeal>,
+) -> (anyhow::Result<Duration>, anyhow::Result<(String, u64)>) {
+    let Some(prev) = prev else {
+        return (Ok(Duration::ZERO), wait_stable(pollers, rec, nodes, hold).await);
+    };
+    if matches!(prev.scenario.family(), "kill" | "pause") {
+        tokio::join!(heal(cx, rec, prev), wait_stable(pollers, rec, nodes, hold))
+    } else {
+        let h = heal(cx, rec, prev).await;
+        if h.is_err() {
+            return (h, Err(anyhow::anyhow!("not waited for: the heal failed")));
+        }
+        (h, wait_stable(pollers, rec, nodes, hold).await)
+    }
+}
+
+/// One trial. `prev` is the previous trial's fault, healed here while this trial waits
+/// for stability; this trial's own fault is returned unhealed, with the previous heal's
+/// duration (for the previous trial's `phases_ms`).
 #[allow(clippy::too_many_arguments)]
 async fn trial(
     cx: &InventoryCluster,
@@ -904,10 +1005,13 @@ async fn trial(
     cfg: &Config,
     rng: &mut rand::rngs::StdRng,
     logs_dir: &std::path::Path,
-) -> anyhow::Result<Option<Trial>> {
+    prev: Option<PendingHeal>,
+) -> anyhow::Result<(Option<Trial>, PendingHeal, Duration)> {
     let t0 = Instant::now();
     let mut restarted = false;
-    let (leader, term) = match wait_stable(pollers, rec, nodes, hold).await {
+    let (healed, stable) = heal_then_stable(cx, pollers, rec, nodes, hold, prev).await;
+    let prev_heal = healed?;
+    let (leader, term) = match stable {
         Ok(lt) => lt,
         Err(e) => {
             // A node that did not come back (its restart failed, or it died on start):
@@ -926,6 +1030,7 @@ async fn trial(
         }
     };
     let t_stable = Instant::now();
+    let won_before = elections_won(&pollers.now());
     let offset = Duration::from_micros(rng.random_range(0..hb_ms * 1000));
     tokio::time::sleep(offset).await;
     let pkg: &NemesisPackage = faultline_nemesis::registry::lookup(sc.family())?;
@@ -1028,28 +1133,25 @@ async fn trial(
         }
     }
     let applied = applied.expect("the loop ends after the apply");
+    // Read at the end, not when the majority agreed: the new leader's own sample may
+    // predate its win by a poll period.
+    let won_after = elections_won(&pollers.now());
     let fault_ns = fault_ns.expect("the loop ends after the fault time is known");
     // The SSH round trip of the apply gives leadership time to move on its own; a trial
     // whose new leader was agreed before the fault struck measured nothing of the fault.
     let void = process_fault && sc.forces_new_leader() && agreed.as_ref().is_some_and(|(_, _, at)| *at < fault_ns);
-    let t_applied = applied_at.expect("applied").1;
+    let (applied_ns, t_applied) = applied_at.expect("applied");
     let end_ns = rec.now_ns();
     let t_measured = Instant::now();
-    let (heal_ok, heal_errors) = journal::heal_on(cx, &applied.hosts, &journal::Select::Id(applied.journal_id.clone())).await;
-    let error = (!heal_errors.is_empty()).then(|| heal_errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
-    rec.named(
-        faultline_checkers::Process::NEMESIS,
-        if error.is_some() { EventType::Info } else { EventType::Ok },
-        &pkg.stop_f(),
-        json!({"healed": heal_ok.iter().map(|(n, ids)| json!({"node": n, "ids": ids})).collect::<Vec<_>>()}),
-        None,
-        error.clone(),
-    )
-    .await;
-    let t_healed = Instant::now();
-    if let Some(e) = error {
-        anyhow::bail!("healing {}: {e}", sc.name());
-    }
+    // Where the apply's time went: from its invocation until the host printed its clock
+    // after the work (SSH channel, remote shell, the kill and its wait), and from then
+    // until the SSH call returned.
+    let apply_ms = kc.done_unix_ns.lock().unwrap_or_else(|e| e.into_inner()).map(|(_, hi)| {
+        let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let done = ((rec.now_ns() as u128 + hi as u128).saturating_sub(unix_now) as u64).clamp(inv_ns, applied_ns);
+        [(done - inv_ns) as f64 / 1e6, (applied_ns - done) as f64 / 1e6]
+    });
+    let pending = PendingHeal { pkg, scenario: sc, applied };
     let (gap, failed, indeterminate) = {
         let l = load.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut ok: Vec<u64> = l.writes_ok.iter().map(|(_, c)| *c).collect();
@@ -1070,9 +1172,9 @@ async fn trial(
     };
     if void {
         eprintln!("{} trial {n}: leadership moved before the fault struck; not counted", sc.name());
-        return Ok(None);
+        return Ok((None, pending, prev_heal));
     }
-    Ok(Some(Trial {
+    let t = Trial {
         n,
         victims,
         leader_before: leader,
@@ -1082,17 +1184,21 @@ async fn trial(
         leader_ms: agreed.as_ref().map(|(_, _, at)| (at.saturating_sub(leader_from_ns)) as f64 / 1e6),
         leader_after: agreed.as_ref().map(|(l, _, _)| l.clone()),
         terms_used: agreed.as_ref().map(|(_, t, _)| t.saturating_sub(term)),
+        elections: agreed.as_ref().and_then(|_| elections_between(&won_before, &won_after)),
         failed,
         indeterminate,
         censored: unavailability_ms.is_none(),
         restarted_before: restarted,
+        // The heal is filled in once it has run, during the next trial's wait.
         phases_ms: [
             (t_stable - t0).as_secs_f64() * 1e3,
             (t_applied - t_stable).as_secs_f64() * 1e3,
             (t_measured - t_applied).as_secs_f64() * 1e3,
-            (t_healed - t_measured).as_secs_f64() * 1e3,
+            0.0,
         ],
-    }))
+        apply_ms,
+    };
+    Ok((Some(t), pending, prev_heal))
 }
 
 #[cfg(test)]
@@ -1102,7 +1208,7 @@ mod tests {
     fn s(at_ns: u64, role: &str, term: u64, leader: Option<&str>) -> Option<Sample> {
         Some(Sample {
             at_ns,
-            status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string) }),
+            status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string), elections_won: None }),
             last_ok_ns: Some(at_ns),
         })
     }
@@ -1149,6 +1255,15 @@ mod tests {
         assert_eq!(longest_gap(&ok, 115, 400), (120, 280));
         // No write before the fault: the gap runs from the fault.
         assert_eq!(longest_gap(&[300], 50, 300), (50, 250));
+    }
+
+    #[test]
+    fn elections_count_only_nodes_that_answered_both_times() {
+        // n1 was killed (no answer after), n2 won the election, n3 restarted (counter reset).
+        let before = [Some(4), Some(1), Some(2)];
+        let after = [None, Some(2), Some(0)];
+        assert_eq!(elections_between(&before, &after), Some(1));
+        assert_eq!(elections_between(&[None, None], &[Some(1), Some(1)]), None);
     }
 
     #[test]

@@ -38,16 +38,27 @@ pub struct Trial {
     pub leader_ms: Option<f64>,
     pub leader_after: Option<String>,
     /// Terms (ballots) the recovery used: the agreed term after it minus the one before.
+    /// For Raft every candidacy costs one. For Multi-Paxos the figure is the ballot round,
+    /// and rounds belong to one proposer each (round mod n is the proposer's position), so
+    /// a single election moves it by 1 to n: count elections with [`Trial::elections`].
     pub terms_used: Option<u64>,
+    /// Elections won from the stable leadership before the fault until the end of the
+    /// measurement, from the nodes' own counters (the victims of a kill excluded).
+    pub elections: Option<u64>,
     pub failed: u64,
     pub indeterminate: u64,
     pub censored: bool,
     /// Leadership did not settle before this trial until the nodes that were down were
     /// started again.
     pub restarted_before: bool,
-    /// Where the trial's wall time went: waiting for stability, applying the fault,
-    /// measuring, healing.
+    /// Where the trial's wall time went: waiting for stability (for a kill or a pause, at
+    /// the same time as the previous trial's heal), applying the fault, measuring, healing
+    /// (which overlaps the next trial's stability wait for a kill or a pause).
     pub phases_ms: [f64; 4],
+    /// The apply split at the host's clock reading after its work: invocation to done on
+    /// the host (SSH channel, remote shell, the fault itself), and done to the SSH call's
+    /// return. `None` when the host printed no clock.
+    pub apply_ms: Option<[f64; 2]>,
 }
 
 /// Summary of one figure over the trials of one cell. Quantiles are nearest-rank over all
@@ -447,6 +458,8 @@ mod tests {
             censored: u.is_none(),
             restarted_before: false,
             phases_ms: [0.0; 4],
+            apply_ms: None,
+            elections: None,
         };
         let a = Cell::new("raft", "et=150-300", "kill-leader", 1000.0, vec![t(1, Some(200.0)), t(2, None)], 1.0);
         let b = Cell::new("paxos", "et=150-300", "kill-leader", 1000.0, vec![t(1, Some(250.0))], 1.0);

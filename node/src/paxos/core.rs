@@ -593,14 +593,29 @@ impl Paxos {
     // ---- message handlers ----
 
     fn on_probe(&mut self, from: NodeId, round: u64) {
-        let granted = !self.hears_leader() && round > self.promised.round;
+        let hears = self.hears_leader();
+        let granted = !hears && round > self.promised.round;
         let promised = self.promised.round;
-        self.send(from, Message::ProbeReply { round, granted, promised });
+        // A leader's ballot is the one we promised: we raised our promise to it when we
+        // started following (or leading) under it.
+        let leader = (hears && self.leader == Some(self.promised.node)).then_some(self.promised);
+        self.send(from, Message::ProbeReply { round, granted, promised, leader });
     }
 
-    fn on_probe_reply(&mut self, from: NodeId, round: u64, granted: bool, promised: u64) {
+    fn on_probe_reply(&mut self, from: NodeId, round: u64, granted: bool, promised: u64, leader: Option<Ballot>) {
         self.note_round(promised);
-        if self.role != Role::PreCandidate || round != self.probe_round || !granted {
+        if self.role != Role::PreCandidate || round != self.probe_round {
+            return;
+        }
+        if let Some(b) = leader.filter(|b| !granted && *b >= self.promised && b.node != self.cfg.id) {
+            // A peer hears a live leader whose ballot is at least our promise: follow it now.
+            // Raising a promise is always safe, and the leader's next message (once its
+            // connection to us is back) finds us following; if it is dead after all, our
+            // election timer, restarted here, runs out as usual.
+            self.follow(b);
+            return;
+        }
+        if !granted {
             return;
         }
         let Some(pos) = self.position(from) else { return };
@@ -893,7 +908,9 @@ impl Replica for Paxos {
         }
         match msg {
             Message::Probe { round } => self.on_probe(from, round),
-            Message::ProbeReply { round, granted, promised } => self.on_probe_reply(from, round, granted, promised),
+            Message::ProbeReply { round, granted, promised, leader } => {
+                self.on_probe_reply(from, round, granted, promised, leader)
+            }
             Message::Prepare { ballot, from: s } => self.on_prepare(from, ballot, s),
             Message::Promise { ballot, upto, complete, entries, snapshot, .. } => {
                 self.on_promise(from, ballot, upto, complete, entries, snapshot)

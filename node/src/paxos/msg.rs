@@ -40,11 +40,15 @@ pub enum Message {
         round: u64,
     },
     /// `granted` when the sender does not currently hear a leader. `promised` lets the prober
-    /// pick a round above every promise it has seen.
+    /// pick a round above every promise it has seen. `leader` is the ballot of the leader
+    /// the sender hears, if any: a prober that was down (restarted, or cut off) learns who
+    /// leads from any one follower, whose connection to it comes back at once, instead of
+    /// waiting until the leader's own reconnect backoff lets a heartbeat through.
     ProbeReply {
         round: u64,
         granted: bool,
         promised: u64,
+        leader: Option<Ballot>,
     },
     /// Phase 1a for every slot `>= from`. Re-sent with the same ballot and a higher `from` to
     /// fetch the next page of an acceptor's log.

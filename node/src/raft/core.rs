@@ -272,8 +272,11 @@ impl Raft {
         let t = self.term;
         let granted = can_vote && self.is_up_to_date(last_index, last_term);
         match (pre, granted) {
-            (true, true) => self.send(from, Message::PreVoteResp { term, granted: true }),
-            (true, false) => self.send(from, Message::PreVoteResp { term: t, granted: false }),
+            (true, true) => self.send(from, Message::PreVoteResp { term, granted: true, leader: None }),
+            (true, false) => {
+                let leader = self.leader.filter(|_| self.in_lease() || self.role == Role::Leader);
+                self.send(from, Message::PreVoteResp { term: t, granted: false, leader })
+            }
             (false, true) => {
                 self.election_elapsed = 0;
                 self.vote = Some(from);
@@ -601,13 +604,25 @@ impl Replica for Raft {
         let mterm = msg.term();
         if mterm > self.term {
             match &msg {
-                Message::PreVote { .. } | Message::RequestVote { transfer: false, .. } if self.in_lease() => {
+                Message::PreVote { .. } if self.in_lease() => {
+                    // §9.6 of the thesis: a server that hears from a current leader does not
+                    // grant the vote (nor updates its term). It does say who leads, so that
+                    // a server that has just come back follows that leader.
+                    let (term, leader) = (self.term, self.leader);
+                    self.send(from, Message::PreVoteResp { term, granted: false, leader });
+                    return;
+                }
+                Message::RequestVote { transfer: false, .. } if self.in_lease() => {
                     // §6 of the thesis: a server that hears from a current leader ignores
                     // votes, so a removed or partitioned server cannot depose it.
                     return;
                 }
                 Message::PreVote { .. } => {}
                 Message::PreVoteResp { granted: true, .. } => {}
+                Message::PreVoteResp { granted: false, leader: Some(l), .. } if *l != self.cfg.id => {
+                    let l = *l;
+                    self.become_follower(mterm, Some(l));
+                }
                 Message::Append { .. } | Message::Heartbeat { .. } | Message::InstallSnapshot { .. } => {
                     self.become_follower(mterm, Some(from));
                 }
@@ -625,7 +640,8 @@ impl Replica for Raft {
                 }
                 Message::PreVote { .. } => {
                     let term = self.term;
-                    self.send(from, Message::PreVoteResp { term, granted: false });
+                    let leader = self.leader.filter(|_| self.in_lease() || self.role == Role::Leader);
+                    self.send(from, Message::PreVoteResp { term, granted: false, leader });
                 }
                 _ => {}
             }
@@ -637,8 +653,13 @@ impl Replica for Raft {
             Message::RequestVote { term, last_index, last_term, .. } => {
                 self.handle_vote(from, false, term, last_index, last_term)
             }
-            Message::PreVoteResp { term, granted } => {
+            Message::PreVoteResp { term, granted, leader } => {
                 if self.role != Role::PreCandidate || (granted && term != self.term + 1) {
+                    return;
+                }
+                if let Some(l) = leader.filter(|&l| !granted && l != self.cfg.id) {
+                    // A peer of our term hears its leader: follow it (one leader per term).
+                    self.become_follower(term, Some(l));
                     return;
                 }
                 self.votes.entry(from).or_insert(granted);

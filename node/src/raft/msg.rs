@@ -8,7 +8,10 @@ use crate::replica::{Entry, NodeId, Snapshot};
 pub enum Message {
     /// §9.6 of the thesis: ask whether a vote would be granted for `term` without bumping ours.
     PreVote { term: u64, last_index: u64, last_term: u64 },
-    PreVoteResp { term: u64, granted: bool },
+    /// `leader`: on a refusal, the leader the sender currently hears (of `term`), so that a
+    /// restarted or reconnected server follows it at once rather than re-campaigning until
+    /// the leader's own connection to it is back.
+    PreVoteResp { term: u64, granted: bool, leader: Option<NodeId> },
     RequestVote { term: u64, last_index: u64, last_term: u64, transfer: bool },
     RequestVoteResp { term: u64, granted: bool },
     Append { term: u64, prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64 },
