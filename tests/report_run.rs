@@ -3,7 +3,7 @@
 mod report_support;
 
 use report_support::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn results(dir: &std::path::Path) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap()
@@ -291,5 +291,38 @@ fn a_regression_against_the_baseline_of_earlier_runs_fails_the_run() {
     assert_eq!(r["results"]["baseline"]["valid"], Value::Bool(false), "{}", r["results"]["baseline"]);
     let why = r["results"]["baseline"]["details"]["regressed"].to_string();
     assert!(why.contains("unavailability_ms_p99") && why.contains("median of 3 runs"), "{why}");
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+#[test]
+fn report_draws_each_transactional_anomaly_as_a_cycle_with_its_explanation() {
+    // Write skew on list-append: each transaction reads the key the other appends to, and
+    // both read it empty. The checker finds the rw–rw cycle; the report must draw it.
+    let store = temp_store("report-anomaly");
+    let dir = write_run(&store, "la", "20261127T050000.000Z", "raft", &[], false);
+    let mut test: Value = serde_json::from_slice(&std::fs::read(dir.join("test.json")).unwrap()).unwrap();
+    test["workload"] = json!("list-append");
+    std::fs::write(dir.join("test.json"), test.to_string()).unwrap();
+    let txn = |t: u64, p: u64, kind: &str, v: Value| json!({"time": t, "process": p, "type": kind, "f": "txn", "value": v});
+    let h = [
+        txn(1_000_000, 0, "invoke", json!([["r", "x", null], ["append", "y", 1]])),
+        txn(1_100_000, 1, "invoke", json!([["r", "y", null], ["append", "x", 1]])),
+        txn(2_000_000, 0, "ok", json!([["r", "x", []], ["append", "y", 1]])),
+        txn(2_100_000, 1, "ok", json!([["r", "y", []], ["append", "x", 1]])),
+        txn(3_000_000, 0, "invoke", json!([["r", "x", null], ["r", "y", null]])),
+        txn(3_500_000, 0, "ok", json!([["r", "x", [1]], ["r", "y", [1]]])),
+    ];
+    let text: String = h.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(dir.join("history.jsonl"), text).unwrap();
+    let out = faultline().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let at = html.find("Anomalies: elle-list-append").expect("an anomalies section");
+    let section = &html[at..];
+    assert!(section.contains("G2-item"), "the anomaly's type is named");
+    assert!(section.contains("read nothing of key x") || section.contains("of key x"), "explained in words");
+    let svg = &section[section.find("<svg").expect("a diagram")..];
+    assert!(svg.contains(">rw x<") && svg.contains(">rw y<"), "both anti-dependencies drawn: {svg:.600}");
+    assert!(check_svgs(&html) > 0, "every SVG in the page is well-formed XML");
     let _ = std::fs::remove_dir_all(&store);
 }

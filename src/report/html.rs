@@ -147,6 +147,25 @@ pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
             }
         }
 
+        @for r in s.results.iter().filter(|r| r.valid != Validity::Valid) {
+            @let (drawn, not_drawn) = super::cycles::anomalies(&r.details);
+            @if !drawn.is_empty() {
+                h2 { "Anomalies: " (r.checker) }
+                p {
+                    "Each cycle: transactions on a circle, each arrow an order the history forces "
+                    "(ww, wr, rw dependencies on a key; rt real time; pr process order)."
+                    @if not_drawn > 0 { " " (not_drawn) " more found, not drawn; every one is counted in the details." }
+                }
+                @for d in &drawn {
+                    div.anomaly {
+                        h3 { (d.kind) }
+                        p { (d.explanation) }
+                        (PreEscaped(&d.svg))
+                    }
+                }
+            }
+        }
+
         h2 { "Latency and throughput" }
         @if !families.is_empty() {
             p.legend {

@@ -6,6 +6,7 @@
 //! `runs`, `trend` and `serve` build on the files it leaves.
 
 pub mod compare;
+pub mod cycles;
 pub mod html;
 pub mod index;
 pub mod junit;
