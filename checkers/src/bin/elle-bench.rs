@@ -111,10 +111,16 @@ fn time(label: &str, checker: &ElleChecker, h: &[Event]) {
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     let cpu = cpu_ms() - c;
     let types = r.details["anomaly-types"].clone();
-    println!("{label:<48} {ms:>10.1} ms wall {cpu:>8.0} ms cpu  valid={:?} edges={} anomalies={types} peak-rss-so-far={}", r.valid, r.details["edges"], peak_rss_mib());
+    println!("{label:<48} {ms:>10.1} ms wall {cpu:>8.0} ms cpu  valid={:?} edges={} anomalies={types} peak-rss={}", r.valid, r.details["edges"], peak_rss_mib());
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--case") {
+        let n = args.get(2).and_then(|a| a.parse().ok()).expect("--case N valid|stale");
+        run_case(n, args.get(3).map_or("valid", String::as_str));
+        return;
+    }
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![10_000, 100_000, 1_000_000] } else { sizes };
     let shared = std::env::var_os("FAULTLINE_SHARED")
@@ -138,10 +144,28 @@ fn main() {
     } else {
         println!("note: {} not found; third-party histories skipped", dir.display());
     }
-    let la = ElleChecker::new(DataModel::ListAppend, Model::StrictSerializable);
+    // Each generated case in a child process of its own, so its peak RSS is its own.
+    let exe = std::env::current_exe().expect("the bench's own path");
     for n in sizes {
+        for kind in ["valid", "stale"] {
+            let status = std::process::Command::new(&exe)
+                .args(["--case", &n.to_string(), kind])
+                .status()
+                .expect("starting a bench case");
+            if !status.success() {
+                println!("list-append {n} txns, {kind}: the case failed ({status})");
+            }
+        }
+    }
+}
+
+/// One generated case: `--case N valid|stale`.
+fn run_case(n: usize, kind: &str) {
+    let la = ElleChecker::new(DataModel::ListAppend, Model::StrictSerializable);
+    if kind == "valid" {
         let h = generate(n, 10, 0.0, 1);
         time(&format!("generated list-append {n} txns, 10 clients, valid"), &la, &h);
+    } else {
         let h = generate(n, 10, 0.001, 2);
         time(&format!("generated list-append {n} txns, 0.1% stale reads"), &la, &h);
     }
