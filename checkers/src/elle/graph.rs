@@ -33,16 +33,33 @@ pub struct Edge {
 pub struct Graph {
     out: Vec<Vec<Edge>>,
     edges: usize,
+    /// Past this many edges further ones are dropped and `overflowed` is set: every cycle
+    /// still found is real (its edges are), but the absence of one proves nothing.
+    edges_max: usize,
+    overflowed: bool,
 }
 
 impl Graph {
     pub fn new(n: usize) -> Graph {
-        Graph { out: vec![Vec::new(); n], edges: 0 }
+        Graph::with_edges_max(n, usize::MAX)
+    }
+
+    pub fn with_edges_max(n: usize, edges_max: usize) -> Graph {
+        Graph { out: vec![Vec::new(); n], edges: 0, edges_max, overflowed: false }
     }
 
     pub fn add(&mut self, from: usize, to: usize, kind: u8, key: V, a: V, b: V) {
+        if self.edges >= self.edges_max {
+            self.overflowed = true;
+            return;
+        }
         self.out[from].push(Edge { to: to as u32, kind, key, a, b });
         self.edges += 1;
+    }
+
+    /// Whether edges were dropped for the memory budget.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     pub fn edge_count(&self) -> usize {

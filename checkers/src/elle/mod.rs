@@ -191,11 +191,15 @@ pub struct ElleChecker {
     pub model: Model,
     /// Past this the answer is `unknown` rather than a guess.
     pub time_limit: Duration,
+    /// For the dependency graph's edges, the part that grows fastest with the history;
+    /// past it the answer is `unknown` (or `invalid` on a cycle already found), never an
+    /// out-of-memory.
+    pub memory_limit_bytes: usize,
 }
 
 impl ElleChecker {
     pub fn new(data: DataModel, model: Model) -> Self {
-        ElleChecker { data, model, time_limit: Duration::from_secs(300) }
+        ElleChecker { data, model, time_limit: Duration::from_secs(300), memory_limit_bytes: 2 << 30 }
     }
 }
 
@@ -208,7 +212,8 @@ impl Checker for ElleChecker {
     }
 
     fn check(&self, history: &[Event]) -> CheckResult {
-        let r = analyze(history, self.data, self.model, Instant::now() + self.time_limit);
+        let edges_max = self.memory_limit_bytes / std::mem::size_of::<graph::Edge>().max(1);
+        let r = analyze(history, self.data, self.model, Instant::now() + self.time_limit, edges_max);
         crate::registry::unless_nothing_checked(
             history,
             CheckResult { checker: self.name().to_string(), valid: r.valid, details: r.details },
@@ -387,12 +392,12 @@ fn collect(history: &[Event], int: &mut Interner, bad: &mut Vec<String>) -> Vec<
     txns
 }
 
-fn analyze(history: &[Event], data: DataModel, model: Model, deadline: Instant) -> Outcome {
+fn analyze(history: &[Event], data: DataModel, model: Model, deadline: Instant, edges_max: usize) -> Outcome {
     let mut int = Interner::default();
     let mut bad = Vec::new();
     let txns = collect(history, &mut int, &mut bad);
     let mut found = Found::default();
-    let mut g = Graph::new(txns.len());
+    let mut g = Graph::with_edges_max(txns.len(), edges_max);
     match data {
         DataModel::ListAppend => list_append(&txns, &int, &mut g, &mut found),
         DataModel::RwRegister => rw_register(&txns, &int, &mut g, &mut found),
@@ -414,7 +419,7 @@ fn analyze(history: &[Event], data: DataModel, model: Model, deadline: Instant) 
     let invalid = found.counts.keys().any(|a| model.proscribes(a));
     let valid = if invalid {
         Validity::Invalid
-    } else if !complete || !bad.is_empty() || found.counts.contains_key(NOT_UNIQUE) {
+    } else if !complete || g.overflowed() || !bad.is_empty() || found.counts.contains_key(NOT_UNIQUE) {
         Validity::Unknown
     } else {
         Validity::Valid
@@ -433,6 +438,11 @@ fn analyze(history: &[Event], data: DataModel, model: Model, deadline: Instant) 
     });
     if !complete {
         details["reason"] = json!("cycle search ran out of its time budget");
+    }
+    if g.overflowed() {
+        details["reason"] = json!(format!(
+            "the dependency graph outgrew its memory budget ({edges_max} edges); cycles among the edges kept are real, but none found proves nothing"
+        ));
     }
     if found.counts.contains_key(NOT_UNIQUE) && !invalid {
         details["reason"] = json!("some key got the same value appended twice; dependencies cannot be inferred soundly");

@@ -304,3 +304,24 @@ fn session_and_strong_models_proscribe_their_variants_only() {
     assert!(StrictSerializable.proscribes("G2-item-realtime") && StrictSerializable.proscribes("G-nonadjacent-process"));
     assert!(!Serializable.proscribes("G1c-realtime"));
 }
+
+#[test]
+fn a_graph_past_its_memory_budget_is_unknown_not_valid() {
+    // Serial appends and reads: valid with room, but with room for one edge the checker
+    // cannot tell, so it must say unknown and why.
+    let h = serial(&[
+        (0, json!([["append", "x", 1]])),
+        (1, json!([["r", "x", [1]], ["append", "x", 2]])),
+        (0, json!([["r", "x", [1, 2]], ["append", "y", 1]])),
+        (1, json!([["r", "y", [1]], ["r", "x", [1, 2]]])),
+    ]);
+    let roomy = ElleChecker::new(DataModel::ListAppend, Model::Serializable);
+    assert_eq!(roomy.check(&h).valid, Validity::Valid);
+    let tight = ElleChecker {
+        memory_limit_bytes: std::mem::size_of::<graph::Edge>(),
+        ..ElleChecker::new(DataModel::ListAppend, Model::Serializable)
+    };
+    let r = tight.check(&h);
+    assert_eq!(r.valid, Validity::Unknown, "{}", r.details);
+    assert!(r.details["reason"].as_str().unwrap().contains("memory budget"), "{}", r.details);
+}
