@@ -519,7 +519,7 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
     let mut reads: Vec<(usize, V, &[V])> = Vec::new();
     for (i, t) in txns.iter().enumerate().filter(|(_, t)| committed(t)) {
         let mut known: HashMap<V, (Option<Vec<V>>, Vec<V>)> = HashMap::default();
-        for m in &t.mops {
+        for (j, m) in t.mops.iter().enumerate() {
             match m.f {
                 Mf::Append => known.entry(m.key).or_default().1.push(m.val.expect("appends carry a value")),
                 Mf::W => {}
@@ -545,7 +545,17 @@ fn list_append(txns: &[Txn], int: &Interner, g: &mut Graph, found: &mut Found) {
                             && list[prev.len()..] == entry.1[..],
                         None => list.ends_with(&entry.1),
                     };
-                    if !consistent {
+                    // A read that already holds what the transaction appends only later:
+                    // no serial order can explain it, whatever other transactions did.
+                    let future = t.mops[j + 1..].iter().find(|later| {
+                        later.f == Mf::Append && later.key == m.key && later.val.is_some_and(|v| list.contains(&v))
+                    });
+                    if let Some(later) = future {
+                        found.add("internal", || {
+                            json!({"txn": txn_name(t), "key": int.show(m.key),
+                                   "explanation": format!("{} {}: the read of key {} already holds {}, which the transaction appends only after it", txn_name(t), mops_text(t, int), int.show(m.key), int.show(later.val.expect("checked")))})
+                        });
+                    } else if !consistent {
                         found.add("internal", || {
                             json!({"txn": txn_name(t), "key": int.show(m.key),
                                    "explanation": format!("{} {}: the read of key {} does not reflect the transaction's own earlier reads and appends", txn_name(t), mops_text(t, int), int.show(m.key))})
