@@ -85,6 +85,13 @@ fn generate(txns: usize, clients: u64, stale: f64, seed: u64) -> Vec<Event> {
     out
 }
 
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
 fn peak_rss_mib() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -105,13 +112,15 @@ fn cpu_ms() -> f64 {
 }
 
 fn time(label: &str, checker: &ElleChecker, h: &[Event]) {
+    // The high-water mark once the history is built: what the check adds is above it.
+    let before = peak_rss_kib();
     let t = Instant::now();
     let c = cpu_ms();
     let r = checker.check(h);
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     let cpu = cpu_ms() - c;
     let types = r.details["anomaly-types"].clone();
-    println!("{label:<48} {ms:>10.1} ms wall {cpu:>8.0} ms cpu  valid={:?} edges={} anomalies={types} peak-rss={}", r.valid, r.details["edges"], peak_rss_mib());
+    println!("{label:<48} {ms:>10.1} ms wall {cpu:>8.0} ms cpu  valid={:?} edges={} anomalies={types} peak-rss={} (check: +{} MiB)", r.valid, r.details["edges"], peak_rss_mib(), peak_rss_kib().saturating_sub(before) / 1024);
 }
 
 fn main() {

@@ -40,10 +40,6 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn new(n: usize) -> Graph {
-        Graph::with_edges_max(n, usize::MAX)
-    }
-
     pub fn with_edges_max(n: usize, edges_max: usize) -> Graph {
         Graph { out: vec![Vec::new(); n], edges: 0, edges_max, overflowed: false }
     }
