@@ -3,6 +3,8 @@
 //! `elle-rw-register`, optionally with a consistency model in parentheses; elle-cli's
 //! default is strict-serializable).
 
+mod common;
+
 use std::path::PathBuf;
 
 use faultline_checkers::elle::{DataModel, ElleChecker, Model};
@@ -10,17 +12,7 @@ use faultline_checkers::formats::{self, Format};
 use faultline_checkers::{Checker, Validity};
 
 fn third_party_dir() -> Option<PathBuf> {
-    let shared = match std::env::var_os("FAULTLINE_SHARED") {
-        Some(s) => PathBuf::from(s),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let dir = shared.join("bench/third-party");
-    if dir.join("expected.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("note: {} not found (set FAULTLINE_SHARED); Elle histories not checked", dir.display());
-        None
-    }
+    common::third_party_dir("Elle histories")
 }
 
 /// `elle-list-append(serializable)` -> (list-append, serializable).

@@ -5,6 +5,8 @@
 //! The data lives beside the repository (`../shared`); `FAULTLINE_SHARED` names another
 //! place. Without it the tests print a note and pass: they cannot check anything there.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,20 +16,7 @@ use faultline_checkers::formats::{self, Format};
 use faultline_checkers::linear::{self, Budget, ModelKind};
 
 fn third_party_dir() -> Option<PathBuf> {
-    let shared = match std::env::var_os("FAULTLINE_SHARED") {
-        Some(s) => PathBuf::from(s),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let dir = shared.join("bench/third-party");
-    if dir.join("expected.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "note: {} not found (set FAULTLINE_SHARED); third-party histories not checked",
-            dir.display()
-        );
-        None
-    }
+    common::third_party_dir("third-party histories")
 }
 
 fn histories(dir: &Path, out: &mut Vec<PathBuf>) {

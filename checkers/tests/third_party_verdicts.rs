@@ -7,6 +7,8 @@
 //! The data lives beside the repository (`../shared`); `FAULTLINE_SHARED` names another
 //! place. Without it the test prints a note and passes: it cannot check anything there.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -15,17 +17,7 @@ use faultline_checkers::registry::{self, Options};
 use faultline_checkers::{Validity, elle};
 
 fn third_party_dir() -> Option<PathBuf> {
-    let shared = match std::env::var_os("FAULTLINE_SHARED") {
-        Some(s) => PathBuf::from(s),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
-    };
-    let dir = shared.join("bench/third-party");
-    if dir.join("expected.tsv").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("note: {} not found (set FAULTLINE_SHARED); third-party verdicts not checked", dir.display());
-        None
-    }
+    common::third_party_dir("third-party verdicts")
 }
 
 /// `elle-list-append(serializable)` -> (`elle-list-append`, serializable).
