@@ -6,6 +6,7 @@
 //! one is taken on the same deployment steps as a test's.
 
 pub mod recovery;
+pub mod report;
 pub mod recovery_report;
 pub mod throughput;
 
@@ -31,12 +32,16 @@ pub enum BenchCommand {
     Throughput(throughput::ThroughputArgs),
     /// Recovery time distributions over many trials of one fault scenario.
     Recovery(recovery::RecoveryArgs),
+    /// What checking and reporting a long run costs: a synthetic run of any length, judged
+    /// by `faultline report` in a child whose time, peak RSS and report size are printed.
+    Report(report::ReportArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Throughput(a) => throughput::run(a),
         BenchCommand::Recovery(a) => recovery::run(a),
+        BenchCommand::Report(a) => report::run(a),
     }
 }
 

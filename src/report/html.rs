@@ -84,8 +84,25 @@ pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
     let end = history_end_ns(&run.history);
     let windows = fault_windows(&run.history);
     let families: BTreeSet<&str> = windows.iter().map(|w| w.family.as_str()).collect();
+    // The ops a counterexample names are drawn exactly, whatever the scatter thins.
+    let named: BTreeSet<u64> = s
+        .results
+        .iter()
+        .filter(|r| r.valid == Validity::Invalid)
+        .flat_map(|r| mentioned_indices(&r.details).0)
+        .collect();
+    let keep: BTreeSet<usize> = if named.is_empty() {
+        BTreeSet::new()
+    } else {
+        run.history
+            .iter()
+            .enumerate()
+            .filter(|(pos, e)| named.contains(&e.index.unwrap_or(*pos as u64)))
+            .map(|(pos, _)| pos)
+            .collect()
+    };
     let plots = [
-        plots::latency_scatter(&ops, &windows, end),
+        plots::latency_scatter(&ops, &windows, end, &keep),
         plots::latency_quantiles(&ops, &windows, end),
         plots::throughput(&s.perf.throughput, &windows, end),
     ];

@@ -10,9 +10,6 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-/// A scatter plot with more points than this is thinned (every op that did not succeed
-/// is always kept): a browser struggles with an SVG of a million circles.
-
 /// A plot that could not be drawn; the page shows the message in the plot's place.
 #[derive(Debug, thiserror::Error)]
 #[error("plot: {0}")]
@@ -24,7 +21,18 @@ impl PlotError {
     }
 }
 
-const SCATTER_POINTS_MAX: usize = 20_000;
+/// The scatter's budget, by kind of op, so the page stays a few megabytes (one SVG circle is
+/// about 100 bytes) however long the run: a browser struggles with a million circles, and
+/// an hour at 1,000 ops/s is 3.6 million ops. Ok ops are thinned first, failed and
+/// indeterminate ops far from any fault next; those near a fault keep their own budget, and
+/// the ops a counterexample names are always drawn. The full data stays in `history.jsonl`.
+pub const SCATTER_OK_MAX: usize = 20_000;
+pub const SCATTER_NEAR_FAULT_MAX: usize = 12_000;
+pub const SCATTER_FAR_MAX: usize = 4_000;
+/// An op is near a fault from this long before its window opens...
+const NEAR_BEFORE_NS: u64 = 1_000_000_000;
+/// ...until this long after it heals (a fault's aftermath is where failures cluster).
+const NEAR_AFTER_NS: u64 = 10_000_000_000;
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 320;
 
@@ -149,21 +157,113 @@ fn render(
     Ok(buf)
 }
 
-/// Latency of every op against its invocation time, log scale, coloured by outcome.
+/// The ops the latency scatter draws, in input order: deterministic (strides, no sampling),
+/// so two reports of one run draw the same points.
+///
+/// Every op whose position is in `keep` (the ops a counterexample names) is drawn. Failed
+/// and indeterminate ops near a fault window are all drawn while they fit
+/// [`SCATTER_NEAR_FAULT_MAX`]; past it each window keeps an equal share, evenly spread, so a
+/// long run's first windows do not use up the budget of its last. The rest are thinned by
+/// an even stride to their budgets.
+pub fn scatter_points<'a>(
+    ops: &'a [CompletedOp],
+    windows: &[FaultWindow],
+    end_ns: u64,
+    keep: &std::collections::BTreeSet<usize>,
+) -> Vec<&'a CompletedOp> {
+    // Sorted, merged neighbourhoods of the windows, each with its window number.
+    let spans: Vec<(u64, u64)> = windows
+        .iter()
+        .map(|w| {
+            let end = w.end_ns.unwrap_or(end_ns).max(w.start_ns);
+            (w.start_ns.saturating_sub(NEAR_BEFORE_NS), end.saturating_add(NEAR_AFTER_NS))
+        })
+        .collect();
+    let near = |t: u64| spans.iter().position(|&(a, b)| a <= t && t <= b);
+    #[derive(Clone, Copy, PartialEq)]
+    enum Class {
+        Keep,
+        Ok,
+        Near(usize),
+        Far,
+    }
+    let class: Vec<Class> = ops
+        .iter()
+        .map(|o| {
+            if keep.contains(&o.invoke_pos) || keep.contains(&o.complete_pos) {
+                Class::Keep
+            } else if o.outcome == Outcome::Ok {
+                Class::Ok
+            } else if let Some(w) = near(o.invoke_ns) {
+                Class::Near(w)
+            } else {
+                Class::Far
+            }
+        })
+        .collect();
+    let stride = |n: usize, max: usize| n.div_ceil(max.max(1)).max(1);
+    let ok_stride = stride(class.iter().filter(|c| **c == Class::Ok).count(), SCATTER_OK_MAX);
+    let far_stride = stride(class.iter().filter(|c| **c == Class::Far).count(), SCATTER_FAR_MAX);
+    let mut per_window = vec![0usize; spans.len()];
+    for c in &class {
+        if let Class::Near(w) = c {
+            per_window[*w] += 1;
+        }
+    }
+    let near_total: usize = per_window.iter().sum();
+    let share = SCATTER_NEAR_FAULT_MAX / spans.len().max(1);
+    let window_stride: Vec<usize> = per_window
+        .iter()
+        .map(|&n| if near_total <= SCATTER_NEAR_FAULT_MAX { 1 } else { stride(n, share) })
+        .collect();
+    let (mut seen_ok, mut seen_far) = (0usize, 0usize);
+    let mut seen_window = vec![0usize; spans.len()];
+    let mut out = Vec::new();
+    for (o, c) in ops.iter().zip(&class) {
+        let take = match *c {
+            Class::Keep => true,
+            Class::Ok => {
+                seen_ok += 1;
+                (seen_ok - 1).is_multiple_of(ok_stride)
+            }
+            Class::Far => {
+                seen_far += 1;
+                (seen_far - 1).is_multiple_of(far_stride)
+            }
+            Class::Near(w) => {
+                seen_window[w] += 1;
+                (seen_window[w] - 1).is_multiple_of(window_stride[w])
+            }
+        };
+        if take {
+            out.push(o);
+        }
+    }
+    out
+}
+
+/// Latency of each op (see [`scatter_points`] for which) against its invocation time, log
+/// scale, coloured by outcome.
 pub fn latency_scatter(
     ops: &[CompletedOp],
     windows: &[FaultWindow],
     end_ns: u64,
+    keep: &std::collections::BTreeSet<usize>,
 ) -> Result<String, PlotError> {
     let end_s = (end_ns as f64 / 1e9).max(1.0);
     let lat_ms = |o: &CompletedOp| (o.latency_ns() as f64 / 1e6).max(0.01);
     let y_max = ops.iter().map(lat_ms).fold(1.0f64, f64::max) * 1.5;
-    let stride =
-        (ops.iter().filter(|o| o.outcome == Outcome::Ok).count() / SCATTER_POINTS_MAX).max(1);
+    let points = scatter_points(ops, windows, end_ns, keep);
+    let drawn = points.len();
+    let caption = if drawn < ops.len() {
+        format!("Latency by invocation time ({drawn} of {} ops drawn)", ops.len())
+    } else {
+        "Latency by invocation time".to_string()
+    };
     render(|root| {
         let mut chart = time_chart(
             root,
-            "Latency by invocation time",
+            &caption,
             "latency (ms)",
             end_s,
             (0.01f64..y_max).log_scale(),
@@ -172,11 +272,7 @@ pub fn latency_scatter(
         )?;
         for outcome in [Outcome::Ok, Outcome::Info, Outcome::Fail] {
             let color = outcome_color(outcome);
-            let mut n = 0usize;
-            let pts = ops.iter().filter(|o| o.outcome == outcome).filter(|_| {
-                n += 1;
-                outcome != Outcome::Ok || n.is_multiple_of(stride)
-            });
+            let pts = points.iter().filter(|o| o.outcome == outcome);
             chart
                 .draw_series(pts.map(|o| {
                     Circle::new(
@@ -408,4 +504,78 @@ pub fn timeline(ops: &[TimelineOp]) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn op(pos: usize, t_ms: u64, outcome: Outcome) -> CompletedOp {
+        CompletedOp {
+            process: (pos % 10) as u64,
+            f: "read".into(),
+            key: Some(format!("r{}", pos / 40)),
+            invoke_ns: t_ms * 1_000_000,
+            complete_ns: t_ms * 1_000_000 + 2_000_000,
+            outcome,
+            invoke_pos: 2 * pos,
+            complete_pos: 2 * pos + 1,
+        }
+    }
+
+    fn window(start_s: u64, end_s: u64) -> FaultWindow {
+        FaultWindow {
+            family: "partition".into(),
+            start_ns: start_s * 1_000_000_000,
+            end_ns: Some(end_s * 1_000_000_000),
+            value: serde_json::Value::Null,
+        }
+    }
+
+    /// An hour at 1,000 ops/s with a fault every 10 s and 5% of ops failing draws no more
+    /// than the budgets, and every window keeps failures of its own.
+    #[test]
+    fn an_hours_scatter_stays_within_its_budget_and_every_window_keeps_its_failures() {
+        let n = 3_600_000usize;
+        let ops: Vec<CompletedOp> = (0..n)
+            .map(|i| op(i, i as u64, if i % 20 == 0 { Outcome::Fail } else { Outcome::Ok }))
+            .collect();
+        let windows: Vec<FaultWindow> = (1..360).map(|k| window(k * 10, k * 10 + 5)).collect();
+        let pts = scatter_points(&ops, &windows, n as u64 * 1_000_000, &BTreeSet::new());
+        let budget = SCATTER_OK_MAX + SCATTER_NEAR_FAULT_MAX + SCATTER_FAR_MAX;
+        assert!(pts.len() <= budget + windows.len(), "{} points", pts.len());
+        assert!(pts.len() > budget / 2, "{} points: thinned too far", pts.len());
+        for w in &windows {
+            let fails = pts
+                .iter()
+                .filter(|o| o.outcome == Outcome::Fail)
+                .filter(|o| o.invoke_ns >= w.start_ns && o.invoke_ns <= w.end_ns.unwrap())
+                .count();
+            assert!(fails >= 5, "window at {} s drew {fails} failures", w.start_ns / 1_000_000_000);
+        }
+        // Deterministic: the same input draws the same points.
+        let again = scatter_points(&ops, &windows, n as u64 * 1_000_000, &BTreeSet::new());
+        assert!(pts.iter().zip(&again).all(|(a, b)| a.invoke_pos == b.invoke_pos));
+    }
+
+    #[test]
+    fn a_short_runs_failures_near_a_fault_are_all_drawn_and_named_ops_always() {
+        let ops: Vec<CompletedOp> = (0..200_000usize)
+            .map(|i| op(i, i as u64, if i % 50 == 0 { Outcome::Info } else { Outcome::Ok }))
+            .collect();
+        let windows = vec![window(20, 25)];
+        // Ok ops a counterexample names, which the stride would skip.
+        let keep: BTreeSet<usize> = [2 * 12_345 + 1, 2 * 54_321].into_iter().collect();
+        let pts = scatter_points(&ops, &windows, 200_000_000_000, &keep);
+        let near = |o: &CompletedOp| o.invoke_ns >= 19_000_000_000 && o.invoke_ns <= 35_000_000_000;
+        let want = ops.iter().filter(|o| o.outcome == Outcome::Info && near(o)).count();
+        let got = pts.iter().filter(|o| o.outcome == Outcome::Info && near(o)).count();
+        assert_eq!(got, want);
+        for p in [12_345usize, 54_321] {
+            assert!(pts.iter().any(|o| o.invoke_pos == 2 * p), "op {p} was not drawn");
+        }
+        assert!(pts.iter().filter(|o| o.outcome == Outcome::Ok).count() <= SCATTER_OK_MAX + 2);
+    }
 }

@@ -1,0 +1,59 @@
+//! A long run's report stays small: a synthetic half-million-op register run (written by
+//! `faultline bench report`, linearizable by construction, with partitions and failed and
+//! indeterminate ops) is judged valid and its `report.html` stays under 10 MB. Before the
+//! scatter had a budget for failed ops, the page of a 200,000-op run of this kind was
+//! already 6.3 MB, and it grew with the run's length.
+
+use std::process::Command;
+
+mod common;
+
+const REPORT_BYTES_MAX: u64 = 10_000_000;
+
+#[test]
+fn a_half_million_op_runs_report_is_valid_and_under_ten_megabytes() {
+    let dir = common::temp_store("long-report");
+    let run = dir.join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["bench", "report", "--ops", "500000", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("faultline report: exit 0"), "{stdout}");
+    let history = std::fs::metadata(run.join("history.jsonl")).unwrap().len();
+    assert!(history > 100_000_000, "history of {history} bytes: not a long run");
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        (report.len() as u64) <= REPORT_BYTES_MAX,
+        "report.html is {} bytes",
+        report.len()
+    );
+    // Thinned, and saying so; the failures near the faults are still there.
+    assert!(report.contains("of 500000 ops drawn"), "the scatter does not say it is thinned");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], true, "{}", results["unknown_because"]);
+    assert_eq!(results["results"]["linearizable"]["valid"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_synthetic_run_is_refused_over_an_existing_history() {
+    let dir = common::temp_store("long-report-refused");
+    std::fs::write(dir.join("history.jsonl"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["bench", "report", "--ops", "10", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a history"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
