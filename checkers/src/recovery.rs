@@ -242,15 +242,18 @@ pub struct RecoveryReport {
     pub elections_total: u64,
 }
 
+/// The position of the nearest-rank `q` quantile in a sorted sample of `len` values: the
+/// smallest value with at least a share `q` of the sample at or below it. One definition
+/// for every quantile faultline reports, so a recovery table and a bench agree.
+pub fn nearest_rank(len: usize, q: f64) -> Option<usize> {
+    (len > 0).then(|| ((q * len as f64).ceil() as usize).clamp(1, len) - 1)
+}
+
 /// Nearest-rank quantile of an unsorted sample.
 pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    Some(v[rank - 1])
+    Some(v[nearest_rank(v.len(), q)?])
 }
 
 fn ms(ns: u64) -> f64 {

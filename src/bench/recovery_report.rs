@@ -83,11 +83,7 @@ pub struct Summary {
 /// Nearest-rank quantile of values sorted ascending, `None` (censored) sorting last: the
 /// smallest value with at least a share `q` of the trials at or below it.
 pub fn quantile(sorted: &[Option<f64>], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    sorted[faultline_checkers::recovery::nearest_rank(sorted.len(), q)?]
 }
 
 /// Sorts figures ascending with censored trials last.
