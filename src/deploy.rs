@@ -190,7 +190,7 @@ pub async fn preflight(
         bail!("pre-flight failed:\n  {}", problems.join("\n  "));
     }
     if let Some(image) = image {
-        check_image(control, &image.path, image.flag).await?;
+        check_image(control, image).await?;
     }
     Ok(())
 }
@@ -289,7 +289,8 @@ pub fn elf_is_static(path: &Path) -> anyhow::Result<bool> {
 
 /// Checks that `image` can run on every host: its ELF machine matches `uname -m`, and a
 /// dynamically linked image finds a glibc at least as new as this machine's.
-pub async fn check_image(control: &Control, image: &Path, flag: &str) -> anyhow::Result<()> {
+pub async fn check_image(control: &Control, upload: &crate::db::UploadImage) -> anyhow::Result<()> {
+    let (image, flag, what) = (upload.path.as_path(), upload.flag, upload.what);
     let machine = elf_machine(image)?;
     let dynamic = !elf_is_static(image)?;
     let want_glibc = if dynamic { local_glibc() } else { None };
@@ -309,20 +310,20 @@ pub async fn check_image(control: &Control, image: &Path, flag: &str) -> anyhow:
             match k {
                 "arch" if v != machine && !(v == "amd64" && machine == "x86_64") => {
                     problems.push(format!(
-                        "{node}: host is {v} but the node image {} is built for {machine}; \
-                         pass {flag} PATH with a {v} build of faultline-node \
-                         (e.g. `cargo build -p faultline-node --bin faultline-node --target {v}-unknown-linux-gnu`)",
-                        image.display()
+                        "{node}: host is {v} but {what} {} is built for {machine}; pass {flag} PATH with {}",
+                        image.display(),
+                        upload.rebuild.replace("{arch}", v)
                     ));
                 }
                 "glibc" => {
                     if let Some(want) = &want_glibc {
                         if v.is_empty() || version_tuple(v) < version_tuple(want) {
                             problems.push(format!(
-                                "{node}: glibc {} is older than the {want} that the dynamically linked image {} needs; \
-                                 build the static image with scripts/build-node-image.sh, or pass {flag} PATH",
+                                "{node}: glibc {} is older than the {want} that {what} {} (dynamically linked) needs; \
+                                 pass {flag} PATH with a static build{}",
                                 if v.is_empty() { "(none)" } else { v },
-                                image.display()
+                                image.display(),
+                                upload.static_build
                             ));
                         }
                     }

@@ -1042,10 +1042,15 @@ fn validate(args: &DbArgs) -> Result<DbSettings, DbError> {
         message,
     };
     let opts = EtcdOptions::from_db_opts(&args.opts).map_err(|e| knob(e.to_string()))?;
-    if let Some(b) = &args.binary
-        && !b.is_file()
-    {
-        return Err(knob(format!("--db-binary {}: no such file", b.display())));
+    if let Some(b) = &args.binary {
+        if !b.is_file() {
+            return Err(knob(format!("--db-binary {}: no such file", b.display())));
+        }
+        // Not an executable for any machine (a script, a tarball): refused before any host
+        // is contacted; whether its machine matches the hosts' is pre-flight's question.
+        if let Err(e) = crate::deploy::elf_machine(b) {
+            return Err(knob(format!("--db-binary: {e}")));
+        }
     }
     Ok(DbSettings {
         db: ETCD.name,
@@ -1215,6 +1220,16 @@ impl Database for Etcd {
         })
     }
 
+    fn upload_image(&self) -> anyhow::Result<Option<super::UploadImage>> {
+        Ok(self.binary.as_ref().map(|path| super::UploadImage {
+            path: path.clone(),
+            flag: "--db-binary",
+            what: "the etcd binary",
+            rebuild: "an etcd release for {arch} (github.com/etcd-io/etcd/releases, linux-{arch})",
+            static_build: " (etcd's release binaries are static)",
+        }))
+    }
+
     fn install<'a>(&'a self, control: &'a Control) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             install(control, self.binary.as_deref()).await?;
@@ -1368,6 +1383,22 @@ mod tests {
         assert!(db.start_command("n1").contains(&format!("setsid nohup {UPLOADED_BIN} --name=n1")));
         let e = validate(&args(&[("heartbeat_msec", "5")], None)).unwrap_err();
         assert!(e.to_string().starts_with("etcd: unknown knob \"heartbeat_msec\""), "{e}");
+        // Pre-flight checks the uploaded binary runs on the hosts, as it does the node image.
+        let image = db.upload_image().unwrap().unwrap();
+        assert_eq!((image.path.as_path(), image.flag), (exe.as_path(), "--db-binary"));
+        assert!(open(&validate(&args(&[], None)).unwrap(), &inventory(), &OpenOptions { op_timeout: Duration::from_secs(1) })
+            .upload_image()
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn a_db_binary_that_is_no_executable_is_a_usage_error_before_any_host() {
+        let dir = std::env::temp_dir().join(format!("faultline-etcd-bin-{}", std::process::id()));
+        std::fs::write(&dir, "#!/bin/sh\nexec etcd \"$@\"\n").unwrap();
+        let e = validate(&args(&[], dir.to_str())).unwrap_err();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(&e, DbError::Knob { db: "etcd", message } if message.starts_with("--db-binary")), "{e}");
     }
 
     #[test]

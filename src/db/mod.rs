@@ -113,6 +113,12 @@ pub struct UploadImage {
     pub path: PathBuf,
     /// The flag that picks another image, for pre-flight's advice (`--node-binary`).
     pub flag: &'static str,
+    /// What the image is, for pre-flight's messages (`the node image`, `the etcd binary`).
+    pub what: &'static str,
+    /// How to get an image for another machine, `{arch}` standing for the host's.
+    pub rebuild: &'static str,
+    /// How to get a static image, appended to the advice for a host with an old glibc.
+    pub static_build: &'static str,
 }
 
 /// A database on the hosts of one inventory.

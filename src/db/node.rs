@@ -254,6 +254,10 @@ impl Database for BundledNode {
         Ok(Some(super::UploadImage {
             path: self.image_path()?,
             flag: "--node-binary",
+            what: "the node image",
+            rebuild: "a build of faultline-node for it \
+                      (e.g. `cargo build -p faultline-node --bin faultline-node --target {arch}-unknown-linux-gnu`)",
+            static_build: " (scripts/build-node-image.sh builds one)",
         }))
     }
 
