@@ -261,27 +261,10 @@ pub fn distinct(store: &Path, column: &str) -> anyhow::Result<Vec<String>> {
 /// The newest `last` runs (optionally of one db), newest first.
 pub fn list(store: &Path, last: usize, db: Option<&str>) -> anyhow::Result<Vec<RunRow>> {
     let conn = open(store)?;
-    let mut stmt = conn.prepare(
-        "SELECT run_dir, name, started, db, workload, nemesis, seed, verdict, ok_per_s,
-                latency_ms_p99, unavailability_ms_p99, elections
-         FROM runs WHERE (?1 IS NULL OR db = ?1) ORDER BY started DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![db, last as i64], |r| {
-        Ok(RunRow {
-            run_dir: r.get(0)?,
-            name: r.get(1)?,
-            started: r.get(2)?,
-            db: r.get(3)?,
-            workload: r.get(4)?,
-            nemesis: r.get(5)?,
-            seed: r.get(6)?,
-            verdict: r.get(7)?,
-            ok_per_s: r.get(8)?,
-            latency_ms_p99: r.get(9)?,
-            unavailability_ms_p99: r.get(10)?,
-            elections: r.get(11)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ROW_COLUMNS} FROM runs WHERE (?1 IS NULL OR db = ?1) ORDER BY started DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![db, last as i64], row_of)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
