@@ -10,20 +10,10 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_faultline");
 
+mod common;
+
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "sshd", "ssh", "ssh-keygen", "unshare", "iptables"] {
-        let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).exists());
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
+    common::missing_root_or_tools(&["ip", "sshd", "ssh", "ssh-keygen", "unshare", "iptables"])
 }
 
 macro_rules! require_cluster_env {

@@ -9,20 +9,10 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_faultline");
 
+mod common;
+
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root".into());
-    }
-    for tool in ["ip", "sshd", "ssh", "unshare", "iptables", "sudo", "useradd"] {
-        let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(tool).exists());
-        if !found {
-            return Some(format!("{tool} not installed"));
-        }
-    }
-    None
+    common::missing_root_or_tools(&["ip", "sshd", "ssh", "unshare", "iptables", "sudo", "useradd"])
 }
 
 macro_rules! require_env {

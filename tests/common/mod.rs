@@ -60,3 +60,19 @@ impl Drop for LocalCluster {
         let _ = std::fs::remove_dir_all(&self.store);
     }
 }
+
+/// Why this machine cannot run tests that need root and `tools`, or `None` when it can.
+pub fn missing_root_or_tools(tools: &[&str]) -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root".into());
+    }
+    tools
+        .iter()
+        .find(|tool| {
+            !["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+                .iter()
+                .any(|d| std::path::Path::new(d).join(tool).exists())
+        })
+        .map(|tool| format!("{tool} not installed"))
+}
