@@ -5,7 +5,6 @@
 
 mod report_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,25 +35,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(store: &Path) -> (Reaped, u16) {
-    let mut child = faultline()
-        .args(["serve", "--port", "0", "--store"])
-        .arg(store)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap_or_else(|_| panic!("{line}"));
+fn serve_reaped(store: &Path) -> (Reaped, u16) {
+    let (child, port) = serve(store);
     (Reaped(child), port)
 }
 
@@ -154,7 +136,7 @@ async fn runs_filter_run_report_compare_trends_and_live_in_chromium() {
         assert!(st.code() == Some(0) || st.code() == Some(1), "{st}");
     }
     let running = write_running(&store);
-    let (_server, port) = serve(&store);
+    let (_server, port) = serve_reaped(&store);
     let base = format!("http://127.0.0.1:{port}");
 
     let wd_port = free_port();

@@ -2,10 +2,8 @@
 
 mod report_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use report_support::*;
@@ -50,29 +48,6 @@ fn body_of(resp: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&body[nl + 2..nl + 2 + n]);
         body = &body[nl + 2 + n + 2..];
     }
-}
-
-/// Starts `faultline serve` on a free port; returns the child and the port.
-fn serve(store: &Path) -> (Child, u16) {
-    let mut child = faultline()
-        .args(["serve", "--port", "0", "--store"])
-        .arg(store)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap_or_else(|_| panic!("{line}"));
-    (child, port)
 }
 
 #[test]

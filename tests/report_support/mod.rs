@@ -260,3 +260,28 @@ pub fn paxos_outages() -> Vec<Outage> {
         },
     ]
 }
+
+/// Starts `faultline serve` on a port the kernel picks, read from the line it prints first;
+/// returns the child (the caller ends it) and the port.
+pub fn serve(store: &Path) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = faultline()
+        .args(["serve", "--port", "0", "--store"])
+        .arg(store)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    (child, port)
+}
