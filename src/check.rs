@@ -149,11 +149,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return check_run(dir, cfg.checker.as_deref(), cfg.json);
     }
     if let Some(name) = &cfg.checker {
-        return check_file_with(&cfg, name);
+        return check_file_with(&cfg, name, &Options::default());
     }
     let kind = match &cfg.model {
         How::Linear(kind) => *kind,
-        How::Checker(name, options) => return check_file_with_model(&cfg, name, options),
+        How::Checker(name, options) => return check_file_with(&cfg, name, options),
     };
     let events = formats::load(&cfg.file, cfg.format)?;
     let report = linear::check(&events, kind, &cfg.budget)
@@ -203,25 +203,11 @@ fn check_run(dir: &Path, checker: Option<&str>, json: bool) -> anyhow::Result<Ex
     Ok(exit::for_validity(a.valid))
 }
 
-/// A history file, through one registered checker.
-fn check_file_with(cfg: &Config, name: &str) -> anyhow::Result<ExitCode> {
+/// A history file, through one registered checker (`--checker NAME`, or the one a
+/// `--model` names); a verdict other than valid prints the checker's details.
+fn check_file_with(cfg: &Config, name: &str, options: &Options) -> anyhow::Result<ExitCode> {
     let events = formats::load(&cfg.file, cfg.format)?;
-    let c = faultline_checkers::registry::lookup(name).expect("validated");
-    let r = c.check(&events);
-    if cfg.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["path"] = serde_json::Value::String(cfg.file.display().to_string());
-        outln!("{v}");
-    } else {
-        outln!("{}: {} {}", display(&cfg.file), r.checker, crate::report::validity_word(r.valid));
-    }
-    Ok(exit::for_validity(r.valid))
-}
-
-/// A history file, through the checker its `--model` names.
-fn check_file_with_model(cfg: &Config, name: &str, options: &Options) -> anyhow::Result<ExitCode> {
-    let events = formats::load(&cfg.file, cfg.format)?;
-    let c = registry::lookup_with(name, options).expect("every model names a registered checker");
+    let c = registry::lookup_with(name, options).expect("validated: a registered checker");
     let r = c.check(&events);
     if cfg.json {
         let mut v = serde_json::to_value(&r)?;

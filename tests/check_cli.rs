@@ -67,6 +67,14 @@ fn check_invalid_log_exits_1_with_a_counterexample() {
     assert_eq!(v["keys"], 1);
     assert!(v["elapsed_ms"].is_number());
     assert!(v["counterexample"]["op"]["f"].is_string(), "{v}");
+
+    // Through a checker named by --checker, the counterexample is printed too, not only
+    // the word.
+    let out = faultline(&["check", "--checker", "linearizable", &data("jepsen/etcd_000.log")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("linearizable INVALID"), "{text}");
+    assert!(text.contains("\"counterexample\""), "no details: {text}");
 }
 
 #[test]
