@@ -4,8 +4,6 @@
 //! scatter had a budget for failed ops, the page of a 200,000-op run of this kind was
 //! already 6.3 MB, and it grew with the run's length.
 
-use std::process::Command;
-
 mod common;
 
 const REPORT_BYTES_MAX: u64 = 10_000_000;
@@ -14,7 +12,7 @@ const REPORT_BYTES_MAX: u64 = 10_000_000;
 fn a_half_million_op_runs_report_is_valid_and_under_ten_megabytes() {
     let dir = common::temp_store("long-report");
     let run = dir.join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let out = common::faultline()
         .args(["bench", "report", "--ops", "500000", "--out"])
         .arg(&run)
         .output()
@@ -48,7 +46,7 @@ fn a_half_million_op_runs_report_is_valid_and_under_ten_megabytes() {
 fn a_synthetic_run_is_refused_over_an_existing_history() {
     let dir = common::temp_store("long-report-refused");
     std::fs::write(dir.join("history.jsonl"), "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+    let out = common::faultline()
         .args(["bench", "report", "--ops", "10", "--out"])
         .arg(&dir)
         .output()

@@ -232,8 +232,8 @@ pub fn generate(
         emit(&e)
     };
     // Completions not yet emitted, by time: at most one per worker.
-    let mut pending: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
-    let mut pending_events: BTreeMap<u64, Event> = BTreeMap::new();
+    // Keyed by (time, sequence number): equal times keep their order.
+    let mut pending: BTreeMap<(u64, u64), Event> = BTreeMap::new();
     let mut free: BinaryHeap<Free> = (0..args.concurrency).map(|w| Reverse((0, w))).collect();
     // The register of the current key only: keys rotate by arrival time and invocations are
     // processed in arrival order, so once key k+1 appears key k is never touched again.
@@ -252,7 +252,7 @@ pub fn generate(
         let start = arrival_ns.max(free_ns);
         // Everything that happened before this invocation goes first.
         loop {
-            let next_event = pending.peek().map(|Reverse((t, _))| *t);
+            let next_event = pending.first_key_value().map(|(&(t, _), _)| t);
             let next_nemesis = fault_open_until.unwrap_or(next_fault_ns);
             let t = match next_event {
                 Some(t) if t <= start && t <= next_nemesis => t,
@@ -276,8 +276,7 @@ pub fn generate(
                 }
                 _ => break,
             };
-            let Reverse((_, id)) = pending.pop().expect("peeked");
-            let e = pending_events.remove(&id).expect("every pending id has its event");
+            let (_, e) = pending.pop_first().expect("peeked");
             debug_assert_eq!(e.time, t);
             push(e, &mut written)?;
         }
@@ -362,14 +361,12 @@ pub fn generate(
             EventType::Info => written.info += 1,
             _ => {}
         }
-        pending.push(Reverse((done.time, seq)));
-        pending_events.insert(seq, done);
+        pending.insert((done.time, seq), done);
         seq += 1;
         written.ops += 1;
         free.push(Reverse((start + latency_ns + 1, worker)));
     }
-    while let Some(Reverse((_, id))) = pending.pop() {
-        let e = pending_events.remove(&id).expect("every pending id has its event");
+    while let Some((_, e)) = pending.pop_first() {
         push(e, &mut written)?;
     }
     if fault_open_until.is_some() {
