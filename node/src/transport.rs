@@ -135,8 +135,17 @@ pub fn spawn_outbound(
             info!(peer = %peer_name, %addr, "connected to peer");
             backoff = BACKOFF_MIN;
             loop {
+                // The peer never writes on this connection, so anything readable means it is
+                // gone: a peer that was killed and restarted closed it. Followers send each
+                // other nothing between elections, so without this the first message of the
+                // next election (a vote request) went into the dead connection and was lost,
+                // and every candidate waited out a whole election timeout.
                 let first = tokio::select! {
                     m = rx.recv() => m,
+                    closed = framed.next() => {
+                        debug!(peer = %peer_name, %addr, closed = ?closed.map(|r| r.map(|_| ())), "peer closed the connection; reconnecting");
+                        break;
+                    }
                     _ = shutdown.changed() => return,
                 };
                 let Some(first) = first else { return };
@@ -250,5 +259,86 @@ where
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// One "process" of the peer: an accept loop that records what it receives, stopped by
+    /// dropping it (its connections close, as when the process is killed).
+    struct Peer {
+        stop: watch::Sender<bool>,
+        hellos: mpsc::UnboundedReceiver<()>,
+        frames: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    async fn start_peer(addr: std::net::SocketAddr) -> Peer {
+        let listener = TcpListener::bind(addr).await.expect("bind");
+        let (stop, stop_rx) = watch::channel(false);
+        let (hello_tx, hellos) = mpsc::unbounded_channel();
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let sink = frames.clone();
+        tokio::spawn(accept_loop(
+            listener,
+            move |_h: &PeerHello| {
+                let _ = hello_tx.send(());
+                Ok(1)
+            },
+            move |_from, bytes| {
+                sink.lock().unwrap().push(bytes.to_vec());
+                Ok(())
+            },
+            stop_rx,
+        ));
+        Peer { stop, hellos, frames }
+    }
+
+    /// Regression: a peer that was killed and restarted left the sender holding the dead
+    /// connection, because followers exchange nothing between elections and the sender only
+    /// noticed on its next write, which was lost. The next election's vote requests vanished
+    /// that way, and elections took a whole extra timeout.
+    #[tokio::test]
+    async fn a_restarted_peer_gets_the_first_message_sent_after_it_is_back() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let (_keep, shutdown) = watch::channel(false);
+        let stats = Arc::new(TransportStats::default());
+        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into() };
+        let mut first = start_peer(addr).await;
+        let sender = spawn_outbound(hello, "b".into(), addr.to_string(), stats.clone(), shutdown);
+        let wait = Duration::from_secs(5);
+        tokio::time::timeout(wait, first.hellos.recv()).await.expect("connected").unwrap();
+        sender.send(Bytes::from_static(b"before"));
+        tokio::time::timeout(wait, async {
+            while first.frames.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("delivered before the restart");
+
+        // "Kill" the peer: its accept loop and every connection it served go away.
+        first.stop.send(true).unwrap();
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut second = start_peer(addr).await;
+        tokio::time::timeout(wait, second.hellos.recv())
+            .await
+            .expect("the sender reconnects to the restarted peer on its own")
+            .unwrap();
+        sender.send(Bytes::from_static(b"after"));
+        tokio::time::timeout(wait, async {
+            while second.frames.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the first message after the restart is delivered");
+        assert_eq!(second.frames.lock().unwrap().as_slice(), &[b"after".to_vec()]);
+        assert_eq!(stats.dropped_disconnected.load(Ordering::Relaxed), 0);
     }
 }
