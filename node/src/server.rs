@@ -580,6 +580,7 @@ pub async fn run<R: Replica>(
             peers.insert(id, s);
         }
     }
+    let wake = peers.clone();
     let core = Core::<R> {
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
         cfg: cfg.clone(),
@@ -615,11 +616,15 @@ pub async fn run<R: Replica>(
             if h.algo != algo {
                 return Err(PeerRefused::Algo { peer: h.from.clone(), theirs: h.algo.clone(), ours: algo });
             }
-            names
+            let id = names
                 .iter()
                 .position(|n| *n == h.from)
                 .map(|i| i as NodeId + 1)
-                .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))
+                .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))?;
+            if let Some(s) = wake.get(&id) {
+                s.peer_is_up();
+            }
+            Ok(id)
         },
         move |from, bytes| {
             let msg: R::Message = protocol::decode(bytes)?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
 
@@ -78,6 +78,7 @@ pub struct TransportStats {
 pub struct PeerSender {
     tx: mpsc::Sender<Bytes>,
     stats: Arc<TransportStats>,
+    up: Arc<Notify>,
 }
 
 impl PeerSender {
@@ -85,6 +86,13 @@ impl PeerSender {
         if self.tx.try_send(frame).is_err() {
             self.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The peer just connected to us, so it is up: a reconnect waiting out its backoff
+    /// tries now. A restarted peer is otherwise reached only when the backoff (grown to a
+    /// second while it was down) runs out, and an election in between loses its votes.
+    pub fn peer_is_up(&self) {
+        self.up.notify_one();
     }
 }
 
@@ -94,12 +102,24 @@ pub fn spawn_outbound(
     peer_name: String,
     addr: String,
     stats: Arc<TransportStats>,
+    shutdown: watch::Receiver<bool>,
+) -> PeerSender {
+    spawn_outbound_with(hello, peer_name, addr, stats, shutdown, (BACKOFF_MIN, BACKOFF_MAX))
+}
+
+fn spawn_outbound_with(
+    hello: PeerHello,
+    peer_name: String,
+    addr: String,
+    stats: Arc<TransportStats>,
     mut shutdown: watch::Receiver<bool>,
+    (backoff_min, backoff_max): (Duration, Duration),
 ) -> PeerSender {
     let (tx, mut rx) = mpsc::channel::<Bytes>(PEER_QUEUE);
-    let sender = PeerSender { tx, stats: stats.clone() };
+    let up = Arc::new(Notify::new());
+    let sender = PeerSender { tx, stats: stats.clone(), up: up.clone() };
     tokio::spawn(async move {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = backoff_min;
         let hello = protocol::encode(&hello);
         loop {
             if *shutdown.borrow() {
@@ -120,10 +140,10 @@ pub fn spawn_outbound(
                         stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(backoff_max),
+                        _ = up.notified() => backoff = backoff_min,
                         _ = shutdown.changed() => return,
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     continue;
                 }
             };
@@ -133,7 +153,7 @@ pub fn spawn_outbound(
                 continue;
             }
             info!(peer = %peer_name, %addr, "connected to peer");
-            backoff = BACKOFF_MIN;
+            backoff = backoff_min;
             loop {
                 // The peer never writes on this connection, so anything readable means it is
                 // gone: a peer that was killed and restarted closed it. Followers send each
@@ -340,5 +360,40 @@ mod tests {
         .expect("the first message after the restart is delivered");
         assert_eq!(second.frames.lock().unwrap().as_slice(), &[b"after".to_vec()]);
         assert_eq!(stats.dropped_disconnected.load(Ordering::Relaxed), 0);
+    }
+
+    /// A peer that connects to us is up, so a reconnect waiting out its backoff goes now
+    /// (here the backoff is a minute, so only the wake-up can reconnect within the test).
+    #[tokio::test]
+    async fn a_peer_that_connects_back_ends_the_backoff_towards_it() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let (_keep, shutdown) = watch::channel(false);
+        let stats = Arc::new(TransportStats::default());
+        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into() };
+        let minute = Duration::from_secs(60);
+        let mut first = start_peer(addr).await;
+        let sender = spawn_outbound_with(hello, "b".into(), addr.to_string(), stats, shutdown, (minute, minute));
+        let wait = Duration::from_secs(5);
+        tokio::time::timeout(wait, first.hellos.recv()).await.expect("connected").unwrap();
+        first.stop.send(true).unwrap();
+        drop(first);
+        // The sender sees the close, fails to reconnect at once and sleeps its backoff.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut second = start_peer(addr).await;
+        sender.peer_is_up();
+        tokio::time::timeout(wait, second.hellos.recv())
+            .await
+            .expect("the wake-up ends the minute-long backoff")
+            .unwrap();
+        sender.send(Bytes::from_static(b"after"));
+        tokio::time::timeout(wait, async {
+            while second.frames.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("delivered after the wake-up");
     }
 }
