@@ -417,3 +417,37 @@ fn leadership_transfer_hands_over_to_an_up_to_date_follower() {
     net.settle();
     assert_eq!(net.leader(), Some(3));
 }
+
+#[test]
+fn a_dead_leader_named_only_by_peers_holds_no_lease() {
+    // Thesis §9.6: a server refuses a vote "if it has heard from a current leader" within
+    // the minimum election timeout. Hearing *of* the leader from another server (a refused
+    // pre-vote naming it) is not hearing from it: with equal timeouts, followers that passed
+    // a dead leader's name to each other refused every candidate for ever.
+    let mk = |i| {
+        let mut c = cfg(i, 5);
+        c.prevote = true;
+        c.check_quorum = true;
+        c.election_ticks_min = 10;
+        c.election_ticks_max = 10;
+        Raft::restore(c, None, Vec::new()).unwrap()
+    };
+    let mut net = Net::new((1..=5).map(mk).collect());
+    net.campaign(1);
+    assert_eq!(net.leader(), Some(1));
+    let term = net.node(1).status().term;
+    net.crash(1);
+    // The followers' timers run out one after another within a tick, as real clocks do.
+    for _ in 0..20 * 10 {
+        for i in 2..=5 {
+            net.node(i).tick();
+            net.settle();
+        }
+        if net.leader().is_some() {
+            break;
+        }
+    }
+    let leader = net.leader().expect("a new leader within 20 election timeouts");
+    assert_ne!(leader, 1);
+    assert!(net.node(leader).status().term > term);
+}

@@ -121,6 +121,10 @@ pub struct Paxos {
     // Proposer state (volatile).
     role: Role,
     leader: Option<NodeId>,
+    /// `leader` was heard from itself since it was set, not only named by a peer's probe
+    /// reply. Only then does it count for [`Paxos::hears_leader`]: otherwise peers that
+    /// learned of a dead leader from each other refuse every candidate, for ever.
+    leader_heard: bool,
     pub(super) max_round_seen: u64,
     now: u64,
     election_elapsed: u32,
@@ -152,6 +156,7 @@ impl Paxos {
             applied: 0,
             role: Role::Follower,
             leader: None,
+            leader_heard: false,
             max_round_seen: 0,
             now: 0,
             election_elapsed: 0,
@@ -247,26 +252,29 @@ impl Paxos {
     fn hears_leader(&self) -> bool {
         match self.role {
             Role::Leader => true,
-            _ => self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks_min,
+            _ => self.leader.is_some() && self.leader_heard && self.election_elapsed < self.cfg.election_ticks_min,
         }
     }
 
     fn become_follower(&mut self, leader: Option<NodeId>) {
         self.role = Role::Follower;
         self.leader = leader;
+        self.leader_heard = false;
         self.lead = None;
         self.cand = None;
         self.reset_election_timer();
     }
 
-    /// Accept-side handling of a message from the leader of `ballot` (which is `>= promised`).
-    fn follow(&mut self, ballot: Ballot) {
+    /// Accept-side handling of a message from the leader of `ballot` (which is `>= promised`),
+    /// or, with `heard: false`, of a peer naming that leader.
+    fn follow(&mut self, ballot: Ballot, heard: bool) {
         self.raise_promise(ballot);
         if self.role != Role::Follower || self.leader != Some(ballot.node) {
             self.become_follower(Some(ballot.node));
         } else {
             self.election_elapsed = 0;
         }
+        self.leader_heard |= heard;
     }
 
     fn advance_commit(&mut self) {
@@ -612,7 +620,7 @@ impl Paxos {
             // Raising a promise is always safe, and the leader's next message (once its
             // connection to us is back) finds us following; if it is dead after all, our
             // election timer, restarted here, runs out as usual.
-            self.follow(b);
+            self.follow(b, false);
             return;
         }
         if !granted {
@@ -718,7 +726,7 @@ impl Paxos {
             self.send(from, Message::Nack { ballot, promised: self.promised });
             return;
         }
-        self.follow(ballot);
+        self.follow(ballot, true);
         let mut stored = Vec::new();
         let mut acked = Vec::new();
         for (s, data) in entries {
@@ -775,7 +783,7 @@ impl Paxos {
             self.send(from, Message::Nack { ballot, promised: self.promised });
             return;
         }
-        self.follow(ballot);
+        self.follow(ballot, true);
         self.learn_commit(ballot, commit);
         self.send(from, Message::HeartbeatAck { ballot, commit: self.commit, seen: commit, ctx });
     }
@@ -795,6 +803,7 @@ impl Paxos {
     fn on_chosen(&mut self, from: NodeId, ballot: Ballot, entries: Vec<SlotValue>) {
         if ballot >= self.promised && self.role == Role::Follower && self.leader == Some(from) {
             self.election_elapsed = 0;
+            self.leader_heard = true;
         }
         self.learn_chosen(entries);
         self.send(from, Message::ChosenAck { ballot, commit: self.commit });
@@ -803,6 +812,7 @@ impl Paxos {
     fn on_install_snapshot(&mut self, from: NodeId, ballot: Ballot, snapshot: Snapshot) {
         if ballot >= self.promised && self.role == Role::Follower && self.leader == Some(from) {
             self.election_elapsed = 0;
+            self.leader_heard = true;
         }
         self.install_snapshot(snapshot);
         self.send(from, Message::ChosenAck { ballot, commit: self.commit });

@@ -361,3 +361,33 @@ fn a_candidate_refuses_to_walk_an_absurd_slot_range_from_a_corrupt_peer() {
     assert_eq!(net.sole_leader(), None, "no leader re-proposes 2^40 slots");
     assert!(net.node(3).status().term > 0, "node 3 did run phase 1");
 }
+
+#[test]
+fn a_dead_leader_named_only_by_peers_does_not_keep_its_followers() {
+    // A probe reply that names a live leader makes a pre-candidate follow it at once; that
+    // peer's word is not the leader's own, so it must not stop the follower from helping
+    // the next candidate. With equal timeouts followers otherwise passed a dead leader's
+    // name round for ever and nobody was elected.
+    let mk = |id: NodeId| {
+        let mut c = cfg(id, 5);
+        c.election_ticks_min = 10;
+        c.election_ticks_max = 10;
+        c
+    };
+    let mut net = Net::fresh(5, mk).unwrap();
+    let old = net.elect();
+    net.tick(5);
+    net.crash(old);
+    let live: Vec<NodeId> = (1..=5).filter(|&i| i != old).collect();
+    for _ in 0..20 * 10 {
+        for &i in &live {
+            net.node(i).tick();
+            net.settle();
+        }
+        if net.sole_leader().is_some() {
+            break;
+        }
+    }
+    let leader = net.sole_leader().expect("a new leader within 20 election timeouts");
+    assert_ne!(leader, old);
+}

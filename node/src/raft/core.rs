@@ -23,6 +23,10 @@ pub struct Raft {
     pub(super) vote: Option<NodeId>,
     pub(super) role: Role,
     pub(super) leader: Option<NodeId>,
+    /// `leader` was heard from itself since it was set, not only named by a peer. Only then
+    /// does it hold a lease here: a dead leader named by peers that heard of it from peers
+    /// would otherwise be kept alive by hearsay, every node refusing every candidate.
+    pub(super) leader_heard: bool,
 
     // The log: entries after (base_index, base_term), which a snapshot covers.
     pub(super) base_index: u64,
@@ -74,6 +78,7 @@ impl Raft {
             self.vote = None;
         }
         self.leader = None;
+        self.leader_heard = false;
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         self.randomized_timeout =
@@ -113,6 +118,7 @@ impl Raft {
         self.reset(term);
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id);
+        self.leader_heard = true;
         let next = self.last_index() + 1;
         self.progress = self.peers().into_iter().map(|p| (p, Progress::new(next))).collect();
         // §8: a leader commits a blank no-op entry at the start of its term to learn which
@@ -168,7 +174,7 @@ impl Raft {
     }
 
     fn in_lease(&self) -> bool {
-        self.cfg.check_quorum && self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks_min
+        self.cfg.check_quorum && self.leader.is_some() && self.leader_heard && self.election_elapsed < self.cfg.election_ticks_min
     }
 
     /// Advances the commit index to the highest index a quorum has stored, if that entry is
@@ -497,6 +503,7 @@ impl Raft {
             vote: None,
             role: Role::Follower,
             leader: None,
+            leader_heard: false,
             base_index: 0,
             base_term: 0,
             entries: Vec::new(),
@@ -689,6 +696,7 @@ impl Replica for Raft {
                     self.become_follower(term, Some(from));
                 }
                 self.leader = Some(from);
+                self.leader_heard = true;
                 self.election_elapsed = 0;
                 self.handle_append(from, prev_index, prev_term, entries, commit);
             }
@@ -697,6 +705,7 @@ impl Replica for Raft {
                     self.become_follower(term, Some(from));
                 }
                 self.leader = Some(from);
+                self.leader_heard = true;
                 self.election_elapsed = 0;
                 // The leader caps `commit` at our confirmed match, so our prefix up to it is its.
                 let c = commit.min(self.last_index());
@@ -710,6 +719,7 @@ impl Replica for Raft {
                     self.become_follower(term, Some(from));
                 }
                 self.leader = Some(from);
+                self.leader_heard = true;
                 self.election_elapsed = 0;
                 self.handle_snapshot(from, snapshot);
             }
