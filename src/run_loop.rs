@@ -86,7 +86,9 @@ pub fn exit_code(runs: &[Finished]) -> u8 {
     crate::exit::worst(runs.iter().map(Finished::exit_code)).unwrap_or(crate::exit::HARNESS)
 }
 
-async fn watch_signals(interrupt: CancellationToken) {
+/// The first SIGINT or SIGTERM cancels `interrupt` (the caller heals, stops and saves);
+/// a second one exits at once.
+pub(crate) async fn watch_signals(interrupt: CancellationToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => Some(s),
         Err(e) => {

@@ -732,8 +732,14 @@ async fn experiment(cfg: Config) -> anyhow::Result<ExitCode> {
     let mut cells: Vec<Cell> = Vec::new();
     let mut verdicts: Vec<(String, Validity, String)> = Vec::new();
     let mut failure = None;
+    let interrupt = CancellationToken::new();
+    let watcher = tokio::spawn(crate::run_loop::watch_signals(interrupt.clone()));
     'plan: for (setting, dbs) in &cfg.plan {
         for settings in dbs {
+            if interrupt.is_cancelled() {
+                failure = Some(anyhow::anyhow!("interrupted before {} {}", settings.db, setting.label()));
+                break 'plan;
+            }
             let entry = crate::db::lookup(settings.db).expect("validated");
             let db = (entry.open)(settings, &cfg.inventory, &crate::db::OpenOptions { op_timeout: cfg.op_timeout });
             let dir = cfg.out.join(format!(
@@ -741,7 +747,7 @@ async fn experiment(cfg: Config) -> anyhow::Result<ExitCode> {
                 settings.db,
                 setting.label().replace([' ', '='], "_")
             ));
-            let r = deployment(&control, &db, settings, setting, &cfg, &dir, &mut cells).await;
+            let r = deployment(&control, &db, settings, setting, &cfg, &dir, &mut cells, &verdicts, &interrupt).await;
             if let Err(e) = deploy::stop(&control, db.layout()).await {
                 tracing::warn!(error = %format!("{e:#}"), "stopping {}", settings.db);
             }
@@ -758,6 +764,7 @@ async fn experiment(cfg: Config) -> anyhow::Result<ExitCode> {
         }
     }
     control.close().await;
+    watcher.abort();
     write_outputs(&cfg, &cells, &verdicts)?;
     if !cells.is_empty() {
         outln!("{}", recovery_report::table(&cells));
@@ -800,6 +807,7 @@ fn write_outputs(cfg: &Config, cells: &[Cell], verdicts: &[(String, Validity, St
 }
 
 /// One deployment: bring up, load, every scenario's trials, check the history.
+#[allow(clippy::too_many_arguments)]
 async fn deployment(
     control: &Control,
     db: &Arc<dyn Database>,
@@ -808,6 +816,8 @@ async fn deployment(
     cfg: &Config,
     dir: &std::path::Path,
     cells: &mut Vec<Cell>,
+    verdicts: &[(String, Validity, String)],
+    interrupt: &CancellationToken,
 ) -> anyhow::Result<(Validity, String)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cx = InventoryCluster { control: control.clone(), db: db.clone(), start_command: None };
@@ -833,6 +843,10 @@ async fn deployment(
         let mut void = 0;
         let mut n = 0;
         while trials.len() < cfg.trials {
+            if interrupt.is_cancelled() {
+                result = Err(anyhow::anyhow!("interrupted in {} after {} trials", sc.name(), trials.len()));
+                break;
+            }
             n += 1;
             match trial(&cx, &pollers, &load, &rec, &nodes, sc, n, hb, hold, cfg, &mut rng, dir, pending.take()).await {
                 Ok((t, p, prev_heal)) => {
@@ -882,6 +896,10 @@ async fn deployment(
             c.unavailability.censored
         );
         cells.push(c);
+        // What is measured is on disk as the experiment goes, not only at its end.
+        if let Err(e) = write_outputs(cfg, cells, verdicts) {
+            tracing::warn!(error = %format!("{e:#}"), "writing the figures so far");
+        }
         if result.is_err() {
             break;
         }
@@ -1173,6 +1191,11 @@ async fn trial(
     if void {
         eprintln!("{} trial {n}: leadership moved before the fault struck; not counted", sc.name());
         return Ok((None, pending, prev_heal));
+    }
+    if unavailability_ms.is_none() {
+        // A censored trial is the one worth reading the nodes' logs of.
+        eprintln!("{} trial {n}: not recovered within {} ms; node log tails in {}", sc.name(), cfg.window.as_millis(), logs_dir.display());
+        save_log_tails(cx, logs_dir, n).await;
     }
     let t = Trial {
         n,
