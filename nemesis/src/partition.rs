@@ -50,10 +50,13 @@ pub enum Shape {
     Constrained,
     /// Omni-Paxos "chained": the leader and one peer cannot reach each other, both reach the rest.
     Chained,
+    /// The current leader still hears everyone, but nobody hears it: the reverse of `leader`
+    /// with `--one-way` (a deaf leader). One-way whatever the flag says.
+    LeaderMute,
 }
 
 impl Shape {
-    pub const ALL: [Shape; 8] = [
+    pub const ALL: [Shape; 9] = [
         Shape::Halves,
         Shape::One,
         Shape::Leader,
@@ -62,6 +65,7 @@ impl Shape {
         Shape::QuorumLoss,
         Shape::Constrained,
         Shape::Chained,
+        Shape::LeaderMute,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +78,7 @@ impl Shape {
             Shape::QuorumLoss => "quorum-loss",
             Shape::Constrained => "constrained",
             Shape::Chained => "chained",
+            Shape::LeaderMute => "leader-mute",
         }
     }
 
@@ -81,7 +86,7 @@ impl Shape {
     pub fn uses_leader(self) -> bool {
         matches!(
             self,
-            Shape::Leader | Shape::QuorumLoss | Shape::Constrained | Shape::Chained
+            Shape::Leader | Shape::QuorumLoss | Shape::Constrained | Shape::Chained | Shape::LeaderMute
         )
     }
 
@@ -196,6 +201,19 @@ pub fn layout(
             Layout {
                 grudge: g,
                 roles: json!({"halves": [sorted(a, nodes), sorted(b, nodes)]}),
+                lag_first: None,
+            }
+        }
+        Shape::LeaderMute => {
+            let victim = leader
+                .ok_or_else(|| NemesisError::NoLeader("shape `leader-mute` needs the current leader".into()))?
+                .to_string();
+            for r in others(&[&victim]) {
+                g.drop_from(&r, &victim);
+            }
+            Layout {
+                grudge: g,
+                roles: json!({"muted": victim}),
                 lag_first: None,
             }
         }
@@ -609,6 +627,20 @@ mod tests {
                 .collect();
             assert_eq!(isolated.len(), 1);
             assert_eq!(l.roles["isolated"], json!(isolated[0]));
+        }
+    }
+
+    #[test]
+    fn leader_mute_silences_the_leader_but_lets_it_hear_everyone() {
+        for n in [3, 5] {
+            let (nodes, l) = build(Shape::LeaderMute, n, false, 1);
+            // n2 leads in `build`: it hears everyone, and nobody hears it.
+            assert_eq!(l.grudge.view("n2", &nodes).len(), 1);
+            for x in nodes.iter().filter(|x| *x != "n2") {
+                assert!(l.grudge.drops(x, "n2"), "{x} still hears the leader");
+                assert!(!l.grudge.drops("n2", x), "the leader stopped hearing {x}");
+            }
+            assert_eq!(l.roles["muted"], json!("n2"));
         }
     }
 

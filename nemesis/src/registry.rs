@@ -84,7 +84,7 @@ impl Opt {
         match self {
             Opt::Target => "one, minority, majority, all, leader, followers, or node names (n1,n3)",
             Opt::Shape => {
-                "halves, one, leader, majorities-ring, bridge, quorum-loss, constrained, chained"
+                "halves, one, leader, majorities-ring, bridge, quorum-loss, constrained, chained, leader-mute"
             }
             Opt::OneWay => "drop only one direction of each cut",
             Opt::Lag => {

@@ -75,7 +75,8 @@ pub struct RecoveryArgs {
     #[arg(long, default_value = "raft,paxos")]
     pub db: String,
     /// Fault scenarios (comma list): kill-leader, kill-follower, kill-minority, pause-leader,
-    /// partition-leader, one-way-leader, quorum-loss, constrained, chained.
+    /// partition-leader, one-way-leader (the leader hears nobody), one-way-leader-reverse
+    /// (nobody hears the leader), quorum-loss, constrained, chained.
     #[arg(long, default_value = "kill-leader")]
     pub scenario: String,
     /// Trials per database, setting and scenario.
@@ -125,19 +126,21 @@ pub enum Scenario {
     PauseLeader,
     PartitionLeader,
     OneWayLeader,
+    OneWayLeaderReverse,
     QuorumLoss,
     Constrained,
     Chained,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::KillLeader,
         Scenario::KillFollower,
         Scenario::KillMinority,
         Scenario::PauseLeader,
         Scenario::PartitionLeader,
         Scenario::OneWayLeader,
+        Scenario::OneWayLeaderReverse,
         Scenario::QuorumLoss,
         Scenario::Constrained,
         Scenario::Chained,
@@ -151,6 +154,7 @@ impl Scenario {
             Scenario::PauseLeader => "pause-leader",
             Scenario::PartitionLeader => "partition-leader",
             Scenario::OneWayLeader => "one-way-leader",
+            Scenario::OneWayLeaderReverse => "one-way-leader-reverse",
             Scenario::QuorumLoss => "quorum-loss",
             Scenario::Constrained => "constrained",
             Scenario::Chained => "chained",
@@ -197,6 +201,10 @@ impl Scenario {
             Scenario::PartitionLeader | Scenario::OneWayLeader => {
                 opts.shape = Shape::Leader;
                 opts.one_way = self == Scenario::OneWayLeader;
+                vec![leader.to_string()]
+            }
+            Scenario::OneWayLeaderReverse => {
+                opts.shape = Shape::LeaderMute;
                 vec![leader.to_string()]
             }
             Scenario::QuorumLoss => {
@@ -1313,6 +1321,9 @@ mod tests {
         assert!(v.len() == 2 && v[0] == "n3" && v[1] != "n3");
         let (o, _) = Scenario::OneWayLeader.fault("n3", &nodes, exp, &mut rng);
         assert!(o.one_way && o.shape == Shape::Leader);
+        let (o, v) = Scenario::OneWayLeaderReverse.fault("n3", &nodes, exp, &mut rng);
+        assert!(o.shape == Shape::LeaderMute && v == ["n3"]);
+        assert!(Scenario::OneWayLeaderReverse.forces_new_leader());
         for sc in Scenario::ALL {
             assert_eq!(Scenario::parse(sc.name()), Some(sc));
         }
