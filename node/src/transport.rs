@@ -316,30 +316,39 @@ mod tests {
         Peer { stop, hellos, frames }
     }
 
+    /// A free loopback address, a live shutdown channel, fresh stats and a hello.
+    fn setup() -> (std::net::SocketAddr, watch::Sender<bool>, watch::Receiver<bool>, Arc<TransportStats>, PeerHello) {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let (keep, shutdown) = watch::channel(false);
+        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into() };
+        (addr, keep, shutdown, Arc::new(TransportStats::default()), hello)
+    }
+
+    /// Waits up to 5 s until `peer` has received a frame.
+    async fn delivered(peer: &Peer) -> Result<(), tokio::time::error::Elapsed> {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while peer.frames.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+
     /// Regression: a peer that was killed and restarted left the sender holding the dead
     /// connection, because followers exchange nothing between elections and the sender only
     /// noticed on its next write, which was lost. The next election's vote requests vanished
     /// that way, and elections took a whole extra timeout.
     #[tokio::test]
     async fn a_restarted_peer_gets_the_first_message_sent_after_it_is_back() {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
-        let (_keep, shutdown) = watch::channel(false);
-        let stats = Arc::new(TransportStats::default());
-        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into() };
+        let (addr, _keep, shutdown, stats, hello) = setup();
         let mut first = start_peer(addr).await;
         let sender = spawn_outbound(hello, "b".into(), addr.to_string(), stats.clone(), shutdown);
         let wait = Duration::from_secs(5);
         tokio::time::timeout(wait, first.hellos.recv()).await.expect("connected").unwrap();
         sender.send(Bytes::from_static(b"before"));
-        tokio::time::timeout(wait, async {
-            while first.frames.lock().unwrap().is_empty() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("delivered before the restart");
+        delivered(&first).await.expect("delivered before the restart");
 
         // "Kill" the peer: its accept loop and every connection it served go away.
         first.stop.send(true).unwrap();
@@ -351,13 +360,7 @@ mod tests {
             .expect("the sender reconnects to the restarted peer on its own")
             .unwrap();
         sender.send(Bytes::from_static(b"after"));
-        tokio::time::timeout(wait, async {
-            while second.frames.lock().unwrap().is_empty() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the first message after the restart is delivered");
+        delivered(&second).await.expect("the first message after the restart is delivered");
         assert_eq!(second.frames.lock().unwrap().as_slice(), &[b"after".to_vec()]);
         assert_eq!(stats.dropped_disconnected.load(Ordering::Relaxed), 0);
     }
@@ -366,12 +369,7 @@ mod tests {
     /// (here the backoff is a minute, so only the wake-up can reconnect within the test).
     #[tokio::test]
     async fn a_peer_that_connects_back_ends_the_backoff_towards_it() {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
-        let (_keep, shutdown) = watch::channel(false);
-        let stats = Arc::new(TransportStats::default());
-        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into() };
+        let (addr, _keep, shutdown, stats, hello) = setup();
         let minute = Duration::from_secs(60);
         let mut first = start_peer(addr).await;
         let sender = spawn_outbound_with(hello, "b".into(), addr.to_string(), stats, shutdown, (minute, minute));
@@ -388,12 +386,6 @@ mod tests {
             .expect("the wake-up ends the minute-long backoff")
             .unwrap();
         sender.send(Bytes::from_static(b"after"));
-        tokio::time::timeout(wait, async {
-            while second.frames.lock().unwrap().is_empty() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("delivered after the wake-up");
+        delivered(&second).await.expect("delivered after the wake-up");
     }
 }
