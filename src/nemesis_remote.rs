@@ -60,6 +60,7 @@ impl Cluster for InventoryCluster {
     fn paths(&self) -> HostPaths {
         HostPaths {
             pidfile: self.db.layout().pidfile(),
+            state: self.db.state_paths(),
             ..HostPaths::default()
         }
     }

@@ -36,6 +36,20 @@ pub struct HostPaths {
     pub pidfile: String,
     /// One entry per active fault: `<id>.json`, `<id>.undo.sh`.
     pub journal_dir: String,
+    /// The database's durable state, for the disk faults; `None` when it names none.
+    pub state: Option<StatePaths>,
+}
+
+/// Where a database keeps what it must not lose. Patterns are shell globs relative to `dir`
+/// (letters, digits, `/ . _ - *` only), expanded in sorted order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatePaths {
+    /// Everything durable; `wipe` removes it whole.
+    pub dir: String,
+    /// Log files, oldest first by name; `truncate` cuts the last.
+    pub log: Vec<String>,
+    /// Snapshot files; `bitflip` picks among these and the log files.
+    pub snapshot: Vec<String>,
 }
 
 impl Default for HostPaths {
@@ -43,6 +57,7 @@ impl Default for HostPaths {
         HostPaths {
             pidfile: "/var/lib/faultline/node/node.pid".into(),
             journal_dir: "/var/lib/faultline/nemesis/journal".into(),
+            state: None,
         }
     }
 }

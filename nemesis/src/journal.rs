@@ -196,6 +196,19 @@ pub async fn apply_journaled(
     description: &serde_json::Value,
     hosts: Vec<HostFault>,
 ) -> Result<Vec<String>> {
+    let out = apply_journaled_output(cx, family, id, expiry, description, hosts).await?;
+    Ok(out.into_iter().map(|(n, _)| n).collect())
+}
+
+/// [`apply_journaled`], keeping each host's output (for faults that report what they did).
+pub async fn apply_journaled_output(
+    cx: &dyn Cluster,
+    family: &'static str,
+    id: &str,
+    expiry: Duration,
+    description: &serde_json::Value,
+    hosts: Vec<HostFault>,
+) -> Result<Vec<(String, crate::Output)>> {
     let dir = cx.paths().journal_dir;
     let created = now_unix_ms();
     let scripts = hosts
@@ -220,12 +233,15 @@ pub async fn apply_journaled(
             first_err.get_or_insert_with(|| e.clone());
         }
     }
-    let nodes: Vec<String> = results.into_iter().map(|(n, _)| n).collect();
     if let Some(e) = first_err {
+        let nodes: Vec<String> = results.into_iter().map(|(n, _)| n).collect();
         let _ = heal_on(cx, &nodes, &Select::Id(id.to_string())).await;
         return Err(e);
     }
-    Ok(nodes)
+    Ok(results
+        .into_iter()
+        .map(|(n, r)| (n, r.expect("errors returned above")))
+        .collect())
 }
 
 /// Runs [`heal_script`] on the given nodes; returns `(node, healed ids)` and the errors.
@@ -260,9 +276,11 @@ pub async fn heal_on(
     (healed, errors)
 }
 
-/// The shared shape of the process faults (kill, pause): pick the targets from the seed,
-/// describe them, and apply each host's journaled (apply, undo) scripts, given the node
-/// name and its pidfile.
+/// The shared shape of the process faults (kill, pause, the disk faults): pick the targets
+/// from the seed, describe them, and apply each host's journaled (apply, undo) scripts, given
+/// the node name and its pidfile. A host whose script prints `changed {json}` lines has them
+/// recorded under `changed.<node>` in the description, so the history says exactly what was
+/// damaged.
 pub async fn process_fault(
     cx: &dyn Cluster,
     opts: &crate::FaultOptions,
@@ -275,7 +293,7 @@ pub async fn process_fault(
     let (targets, leader) = crate::target::resolve_with(&opts.target, cx, &mut rng).await?;
     let pidfile = cx.paths().pidfile;
     let id = new_id(family, &mut rng);
-    let description = serde_json::json!({
+    let mut description = serde_json::json!({
         "target": opts.target.to_string(),
         "targets": targets,
         "leader": leader,
@@ -292,7 +310,24 @@ pub async fn process_fault(
             }
         })
         .collect();
-    let hosts = apply_journaled(cx, family, &id, opts.expiry, &description, hosts).await?;
+    let outputs = apply_journaled_output(cx, family, &id, opts.expiry, &description, hosts).await?;
+    let mut changed = serde_json::Map::new();
+    for (node, out) in &outputs {
+        let mut lines = Vec::new();
+        for l in out.stdout.lines().filter_map(|l| l.strip_prefix("changed ")) {
+            // The fault is applied by now: an unreadable report is kept verbatim rather than
+            // failing (and leaving an applied fault unrecorded).
+            let v = serde_json::from_str(l).unwrap_or_else(|_| serde_json::Value::String(l.to_string()));
+            lines.push(v);
+        }
+        if !lines.is_empty() {
+            changed.insert(node.clone(), serde_json::Value::Array(lines));
+        }
+    }
+    if !changed.is_empty() {
+        description["changed"] = serde_json::Value::Object(changed);
+    }
+    let hosts = outputs.into_iter().map(|(n, _)| n).collect();
     Ok(crate::Applied {
         family,
         journal_id: id,

@@ -8,11 +8,12 @@
 //! fault undoable, the expiry watchdog that heals a fault even when the controller never comes
 //! back, seeded [`Schedule`]s and the [`Executor`] a test run spawns.
 //!
-//! Each fault family is a file (`kill`, `pause`, `partition`, `packet`) plus one entry in
+//! Each fault family is a file (`kill`, `pause`, `partition`, `packet`, `disk`) plus one entry in
 //! [`registry`]: a [`registry::NemesisPackage`] bundles the fault, the options it reads, the
 //! host tools it needs, its heal sweep and status probe, and how reports draw its windows.
 
 pub mod cluster;
+pub mod disk;
 pub mod executor;
 pub mod grudge;
 pub mod journal;
@@ -30,7 +31,7 @@ mod fake;
 
 use std::time::Duration;
 
-pub use cluster::{BoxFuture, Cluster, HostPaths, Output, RemoteError};
+pub use cluster::{BoxFuture, Cluster, HostPaths, Output, RemoteError, StatePaths};
 pub use executor::{Executor, HealReport, HostStatus, heal, status};
 pub use grudge::Grudge;
 pub use partition::Shape;

@@ -369,6 +369,57 @@ pub static REGISTRY: &[NemesisPackage] = &[
             label: "packet delay/loss",
         },
     },
+    NemesisPackage {
+        name: "bitflip",
+        about: "stop the node, flip one random bit of its log or snapshot; heal starts it",
+        options: &[Opt::Target],
+        presets: None,
+        tools: &["kill", "tr", "setsid", "nohup", "sync", "od", "dd", "wc", "sed", "grep"],
+        tools_optional: &[],
+        start: crate::disk::start_bitflip,
+        lead_time: no_lead_time,
+        sweep: crate::disk::sweep_script,
+        status: None,
+        end: None,
+        plot: PlotMeta {
+            rgb: (22, 160, 133),
+            label: "bitflip",
+        },
+    },
+    NemesisPackage {
+        name: "truncate",
+        about: "stop the node, cut a random tail (at most 4 KiB) off its log; heal starts it",
+        options: &[Opt::Target],
+        presets: None,
+        tools: &["kill", "tr", "setsid", "nohup", "sync", "truncate", "wc", "tail"],
+        tools_optional: &[],
+        start: crate::disk::start_truncate,
+        lead_time: no_lead_time,
+        sweep: crate::disk::sweep_script,
+        status: None,
+        end: None,
+        plot: PlotMeta {
+            rgb: (127, 140, 141),
+            label: "truncate",
+        },
+    },
+    NemesisPackage {
+        name: "wipe",
+        about: "stop the node and remove its whole durable state; heal starts it empty",
+        options: &[Opt::Target],
+        presets: None,
+        tools: &["kill", "tr", "setsid", "nohup", "sync", "find", "cat", "wc", "rm"],
+        tools_optional: &[],
+        start: crate::disk::start_wipe,
+        lead_time: no_lead_time,
+        sweep: crate::disk::sweep_script,
+        status: None,
+        end: None,
+        plot: PlotMeta {
+            rgb: (44, 62, 80),
+            label: "wipe",
+        },
+    },
 ];
 
 pub fn lookup(name: &str) -> Result<&'static NemesisPackage> {
@@ -433,7 +484,7 @@ mod tests {
             lookup("flood")
                 .unwrap_err()
                 .to_string()
-                .contains("kill, pause, partition, packet")
+                .contains("kill, pause, partition, packet, bitflip, truncate, wipe")
         );
         assert_eq!(plot_for_f("stop-partition").unwrap().label, "partition");
         assert!(plot_for_f("cas").is_none());

@@ -6,9 +6,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_nemesis::cluster::{BoxFuture, Cluster, HostPaths, Output, RemoteError};
+use faultline_nemesis::cluster::{BoxFuture, Cluster, HostPaths, Output, RemoteError, StatePaths};
 use faultline_nemesis::executor::{ProcessState, heal, status};
-use faultline_nemesis::{FaultOptions, Shape, TargetSpec, kill, partition, pause};
+use faultline_nemesis::{FaultOptions, Shape, TargetSpec, disk, kill, partition, pause};
 
 struct Hosts {
     tag: String,
@@ -68,6 +68,7 @@ impl Hosts {
         HostPaths {
             pidfile: d.join("node.pid").display().to_string(),
             journal_dir: d.join("journal").display().to_string(),
+            state: None,
         }
     }
 
@@ -144,6 +145,11 @@ impl Cluster for Local {
         HostPaths {
             pidfile: format!("{GENERIC}/node.pid"),
             journal_dir: format!("{GENERIC}/journal"),
+            state: Some(StatePaths {
+                dir: format!("{GENERIC}/state"),
+                log: vec!["wal.log".into()],
+                snapshot: vec!["snapshot.bin".into()],
+            }),
         }
     }
 }
@@ -363,6 +369,82 @@ async fn kill_is_by_pidfile_and_its_undo_restarts() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("no pidfile"), "{e}");
+}
+
+/// The disk faults end to end: journaled, kill by pidfile, damage exactly what the history
+/// says, and a heal that starts the node again.
+#[tokio::test]
+async fn disk_faults_kill_damage_what_they_record_and_heal_by_starting() {
+    let hosts = Hosts::new("d", 3);
+    let cx = Local(hosts.clone());
+    let wal: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut pids = Vec::new();
+    for n in ["n1", "n2", "n3"] {
+        let state = hosts.dir.join(n).join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("wal.log"), &wal).unwrap();
+        pids.push(hosts.spawn_node(n));
+    }
+    let all = FaultOptions {
+        target: TargetSpec::All,
+        ..Default::default()
+    };
+    let gone = |pid: u32| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
+    };
+
+    let a = disk::start_bitflip(&cx, &all, 9).await.unwrap();
+    assert!(pids.iter().all(|&p| gone(p)), "bitflip stops the node first");
+    for n in ["n1", "n2", "n3"] {
+        let c = &a.description["changed"][n][0];
+        assert_eq!(c["action"], "bitflip", "{}", a.description);
+        let off = c["offset"].as_u64().unwrap() as usize;
+        let now = std::fs::read(hosts.dir.join(n).join("state/wal.log")).unwrap();
+        let diff: Vec<usize> = (0..wal.len()).filter(|&i| wal[i] != now[i]).collect();
+        assert_eq!(diff, vec![off], "{n}: only the recorded byte changed");
+        assert_eq!(now[off] as u64, c["after"].as_u64().unwrap());
+        assert_eq!((wal[off] ^ now[off]).count_ones(), 1);
+    }
+    // Other hosts draw other offsets from the same fault seed.
+    let offsets: std::collections::BTreeSet<u64> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| a.description["changed"][*n][0]["offset"].as_u64().unwrap())
+        .collect();
+    assert!(offsets.len() > 1, "{}", a.description);
+    heal(&cx, false).await;
+    for n in ["n1", "n2", "n3"] {
+        let started = hosts.dir.join(n).join(format!("started-{n}"));
+        assert!(started.exists(), "heal starts {n}");
+        std::fs::remove_file(started).unwrap();
+    }
+
+    let pid = hosts.spawn_node("n2");
+    let one = FaultOptions {
+        target: TargetSpec::Nodes(vec!["n2".into()]),
+        ..Default::default()
+    };
+    let a = disk::start_truncate(&cx, &one, 4).await.unwrap();
+    assert!(gone(pid));
+    let c = &a.description["changed"]["n2"][0];
+    let len = std::fs::metadata(hosts.dir.join("n2/state/wal.log")).unwrap().len();
+    assert_eq!(len, c["offset"].as_u64().unwrap());
+    assert_eq!(5000 - len, c["cut_bytes"].as_u64().unwrap());
+    assert!(a.description["changed"].get("n1").is_none(), "only the target is damaged");
+    heal(&cx, false).await;
+
+    hosts.spawn_node("n2");
+    let a = disk::start_wipe(&cx, &one, 5).await.unwrap();
+    assert_eq!(a.description["changed"]["n2"][0]["files"], 1);
+    assert!(!hosts.dir.join("n2/state").exists());
+    assert!(hosts.dir.join("n1/state/wal.log").exists());
+    heal(&cx, false).await;
+    assert!(hosts.dir.join("n2/started-n2").exists());
+    // Nothing left to damage: an error, and no fault recorded as applied.
+    hosts.spawn_node("n2");
+    let e = disk::start_truncate(&cx, &one, 6).await.unwrap_err();
+    assert!(e.to_string().contains("no state directory"), "{e}");
+    assert!(status(&cx).await.iter().all(|(_, s)| s.as_ref().unwrap().journal.is_empty()));
 }
 
 #[tokio::test]

@@ -1194,6 +1194,16 @@ impl Database for Etcd {
         &self.layout
     }
 
+    fn state_paths(&self) -> Option<faultline_nemesis::StatePaths> {
+        // etcd 3.4's data directory: WAL segments (preallocated to 64 MB, so a cut tail is
+        // usually zeros), raft snapshots and the bbolt backend.
+        Some(faultline_nemesis::StatePaths {
+            dir: member_dir(&self.layout),
+            log: vec!["member/wal/*.wal".into()],
+            snapshot: vec!["member/snap/*.snap".into(), "member/snap/db".into()],
+        })
+    }
+
     fn tools(&self) -> Vec<&'static str> {
         vec!["setsid", "nohup", "tar", "awk"]
     }

@@ -127,6 +127,11 @@ pub trait Database: Db {
     fn name(&self) -> &'static str;
     /// Where it lives on a host: data directory, pidfile, logs, ports.
     fn layout(&self) -> &Layout;
+    /// Its durable state (log, snapshots), which the disk faults damage; `None` makes them
+    /// refuse this database instead of damaging a guessed file.
+    fn state_paths(&self) -> Option<faultline_nemesis::StatePaths> {
+        None
+    }
     /// Host commands it needs, for pre-flight.
     fn tools(&self) -> Vec<&'static str> {
         Vec::new()

@@ -246,6 +246,16 @@ impl Database for BundledNode {
         &self.layout
     }
 
+    fn state_paths(&self) -> Option<faultline_nemesis::StatePaths> {
+        // The node keeps everything durable under `<data_dir>/wal` (node/src/wal.rs);
+        // config, pidfile and logs beside it are not state.
+        Some(faultline_nemesis::StatePaths {
+            dir: format!("{}/wal", self.layout.data_dir),
+            log: vec!["wal.log".into()],
+            snapshot: vec!["snapshot.bin".into()],
+        })
+    }
+
     fn tools(&self) -> Vec<&'static str> {
         vec!["setsid", "nohup", "timeout", "tar"]
     }
