@@ -51,7 +51,7 @@ enum Command {
     /// Check a history file or a stored run's directory.
     #[command(visible_alias = "analyze")]
     Check(check::CheckArgs),
-    /// Ad-hoc fault drills: partition, kill, pause, heal, status.
+    /// Ad-hoc fault drills: every nemesis family (kill, pause, partition, packet, disk faults), heal, status.
     Nemesis(nemesis_cmd::NemesisArgs),
     /// Run a command on cluster nodes over SSH.
     Exec(exec::ExecArgs),

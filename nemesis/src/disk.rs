@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::cluster::{Cluster, StatePaths};
 use crate::journal;
-use crate::kill::{kill_script, start_script};
+use crate::kill::{start_script, stop_script};
 use crate::script::quote;
 use crate::{Applied, FaultOptions, NemesisError, Result};
 
@@ -169,7 +169,7 @@ fn start_family<'a>(
         }
         journal::process_fault(cx, opts, seed, family, move |node, pidfile| {
             (
-                format!("{}{}", kill_script(pidfile), scripts[node]),
+                format!("{}{}", stop_script(pidfile), scripts[node]),
                 start_script(pidfile, &cx.start_command(node)),
             )
         })

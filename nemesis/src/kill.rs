@@ -12,10 +12,27 @@ use crate::{Applied, FaultOptions, Result};
 /// process is gone within a few, and the script's return marks the fault's time for
 /// `bench recovery`, so a coarse poll would only add latency to every trial.
 pub fn kill_script(pidfile: &str) -> String {
+    kill_script_with(pidfile, false)
+}
+
+/// [`kill_script`] for faults that need the node stopped rather than killed (the disk
+/// faults): no pidfile means stopped already (a node that refused to start leaves none).
+pub fn stop_script(pidfile: &str) -> String {
+    kill_script_with(pidfile, true)
+}
+
+fn kill_script_with(pidfile: &str, missing_ok: bool) -> String {
+    let get_pid = if missing_ok {
+        "pid=$(node_pid 2>/dev/null) || { echo \"not running (no pid in $pf)\"; pid=; }"
+    } else {
+        "pid=$(node_pid) || exit 3"
+    };
     format!(
         r#"pf={pf}
-{ALIVE_FN}{NODE_PID_FN}pid=$(node_pid) || exit 3
-if alive "$pid"; then
+{ALIVE_FN}{NODE_PID_FN}{get_pid}
+if [ -z "$pid" ]; then
+  :
+elif alive "$pid"; then
   kill -KILL "$pid"
   i=0
   while alive "$pid" && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done

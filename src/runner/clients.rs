@@ -251,9 +251,13 @@ pub async fn final_reads(
             let mut process = first_process + j as u64;
             let mut kv = db.client(&node, process);
             let mut out = Vec::with_capacity(ops.len());
+            // A node that answered none of one key's attempts (down, refusing to start,
+            // without a quorum) gets one attempt per remaining key: retrying every key would
+            // keep a run with lost quorum in this phase for keys × attempts × timeout.
+            let mut attempts = FINAL_READ_ATTEMPTS_MAX;
             for op in &ops {
                 let mut got = None;
-                for attempt in 0..FINAL_READ_ATTEMPTS_MAX {
+                for attempt in 0..attempts {
                     if cancel.is_cancelled() {
                         break;
                     }
@@ -268,8 +272,13 @@ pub async fn final_reads(
                         }
                         Outcome::Fail(_) => {}
                     }
-                    let backoff = Duration::from_millis(100 * (attempt as u64 + 1));
-                    tokio::time::sleep(backoff).await;
+                    if attempt + 1 < attempts {
+                        let backoff = Duration::from_millis(100 * (attempt as u64 + 1));
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
+                if got.is_none() {
+                    attempts = 1;
                 }
                 out.push((op.key.clone(), got));
             }

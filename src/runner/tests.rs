@@ -48,6 +48,73 @@ impl Db for MemDb {
     }
 }
 
+/// A store that refuses every request, like a node that no longer starts.
+struct DeadKv;
+
+impl Kv for DeadKv {
+    fn read<'a>(&'a mut self, _: &'a str) -> BoxFuture<'a, Result<Value, faultline_workloads::KvError>> {
+        Box::pin(async { Err(faultline_workloads::KvError::Definite("unavailable".into())) })
+    }
+    fn write<'a>(&'a mut self, _: &'a str, _: Value) -> BoxFuture<'a, Result<(), faultline_workloads::KvError>> {
+        Box::pin(async { Err(faultline_workloads::KvError::Definite("unavailable".into())) })
+    }
+    fn cas<'a>(&'a mut self, _: &'a str, _: Value, _: Value) -> BoxFuture<'a, Result<(), faultline_workloads::KvError>> {
+        Box::pin(async { Err(faultline_workloads::KvError::Definite("unavailable".into())) })
+    }
+    fn append<'a>(&'a mut self, _: &'a str, _: Value) -> BoxFuture<'a, Result<(), faultline_workloads::KvError>> {
+        Box::pin(async { Err(faultline_workloads::KvError::Definite("unavailable".into())) })
+    }
+}
+
+struct DeadNodeDb;
+
+impl Db for DeadNodeDb {
+    fn nodes(&self) -> Vec<String> {
+        vec!["n1".into(), "n2".into()]
+    }
+    fn client(&self, node: &str, _id: u64) -> Box<dyn Kv> {
+        if node == "n2" { Box::new(DeadKv) } else { Box::new(MemKv::new()) }
+    }
+    fn status<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Value, DbError>> {
+        Box::pin(async { Ok(json!({})) })
+    }
+}
+
+/// Regression: with three of five nodes refusing to start after disk faults, final reads
+/// retried every key on every dead node and held a 30 s run for four minutes.
+#[tokio::test]
+async fn final_reads_give_up_early_on_a_node_that_answers_nothing() {
+    let dir = tmp("dead");
+    let (rec, writer) = Recorder::open(&dir.join("history.jsonl"), Instant::now()).await.unwrap();
+    let w = faultline_workloads::lookup("register").unwrap();
+    let keys: std::collections::BTreeSet<String> = (0..20).map(|k| k.to_string()).collect();
+    let ops = w.final_reads(&keys);
+    assert_eq!(ops.len(), 20);
+    let started = Instant::now();
+    let reads = clients::final_reads(
+        Arc::new(DeadNodeDb),
+        ops,
+        rec.clone(),
+        100,
+        Duration::from_secs(1),
+        CancellationToken::new(),
+    )
+    .await;
+    let n2 = &reads.iter().find(|(n, _)| n == "n2").unwrap().1;
+    assert_eq!(n2.len(), 20);
+    assert!(n2.iter().all(|(_, v)| v.is_none()));
+    let n1 = &reads.iter().find(|(n, _)| n == "n1").unwrap().1;
+    assert!(n1.iter().all(|(_, v)| v.is_some()), "a live node reads every key");
+    rec.close().await;
+    writer.finish().await.unwrap();
+    let h = read_history(&dir.join("history.jsonl")).unwrap();
+    let n2_reads = h.iter().filter(|e| e.kind == EventType::Invoke && e.node == Some(json!("n2"))).count();
+    // All attempts for the first key, then one per remaining key.
+    assert_eq!(n2_reads, 10 + 19, "attempts on the dead node");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn tmp(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("fl-runner-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
