@@ -233,3 +233,60 @@ async fn node_unsafe_no_fsync_loses_acknowledged_writes_on_kill9() {
     let v = read_retry(&cluster.client_addrs[l2], "z").await;
     assert_ne!(v, Some(Value::Int(19)), "the last acknowledged write survived; the planted bug is not observable");
 }
+
+/// A node whose data directory is wiped comes back with a new incarnation; its peers refuse
+/// it under its old name (it forgot its votes and the entries it acknowledged), say so in
+/// their status, and carry on without it. With the planted bug `unsafe_rejoin_empty` they take
+/// it back as if nothing happened.
+async fn wiped_follower(tag: &str, algo: Algo, unsafe_rejoin: bool) {
+    let dir = cluster_dir(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    let ports = free_ports(6).unwrap();
+    let mut extra: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
+    if unsafe_rejoin {
+        extra.push("unsafe_rejoin_empty=true".into());
+    }
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_faultline"));
+    let mut cluster = LocalCluster::start(exe, algo, 3, &ports, &dir, &extra).unwrap();
+    cluster.remove_dir_on_drop();
+    let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await.unwrap();
+    for i in 0..20 {
+        assert!(write_acked(&cluster.client_addrs[leader], "k", i).await);
+    }
+    let f = (leader + 1) % 3;
+    let name = format!("n{}", f + 1);
+    cluster.kill9(f);
+    std::fs::remove_dir_all(dir.join(&name).join("wal")).unwrap();
+    cluster.spawn(f, &extra).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The rest of the cluster keeps writing.
+    for i in 20..30 {
+        assert!(write_acked(&cluster.client_addrs[leader], "k", i).await, "{algo:?}: the cluster stopped");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let wiped = connect(&cluster.client_addrs[f]).await.status().await.unwrap();
+    for other in (0..3).filter(|&i| i != f) {
+        let st = connect(&cluster.client_addrs[other]).await.status().await.unwrap();
+        if unsafe_rejoin {
+            assert!(st.replaced_peers.is_empty(), "{algo:?}: {:?}", st.replaced_peers);
+        } else {
+            assert_eq!(st.replaced_peers, vec![name.clone()], "{algo:?}: n{} did not refuse the wiped node", other + 1);
+        }
+    }
+    if unsafe_rejoin {
+        // Taken back as the old member: it hears the leader (though Raft's leader, which
+        // remembers the old member's match index, never repairs the empty log).
+        assert_eq!(wiped.leader, Some(format!("n{}", leader + 1)), "{algo:?}: {wiped:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_a_wiped_node_is_refused_under_its_old_name() {
+    wiped_follower("wipe-raft", Algo::Raft, false).await;
+    wiped_follower("wipe-paxos", Algo::Paxos, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_unsafe_rejoin_empty_takes_a_wiped_node_back() {
+    wiped_follower("wipe-unsafe", Algo::Raft, true).await;
+}

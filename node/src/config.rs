@@ -123,6 +123,10 @@ pub struct Config {
     /// other, so other clients can observe (and interleave with) half of a transaction.
     #[serde(default)]
     pub unsafe_txn_split: bool,
+    /// PLANTED BUG: accept a peer that came back with a new incarnation (it lost its durable
+    /// state) as if it were the old member.
+    #[serde(default)]
+    pub unsafe_rejoin_empty: bool,
     /// `tracing` filter for the node's log file, e.g. "info" or "faultline_node=debug".
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -234,6 +238,7 @@ const KNOBS: &[(&str, Kind)] = &[
     ("unsafe_local_reads", Kind::Bool),
     ("unsafe_no_fsync", Kind::Bool),
     ("unsafe_txn_split", Kind::Bool),
+    ("unsafe_rejoin_empty", Kind::Bool),
     ("log_level", Kind::Text),
     ("log_max_bytes", Kind::Integer),
 ];

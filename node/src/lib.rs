@@ -11,6 +11,7 @@ pub mod kv;
 pub mod raft;
 pub mod sim;
 pub mod wal;
+pub mod incarnation;
 pub mod protocol;
 pub mod config;
 pub mod client;

@@ -15,7 +15,7 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = 1 << 20;
 /// Peer frames may carry a snapshot.
 pub const MAX_PEER_FRAME_BYTES: usize = 256 << 20;
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 pub fn client_codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_CLIENT_FRAME_BYTES).new_codec()
@@ -119,6 +119,9 @@ pub struct NodeStatus {
     /// Times this node became leader since it started.
     pub leader_elections_won: u64,
     pub pid: u32,
+    /// Peers refused since this node started because they came back with another
+    /// incarnation (they lost their durable state).
+    pub replaced_peers: Vec<String>,
 }
 
 impl NodeStatus {
@@ -133,6 +136,7 @@ impl NodeStatus {
             "last_index": self.last_index,
             "snapshot_index": self.snapshot_index,
             "leader_elections_won": self.leader_elections_won,
+            "replaced_peers": self.replaced_peers,
         })
     }
 }
@@ -143,6 +147,8 @@ pub struct PeerHello {
     pub version: u32,
     pub from: String,
     pub algo: String,
+    /// The caller's data-directory incarnation (see [`crate::incarnation`]).
+    pub incarnation: u64,
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Bytes {

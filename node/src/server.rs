@@ -24,6 +24,7 @@ use crate::kv::{Command, Kv, MicroOp, Op, OpResult, Value};
 use crate::protocol::{self, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
 use crate::replica::{EntryData, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot};
 use crate::transport::{self, PeerRefused, PeerSender, TransportStats};
+use crate::incarnation::Incarnations;
 use crate::wal::{Wal, WalError};
 
 /// Events queued for the core thread before network tasks start refusing work.
@@ -52,6 +53,8 @@ pub enum NodeError {
     LogFilter(#[from] tracing_subscriber::filter::ParseError),
     #[error("node `{id}` is not a member of its own peer list")]
     NotAMember { id: String },
+    #[error(transparent)]
+    Incarnation(#[from] crate::incarnation::IncarnationError),
     #[error("core thread panicked")]
     CorePanicked,
     #[error("core thread: {0}")]
@@ -95,6 +98,7 @@ const SPLIT_CLIENT_BIT: u64 = 1 << 63;
 /// Carried-out state shared with nothing: the core thread owns it all.
 struct Core<R: Replica> {
     cfg: Arc<Config>,
+    incarnations: Arc<Incarnations>,
     replica: R,
     wal: Wal,
     kv: Kv,
@@ -153,6 +157,7 @@ impl<R: Replica> Core<R> {
             snapshot_index: self.snapshot_index,
             leader_elections_won: self.elections_won,
             pid: std::process::id(),
+            replaced_peers: self.incarnations.replaced(),
         }
     }
 
@@ -543,6 +548,11 @@ pub async fn run<R: Replica>(
     if recovered.torn_bytes > 0 {
         warn!(bytes = recovered.torn_bytes, "truncated a torn write at the end of the WAL");
     }
+    let incarnations = Arc::new(Incarnations::open(&wal_dir, cfg.unsafe_rejoin_empty)?);
+    if cfg.unsafe_rejoin_empty {
+        warn!("unsafe_rejoin_empty is ON: peers that lost their durable state rejoin under their old identity");
+    }
+    info!(incarnation = incarnations.own(), "incarnation");
     let kv = match &recovered.snapshot {
         Some(s) => Kv::restore(&s.data).map_err(|source| NodeError::Snapshot { what: "snapshot", source })?,
         None => Kv::new(),
@@ -571,7 +581,12 @@ pub async fn run<R: Replica>(
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<Event<R::Message>>(EVENT_QUEUE);
     let stats = Arc::new(TransportStats::default());
-    let hello = PeerHello { version: protocol::PROTOCOL_VERSION, from: cfg.id.clone(), algo: R::ALGO.to_string() };
+    let hello = PeerHello {
+        version: protocol::PROTOCOL_VERSION,
+        from: cfg.id.clone(),
+        algo: R::ALGO.to_string(),
+        incarnation: incarnations.own(),
+    };
     let mut peers = HashMap::new();
     for (i, m) in members.iter().enumerate() {
         let id = i as NodeId + 1;
@@ -582,6 +597,7 @@ pub async fn run<R: Replica>(
     }
     let wake = peers.clone();
     let core = Core::<R> {
+        incarnations: incarnations.clone(),
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
         cfg: cfg.clone(),
         replica,
@@ -610,6 +626,7 @@ pub async fn run<R: Replica>(
     let names: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let algo = R::ALGO;
     let peer_tx = tx.clone();
+    let book = incarnations.clone();
     tokio::spawn(transport::accept_loop(
         peer_listener,
         move |h: &PeerHello| {
@@ -621,6 +638,12 @@ pub async fn run<R: Replica>(
                 .position(|n| *n == h.from)
                 .map(|i| i as NodeId + 1)
                 .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))?;
+            if let Err(known) = book.check(&h.from, h.incarnation) {
+                if let Some(s) = wake.get(&id) {
+                    s.refuse();
+                }
+                return Err(PeerRefused::Replaced { peer: h.from.clone(), known, theirs: h.incarnation });
+            }
             if let Some(s) = wake.get(&id) {
                 s.peer_is_up();
             }

@@ -79,10 +79,15 @@ pub struct PeerSender {
     tx: mpsc::Sender<Bytes>,
     stats: Arc<TransportStats>,
     up: Arc<Notify>,
+    refused: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerSender {
     pub fn send(&self, frame: Bytes) {
+        if self.refused.load(Ordering::Relaxed) {
+            self.stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if self.tx.try_send(frame).is_err() {
             self.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
         }
@@ -93,6 +98,12 @@ impl PeerSender {
     /// second while it was down) runs out, and an election in between loses its votes.
     pub fn peer_is_up(&self) {
         self.up.notify_one();
+    }
+
+    /// Sends nothing to this peer any more: it lost its state and is not the member it
+    /// claims to be (see [`crate::incarnation`]).
+    pub fn refuse(&self) {
+        self.refused.store(true, Ordering::Relaxed);
     }
 }
 
@@ -117,7 +128,7 @@ fn spawn_outbound_with(
 ) -> PeerSender {
     let (tx, mut rx) = mpsc::channel::<Bytes>(PEER_QUEUE);
     let up = Arc::new(Notify::new());
-    let sender = PeerSender { tx, stats: stats.clone(), up: up.clone() };
+    let sender = PeerSender { tx, stats: stats.clone(), up: up.clone(), refused: Default::default() };
     tokio::spawn(async move {
         let mut backoff = backoff_min;
         let hello = protocol::encode(&hello);
@@ -207,6 +218,8 @@ pub enum PeerRefused {
     Algo { peer: String, theirs: String, ours: &'static str },
     #[error("unknown peer `{0}`")]
     UnknownPeer(String),
+    #[error("peer {peer} has incarnation {theirs}, not {known}: it lost its durable state")]
+    Replaced { peer: String, known: u64, theirs: u64 },
 }
 
 /// Accepts peer connections; each decoded message goes to `deliver(from, frame)`.
@@ -322,7 +335,7 @@ mod tests {
         let addr = probe.local_addr().unwrap();
         drop(probe);
         let (keep, shutdown) = watch::channel(false);
-        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into() };
+        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into(), incarnation: 1 };
         (addr, keep, shutdown, Arc::new(TransportStats::default()), hello)
     }
 
