@@ -236,8 +236,8 @@ async fn node_unsafe_no_fsync_loses_acknowledged_writes_on_kill9() {
 
 /// A node whose data directory is wiped comes back with a new incarnation; its peers refuse
 /// it under its old name (it forgot its votes and the entries it acknowledged), say so in
-/// their status, and carry on without it. With the planted bug `unsafe_rejoin_empty` they take
-/// it back as if nothing happened.
+/// their status, and carry on without it; the wiped node, told by the first peer that knew it,
+/// stops. With the planted bug `unsafe_rejoin_empty` they take it back as if nothing happened.
 async fn wiped_follower(tag: &str, algo: Algo, unsafe_rejoin: bool) {
     let dir = cluster_dir(tag);
     let _ = std::fs::remove_dir_all(&dir);
@@ -258,13 +258,16 @@ async fn wiped_follower(tag: &str, algo: Algo, unsafe_rejoin: bool) {
     cluster.kill9(f);
     std::fs::remove_dir_all(dir.join(&name).join("wal")).unwrap();
     cluster.spawn(f, &extra).unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if !unsafe_rejoin {
+        // The first peer that connects knows the old incarnation: the wiped node stops.
+        assert_stops_as_replaced(&mut cluster, f, &dir, &name).await;
+    } else {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     // The rest of the cluster keeps writing.
     for i in 20..30 {
         assert!(write_acked(&cluster.client_addrs[leader], "k", i).await, "{algo:?}: the cluster stopped");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let wiped = connect(&cluster.client_addrs[f]).await.status().await.unwrap();
     for other in (0..3).filter(|&i| i != f) {
         let st = connect(&cluster.client_addrs[other]).await.status().await.unwrap();
         if unsafe_rejoin {
@@ -276,8 +279,34 @@ async fn wiped_follower(tag: &str, algo: Algo, unsafe_rejoin: bool) {
     if unsafe_rejoin {
         // Taken back as the old member: it hears the leader (though Raft's leader, which
         // remembers the old member's match index, never repairs the empty log).
+        let wiped = connect(&cluster.client_addrs[f]).await.status().await.unwrap();
         assert_eq!(wiped.leader, Some(format!("n{}", leader + 1)), "{algo:?}: {wiped:?}");
+        return;
     }
+    // A majority wiped while one node that knew them is up: each stops on its first contact
+    // instead of forming an empty majority with the other.
+    let g = (leader + 2) % 3;
+    let name_g = format!("n{}", g + 1);
+    cluster.kill9(g);
+    std::fs::remove_dir_all(dir.join(&name_g).join("wal")).unwrap();
+    cluster.spawn(f, &extra).unwrap();
+    cluster.spawn(g, &extra).unwrap();
+    assert_stops_as_replaced(&mut cluster, f, &dir, &name).await;
+    assert_stops_as_replaced(&mut cluster, g, &dir, &name_g).await;
+}
+
+async fn assert_stops_as_replaced(cluster: &mut LocalCluster, i: usize, dir: &std::path::Path, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = cluster.exited(i) {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name}: the wiped node kept running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!status.success(), "{name}: {status:?}");
+    let err = std::fs::read_to_string(dir.join(format!("{name}.stderr"))).unwrap();
+    assert!(err.contains("lost its durable state and must be replaced"), "{name}: {err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

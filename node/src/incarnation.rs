@@ -137,6 +137,17 @@ impl Incarnations {
         }
     }
 
+    /// The incarnation recorded for `peer`, 0 if none.
+    pub fn known(&self, peer: &str) -> u64 {
+        self.book.lock().expect("incarnation book lock").seen.get(peer).copied().unwrap_or(0)
+    }
+
+    /// Whether a peer's hello says it knew another incarnation of this node: this node's
+    /// state directory was wiped since (never under `unsafe_rejoin_empty`).
+    pub fn replaced_by(&self, knows_us_as: u64) -> bool {
+        !self.unsafe_rejoin_empty && knows_us_as != 0 && knows_us_as != self.own
+    }
+
     /// Peers refused for a changed incarnation.
     pub fn replaced(&self) -> Vec<String> {
         self.book.lock().expect("incarnation book lock").replaced.keys().cloned().collect()

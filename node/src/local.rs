@@ -111,6 +111,11 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// The exit status of node `i`'s process if it has exited (reaping it), else `None`.
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.procs[i].as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.procs[i].as_ref().map(|c| c.id())
     }

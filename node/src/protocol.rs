@@ -149,6 +149,9 @@ pub struct PeerHello {
     pub algo: String,
     /// The caller's data-directory incarnation (see [`crate::incarnation`]).
     pub incarnation: u64,
+    /// The incarnation the caller knows for the callee (0: none yet). A callee whose own
+    /// differs lost its state since the caller first saw it, and stops.
+    pub knows_you_as: u64,
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Bytes {

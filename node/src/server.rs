@@ -55,6 +55,11 @@ pub enum NodeError {
     NotAMember { id: String },
     #[error(transparent)]
     Incarnation(#[from] crate::incarnation::IncarnationError),
+    #[error(
+        "peer {peer} knows this node as incarnation {known}, but its data directory is incarnation {ours}: \
+         the node lost its durable state and must be replaced, not restarted under its old name"
+    )]
+    Replaced { peer: String, known: u64, ours: u64 },
     #[error("core thread panicked")]
     CorePanicked,
     #[error("core thread: {0}")]
@@ -586,12 +591,15 @@ pub async fn run<R: Replica>(
         from: cfg.id.clone(),
         algo: R::ALGO.to_string(),
         incarnation: incarnations.own(),
+        knows_you_as: 0,
     };
     let mut peers = HashMap::new();
     for (i, m) in members.iter().enumerate() {
         let id = i as NodeId + 1;
         if id != self_id {
-            let s = transport::spawn_outbound(hello.clone(), m.id.clone(), m.peer_addr.clone(), stats.clone(), shutdown.clone());
+            let (base, book, name) = (hello.clone(), incarnations.clone(), m.id.clone());
+            let hello = move || PeerHello { knows_you_as: book.known(&name), ..base.clone() };
+            let s = transport::spawn_outbound(hello, m.id.clone(), m.peer_addr.clone(), stats.clone(), shutdown.clone());
             peers.insert(id, s);
         }
     }
@@ -627,6 +635,9 @@ pub async fn run<R: Replica>(
     let algo = R::ALGO;
     let peer_tx = tx.clone();
     let book = incarnations.clone();
+    // A peer that knew an earlier incarnation of this node ends it: it must not vote or
+    // acknowledge with state it does not have.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<NodeError>();
     tokio::spawn(transport::accept_loop(
         peer_listener,
         move |h: &PeerHello| {
@@ -638,6 +649,11 @@ pub async fn run<R: Replica>(
                 .position(|n| *n == h.from)
                 .map(|i| i as NodeId + 1)
                 .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))?;
+            if book.replaced_by(h.knows_you_as) {
+                let (peer, known, ours) = (h.from.clone(), h.knows_you_as, book.own());
+                let _ = fatal_tx.send(NodeError::Replaced { peer: peer.clone(), known, ours });
+                return Err(PeerRefused::WeAreReplaced { peer, known, ours });
+            }
             if let Err(known) = book.check(&h.from, h.incarnation) {
                 if let Some(s) = wake.get(&id) {
                     s.refuse();
@@ -663,6 +679,7 @@ pub async fn run<R: Replica>(
     // Wait for shutdown or a dead core thread.
     let core_done = tokio::task::spawn_blocking(move || core_thread.join());
     tokio::pin!(core_done);
+    let mut fatal = None;
     let result = tokio::select! {
         r = &mut core_done => r,
         _ = shutdown.changed() => {
@@ -670,7 +687,16 @@ pub async fn run<R: Replica>(
             let _ = tokio::task::spawn_blocking(move || tx.send(Event::Shutdown)).await;
             core_done.await
         }
+        Some(e) = fatal_rx.recv() => {
+            error!(error = %e, "stopping");
+            fatal = Some(e);
+            let _ = tokio::task::spawn_blocking(move || tx.send(Event::Shutdown)).await;
+            core_done.await
+        }
     };
+    if let Some(e) = fatal {
+        return Err(e);
+    }
     match result {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(NodeError::CorePanicked),

@@ -109,7 +109,7 @@ impl PeerSender {
 
 /// Spawns the connection task for one peer and returns its queue.
 pub fn spawn_outbound(
-    hello: PeerHello,
+    hello: impl Fn() -> PeerHello + Send + 'static,
     peer_name: String,
     addr: String,
     stats: Arc<TransportStats>,
@@ -119,7 +119,7 @@ pub fn spawn_outbound(
 }
 
 fn spawn_outbound_with(
-    hello: PeerHello,
+    hello: impl Fn() -> PeerHello + Send + 'static,
     peer_name: String,
     addr: String,
     stats: Arc<TransportStats>,
@@ -131,7 +131,6 @@ fn spawn_outbound_with(
     let sender = PeerSender { tx, stats: stats.clone(), up: up.clone(), refused: Default::default() };
     tokio::spawn(async move {
         let mut backoff = backoff_min;
-        let hello = protocol::encode(&hello);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -160,7 +159,8 @@ fn spawn_outbound_with(
             };
             tune(&stream);
             let mut framed = Framed::new(stream, protocol::peer_codec());
-            if !matches!(tokio::time::timeout(WRITE_TIMEOUT, framed.send(hello.clone())).await, Ok(Ok(()))) {
+            // Built per connection: what we know of the peer can change while we run.
+            if !matches!(tokio::time::timeout(WRITE_TIMEOUT, framed.send(protocol::encode(&hello()))).await, Ok(Ok(()))) {
                 continue;
             }
             info!(peer = %peer_name, %addr, "connected to peer");
@@ -220,6 +220,8 @@ pub enum PeerRefused {
     UnknownPeer(String),
     #[error("peer {peer} has incarnation {theirs}, not {known}: it lost its durable state")]
     Replaced { peer: String, known: u64, theirs: u64 },
+    #[error("peer {peer} knows this node as incarnation {known}, not {ours}")]
+    WeAreReplaced { peer: String, known: u64, ours: u64 },
 }
 
 /// Accepts peer connections; each decoded message goes to `deliver(from, frame)`.
@@ -335,7 +337,7 @@ mod tests {
         let addr = probe.local_addr().unwrap();
         drop(probe);
         let (keep, shutdown) = watch::channel(false);
-        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into(), incarnation: 1 };
+        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into(), incarnation: 1, knows_you_as: 0 };
         (addr, keep, shutdown, Arc::new(TransportStats::default()), hello)
     }
 
@@ -357,7 +359,7 @@ mod tests {
     async fn a_restarted_peer_gets_the_first_message_sent_after_it_is_back() {
         let (addr, _keep, shutdown, stats, hello) = setup();
         let mut first = start_peer(addr).await;
-        let sender = spawn_outbound(hello, "b".into(), addr.to_string(), stats.clone(), shutdown);
+        let sender = spawn_outbound(move || hello.clone(), "b".into(), addr.to_string(), stats.clone(), shutdown);
         let wait = Duration::from_secs(5);
         tokio::time::timeout(wait, first.hellos.recv()).await.expect("connected").unwrap();
         sender.send(Bytes::from_static(b"before"));
@@ -385,7 +387,7 @@ mod tests {
         let (addr, _keep, shutdown, stats, hello) = setup();
         let minute = Duration::from_secs(60);
         let mut first = start_peer(addr).await;
-        let sender = spawn_outbound_with(hello, "b".into(), addr.to_string(), stats, shutdown, (minute, minute));
+        let sender = spawn_outbound_with(move || hello.clone(), "b".into(), addr.to_string(), stats, shutdown, (minute, minute));
         let wait = Duration::from_secs(5);
         tokio::time::timeout(wait, first.hellos.recv()).await.expect("connected").unwrap();
         first.stop.send(true).unwrap();
