@@ -8,7 +8,7 @@ use crate::exit::usage;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct NemesisFlags {
-    /// Faults: `none`, or a comma list of nemesis families (kill, pause, partition, packet);
+    /// Faults: `none`, or a comma list of nemesis families (kill, pause, partition, packet, bitflip, truncate, wipe);
     /// `<shape>-partition` (e.g. `leader-partition`) is partition with that shape only.
     #[arg(long, default_value = "none")]
     pub nemesis: String,

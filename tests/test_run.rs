@@ -407,3 +407,71 @@ fn test_cluster_disk_faults_on_one_node_leave_the_cluster_valid_and_available() 
         assert!(buckets.iter().all(|&n| n >= 10), "{db}: ok writes per 2 s: {buckets:?}");
     }
 }
+
+/// One run of the majority-wipe drill: both followers of three wiped, one after the other,
+/// then the leader killed,
+/// while `faultline test` drives the register workload. Returns the run's exit code.
+fn wipe_followers_then_kill_the_leader(env: &Env, unsafe_rejoin: bool) -> Option<i32> {
+    let mut args = vec!["--workload", "register", "--time-limit", "16", "--seed", "5"];
+    if unsafe_rejoin {
+        args.extend(["--node-opt", "unsafe_rejoin_empty=true"]);
+    }
+    let _ = std::fs::remove_file(env.store.join("latest"));
+    let mut run = env.test_cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The drills restart nodes with the run's own start command (and its knobs).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Wait for the workload: a first acknowledged op in the history.
+    let test_json = loop {
+        if let Ok(dir) = std::fs::canonicalize(env.store.join("latest"))
+            && let Ok(s) = std::fs::read_to_string(dir.join("test.json"))
+            && std::fs::read_to_string(dir.join("history.jsonl")).is_ok_and(|h| h.contains("\"type\":\"ok\""))
+        {
+            break serde_json::from_str::<Value>(&s).unwrap();
+        }
+        assert!(Instant::now() < deadline, "the run never started its workload");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let start = test_json["db-config"]["command"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_secs(3));
+    let drill = |args: &[&str]| {
+        let o = faultline()
+            .args(["nemesis", "-i", &env.name, "--start-command", &start])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "drill {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    // The leader, as the run's monitor last saw it.
+    let dir = std::fs::canonicalize(env.store.join("latest")).unwrap();
+    let leader = history(&dir)
+        .iter()
+        .rev()
+        .find(|e| e["process"] == "monitor" && e["value"]["role"] == "leader")
+        .map(|e| e["node"].as_str().unwrap().to_string())
+        .expect("the monitor saw a leader");
+    // One follower at a time, briefly, so the leader never loses its quorum and keeps its
+    // (now stale) view of their logs.
+    for f in ["n1", "n2", "n3"].iter().filter(|n| **n != leader) {
+        drill(&["wipe", "--target", f, "--for", "300ms"]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    drill(&["kill", "--target", &leader, "--for", "3s"]);
+    let out = run.wait_with_output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out.status.code()
+}
+
+/// The planted bug `unsafe_rejoin_empty` is caught by the register test: two wiped followers
+/// taken back under their old names elect one of themselves once the leader dies, and the
+/// empty leader answers reads of acknowledged writes with nothing. Without the bug the wiped
+/// nodes stop on contact with the leader, and the cluster is unavailable rather than wrong.
+#[test]
+fn test_cluster_register_catches_unsafe_rejoin_empty_after_a_majority_wipe() {
+    let env = Env::new("rj", 3);
+    assert_eq!(wipe_followers_then_kill_the_leader(&env, true), Some(1), "the planted bug went unnoticed");
+    let results = json(&env.latest().join("results.json"));
+    assert_eq!(results["valid"], false);
+    let code = wipe_followers_then_kill_the_leader(&env, false);
+    assert!(matches!(code, Some(0) | Some(2)), "correct nodes judged {code:?}");
+}
