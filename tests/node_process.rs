@@ -268,14 +268,19 @@ async fn wiped_follower(tag: &str, algo: Algo, unsafe_rejoin: bool) {
     for i in 20..30 {
         assert!(write_acked(&cluster.client_addrs[leader], "k", i).await, "{algo:?}: the cluster stopped");
     }
+    // A peer that saw the new incarnation refused it; the wiped node may stop (told by one
+    // peer) before its hello reaches the other, so one refusal is all that is certain.
+    let mut refusing = 0;
     for other in (0..3).filter(|&i| i != f) {
         let st = connect(&cluster.client_addrs[other]).await.status().await.unwrap();
         if unsafe_rejoin {
             assert!(st.replaced_peers.is_empty(), "{algo:?}: {:?}", st.replaced_peers);
-        } else {
-            assert_eq!(st.replaced_peers, vec![name.clone()], "{algo:?}: n{} did not refuse the wiped node", other + 1);
+        } else if !st.replaced_peers.is_empty() {
+            assert_eq!(st.replaced_peers, vec![name.clone()], "{algo:?}: n{}", other + 1);
+            refusing += 1;
         }
     }
+    assert!(unsafe_rejoin || refusing >= 1, "{algo:?}: no peer refused the wiped node");
     if unsafe_rejoin {
         // Taken back as the old member: it hears the leader (though Raft's leader, which
         // remembers the old member's match index, never repairs the empty log).

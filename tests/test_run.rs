@@ -417,7 +417,7 @@ fn wipe_followers_then_kill_the_leader(env: &Env, unsafe_rejoin: bool) -> Option
         args.extend(["--node-opt", "unsafe_rejoin_empty=true"]);
     }
     let _ = std::fs::remove_file(env.store.join("latest"));
-    let mut run = env.test_cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let run = env.test_cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // The drills restart nodes with the run's own start command (and its knobs).
     let deadline = Instant::now() + Duration::from_secs(60);
     // Wait for the workload: a first acknowledged op in the history.

@@ -637,7 +637,9 @@ pub async fn run<R: Replica>(
     let book = incarnations.clone();
     // A peer that knew an earlier incarnation of this node ends it: it must not vote or
     // acknowledge with state it does not have.
-    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<NodeError>();
+    // One slot: the first such peer is the news; later ones (every peer says the same) find
+    // the slot full and are dropped on purpose while the node stops.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<NodeError>(1);
     tokio::spawn(transport::accept_loop(
         peer_listener,
         move |h: &PeerHello| {
@@ -651,7 +653,7 @@ pub async fn run<R: Replica>(
                 .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))?;
             if book.replaced_by(h.knows_you_as) {
                 let (peer, known, ours) = (h.from.clone(), h.knows_you_as, book.own());
-                let _ = fatal_tx.send(NodeError::Replaced { peer: peer.clone(), known, ours });
+                let _ = fatal_tx.try_send(NodeError::Replaced { peer: peer.clone(), known, ours });
                 return Err(PeerRefused::WeAreReplaced { peer, known, ours });
             }
             if let Err(known) = book.check(&h.from, h.incarnation) {
