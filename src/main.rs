@@ -61,6 +61,10 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// The bundled replicated key-value store (Raft or Multi-Paxos) that tests deploy.
     Node(node_cmd::NodeArgs),
+    /// Serve a directory over itself, holding un-fsynced data in memory (the
+    /// `lose-unfsynced` nemesis mounts it on hosts; see docs/nemesis.md).
+    #[command(hide = true)]
+    Lazyfs(LazyfsArgs),
     /// Compare stored runs side by side.
     Compare(report_cmd::CompareArgs),
     /// Write a stored run's report (report.html, latency.hlog, results) again.
@@ -99,6 +103,10 @@ fn main() -> ExitCode {
         Command::Hosts(a) => hosts::run(a),
         Command::Cluster(a) => cluster::run(a),
         Command::Node(a) => node_cmd::run(a),
+        Command::Lazyfs(a) => Ok(faultline_node::lazyfs::main(&faultline_node::lazyfs::Args {
+            dir: a.dir,
+            bytes_max: a.bytes_max,
+        })),
         Command::Compare(a) => report_cmd::run_compare(a),
         Command::Report(a) => report_cmd::run_report(a),
         Command::Runs(a) => report_cmd::run_runs(a),
@@ -114,4 +122,14 @@ fn main() -> ExitCode {
             exit::for_error(&err)
         }
     }
+}
+
+#[derive(clap::Args)]
+struct LazyfsArgs {
+    /// The directory to serve (and mount over).
+    #[arg(long, value_name = "DIR")]
+    dir: std::path::PathBuf,
+    /// Bytes of file data held in memory at most; writes past it fail with ENOSPC.
+    #[arg(long, default_value_t = faultline_node::lazyfs::BYTES_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    bytes_max: u64,
 }

@@ -151,6 +151,14 @@ impl TestArgs {
         }
         let nemesis_config = self.nemesis.validate()?;
         let nemesis: Vec<String> = self.nemesis.families();
+        for family in &nemesis {
+            let needs_lazyfs = faultline_nemesis::lookup(family).is_ok_and(|p| p.fixture.is_some());
+            if let Some(d) = dbs.iter().find(|d| needs_lazyfs && crate::db::lookup(d).is_some_and(|e| !e.lazyfs)) {
+                return Err(usage(format!(
+                    "--nemesis {family}: --db {d} cannot run on faultline's lazyfs (only raft and paxos, the bundled node, can)"
+                )));
+            }
+        }
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(usage(format!(
                 "--concurrency {} is not between 1 and 1024",

@@ -203,22 +203,74 @@ fn node_bad_config_is_a_usage_error_naming_the_file() {
     assert!(err.contains("node.yaml") && err.contains("election_timeout_ms_minimum"), "{err}");
 }
 
-/// The planted bug is observable: with `unsafe_no_fsync` a kill -9 of every node loses
-/// writes that were acknowledged just before (which is what the checkers must then catch).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_unsafe_no_fsync_loses_acknowledged_writes_on_kill9() {
-    let dir = cluster_dir("nofsync");
+/// faultline's lazyfs over `dir` (what the `lose-unfsynced` fixture mounts on a host),
+/// unmounted and ended on drop.
+struct Lazyfs {
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Lazyfs {
+    fn mount(dir: PathBuf) -> Lazyfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("lazyfs")
+            .arg("--dir")
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let fs = Lazyfs { dir, child };
+        let control = fs.dir.join(".faultline-lazyfs");
+        for _ in 0..500 {
+            if control.exists() {
+                return fs;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("lazyfs did not mount {} within 5 s", fs.dir.display());
+    }
+
+    /// Drops what was not synced; the report as JSON.
+    fn lose(&self) -> serde_json::Value {
+        let control = self.dir.join(".faultline-lazyfs");
+        std::fs::write(&control, "lose").unwrap();
+        serde_json::from_slice(&std::fs::read(&control).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Lazyfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.dir).status();
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Every node's state on lazyfs: kill all three and drop what they had not synced, then
+/// start them. A correct node fsynced every write it acknowledged, so the last write
+/// survives; with `unsafe_no_fsync` it does not (the planted bug is observable, which is
+/// what the checkers must then catch). A kill -9 alone would not show it.
+async fn lose_unfsynced_on_every_node(tag: &str, planted: bool) -> (Option<Value>, u64) {
+    let dir = cluster_dir(tag);
     let _ = std::fs::remove_dir_all(&dir);
+    let mounts: Vec<Lazyfs> = (1..=3).map(|i| Lazyfs::mount(dir.join(format!("n{i}")).join("wal"))).collect();
     let ports = free_ports(6).unwrap();
     let mut extra: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
-    extra.push("unsafe_no_fsync=true".into());
+    if planted {
+        extra.push("unsafe_no_fsync=true".into());
+    }
     extra.push("snapshot_entries=100000".into());
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_faultline"));
     let mut cluster = LocalCluster::start(exe, Algo::Raft, 3, &ports, &dir, &extra).unwrap();
-    cluster.remove_dir_on_drop();
     let (leader, _) = cluster.wait_leader(Duration::from_secs(15)).await.unwrap();
-    // Let the election's records reach the OS, then write and kill at once.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut c = connect(&cluster.client_addrs[leader]).await;
     for i in 0..20 {
         c.write("z", Value::Int(i)).await.unwrap();
@@ -226,12 +278,29 @@ async fn node_unsafe_no_fsync_loses_acknowledged_writes_on_kill9() {
     for i in 0..3 {
         cluster.kill9(i);
     }
+    let lost: u64 = mounts.iter().map(|m| m.lose()["lost_bytes"].as_u64().unwrap()).sum();
     for i in 0..3 {
         cluster.spawn(i, &extra).unwrap();
     }
     let (l2, _) = cluster.wait_leader(Duration::from_secs(20)).await.unwrap();
     let v = read_retry(&cluster.client_addrs[l2], "z").await;
+    drop(cluster);
+    drop(mounts);
+    let _ = std::fs::remove_dir_all(&dir);
+    (v, lost)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_unsafe_no_fsync_loses_acknowledged_writes_when_unsynced_data_is_lost() {
+    let (v, lost) = lose_unfsynced_on_every_node("nofsync", true).await;
+    assert!(lost > 0, "nothing was un-synced: the fault did nothing");
     assert_ne!(v, Some(Value::Int(19)), "the last acknowledged write survived; the planted bug is not observable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_keeps_every_acknowledged_write_when_unsynced_data_is_lost() {
+    let (v, _) = lose_unfsynced_on_every_node("fsynced", false).await;
+    assert_eq!(v, Some(Value::Int(19)), "an acknowledged write was lost although the node fsyncs");
 }
 
 /// A node whose data directory is wiped comes back with a new incarnation; its peers refuse

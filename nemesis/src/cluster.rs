@@ -50,6 +50,21 @@ pub struct StatePaths {
     pub log: Vec<String>,
     /// Snapshot files; `bitflip` picks among these and the log files.
     pub snapshot: Vec<String>,
+    /// The command that serves `dir` on faultline's lazyfs (`<bin> lazyfs`), for
+    /// `lose-unfsynced`; `None` when the database cannot run on it.
+    pub lazyfs: Option<String>,
+}
+
+impl HostPaths {
+    /// Where fixtures (mounts a test needs for its whole run) are journaled: beside the
+    /// fault journal, so the end-of-run heal of faults leaves them, and every other heal
+    /// replays both.
+    pub fn fixture_dir(&self) -> String {
+        match self.journal_dir.rsplit_once('/') {
+            Some((parent, _)) if !parent.is_empty() => format!("{parent}/fixtures"),
+            _ => format!("{}.fixtures", self.journal_dir),
+        }
+    }
 }
 
 impl Default for HostPaths {

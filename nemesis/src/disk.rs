@@ -218,6 +218,7 @@ mod tests {
             dir: dir.to_string_lossy().into_owned(),
             log: vec!["wal/*.log".into()],
             snapshot: vec!["snap.bin".into()],
+            lazyfs: None,
         }
     }
 

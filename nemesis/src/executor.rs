@@ -163,8 +163,10 @@ impl Executor {
         while let Some((a, _, _)) = active.pop() {
             stop_one(cx, run_start, &a, &events, &mut summary).await;
         }
-        let report = heal(cx, false).await;
-        for e in report.errors {
+        // Faults only: the run's fixtures outlive its faults (the runner removes them once
+        // the nodes are stopped).
+        let (_, errors) = heal_on(cx, &cx.nodes(), &Select::All).await;
+        for e in errors {
             summary.heal_errors.push(e.to_string());
         }
         summary
@@ -215,7 +217,12 @@ pub struct HealReport {
 /// resumed) — for hosts whose journal directory was lost. Healing a healed cluster succeeds.
 pub async fn heal(cx: &dyn Cluster, sweep: bool) -> HealReport {
     let nodes = cx.nodes();
-    let (healed, mut errors) = heal_on(cx, &nodes, &Select::All).await;
+    let (mut healed, mut errors) = heal_on(cx, &nodes, &Select::All).await;
+    // Fixtures after faults: a fault's undo may need the fixture (a node restarted on its
+    // mount), and the fixture's undo then stops, syncs and restarts that node cleanly.
+    let f = heal_fixtures(cx).await;
+    healed.extend(f.healed);
+    errors.extend(f.errors);
     if sweep {
         let paths = cx.paths();
         // Each sweep in its own subshell: one that exits early does not skip the others.
@@ -238,6 +245,38 @@ pub async fn heal(cx: &dyn Cluster, sweep: bool) -> HealReport {
         }
     }
     HealReport { healed, errors }
+}
+
+/// Replays the fixture journal on every node (every fixture of every family).
+pub async fn heal_fixtures(cx: &dyn Cluster) -> HealReport {
+    let (healed, errors) = journal::heal_in(cx, &cx.paths().fixture_dir(), &cx.nodes(), &Select::All).await;
+    HealReport { healed, errors }
+}
+
+/// Sets up on every node the fixtures of the chosen families (those that have one), each
+/// journaled with `expiry` in the fixture journal, so a controller that dies leaves nothing
+/// behind for longer than that. All or nothing: a host that fails has every fixture healed.
+pub async fn setup_fixtures(cx: &dyn Cluster, families: &[String], expiry: std::time::Duration) -> Result<Vec<String>> {
+    let dir = cx.paths().fixture_dir();
+    let mut set_up = Vec::new();
+    for name in families {
+        let pkg = crate::registry::lookup(name)?;
+        let Some(fixture) = pkg.fixture else { continue };
+        let mut hosts = Vec::new();
+        for node in cx.nodes() {
+            let (apply, undo) = fixture(cx, &node)?;
+            hosts.push(journal::HostFault { node, apply, undo });
+        }
+        let mut rng = rand::rng();
+        let id = journal::new_id(pkg.name, &mut rng);
+        let description = json!({"fixture": pkg.name});
+        if let Err(e) = journal::apply_journaled_in(cx, &dir, pkg.name, &id, expiry, &description, hosts).await {
+            let _ = heal_fixtures(cx).await;
+            return Err(e);
+        }
+        set_up.push(pkg.name.to_string());
+    }
+    Ok(set_up)
 }
 
 /// Heals only one family's journals on the given nodes (`resume` heals pauses, `start` heals

@@ -209,7 +209,21 @@ pub async fn apply_journaled_output(
     description: &serde_json::Value,
     hosts: Vec<HostFault>,
 ) -> Result<Vec<(String, crate::Output)>> {
-    let dir = cx.paths().journal_dir;
+    apply_journaled_in(cx, &cx.paths().journal_dir, family, id, expiry, description, hosts).await
+}
+
+/// [`apply_journaled_output`] into the journal at `dir` (the fault journal, or the
+/// fixture journal).
+pub async fn apply_journaled_in(
+    cx: &dyn Cluster,
+    dir: &str,
+    family: &'static str,
+    id: &str,
+    expiry: Duration,
+    description: &serde_json::Value,
+    hosts: Vec<HostFault>,
+) -> Result<Vec<(String, crate::Output)>> {
+    let dir = dir.to_string();
     let created = now_unix_ms();
     let scripts = hosts
         .iter()
@@ -235,7 +249,7 @@ pub async fn apply_journaled_output(
     }
     if let Some(e) = first_err {
         let nodes: Vec<String> = results.into_iter().map(|(n, _)| n).collect();
-        let _ = heal_on(cx, &nodes, &Select::Id(id.to_string())).await;
+        let _ = heal_in(cx, &dir, &nodes, &Select::Id(id.to_string())).await;
         return Err(e);
     }
     Ok(results
@@ -250,8 +264,17 @@ pub async fn heal_on(
     nodes: &[String],
     select: &Select,
 ) -> (Vec<(String, Vec<String>)>, Vec<NemesisError>) {
-    let dir = cx.paths().journal_dir;
-    let script = heal_script(&dir, select);
+    heal_in(cx, &cx.paths().journal_dir, nodes, select).await
+}
+
+/// [`heal_on`] for the journal at `dir`.
+pub async fn heal_in(
+    cx: &dyn Cluster,
+    dir: &str,
+    nodes: &[String],
+    select: &Select,
+) -> (Vec<(String, Vec<String>)>, Vec<NemesisError>) {
+    let script = heal_script(dir, select);
     let results = run_all(
         cx,
         "heal",

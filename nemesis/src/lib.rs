@@ -18,6 +18,7 @@ pub mod executor;
 pub mod grudge;
 pub mod journal;
 pub mod kill;
+pub mod lazyfs;
 pub mod packet;
 pub mod partition;
 pub mod pause;
@@ -32,7 +33,7 @@ mod fake;
 use std::time::Duration;
 
 pub use cluster::{BoxFuture, Cluster, HostPaths, Output, RemoteError, StatePaths};
-pub use executor::{Executor, HealReport, HostStatus, heal, status};
+pub use executor::{Executor, HealReport, HostStatus, heal, heal_fixtures, setup_fixtures, status};
 pub use grudge::Grudge;
 pub use partition::Shape;
 pub use registry::{NemesisPackage, Opt, PlotMeta, lookup};

@@ -236,8 +236,14 @@ pub struct NemesisPackage {
     /// Prints one line per live leftover of this family on a host (nothing when clean).
     pub status: Option<fn(&HostPaths) -> String>,
     pub end: Option<EndDrill>,
+    /// What a test that chooses this family must set up on every host before the nodes
+    /// start and remove after they stop: `(setup, teardown)` scripts for one host.
+    pub fixture: Option<FixtureFn>,
     pub plot: PlotMeta,
 }
+
+/// A family's fixture scripts for one host, or why the cluster cannot have it.
+pub type FixtureFn = fn(&dyn Cluster, &str) -> Result<(String, String)>;
 
 impl NemesisPackage {
     /// History `f` of a fault's start.
@@ -302,6 +308,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         lead_time: no_lead_time,
         sweep: crate::kill::sweep_script,
         status: None,
+        fixture: None,
         end: Some(EndDrill {
             verb: "start",
             about: "Start the node where it is not running (ends kill faults)",
@@ -323,6 +330,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         lead_time: no_lead_time,
         sweep: crate::pause::sweep_script,
         status: None,
+        fixture: None,
         end: Some(EndDrill {
             verb: "resume",
             about: "SIGCONT the node process (ends pause faults)",
@@ -347,6 +355,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         sweep: crate::partition::sweep_script,
         status: Some(crate::partition::status_script),
         end: None,
+        fixture: None,
         plot: PlotMeta {
             rgb: (230, 126, 34),
             label: "partition",
@@ -364,6 +373,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         sweep: crate::packet::sweep_script,
         status: Some(crate::packet::status_script),
         end: None,
+        fixture: None,
         plot: PlotMeta {
             rgb: (41, 128, 185),
             label: "packet delay/loss",
@@ -381,6 +391,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         sweep: crate::disk::sweep_script,
         status: None,
         end: None,
+        fixture: None,
         plot: PlotMeta {
             rgb: (22, 160, 133),
             label: "bitflip",
@@ -398,6 +409,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         sweep: crate::disk::sweep_script,
         status: None,
         end: None,
+        fixture: None,
         plot: PlotMeta {
             rgb: (127, 140, 141),
             label: "truncate",
@@ -415,9 +427,28 @@ pub static REGISTRY: &[NemesisPackage] = &[
         sweep: crate::disk::sweep_script,
         status: None,
         end: None,
+        fixture: None,
         plot: PlotMeta {
             rgb: (44, 62, 80),
             label: "wipe",
+        },
+    },
+    NemesisPackage {
+        name: "lose-unfsynced",
+        about: "stop the node and drop every write it had not fsynced (its state on faultline's lazyfs); heal starts it",
+        options: &[Opt::Target],
+        presets: None,
+        tools: &["kill", "tr", "setsid", "nohup", "awk", "umount", "cat", "sed", "cut", "grep"],
+        tools_optional: &[],
+        start: crate::lazyfs::start,
+        lead_time: no_lead_time,
+        sweep: crate::lazyfs::sweep_script,
+        status: Some(crate::lazyfs::status_script),
+        end: None,
+        fixture: Some(crate::lazyfs::fixture),
+        plot: PlotMeta {
+            rgb: (211, 84, 0),
+            label: "lose un-fsynced",
         },
     },
 ];

@@ -149,6 +149,7 @@ impl Cluster for Local {
                 dir: format!("{GENERIC}/state"),
                 log: vec!["wal.log".into()],
                 snapshot: vec!["snapshot.bin".into()],
+                lazyfs: None,
             }),
         }
     }

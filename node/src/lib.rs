@@ -12,6 +12,7 @@ pub mod raft;
 pub mod sim;
 pub mod wal;
 pub mod incarnation;
+pub mod lazyfs;
 pub mod protocol;
 pub mod config;
 pub mod client;

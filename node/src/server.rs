@@ -534,7 +534,7 @@ pub async fn run<R: Replica>(
             fsync = cfg.fsync,
             unsafe_no_fsync = cfg.unsafe_no_fsync,
             "WAL fsync is OFF: acknowledged writes can be lost on power failure{}",
-            if cfg.unsafe_no_fsync { " and, with unsafe_no_fsync, on kill -9 (records are held in memory up to 1 s)" } else { "" }
+            if cfg.unsafe_no_fsync { " (unsafe_no_fsync: a planted bug that lose-unfsynced catches)" } else { "" }
         );
     }
     if cfg.unsafe_local_reads {
@@ -546,10 +546,7 @@ pub async fn run<R: Replica>(
     let members = cfg.members();
     let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::NotAMember { id: cfg.id.clone() })?;
     let wal_dir: PathBuf = cfg.data_dir.join("wal");
-    let (mut wal, recovered) = Wal::open::<R::Record>(&wal_dir, cfg.effective_fsync())?;
-    if cfg.unsafe_no_fsync {
-        wal.set_unsafe_buffering();
-    }
+    let (wal, recovered) = Wal::open::<R::Record>(&wal_dir, cfg.effective_fsync())?;
     if recovered.torn_bytes > 0 {
         warn!(bytes = recovered.torn_bytes, "truncated a torn write at the end of the WAL");
     }

@@ -167,14 +167,7 @@ pub struct Wal {
     len: u64,
     pub records_written: u64,
     pub syncs: u64,
-    /// PLANTED BUG mode (`unsafe_no_fsync`): records sit in this process's memory for up to
-    /// [`UNSAFE_BUFFER_MS`], so a kill -9 loses acknowledged writes, as a missing fsync would
-    /// on power loss. Lets a process-kill nemesis catch the bug.
-    unsafe_buffer: Option<(Vec<u8>, std::time::Instant)>,
 }
-
-/// How long `unsafe_no_fsync` holds records in memory before handing them to the OS.
-pub const UNSAFE_BUFFER_MS: u64 = 1000;
 
 impl Wal {
     fn log_path(dir: &Path) -> PathBuf {
@@ -215,14 +208,8 @@ impl Wal {
             off += (FRAME_HEADER + payload.len()) as u64;
         }
         let len = file.metadata().map_err(io(&path))?.len();
-        let wal = Wal { dir: dir.to_path_buf(), file, fsync, len, records_written: 0, syncs: 0, unsafe_buffer: None };
+        let wal = Wal { dir: dir.to_path_buf(), file, fsync, len, records_written: 0, syncs: 0 };
         Ok((wal, Recovered { snapshot, records, torn_bytes: scan.torn_bytes }))
-    }
-
-    /// See [`Wal::unsafe_buffer`]; also turns fsync off.
-    pub fn set_unsafe_buffering(&mut self) {
-        self.fsync = false;
-        self.unsafe_buffer = Some((Vec::new(), std::time::Instant::now()));
     }
 
     pub fn len_bytes(&self) -> u64 {
@@ -240,17 +227,6 @@ impl Wal {
             frame(&mut buf, &payload);
         }
         let path = Self::log_path(&self.dir);
-        if let Some((pending, since)) = &mut self.unsafe_buffer {
-            pending.extend_from_slice(&buf);
-            self.len += buf.len() as u64;
-            self.records_written += records.len() as u64;
-            if since.elapsed().as_millis() as u64 >= UNSAFE_BUFFER_MS || pending.len() > (1 << 20) {
-                self.file.write_all(pending).map_err(io(&path))?;
-                pending.clear();
-                *since = std::time::Instant::now();
-            }
-            return Ok(());
-        }
         self.file.write_all(&buf).map_err(io(&path))?;
         if self.fsync {
             self.file.sync_data().map_err(io(&path))?;
@@ -281,9 +257,6 @@ impl Wal {
 
     /// Replaces the log with `records` (the core's `durable_records()` after compaction).
     pub fn rewrite<R: Serialize>(&mut self, records: &[R]) -> Result<(), WalError> {
-        if let Some((pending, _)) = &mut self.unsafe_buffer {
-            pending.clear();
-        }
         let path = Self::log_path(&self.dir);
         let tmp = self.dir.join("wal.log.tmp");
         let mut buf = WAL_MAGIC.to_vec();

@@ -1033,6 +1033,7 @@ pub const ETCD: DbEntry = DbEntry {
     about: "etcd (v3 API): the hosts' own etcd, the etcd-server package, or --db-binary",
     validate,
     open,
+    lazyfs: false,
 };
 
 /// Checks the knobs and the binary locally, before any host is contacted.
@@ -1201,6 +1202,8 @@ impl Database for Etcd {
             dir: member_dir(&self.layout),
             log: vec!["member/wal/*.wal".into()],
             snapshot: vec!["member/snap/*.snap".into(), "member/snap/db".into()],
+            // etcd's hosts carry no faultline binary to serve lazyfs.
+            lazyfs: None,
         })
     }
 

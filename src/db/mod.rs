@@ -69,6 +69,9 @@ pub struct DbEntry {
     pub validate: fn(&DbArgs) -> Result<DbSettings, DbError>,
     /// The database on an inventory's hosts.
     pub open: fn(&DbSettings, &Inventory, &OpenOptions) -> Arc<dyn Database>,
+    /// Its durable state can sit on faultline's lazyfs (`StatePaths::lazyfs`), so the
+    /// `lose-unfsynced` family applies; checked before any host is contacted.
+    pub lazyfs: bool,
 }
 
 /// Run-wide parameters every adapter needs.

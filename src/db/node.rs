@@ -27,6 +27,7 @@ pub const RAFT: DbEntry = DbEntry {
     about: "the bundled node, Raft core",
     validate: validate_raft,
     open,
+    lazyfs: true,
 };
 
 pub const PAXOS: DbEntry = DbEntry {
@@ -34,6 +35,7 @@ pub const PAXOS: DbEntry = DbEntry {
     about: "the bundled node, Multi-Paxos core",
     validate: validate_paxos,
     open,
+    lazyfs: true,
 };
 
 fn validate_raft(args: &DbArgs) -> Result<DbSettings, DbError> {
@@ -253,6 +255,7 @@ impl Database for BundledNode {
             dir: format!("{}/wal", self.layout.data_dir),
             log: vec!["wal.log".into()],
             snapshot: vec!["snapshot.bin".into()],
+            lazyfs: Some(format!("{} lazyfs", quote(&self.layout.bin))),
         })
     }
 

@@ -259,6 +259,16 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
                 Ok(notes) => tracing::info!(?notes, "nodes stopped"),
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "stopping nodes"),
             }
+            // With the nodes stopped, a fixture's removal restarts nothing.
+            let cx = InventoryCluster {
+                control: control.clone(),
+                db: db.clone(),
+                start_command: None,
+            };
+            let report = phases.time("remove-fixtures", faultline_nemesis::heal_fixtures(&cx)).await;
+            for e in &report.errors {
+                tracing::error!(error = %e, "removing fixtures");
+            }
         }
         control.close().await;
     }
@@ -297,6 +307,9 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
 }
 
 type Failure = (anyhow::Error, Option<Control>);
+
+/// How long past the run's planned end a fixture may outlive a controller that died.
+const FIXTURE_EXPIRY_SLACK: Duration = Duration::from_secs(600);
 
 #[allow(clippy::too_many_arguments)]
 async fn lifecycle(
@@ -365,6 +378,20 @@ async fn lifecycle(
     step!("ports-free", deploy::ports_free(&control, layout));
     step!("install", db.install(&control));
     step!("configure", db.configure(&control));
+    if let Some(n) = &cfg.nemesis_config {
+        // Fixtures (lazyfs under the node's state) go on before the nodes start and stay
+        // until they stop; journaled to expire a while after the run would have ended.
+        let expiry = cfg.time_limit + cfg.recovery + FIXTURE_EXPIRY_SLACK;
+        let families = n.families.clone();
+        let cx = nemesis_cluster.clone();
+        step!("fixtures", async move {
+            let set_up = faultline_nemesis::setup_fixtures(&*cx, &families, expiry).await?;
+            if !set_up.is_empty() {
+                tracing::info!(fixtures = ?set_up, "fixtures set up on every host");
+            }
+            anyhow::Ok(())
+        });
+    }
     step!("start-nodes", deploy::start(&control, &*db));
     step!("wait-ready", nodedb::wait_ready(&*db, Duration::from_secs(30)));
     if rec.reset_epoch().await {

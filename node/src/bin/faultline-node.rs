@@ -9,10 +9,17 @@ use std::process::ExitCode;
 
 use faultline_node::config::{Config, ConfigError};
 
-const USAGE: &str = "usage: faultline-node [node] --config PATH [--set KEY=VALUE]...";
+const USAGE: &str = "usage: faultline-node [node] --config PATH [--set KEY=VALUE]...\n       faultline-node lazyfs --dir DIR [--bytes-max N]";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("lazyfs") {
+        args.next();
+        return match faultline_node::lazyfs::Args::parse(args) {
+            Ok(a) => faultline_node::lazyfs::main(&a),
+            Err(e) => usage(&e),
+        };
+    }
     if args.peek().map(String::as_str) == Some("node") {
         args.next();
     }
