@@ -475,3 +475,60 @@ fn test_cluster_register_catches_unsafe_rejoin_empty_after_a_majority_wipe() {
     let code = wipe_followers_then_kill_the_leader(&env, false);
     assert!(matches!(code, Some(0) | Some(2)), "correct nodes judged {code:?}");
 }
+
+/// `lose-unfsynced` on every node at once: each node's state sits on faultline's lazyfs for
+/// the run (mounted before the nodes start, removed after they stop), and each fault kills
+/// every node and drops what it had not fsynced. Correct nodes fsync before they
+/// acknowledge, so the run is valid; with the planted bug `unsafe_no_fsync` acknowledged
+/// writes vanish and the register checker says so. No mount is left on any host.
+#[test]
+fn test_cluster_lose_unfsynced_is_valid_for_correct_nodes_and_catches_unsafe_no_fsync() {
+    let env = Env::new("lu", 3);
+    let mut args = vec![
+        "--db",
+        "raft",
+        "--workload",
+        "register",
+        "--nemesis",
+        "lose-unfsynced",
+        "--nemesis-targets",
+        "all",
+        "--nemesis-interval",
+        "3",
+        "--time-limit",
+        "10",
+        "--seed",
+        "3",
+    ];
+    let out = env.test(&args);
+    assert_eq!(out.status.code(), Some(0), "correct nodes: not valid");
+    let h = history(&env.latest());
+    let faults: Vec<&Value> = h
+        .iter()
+        .filter(|e| e["process"] == "nemesis" && e["type"] == "info" && e["f"] == "start-lose-unfsynced")
+        .collect();
+    assert!(!faults.is_empty(), "no fault applied");
+    for e in &faults {
+        assert!(e.get("error").is_none(), "a fault failed: {e}");
+        let changed = e["value"]["changed"].as_object().expect("a change record");
+        assert_eq!(changed.len(), 3, "{e}");
+        for (_, c) in changed {
+            assert_eq!(c[0]["action"], "lose-unfsynced", "{e}");
+            assert!(c[0]["lost_bytes"].is_u64(), "{e}");
+        }
+    }
+    let mounts = env.exec("grep -c faultline-lazyfs /proc/mounts || true");
+    let text = String::from_utf8_lossy(&mounts.stdout);
+    assert!(text.lines().filter(|l| l.trim().parse::<u32>().is_ok_and(|n| n > 0)).count() == 0, "a lazyfs mount was left: {text}");
+
+    args.extend(["--node-opt", "unsafe_no_fsync=true"]);
+    let out = env.test(&args);
+    assert_eq!(out.status.code(), Some(1), "unsafe_no_fsync: the lost acknowledged writes were not caught");
+    let h = history(&env.latest());
+    let lost: u64 = h
+        .iter()
+        .filter(|e| e["f"] == "start-lose-unfsynced" && e["type"] == "info")
+        .flat_map(|e| e["value"]["changed"].as_object().unwrap().values().map(|c| c[0]["lost_bytes"].as_u64().unwrap()))
+        .sum();
+    assert!(lost > 0, "nothing un-synced was dropped");
+}
