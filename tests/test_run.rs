@@ -310,6 +310,11 @@ fn test_bad_flags_are_usage_errors() {
         );
         assert!(!out.stderr.is_empty());
     }
+    // A family the database cannot carry is refused before any host is contacted.
+    let out = faultline().args(["test", "-i", "nowhere", "--db", "etcd", "--nemesis", "lose-unfsynced"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--db etcd cannot run on faultline's lazyfs"), "{err}");
 }
 
 #[test]

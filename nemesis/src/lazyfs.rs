@@ -158,7 +158,8 @@ pub fn status_script(paths: &crate::HostPaths) -> String {
             "d={d}\n{MOUNTED_FN}if mounted; then echo \"lazyfs mounted at $d\"; fi\n",
             d = quote(dir)
         ),
-        _ => String::new(),
+        // The probe is run in a subshell of its own: it must hold a command.
+        _ => ":\n".to_string(),
     }
 }
 
