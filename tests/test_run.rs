@@ -481,9 +481,10 @@ fn test_cluster_register_catches_unsafe_rejoin_empty_after_a_majority_wipe() {
     assert!(matches!(code, Some(0) | Some(2)), "correct nodes judged {code:?}");
 }
 
-/// `lose-unfsynced` on every node at once: each node's state sits on faultline's lazyfs for
-/// the run (mounted before the nodes start, removed after they stop), and each fault kills
-/// every node and drops what it had not fsynced. Correct nodes fsync before they
+/// `lose-unfsynced` and ordinary kills on every node at once: each node's state sits on
+/// faultline's lazyfs for the run (mounted before the nodes start, removed after they stop);
+/// a kill loses nothing (the page cache survives it), a `lose-unfsynced` kills every node
+/// and drops what it had not fsynced. Correct nodes fsync before they
 /// acknowledge, so the run is valid; with the planted bug `unsafe_no_fsync` acknowledged
 /// writes vanish and the register checker says so. No mount is left on any host.
 #[test]
@@ -495,13 +496,13 @@ fn test_cluster_lose_unfsynced_is_valid_for_correct_nodes_and_catches_unsafe_no_
         "--workload",
         "register",
         "--nemesis",
-        "lose-unfsynced",
+        "kill,lose-unfsynced",
         "--nemesis-targets",
         "all",
         "--nemesis-interval",
-        "3",
+        "2",
         "--time-limit",
-        "10",
+        "12",
         "--seed",
         "3",
     ];
@@ -512,7 +513,8 @@ fn test_cluster_lose_unfsynced_is_valid_for_correct_nodes_and_catches_unsafe_no_
         .iter()
         .filter(|e| e["process"] == "nemesis" && e["type"] == "info" && e["f"] == "start-lose-unfsynced")
         .collect();
-    assert!(!faults.is_empty(), "no fault applied");
+    assert!(!faults.is_empty(), "no lose-unfsynced applied");
+    assert!(h.iter().any(|e| e["f"] == "start-kill" && e["type"] == "info"), "no kill applied");
     for e in &faults {
         assert!(e.get("error").is_none(), "a fault failed: {e}");
         let changed = e["value"]["changed"].as_object().expect("a change record");
