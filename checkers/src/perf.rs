@@ -10,7 +10,7 @@
 //! The checker never decides validity on its own: slow is not wrong. It reports `valid:
 //! true` with figures, or `unknown` when the history holds no completed client operation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::Event;
 use crate::recovery::fault_windows;
+use faultline_history::digest::Digest;
 use crate::registry::{CheckResult, Checker, Validity};
 
 /// Latencies are recorded in microseconds: one hour at three significant digits.
@@ -138,8 +139,12 @@ fn rows(map: &HistMap) -> Vec<LatencyRow> {
 
 /// Splits `[0, end)` at the fault window boundaries.
 pub fn phases_of(history: &[Event]) -> Vec<(String, u64, u64)> {
-    let end = history_end_ns(history);
-    let windows = fault_windows(history);
+    phases_of_digest(&Digest::of(history))
+}
+
+pub fn phases_of_digest(d: &Digest) -> Vec<(String, u64, u64)> {
+    let end = d.end_ns;
+    let windows = fault_windows(&d.nemesis);
     if windows.is_empty() {
         return vec![("no-faults".to_string(), 0, end)];
     }
@@ -168,6 +173,10 @@ pub fn phases_of(history: &[Event]) -> Vec<(String, u64, u64)> {
 
 /// Completed ops (with at least one success) per one-second bucket of completion time.
 pub fn throughput(ops: &[CompletedOp], end_ns: u64) -> Vec<Bucket> {
+    buckets(ops.iter().map(|o| (o.complete_ns, o.outcome)), end_ns)
+}
+
+fn buckets(ops: impl Iterator<Item = (u64, Outcome)>, end_ns: u64) -> Vec<Bucket> {
     let n = (end_ns / 1_000_000_000 + 1) as usize;
     let mut b: Vec<Bucket> = (0..n)
         .map(|i| Bucket {
@@ -177,9 +186,9 @@ pub fn throughput(ops: &[CompletedOp], end_ns: u64) -> Vec<Bucket> {
             info: 0,
         })
         .collect();
-    for op in ops {
-        let i = ((op.complete_ns / 1_000_000_000) as usize).min(n - 1);
-        match op.outcome {
+    for (complete_ns, outcome) in ops {
+        let i = ((complete_ns / 1_000_000_000) as usize).min(n - 1);
+        match outcome {
             Outcome::Ok => b[i].ok += 1,
             Outcome::Fail => b[i].fail += 1,
             Outcome::Info => b[i].info += 1,
@@ -188,32 +197,45 @@ pub fn throughput(ops: &[CompletedOp], end_ns: u64) -> Vec<Bucket> {
     b
 }
 
-pub fn analyze(history: &[Event]) -> PerfReport {
-    let (ops, pending) = completed_ops(history);
-    let end = history_end_ns(history);
-    let phases_spec = phases_of(history);
+/// The phase an op invoked at `t` belongs to: the first whose `[start, end)` holds `t`,
+/// else the last. Phases are contiguous and in order, so a binary search finds it.
+fn phase_of(phases: &[(String, u64, u64)], t: u64) -> usize {
+    let i = phases.partition_point(|(_, _, e)| *e <= t);
+    match phases.get(i) {
+        Some((_, s, e)) if *s <= t && t < *e => i,
+        _ => phases.len() - 1,
+    }
+}
 
-    let mut whole: HistMap = BTreeMap::new();
+pub fn analyze(history: &[Event]) -> PerfReport {
+    analyze_digest(&Digest::of(history))
+}
+
+pub fn analyze_digest(d: &Digest) -> PerfReport {
+    let ops = &d.ops;
+    let end = d.end_ns;
+    let phases_spec = phases_of_digest(d);
+
+    // By function id while counting; by name for the report.
+    let mut whole: HashMap<(u16, Outcome), Histogram<u64>> = HashMap::new();
     let mut all_ok = new_histogram();
-    let mut per_phase: Vec<HistMap> = vec![BTreeMap::new(); phases_spec.len()];
+    let mut per_phase: Vec<HashMap<(u16, Outcome), Histogram<u64>>> =
+        vec![HashMap::new(); phases_spec.len()];
     let mut phase_ok = vec![0u64; phases_spec.len()];
     let mut counts = OpCounts {
         ok: 0,
         fail: 0,
         info: 0,
-        pending: pending as u64,
+        pending: d.pending as u64,
     };
-    for op in &ops {
-        let key = (op.f.clone(), op.outcome);
+    for op in ops {
+        let key = (op.f, op.outcome);
         record(
-            whole.entry(key.clone()).or_insert_with(new_histogram),
+            whole.entry(key).or_insert_with(new_histogram),
             op.latency_ns(),
         );
         // An op belongs to the phase it was invoked in: that is the state it met.
-        let pi = phases_spec
-            .iter()
-            .position(|(_, s, e)| op.invoke_ns >= *s && op.invoke_ns < *e)
-            .unwrap_or(phases_spec.len() - 1);
+        let pi = phase_of(&phases_spec, op.invoke_ns);
         record(
             per_phase[pi].entry(key).or_insert_with(new_histogram),
             op.latency_ns(),
@@ -228,6 +250,21 @@ pub fn analyze(history: &[Event]) -> PerfReport {
             Outcome::Info => counts.info += 1,
         }
     }
+    let by_name = |m: HashMap<(u16, Outcome), Histogram<u64>>| -> HistMap {
+        m.into_iter()
+            .map(|((f, o), h)| ((d.fs.get(f as usize).cloned().unwrap_or_default(), o), h))
+            .fold(BTreeMap::new(), |mut acc, (k, h)| {
+                match acc.entry(k) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(h);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        o.get_mut().add(&h).expect("histograms of one shape");
+                    }
+                }
+                acc
+            })
+    };
     let per_s = |n: u64, span_ns: u64| {
         if span_ns == 0 {
             0.0
@@ -237,14 +274,14 @@ pub fn analyze(history: &[Event]) -> PerfReport {
     };
     let phases = phases_spec
         .iter()
-        .zip(per_phase.iter())
+        .zip(per_phase)
         .zip(phase_ok.iter())
         .map(|(((name, s, e), map), ok)| Phase {
             name: name.clone(),
             start_ms: *s as f64 / NS_PER_MS,
             end_ms: *e as f64 / NS_PER_MS,
             ok_per_s: per_s(*ok, e - s),
-            latency: rows(map),
+            latency: rows(&by_name(map)),
         })
         .collect();
     PerfReport {
@@ -252,9 +289,9 @@ pub fn analyze(history: &[Event]) -> PerfReport {
         duration_ms: end as f64 / NS_PER_MS,
         ok_per_s: per_s(counts.ok, end),
         ok_latency: (!all_ok.is_empty()).then(|| Quantiles::of(&all_ok)),
-        latency: rows(&whole),
+        latency: rows(&by_name(whole)),
         phases,
-        throughput: throughput(&ops, end),
+        throughput: buckets(ops.iter().map(|o| (o.complete_ns, o.outcome)), end),
     }
 }
 
@@ -270,16 +307,37 @@ pub fn write_interval_log<W: std::io::Write>(
     interval: Duration,
     out: &mut W,
 ) -> Result<(), String> {
-    let (ops, _) = completed_ops(history);
+    write_interval_log_digest(&Digest::of(history), base_time, interval, out)
+}
+
+pub fn write_interval_log_digest<W: std::io::Write>(
+    d: &Digest,
+    base_time: SystemTime,
+    interval: Duration,
+    out: &mut W,
+) -> Result<(), String> {
     let interval_ns = (interval.as_nanos() as u64).max(1_000_000);
-    let mut buckets: BTreeMap<(u64, String), Histogram<u64>> = BTreeMap::new();
-    for op in &ops {
+    let mut by_id: HashMap<(u64, u16, Outcome), Histogram<u64>> = HashMap::new();
+    for op in &d.ops {
         let i = op.complete_ns / interval_ns;
-        let tag = format!("{}-{}", sanitize_tag(&op.f), op.outcome.as_str());
         record(
-            buckets.entry((i, tag)).or_insert_with(new_histogram),
+            by_id.entry((i, op.f, op.outcome)).or_insert_with(new_histogram),
             op.latency_ns(),
         );
+    }
+    // Written in order of interval, then tag, as tags sort.
+    let mut buckets: BTreeMap<(u64, String), Histogram<u64>> = BTreeMap::new();
+    for ((i, f, outcome), h) in by_id {
+        let f = d.fs.get(f as usize).map_or("", String::as_str);
+        let tag = format!("{}-{}", sanitize_tag(f), outcome.as_str());
+        match buckets.entry((i, tag)) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(h);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                o.get_mut().add(&h).map_err(|e| format!("{e:?}"))?;
+            }
+        }
     }
     let mut serializer = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
