@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::Event;
 use crate::recovery::fault_windows;
-use faultline_history::digest::Digest;
+use faultline_history::digest::{Digest, OpRecord};
 use crate::registry::{CheckResult, Checker, Validity};
 
 /// Latencies are recorded in microseconds: one hour at three significant digits.
@@ -197,6 +197,23 @@ fn buckets(ops: impl Iterator<Item = (u64, Outcome)>, end_ns: u64) -> Vec<Bucket
     b
 }
 
+/// Histograms by function id, as [`HistMap`]s by function name.
+fn by_name(d: &Digest, m: HashMap<(u16, Outcome), Histogram<u64>>) -> HistMap {
+    let mut out: HistMap = BTreeMap::new();
+    for ((f, o), h) in m {
+        let name = d.fs.get(f as usize).cloned().unwrap_or_default();
+        match out.entry((name, o)) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(h);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                e.get_mut().add(&h).expect("histograms of one shape");
+            }
+        }
+    }
+    out
+}
+
 /// The phase an op invoked at `t` belongs to: the first whose `[start, end)` holds `t`,
 /// else the last. Phases are contiguous and in order, so a binary search finds it.
 fn phase_of(phases: &[(String, u64, u64)], t: u64) -> usize {
@@ -219,9 +236,6 @@ pub fn analyze_digest(d: &Digest) -> PerfReport {
     // By function id while counting; by name for the report.
     let mut whole: HashMap<(u16, Outcome), Histogram<u64>> = HashMap::new();
     let mut all_ok = new_histogram();
-    let mut per_phase: Vec<HashMap<(u16, Outcome), Histogram<u64>>> =
-        vec![HashMap::new(); phases_spec.len()];
-    let mut phase_ok = vec![0u64; phases_spec.len()];
     let mut counts = OpCounts {
         ok: 0,
         fail: 0,
@@ -229,42 +243,43 @@ pub fn analyze_digest(d: &Digest) -> PerfReport {
         pending: d.pending as u64,
     };
     for op in ops {
-        let key = (op.f, op.outcome);
         record(
-            whole.entry(key).or_insert_with(new_histogram),
-            op.latency_ns(),
-        );
-        // An op belongs to the phase it was invoked in: that is the state it met.
-        let pi = phase_of(&phases_spec, op.invoke_ns);
-        record(
-            per_phase[pi].entry(key).or_insert_with(new_histogram),
+            whole.entry((op.f, op.outcome)).or_insert_with(new_histogram),
             op.latency_ns(),
         );
         match op.outcome {
             Outcome::Ok => {
                 record(&mut all_ok, op.latency_ns());
                 counts.ok += 1;
-                phase_ok[pi] += 1;
             }
             Outcome::Fail => counts.fail += 1,
             Outcome::Info => counts.info += 1,
         }
     }
-    let by_name = |m: HashMap<(u16, Outcome), Histogram<u64>>| -> HistMap {
-        m.into_iter()
-            .map(|((f, o), h)| ((d.fs.get(f as usize).cloned().unwrap_or_default(), o), h))
-            .fold(BTreeMap::new(), |mut acc, (k, h)| {
-                match acc.entry(k) {
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        v.insert(h);
-                    }
-                    std::collections::btree_map::Entry::Occupied(mut o) => {
-                        o.get_mut().add(&h).expect("histograms of one shape");
-                    }
-                }
-                acc
-            })
-    };
+    // An op belongs to the phase it was invoked in: that is the state it met. A histogram
+    // is a few hundred kilobytes and an hour has hundreds of phases, so the phases are
+    // filled one at a time, from the ops grouped by phase.
+    let phase: Vec<u32> = ops
+        .iter()
+        .map(|o| phase_of(&phases_spec, o.invoke_ns) as u32)
+        .collect();
+    let mut order: Vec<u32> = (0..ops.len() as u32).collect();
+    order.sort_by_key(|&i| phase[i as usize]);
+    let mut per_phase: Vec<Vec<LatencyRow>> = vec![Vec::new(); phases_spec.len()];
+    let mut phase_ok = vec![0u64; phases_spec.len()];
+    for group in order.chunk_by(|a, b| phase[*a as usize] == phase[*b as usize]) {
+        let pi = phase[group[0] as usize] as usize;
+        let mut map: HashMap<(u16, Outcome), Histogram<u64>> = HashMap::new();
+        for &i in group {
+            let op = &ops[i as usize];
+            record(
+                map.entry((op.f, op.outcome)).or_insert_with(new_histogram),
+                op.latency_ns(),
+            );
+            phase_ok[pi] += u64::from(op.outcome == Outcome::Ok);
+        }
+        per_phase[pi] = rows(&by_name(d, map));
+    }
     let per_s = |n: u64, span_ns: u64| {
         if span_ns == 0 {
             0.0
@@ -281,7 +296,7 @@ pub fn analyze_digest(d: &Digest) -> PerfReport {
             start_ms: *s as f64 / NS_PER_MS,
             end_ms: *e as f64 / NS_PER_MS,
             ok_per_s: per_s(*ok, e - s),
-            latency: rows(&by_name(map)),
+            latency: map,
         })
         .collect();
     PerfReport {
@@ -289,7 +304,7 @@ pub fn analyze_digest(d: &Digest) -> PerfReport {
         duration_ms: end as f64 / NS_PER_MS,
         ok_per_s: per_s(counts.ok, end),
         ok_latency: (!all_ok.is_empty()).then(|| Quantiles::of(&all_ok)),
-        latency: rows(&by_name(whole)),
+        latency: rows(&by_name(d, whole)),
         phases,
         throughput: buckets(ops.iter().map(|o| (o.complete_ns, o.outcome)), end),
     }
@@ -317,28 +332,10 @@ pub fn write_interval_log_digest<W: std::io::Write>(
     out: &mut W,
 ) -> Result<(), String> {
     let interval_ns = (interval.as_nanos() as u64).max(1_000_000);
-    let mut by_id: HashMap<(u64, u16, Outcome), Histogram<u64>> = HashMap::new();
-    for op in &d.ops {
-        let i = op.complete_ns / interval_ns;
-        record(
-            by_id.entry((i, op.f, op.outcome)).or_insert_with(new_histogram),
-            op.latency_ns(),
-        );
-    }
-    // Written in order of interval, then tag, as tags sort.
-    let mut buckets: BTreeMap<(u64, String), Histogram<u64>> = BTreeMap::new();
-    for ((i, f, outcome), h) in by_id {
-        let f = d.fs.get(f as usize).map_or("", String::as_str);
-        let tag = format!("{}-{}", sanitize_tag(f), outcome.as_str());
-        match buckets.entry((i, tag)) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(h);
-            }
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                o.get_mut().add(&h).map_err(|e| format!("{e:?}"))?;
-            }
-        }
-    }
+    // One interval's histograms at a time: an hour holds thousands of them.
+    let interval_of = |o: &OpRecord| o.complete_ns / interval_ns;
+    let mut order: Vec<u32> = (0..d.ops.len() as u32).collect();
+    order.sort_by_key(|&i| interval_of(&d.ops[i as usize]));
     let mut serializer = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
     builder
@@ -349,10 +346,20 @@ pub fn write_interval_log_digest<W: std::io::Write>(
     let mut log = builder
         .begin_log_with(out, &mut serializer)
         .map_err(|e| e.to_string())?;
-    for ((i, tag), h) in &buckets {
+    for group in order.chunk_by(|a, b| interval_of(&d.ops[*a as usize]) == interval_of(&d.ops[*b as usize])) {
+        let i = interval_of(&d.ops[group[0] as usize]);
+        let mut tags: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+        for &k in group {
+            let op = &d.ops[k as usize];
+            let f = d.fs.get(op.f as usize).map_or("", String::as_str);
+            let tag = format!("{}-{}", sanitize_tag(f), op.outcome.as_str());
+            record(tags.entry(tag).or_insert_with(new_histogram), op.latency_ns());
+        }
         let start = Duration::from_nanos(i * interval_ns);
-        log.write_histogram(h, start, Duration::from_nanos(interval_ns), Tag::new(tag))
-            .map_err(|e| e.to_string())?;
+        for (tag, h) in &tags {
+            log.write_histogram(h, start, Duration::from_nanos(interval_ns), Tag::new(tag))
+                .map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
