@@ -103,10 +103,10 @@ pub fn analyze(run: &RunData, only: Option<&str>, facts: &RunFacts) -> anyhow::R
     };
     let mut results = Vec::new();
     for name in names {
-        let r = match faultline_checkers::registry::lookup(name) {
+        let r = match faultline_checkers::registry::entry(name) {
             Some(c) => {
                 let t = std::time::Instant::now();
-                let r = c.check(&run.history);
+                let r = c.check_file(&Default::default(), &run.history, &run.digest)?;
                 tracing::info!(checker = name, valid = ?r.valid, seconds = t.elapsed().as_secs_f64(), "checked");
                 r
             }
@@ -119,16 +119,16 @@ pub fn analyze(run: &RunData, only: Option<&str>, facts: &RunFacts) -> anyhow::R
         };
         results.push(r);
     }
-    let perf_report = perf::analyze(&run.history);
-    let recovery_report = recovery::analyze(
-        &run.history,
+    let perf_report = perf::analyze_digest(&run.digest);
+    let recovery_report = recovery::analyze_digest(
+        &run.digest,
         &RecoveryOptions {
             election_timeout_ms_min: run.election_timeout_ms_min(),
             ..Default::default()
         },
     );
-    let stats_report = stats::analyze(&run.history);
-    let windows = recovery::fault_windows(&run.history);
+    let stats_report = stats::analyze_digest(&run.digest);
+    let windows = recovery::fault_windows(&run.digest.nemesis);
     let scan = logs::scan(&run.dir, &windows, run.start_unix_ns());
     results.push(perf::result(&perf_report));
     results.push(recovery::result(&recovery_report));
@@ -164,8 +164,8 @@ pub fn analyze(run: &RunData, only: Option<&str>, facts: &RunFacts) -> anyhow::R
         }
     }
     // A planned fault that could not be applied: the harness did not do what was asked.
-    let faults = recovery::faults_check(&run.history);
-    let faults_failed = recovery::faults_failed(&run.history);
+    let faults = recovery::faults_check(&run.digest.nemesis);
+    let faults_failed = recovery::faults_failed(&run.digest.nemesis);
     if let Some(r) = faults {
         results.push(r);
     }
@@ -175,7 +175,7 @@ pub fn analyze(run: &RunData, only: Option<&str>, facts: &RunFacts) -> anyhow::R
     if faults_failed > 0 {
         caps.push(format!("{faults_failed} planned fault(s) could not be applied"));
     }
-    if !run.history.iter().any(|e| e.client().is_some()) {
+    if run.digest.client_events == 0 {
         caps.push("the history holds no client operations: nothing was checked".into());
     }
     if valid == Validity::Valid && !caps.is_empty() {

@@ -3,10 +3,22 @@
 //! indeterminate ops) is judged valid and its `report.html` stays under 10 MB. Before the
 //! scatter had a budget for failed ops, the page of a 200,000-op run of this kind was
 //! already 6.3 MB, and it grew with the run's length.
+//!
+//! Judging it must not hold the history: the peak RSS of `faultline report` that the bench
+//! prints stays under [`REPORT_RSS_MB_MAX`]. While the checkers and the report read the
+//! whole history into memory, this run took about 1 GB.
 
 mod common;
 
 const REPORT_BYTES_MAX: u64 = 10_000_000;
+const REPORT_RSS_MB_MAX: f64 = 300.0;
+
+/// The `peak RSS N MB` figure of the bench's `faultline report:` line.
+fn peak_rss_mb(stdout: &str) -> Option<f64> {
+    let line = stdout.lines().find(|l| l.starts_with("faultline report:"))?;
+    let rest = &line[line.find("peak RSS ")? + "peak RSS ".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
 
 #[test]
 fn a_half_million_op_runs_report_is_valid_and_under_ten_megabytes() {
@@ -25,6 +37,8 @@ fn a_half_million_op_runs_report_is_valid_and_under_ten_megabytes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("faultline report: exit 0"), "{stdout}");
+    let rss = peak_rss_mb(&stdout).unwrap_or_else(|| panic!("no peak RSS in {stdout}"));
+    assert!(rss > 0.0 && rss <= REPORT_RSS_MB_MAX, "faultline report peaked at {rss} MB\n{stdout}");
     let history = std::fs::metadata(run.join("history.jsonl")).unwrap().len();
     assert!(history > 100_000_000, "history of {history} bytes: not a long run");
     let report = std::fs::read_to_string(run.join("report.html")).unwrap();

@@ -10,7 +10,7 @@
 //! The checker never decides validity on its own: slow is not wrong. It reports `valid:
 //! true` with figures, or `unknown` when the history holds no completed client operation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::Event;
 use crate::recovery::fault_windows;
+use faultline_history::digest::{Digest, OpRecord};
 use crate::registry::{CheckResult, Checker, Validity};
 
 /// Latencies are recorded in microseconds: one hour at three significant digits.
@@ -138,8 +139,12 @@ fn rows(map: &HistMap) -> Vec<LatencyRow> {
 
 /// Splits `[0, end)` at the fault window boundaries.
 pub fn phases_of(history: &[Event]) -> Vec<(String, u64, u64)> {
-    let end = history_end_ns(history);
-    let windows = fault_windows(history);
+    phases_of_digest(&Digest::of(history))
+}
+
+pub fn phases_of_digest(d: &Digest) -> Vec<(String, u64, u64)> {
+    let end = d.end_ns;
+    let windows = fault_windows(&d.nemesis);
     if windows.is_empty() {
         return vec![("no-faults".to_string(), 0, end)];
     }
@@ -168,6 +173,10 @@ pub fn phases_of(history: &[Event]) -> Vec<(String, u64, u64)> {
 
 /// Completed ops (with at least one success) per one-second bucket of completion time.
 pub fn throughput(ops: &[CompletedOp], end_ns: u64) -> Vec<Bucket> {
+    buckets(ops.iter().map(|o| (o.complete_ns, o.outcome)), end_ns)
+}
+
+fn buckets(ops: impl Iterator<Item = (u64, Outcome)>, end_ns: u64) -> Vec<Bucket> {
     let n = (end_ns / 1_000_000_000 + 1) as usize;
     let mut b: Vec<Bucket> = (0..n)
         .map(|i| Bucket {
@@ -177,9 +186,9 @@ pub fn throughput(ops: &[CompletedOp], end_ns: u64) -> Vec<Bucket> {
             info: 0,
         })
         .collect();
-    for op in ops {
-        let i = ((op.complete_ns / 1_000_000_000) as usize).min(n - 1);
-        match op.outcome {
+    for (complete_ns, outcome) in ops {
+        let i = ((complete_ns / 1_000_000_000) as usize).min(n - 1);
+        match outcome {
             Outcome::Ok => b[i].ok += 1,
             Outcome::Fail => b[i].fail += 1,
             Outcome::Info => b[i].info += 1,
@@ -188,45 +197,88 @@ pub fn throughput(ops: &[CompletedOp], end_ns: u64) -> Vec<Bucket> {
     b
 }
 
-pub fn analyze(history: &[Event]) -> PerfReport {
-    let (ops, pending) = completed_ops(history);
-    let end = history_end_ns(history);
-    let phases_spec = phases_of(history);
+/// Histograms by function id, as [`HistMap`]s by function name.
+fn by_name(d: &Digest, m: HashMap<(u16, Outcome), Histogram<u64>>) -> HistMap {
+    let mut out: HistMap = BTreeMap::new();
+    for ((f, o), h) in m {
+        let name = d.fs.get(f as usize).cloned().unwrap_or_default();
+        match out.entry((name, o)) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(h);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                e.get_mut().add(&h).expect("histograms of one shape");
+            }
+        }
+    }
+    out
+}
 
-    let mut whole: HistMap = BTreeMap::new();
+/// The phase an op invoked at `t` belongs to: the first whose `[start, end)` holds `t`,
+/// else the last. Phases are contiguous and in order, so a binary search finds it.
+fn phase_of(phases: &[(String, u64, u64)], t: u64) -> usize {
+    let i = phases.partition_point(|(_, _, e)| *e <= t);
+    match phases.get(i) {
+        Some((_, s, e)) if *s <= t && t < *e => i,
+        _ => phases.len() - 1,
+    }
+}
+
+pub fn analyze(history: &[Event]) -> PerfReport {
+    analyze_digest(&Digest::of(history))
+}
+
+pub fn analyze_digest(d: &Digest) -> PerfReport {
+    let ops = &d.ops;
+    let end = d.end_ns;
+    let phases_spec = phases_of_digest(d);
+
+    // By function id while counting; by name for the report.
+    let mut whole: HashMap<(u16, Outcome), Histogram<u64>> = HashMap::new();
     let mut all_ok = new_histogram();
-    let mut per_phase: Vec<HistMap> = vec![BTreeMap::new(); phases_spec.len()];
-    let mut phase_ok = vec![0u64; phases_spec.len()];
     let mut counts = OpCounts {
         ok: 0,
         fail: 0,
         info: 0,
-        pending: pending as u64,
+        pending: d.pending as u64,
     };
-    for op in &ops {
-        let key = (op.f.clone(), op.outcome);
+    for op in ops {
         record(
-            whole.entry(key.clone()).or_insert_with(new_histogram),
-            op.latency_ns(),
-        );
-        // An op belongs to the phase it was invoked in: that is the state it met.
-        let pi = phases_spec
-            .iter()
-            .position(|(_, s, e)| op.invoke_ns >= *s && op.invoke_ns < *e)
-            .unwrap_or(phases_spec.len() - 1);
-        record(
-            per_phase[pi].entry(key).or_insert_with(new_histogram),
+            whole.entry((op.f, op.outcome)).or_insert_with(new_histogram),
             op.latency_ns(),
         );
         match op.outcome {
             Outcome::Ok => {
                 record(&mut all_ok, op.latency_ns());
                 counts.ok += 1;
-                phase_ok[pi] += 1;
             }
             Outcome::Fail => counts.fail += 1,
             Outcome::Info => counts.info += 1,
         }
+    }
+    // An op belongs to the phase it was invoked in: that is the state it met. A histogram
+    // is a few hundred kilobytes and an hour has hundreds of phases, so the phases are
+    // filled one at a time, from the ops grouped by phase.
+    let phase: Vec<u32> = ops
+        .iter()
+        .map(|o| phase_of(&phases_spec, o.invoke_ns) as u32)
+        .collect();
+    let mut order: Vec<u32> = (0..ops.len() as u32).collect();
+    order.sort_by_key(|&i| phase[i as usize]);
+    let mut per_phase: Vec<Vec<LatencyRow>> = vec![Vec::new(); phases_spec.len()];
+    let mut phase_ok = vec![0u64; phases_spec.len()];
+    for group in order.chunk_by(|a, b| phase[*a as usize] == phase[*b as usize]) {
+        let pi = phase[group[0] as usize] as usize;
+        let mut map: HashMap<(u16, Outcome), Histogram<u64>> = HashMap::new();
+        for &i in group {
+            let op = &ops[i as usize];
+            record(
+                map.entry((op.f, op.outcome)).or_insert_with(new_histogram),
+                op.latency_ns(),
+            );
+            phase_ok[pi] += u64::from(op.outcome == Outcome::Ok);
+        }
+        per_phase[pi] = rows(&by_name(d, map));
     }
     let per_s = |n: u64, span_ns: u64| {
         if span_ns == 0 {
@@ -237,14 +289,14 @@ pub fn analyze(history: &[Event]) -> PerfReport {
     };
     let phases = phases_spec
         .iter()
-        .zip(per_phase.iter())
+        .zip(per_phase)
         .zip(phase_ok.iter())
         .map(|(((name, s, e), map), ok)| Phase {
             name: name.clone(),
             start_ms: *s as f64 / NS_PER_MS,
             end_ms: *e as f64 / NS_PER_MS,
             ok_per_s: per_s(*ok, e - s),
-            latency: rows(map),
+            latency: map,
         })
         .collect();
     PerfReport {
@@ -252,9 +304,9 @@ pub fn analyze(history: &[Event]) -> PerfReport {
         duration_ms: end as f64 / NS_PER_MS,
         ok_per_s: per_s(counts.ok, end),
         ok_latency: (!all_ok.is_empty()).then(|| Quantiles::of(&all_ok)),
-        latency: rows(&whole),
+        latency: rows(&by_name(d, whole)),
         phases,
-        throughput: throughput(&ops, end),
+        throughput: buckets(ops.iter().map(|o| (o.complete_ns, o.outcome)), end),
     }
 }
 
@@ -270,17 +322,20 @@ pub fn write_interval_log<W: std::io::Write>(
     interval: Duration,
     out: &mut W,
 ) -> Result<(), String> {
-    let (ops, _) = completed_ops(history);
+    write_interval_log_digest(&Digest::of(history), base_time, interval, out)
+}
+
+pub fn write_interval_log_digest<W: std::io::Write>(
+    d: &Digest,
+    base_time: SystemTime,
+    interval: Duration,
+    out: &mut W,
+) -> Result<(), String> {
     let interval_ns = (interval.as_nanos() as u64).max(1_000_000);
-    let mut buckets: BTreeMap<(u64, String), Histogram<u64>> = BTreeMap::new();
-    for op in &ops {
-        let i = op.complete_ns / interval_ns;
-        let tag = format!("{}-{}", sanitize_tag(&op.f), op.outcome.as_str());
-        record(
-            buckets.entry((i, tag)).or_insert_with(new_histogram),
-            op.latency_ns(),
-        );
-    }
+    // One interval's histograms at a time: an hour holds thousands of them.
+    let interval_of = |o: &OpRecord| o.complete_ns / interval_ns;
+    let mut order: Vec<u32> = (0..d.ops.len() as u32).collect();
+    order.sort_by_key(|&i| interval_of(&d.ops[i as usize]));
     let mut serializer = V2DeflateSerializer::new();
     let mut builder = IntervalLogWriterBuilder::new();
     builder
@@ -291,10 +346,20 @@ pub fn write_interval_log<W: std::io::Write>(
     let mut log = builder
         .begin_log_with(out, &mut serializer)
         .map_err(|e| e.to_string())?;
-    for ((i, tag), h) in &buckets {
+    for group in order.chunk_by(|a, b| interval_of(&d.ops[*a as usize]) == interval_of(&d.ops[*b as usize])) {
+        let i = interval_of(&d.ops[group[0] as usize]);
+        let mut tags: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+        for &k in group {
+            let op = &d.ops[k as usize];
+            let f = d.fs.get(op.f as usize).map_or("", String::as_str);
+            let tag = format!("{}-{}", sanitize_tag(f), op.outcome.as_str());
+            record(tags.entry(tag).or_insert_with(new_histogram), op.latency_ns());
+        }
         let start = Duration::from_nanos(i * interval_ns);
-        log.write_histogram(h, start, Duration::from_nanos(interval_ns), Tag::new(tag))
-            .map_err(|e| e.to_string())?;
+        for (tag, h) in &tags {
+            log.write_histogram(h, start, Duration::from_nanos(interval_ns), Tag::new(tag))
+                .map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }

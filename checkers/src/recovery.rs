@@ -37,8 +37,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Event, EventType, Process};
-use faultline_history::pairing::{CompletedOp, Outcome, completed_ops, history_end_ns};
+use crate::history::{Event, EventType};
+use faultline_history::digest::{Digest, OpRecord};
+use faultline_history::pairing::Outcome;
 use crate::registry::{CheckResult, Checker, Validity};
 
 const S_NS: u64 = 1_000_000_000;
@@ -151,23 +152,7 @@ pub fn faults_failed(history: &[Event]) -> usize {
     fault_counts(history).failed
 }
 
-/// A definite failure that is the data model's answer (a cas whose expected value did
-/// not match, a transfer from an empty account) rather than the cluster's failure to
-/// answer: the cluster was available to say no.
-pub fn is_refusal(error: Option<&str>) -> bool {
-    let Some(e) = error else { return false };
-    let e = e.to_ascii_lowercase();
-    [
-        "mismatch",
-        "insufficient",
-        "no such",
-        "absent",
-        "not found",
-        "precondition",
-    ]
-    .iter()
-    .any(|w| e.contains(w))
-}
+pub use faultline_history::digest::is_refusal;
 
 /// Reads are the only ops that do not count as writes for availability.
 pub fn is_write(f: &str) -> bool {
@@ -260,20 +245,6 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / MS_NS
 }
 
-/// Terms seen by the monitor: (time, term), in history order.
-fn term_samples(history: &[Event]) -> Vec<(u64, u64)> {
-    history
-        .iter()
-        .filter(|e| matches!(&e.process, Process::Named(p) if p == "monitor") && e.f == "status")
-        .filter_map(|e| {
-            e.value
-                .get("term")
-                .and_then(|t| t.as_u64())
-                .map(|t| (e.time, t))
-        })
-        .collect()
-}
-
 fn count_elections(samples: &[(u64, u64)], from: u64, to: u64) -> u64 {
     let before = samples
         .iter()
@@ -351,13 +322,19 @@ fn ok_between(ok_times: &[u64], from: u64, to: u64) -> u64 {
 }
 
 pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
-    let (ops, _) = completed_ops(history);
-    let end = history_end_ns(history);
-    let windows = fault_windows(history);
-    let terms = term_samples(history);
-    let mut writes_ok: Vec<&CompletedOp> = ops
+    analyze_digest(&Digest::of(history), opts)
+}
+
+pub fn analyze_digest(d: &Digest, opts: &RecoveryOptions) -> RecoveryReport {
+    let ops = &d.ops;
+    let end = d.end_ns;
+    let windows = fault_windows(&d.nemesis);
+    let terms = &d.terms;
+    let write_f: Vec<bool> = d.fs.iter().map(|f| is_write(f)).collect();
+    let is_write_op = |o: &OpRecord| write_f.get(o.f as usize).copied().unwrap_or(true);
+    let mut writes_ok: Vec<&OpRecord> = ops
         .iter()
-        .filter(|o| o.outcome == Outcome::Ok && is_write(&o.f))
+        .filter(|o| o.outcome == Outcome::Ok && is_write_op(o))
         .collect();
     writes_ok.sort_by_key(|o| o.complete_ns);
     let mut ok_times: Vec<u64> = ops
@@ -368,7 +345,7 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
     ok_times.sort_unstable();
     let load_end = ops
         .iter()
-        .filter(|o| is_write(&o.f))
+        .filter(|o| is_write_op(o))
         .map(|o| o.complete_ns)
         .max()
         .unwrap_or(end);
@@ -426,8 +403,7 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
                 o.outcome != Outcome::Ok
                     && o.complete_ns >= ws
                     && o.complete_ns < span_end
-                    && !(o.outcome == Outcome::Fail
-                        && is_refusal(history[o.complete_pos].error.as_deref()))
+                    && !(o.outcome == Outcome::Fail && o.refusal)
             })
             .map(|o| o.complete_ns)
             .min()
@@ -436,7 +412,7 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
             ops.iter()
                 .filter(|o| {
                     o.outcome == Outcome::Ok
-                        && is_write(&o.f)
+                        && is_write_op(o)
                         && o.invoke_ns >= from
                         && o.complete_ns <= span_end
                 })
@@ -503,7 +479,7 @@ pub fn analyze(history: &[Event], opts: &RecoveryOptions) -> RecoveryReport {
             dip_ratio,
             back_to_90pct_ms: back,
             ops_lost: lost,
-            elections: count_elections(&terms, ws, next),
+            elections: count_elections(terms, ws, next),
         });
     }
 
@@ -676,6 +652,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
+    use crate::history::Process;
 
     const MS: u64 = 1_000_000;
 

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Event, EventType};
+use faultline_history::digest::Digest;
+use faultline_history::stream::{HistoryFile, StreamError};
 
 /// Three-valued, because a checker that ran out of time or memory must not claim either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,10 +73,19 @@ pub const NO_CLIENT_OPS: &str = "the history holds no client operations";
 /// file, a text that is no history in the format it was read as, a run whose clients never
 /// started) proves nothing, so `r` becomes `unknown` with [`NO_CLIENT_OPS`] as
 /// `details.reason`. The rest of the details keep their checker-specific shape.
-pub fn unless_nothing_checked(history: &[Event], mut r: CheckResult) -> CheckResult {
+pub fn unless_nothing_checked(history: &[Event], r: CheckResult) -> CheckResult {
     let any_op = history
         .iter()
         .any(|e| e.kind == EventType::Invoke && e.client().is_some());
+    nothing_checked_unless(any_op, r)
+}
+
+/// [`unless_nothing_checked`] for a history known by its digest.
+pub fn unless_nothing_checked_in(digest: &Digest, r: CheckResult) -> CheckResult {
+    nothing_checked_unless(digest.any_client_op(), r)
+}
+
+fn nothing_checked_unless(any_op: bool, mut r: CheckResult) -> CheckResult {
     if any_op {
         return r;
     }
@@ -99,16 +110,51 @@ pub struct Options {
 /// Builds a checker from its options.
 pub type Constructor = fn(&Options) -> Box<dyn Checker>;
 
+/// Checks a history file without reading it into memory whole, given the file's
+/// [`Digest`]. Its result must be the one [`Checker::check`] gives on the same events.
+pub type StreamCheck = fn(&Options, &HistoryFile, &Digest) -> Result<CheckResult, StreamError>;
+
 /// One registered checker.
 pub struct Entry {
     pub name: &'static str,
     pub make: Constructor,
     /// Whether [`Options::consistency_model`] means anything to it.
     pub takes_consistency_model: bool,
+    /// For checkers whose memory need not grow with the history (per-key checkers judge
+    /// one key at a time); the others read the history whole.
+    pub check_stream: Option<StreamCheck>,
 }
 
 const fn plain(name: &'static str, make: Constructor) -> Entry {
-    Entry { name, make, takes_consistency_model: false }
+    Entry { name, make, takes_consistency_model: false, check_stream: None }
+}
+
+const fn per_key(name: &'static str, make: Constructor, stream: StreamCheck) -> Entry {
+    Entry { name, make, takes_consistency_model: false, check_stream: Some(stream) }
+}
+
+fn linear_file(
+    model: crate::linear::ModelKind,
+    file: &HistoryFile,
+    digest: &Digest,
+) -> Result<CheckResult, StreamError> {
+    crate::linear::LinearizableChecker::new(model).check_file(file, digest)
+}
+
+impl Entry {
+    /// Checks the history in `file` (whose digest is `digest`): streamed when the checker
+    /// can, else read whole.
+    pub fn check_file(
+        &self,
+        options: &Options,
+        file: &HistoryFile,
+        digest: &Digest,
+    ) -> Result<CheckResult, StreamError> {
+        match self.check_stream {
+            Some(stream) => stream(options, file, digest),
+            None => Ok((self.make)(options).check(&file.read_all()?)),
+        }
+    }
 }
 
 fn elle(data: crate::elle::DataModel, o: &Options) -> Box<dyn Checker> {
@@ -125,10 +171,20 @@ const REGISTRY: &[Entry] = &[
     plain("set", |_| Box::new(crate::set::SetChecker)),
     plain("bank", |_| Box::new(crate::bank::BankChecker)),
     plain("append", |_| Box::new(crate::append::AppendChecker)),
-    plain("linearizable", |_| linear(crate::linear::ModelKind::CasRegister)),
-    plain("linearizable-kv", |_| linear(crate::linear::ModelKind::Kv)),
-    plain("linearizable-mutex", |_| linear(crate::linear::ModelKind::Mutex)),
-    plain("linearizable-multi-register", |_| linear(crate::linear::ModelKind::MultiRegister)),
+    per_key("linearizable", |_| linear(crate::linear::ModelKind::CasRegister), |_, f, d| {
+        linear_file(crate::linear::ModelKind::CasRegister, f, d)
+    }),
+    per_key("linearizable-kv", |_| linear(crate::linear::ModelKind::Kv), |_, f, d| {
+        linear_file(crate::linear::ModelKind::Kv, f, d)
+    }),
+    per_key("linearizable-mutex", |_| linear(crate::linear::ModelKind::Mutex), |_, f, d| {
+        linear_file(crate::linear::ModelKind::Mutex, f, d)
+    }),
+    per_key(
+        "linearizable-multi-register",
+        |_| linear(crate::linear::ModelKind::MultiRegister),
+        |_, f, d| linear_file(crate::linear::ModelKind::MultiRegister, f, d),
+    ),
     plain("counter", |_| Box::new(crate::counter::CounterChecker)),
     plain("set-full", |_| Box::new(crate::set_full::SetFullChecker)),
     plain("set-final", |_| Box::new(crate::set_final::SetFinalChecker)),
@@ -136,8 +192,8 @@ const REGISTRY: &[Entry] = &[
     plain("perf", |_| Box::new(crate::perf::PerfChecker)),
     plain("recovery", |_| Box::new(crate::recovery::RecoveryChecker(Default::default()))),
     plain("stats", |_| Box::new(crate::stats::StatsChecker)),
-    Entry { name: "elle-list-append", make: |o| elle(crate::elle::DataModel::ListAppend, o), takes_consistency_model: true },
-    Entry { name: "elle-rw-register", make: |o| elle(crate::elle::DataModel::RwRegister, o), takes_consistency_model: true },
+    Entry { name: "elle-list-append", make: |o| elle(crate::elle::DataModel::ListAppend, o), takes_consistency_model: true, check_stream: None },
+    Entry { name: "elle-rw-register", make: |o| elle(crate::elle::DataModel::RwRegister, o), takes_consistency_model: true, check_stream: None },
 ];
 
 /// The models `faultline check --model` offers for foreign histories, each the registered

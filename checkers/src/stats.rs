@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::history::Event;
-use faultline_history::pairing::{Outcome, completed_ops};
+use faultline_history::digest::Digest;
+use faultline_history::pairing::Outcome;
 use crate::registry::{CheckResult, Checker, Validity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,15 +35,27 @@ pub struct StatsReport {
 }
 
 pub fn analyze(history: &[Event]) -> StatsReport {
-    let (ops, _) = completed_ops(history);
+    analyze_digest(&Digest::of(history))
+}
+
+pub fn analyze_digest(digest: &Digest) -> StatsReport {
+    let mut by_id: Vec<[u64; 3]> = vec![[0; 3]; digest.fs.len()];
+    for op in &digest.ops {
+        if let Some(c) = by_id.get_mut(op.f as usize) {
+            c[match op.outcome {
+                Outcome::Ok => 0,
+                Outcome::Fail => 1,
+                Outcome::Info => 2,
+            }] += 1;
+        }
+    }
+    // Function ids of invocations that never completed have no counts: skip them, as
+    // pairing the events does.
     let mut by_f: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
-    for op in &ops {
-        let c = by_f.entry(op.f.as_str()).or_default();
-        c[match op.outcome {
-            Outcome::Ok => 0,
-            Outcome::Fail => 1,
-            Outcome::Info => 2,
-        }] += 1;
+    for (f, c) in digest.fs.iter().zip(&by_id) {
+        if c.iter().any(|n| *n > 0) {
+            by_f.insert(f.as_str(), *c);
+        }
     }
     let share = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
     let rows: Vec<OpStats> = by_f

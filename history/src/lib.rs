@@ -5,8 +5,10 @@
 //! A crate of its own so that what records histories (nemesis, workloads, the runner) does
 //! not depend on what judges them (the checkers).
 
+pub mod digest;
 pub mod formats;
 pub mod pairing;
+pub mod stream;
 pub mod values;
 
 use serde::{Deserialize, Serialize};

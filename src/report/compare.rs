@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Table};
 use faultline_checkers::Validity;
-use faultline_checkers::perf::{self, PerfReport, history_end_ns};
+use faultline_checkers::perf::{self, PerfReport};
 use faultline_checkers::recovery::{
     self, FamilySummary, RecoveryOptions, RecoveryReport, fault_windows,
 };
@@ -39,8 +39,8 @@ pub fn load(dirs: &[PathBuf]) -> anyhow::Result<Vec<RunFigures>> {
             election_timeout_ms_min: run.election_timeout_ms_min(),
             ..Default::default()
         };
-        let perf_r = perf::analyze(&run.history);
-        let rec = recovery::analyze(&run.history, &opts);
+        let perf_r = perf::analyze_digest(&run.digest);
+        let rec = recovery::analyze_digest(&run.digest, &opts);
         let valid = run
             .results_raw
             .get("valid")
@@ -56,8 +56,8 @@ pub fn load(dirs: &[PathBuf]) -> anyhow::Result<Vec<RunFigures>> {
             });
         let svg = plots::throughput(
             &perf_r.throughput,
-            &fault_windows(&run.history),
-            history_end_ns(&run.history),
+            &fault_windows(&run.digest.nemesis),
+            run.digest.end_ns,
         )
         .ok();
         let stamp = dir

@@ -1,11 +1,13 @@
 //! `report.html`: one self-contained page per run (inline CSS and SVG, no scripts, no
 //! network), readable straight from the store directory or through `faultline serve`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use faultline_checkers::perf::{CompletedOp, LatencyRow, completed_ops, history_end_ns};
+use faultline_checkers::history::digest::{Digest, OpRecord};
+use faultline_checkers::history::stream::StreamError;
+use faultline_checkers::perf::LatencyRow;
 use faultline_checkers::recovery::fault_windows;
-use faultline_checkers::{Event, Validity};
+use faultline_checkers::{CheckResult, Event, Validity};
 use serde_json::Value;
 
 use maud::{Markup, PreEscaped, html};
@@ -80,30 +82,23 @@ pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let (ops, _) = completed_ops(&run.history);
-    let end = history_end_ns(&run.history);
-    let windows = fault_windows(&run.history);
+    let d = &run.digest;
+    let ops = &d.ops;
+    let end = d.end_ns;
+    let windows = fault_windows(&d.nemesis);
     let families: BTreeSet<&str> = windows.iter().map(|w| w.family.as_str()).collect();
-    // The ops a counterexample names are drawn exactly, whatever the scatter thins.
-    let named: BTreeSet<u64> = s
-        .results
-        .iter()
-        .filter(|r| r.valid == Validity::Invalid)
-        .flat_map(|r| mentioned_indices(&r.details).0)
-        .collect();
-    let keep: BTreeSet<usize> = if named.is_empty() {
-        BTreeSet::new()
-    } else {
-        run.history
-            .iter()
-            .enumerate()
-            .filter(|(pos, e)| named.contains(&e.index.unwrap_or(*pos as u64)))
-            .map(|(pos, _)| pos)
-            .collect()
+    let timelines = match Timelines::read(run, &s.results) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the ops the counterexamples name");
+            Timelines::default()
+        }
     };
+    // The ops a counterexample names are drawn exactly, whatever the scatter thins.
+    let keep: BTreeSet<usize> = timelines.named.keys().copied().collect();
     let plots = [
-        plots::latency_scatter(&ops, &windows, end, &keep),
-        plots::latency_quantiles(&ops, &windows, end),
+        plots::latency_scatter(ops, &windows, end, &keep),
+        plots::latency_quantiles(ops, &windows, end),
         plots::throughput(&s.perf.throughput, &windows, end),
     ];
     let left = "text-align:left";
@@ -154,7 +149,7 @@ pub fn run_page(run: &RunData, s: &ReportSummary, scan: &LogScan) -> String {
         }
 
         @for r in s.results.iter().filter(|r| r.valid == Validity::Invalid) {
-            @if let Some(svg) = counterexample_svg(&run.history, &r.details) {
+            @if let Some(svg) = timelines.svg(d, &r.details) {
                 h2 { "Counterexample: " (r.checker) }
                 @if let Some(why) = super::run::find_key(&r.details, "reason").and_then(Value::as_str) {
                     p { b { (why) } }
@@ -405,9 +400,7 @@ fn mentioned_indices(details: &Value) -> (BTreeSet<u64>, BTreeSet<u64>) {
     (all, high)
 }
 
-fn op_label(h: &[Event], op: &CompletedOp) -> String {
-    let inv = &h[op.invoke_pos];
-    let done = &h[op.complete_pos];
+fn op_label(d: &Digest, inv: &Event, done: &Event, op: &OpRecord) -> String {
     let key = inv
         .key
         .as_deref()
@@ -423,58 +416,119 @@ fn op_label(h: &[Event], op: &CompletedOp) -> String {
     } else {
         format!(" {v}")
     };
-    format!("{}{key}{val} → {}", op.f, op.outcome.as_str())
+    format!("{}{key}{val} → {}", d.f(op), op.outcome.as_str())
 }
 
-/// The timeline of a counterexample, or `None` when the details name no history op.
-pub fn counterexample_svg(history: &[Event], details: &Value) -> Option<String> {
-    let (all, high) = mentioned_indices(details);
-    if all.is_empty() {
-        return None;
-    }
-    let (ops, _) = completed_ops(history);
-    let index_of = |pos: usize| history[pos].index.unwrap_or(pos as u64);
-    let involved: Vec<&CompletedOp> = ops
-        .iter()
-        .filter(|o| {
-            all.contains(&index_of(o.invoke_pos)) || all.contains(&index_of(o.complete_pos))
-        })
-        .collect();
-    if involved.is_empty() {
-        return None;
-    }
-    let lo = involved.iter().map(|o| o.invoke_ns).min()?;
-    let hi = involved.iter().map(|o| o.complete_ns).max()?;
-    // The named ops, then ops concurrent with them, up to the limit.
-    let mut chosen: BTreeMap<usize, &CompletedOp> = involved
-        .iter()
-        .take(TIMELINE_OPS_MAX)
-        .map(|o| (o.invoke_pos, *o))
-        .collect();
-    // Concurrent ops on the keys involved tell the story; others are noise.
-    let keys: BTreeSet<Option<&str>> = involved.iter().map(|o| o.key.as_deref()).collect();
-    for o in ops
-        .iter()
-        .filter(|o| o.invoke_ns <= hi && o.complete_ns >= lo && keys.contains(&o.key.as_deref()))
-    {
-        if chosen.len() >= TIMELINE_OPS_MAX {
-            break;
+/// The events the counterexample timelines draw, read back from the history by position:
+/// a handful, so the report need not hold the history to label them.
+#[derive(Default)]
+struct Timelines {
+    /// Position → index of every event an invalid result names.
+    named: BTreeMap<usize, u64>,
+    /// The events of the ops the timelines draw, by position.
+    events: HashMap<usize, Event>,
+}
+
+impl Timelines {
+    /// Two passes over the history, and only for a run with a violation.
+    fn read(run: &RunData, results: &[CheckResult]) -> Result<Timelines, StreamError> {
+        let indices: BTreeSet<u64> = results
+            .iter()
+            .filter(|r| r.valid == Validity::Invalid)
+            .flat_map(|r| mentioned_indices(&r.details).0)
+            .collect();
+        let mut t = Timelines::default();
+        if indices.is_empty() {
+            return Ok(t);
         }
-        chosen.entry(o.invoke_pos).or_insert(o);
+        run.history.for_each(|pos, e| {
+            let index = e.index.unwrap_or(pos as u64);
+            if indices.contains(&index) {
+                t.named.insert(pos, index);
+            }
+            Ok::<_, StreamError>(())
+        })?;
+        let mut wanted: HashSet<usize> = HashSet::new();
+        for r in results.iter().filter(|r| r.valid == Validity::Invalid) {
+            let (all, _) = mentioned_indices(&r.details);
+            for o in t.chosen(&run.digest, &all).unwrap_or_default() {
+                wanted.insert(o.invoke_pos());
+                wanted.insert(o.complete_pos());
+            }
+        }
+        let mut events = HashMap::with_capacity(wanted.len());
+        run.history.for_each(|pos, e| {
+            if wanted.contains(&pos) {
+                events.insert(pos, e);
+            }
+            Ok::<_, StreamError>(())
+        })?;
+        t.events = events;
+        Ok(t)
     }
-    let tl: Vec<TimelineOp> = chosen
-        .values()
-        .map(|o| TimelineOp {
-            process: o.process,
-            start_ns: o.invoke_ns,
-            end_ns: Some(o.complete_ns),
-            label: op_label(history, o),
-            outcome: Some(o.outcome),
-            highlighted: high.contains(&index_of(o.invoke_pos))
-                || high.contains(&index_of(o.complete_pos)),
-        })
-        .collect();
-    Some(plots::timeline(&tl))
+
+    fn index_of(&self, pos: usize) -> Option<u64> {
+        self.named.get(&pos).copied()
+    }
+
+    /// The ops a timeline of `all` draws: the named ones, then ops concurrent with them on
+    /// the same keys, up to the limit; by invocation position.
+    fn chosen<'d>(&self, d: &'d Digest, all: &BTreeSet<u64>) -> Option<Vec<&'d OpRecord>> {
+        let named = |pos: usize| self.index_of(pos).is_some_and(|i| all.contains(&i));
+        let involved: Vec<&OpRecord> = d
+            .ops
+            .iter()
+            .filter(|o| named(o.invoke_pos()) || named(o.complete_pos()))
+            .collect();
+        if involved.is_empty() {
+            return None;
+        }
+        let lo = involved.iter().map(|o| o.invoke_ns).min()?;
+        let hi = involved.iter().map(|o| o.complete_ns).max()?;
+        let mut chosen: BTreeMap<usize, &OpRecord> = involved
+            .iter()
+            .take(TIMELINE_OPS_MAX)
+            .map(|o| (o.invoke_pos(), *o))
+            .collect();
+        // Concurrent ops on the keys involved tell the story; others are noise.
+        let keys: BTreeSet<u32> = involved.iter().map(|o| o.key).collect();
+        for o in d
+            .ops
+            .iter()
+            .filter(|o| o.invoke_ns <= hi && o.complete_ns >= lo && keys.contains(&o.key))
+        {
+            if chosen.len() >= TIMELINE_OPS_MAX {
+                break;
+            }
+            chosen.entry(o.invoke_pos()).or_insert(o);
+        }
+        Some(chosen.into_values().collect())
+    }
+
+    /// The timeline of a counterexample, or `None` when the details name no history op.
+    fn svg(&self, d: &Digest, details: &Value) -> Option<String> {
+        let (all, high) = mentioned_indices(details);
+        if all.is_empty() {
+            return None;
+        }
+        let highlighted = |pos: usize| self.index_of(pos).is_some_and(|i| high.contains(&i));
+        let tl: Vec<TimelineOp> = self
+            .chosen(d, &all)?
+            .into_iter()
+            .map(|o| TimelineOp {
+                process: d.process(o),
+                start_ns: o.invoke_ns,
+                end_ns: Some(o.complete_ns),
+                label: match (self.events.get(&o.invoke_pos()), self.events.get(&o.complete_pos())) {
+                    (Some(inv), Some(done)) => op_label(d, inv, done, o),
+                    _ => format!("{} → {}", d.f(o), o.outcome.as_str()),
+                },
+                outcome: Some(o.outcome),
+                highlighted: highlighted(o.invoke_pos()) || highlighted(o.complete_pos()),
+            })
+            .collect();
+        Some(plots::timeline(&tl))
+    }
 }
 
 #[cfg(test)]

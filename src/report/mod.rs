@@ -77,7 +77,7 @@ pub fn write_report(run: &RunData, analysis: crate::verdict::Analysis) -> anyhow
         .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns))
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut hlog = Vec::new();
-    perf::write_interval_log(&run.history, base, Duration::from_secs(1), &mut hlog)
+    perf::write_interval_log_digest(&run.digest, base, Duration::from_secs(1), &mut hlog)
         .map_err(|e| anyhow::anyhow!("writing the interval log: {e}"))?;
     write_atomic(&run_dir.join(LATENCY_HLOG), &hlog)?;
 

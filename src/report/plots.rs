@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use faultline_checkers::perf::{CompletedOp, Outcome};
+use faultline_checkers::history::digest::OpRecord;
+use faultline_checkers::perf::Outcome;
 use faultline_checkers::recovery::FaultWindow;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
@@ -166,11 +167,11 @@ fn render(
 /// long run's first windows do not use up the budget of its last. The rest are thinned by
 /// an even stride to their budgets.
 pub fn scatter_points<'a>(
-    ops: &'a [CompletedOp],
+    ops: &'a [OpRecord],
     windows: &[FaultWindow],
     end_ns: u64,
     keep: &std::collections::BTreeSet<usize>,
-) -> Vec<&'a CompletedOp> {
+) -> Vec<&'a OpRecord> {
     // Sorted, merged neighbourhoods of the windows, each with its window number.
     let spans: Vec<(u64, u64)> = windows
         .iter()
@@ -190,7 +191,7 @@ pub fn scatter_points<'a>(
     let class: Vec<Class> = ops
         .iter()
         .map(|o| {
-            if keep.contains(&o.invoke_pos) || keep.contains(&o.complete_pos) {
+            if keep.contains(&o.invoke_pos()) || keep.contains(&o.complete_pos()) {
                 Class::Keep
             } else if o.outcome == Outcome::Ok {
                 Class::Ok
@@ -245,13 +246,13 @@ pub fn scatter_points<'a>(
 /// Latency of each op (see [`scatter_points`] for which) against its invocation time, log
 /// scale, coloured by outcome.
 pub fn latency_scatter(
-    ops: &[CompletedOp],
+    ops: &[OpRecord],
     windows: &[FaultWindow],
     end_ns: u64,
     keep: &std::collections::BTreeSet<usize>,
 ) -> Result<String, PlotError> {
     let end_s = (end_ns as f64 / 1e9).max(1.0);
-    let lat_ms = |o: &CompletedOp| (o.latency_ns() as f64 / 1e6).max(0.01);
+    let lat_ms = |o: &OpRecord| (o.latency_ns() as f64 / 1e6).max(0.01);
     let y_max = ops.iter().map(lat_ms).fold(1.0f64, f64::max) * 1.5;
     let points = scatter_points(ops, windows, end_ns, keep);
     let drawn = points.len();
@@ -292,7 +293,7 @@ pub fn latency_scatter(
 
 /// p50 / p99 / max of successful ops per time bucket (at most ~300 buckets).
 pub fn latency_quantiles(
-    ops: &[CompletedOp],
+    ops: &[OpRecord],
     windows: &[FaultWindow],
     end_ns: u64,
 ) -> Result<String, PlotError> {
@@ -512,16 +513,17 @@ mod tests {
 
     use super::*;
 
-    fn op(pos: usize, t_ms: u64, outcome: Outcome) -> CompletedOp {
-        CompletedOp {
-            process: (pos % 10) as u64,
-            f: "read".into(),
-            key: Some(format!("r{}", pos / 40)),
+    fn op(pos: usize, t_ms: u64, outcome: Outcome) -> OpRecord {
+        OpRecord {
+            process: (pos % 10) as u32,
+            f: 0,
+            key: (pos / 40) as u32,
             invoke_ns: t_ms * 1_000_000,
             complete_ns: t_ms * 1_000_000 + 2_000_000,
             outcome,
-            invoke_pos: 2 * pos,
-            complete_pos: 2 * pos + 1,
+            invoke_pos: 2 * pos as u64,
+            complete_delta: 1,
+            refusal: false,
         }
     }
 
@@ -539,7 +541,7 @@ mod tests {
     #[test]
     fn an_hours_scatter_stays_within_its_budget_and_every_window_keeps_its_failures() {
         let n = 3_600_000usize;
-        let ops: Vec<CompletedOp> = (0..n)
+        let ops: Vec<OpRecord> = (0..n)
             .map(|i| op(i, i as u64, if i % 20 == 0 { Outcome::Fail } else { Outcome::Ok }))
             .collect();
         let windows: Vec<FaultWindow> = (1..360).map(|k| window(k * 10, k * 10 + 5)).collect();
@@ -562,19 +564,19 @@ mod tests {
 
     #[test]
     fn a_short_runs_failures_near_a_fault_are_all_drawn_and_named_ops_always() {
-        let ops: Vec<CompletedOp> = (0..200_000usize)
+        let ops: Vec<OpRecord> = (0..200_000usize)
             .map(|i| op(i, i as u64, if i % 50 == 0 { Outcome::Info } else { Outcome::Ok }))
             .collect();
         let windows = vec![window(20, 25)];
         // Ok ops a counterexample names, which the stride would skip.
         let keep: BTreeSet<usize> = [2 * 12_345 + 1, 2 * 54_321].into_iter().collect();
         let pts = scatter_points(&ops, &windows, 200_000_000_000, &keep);
-        let near = |o: &CompletedOp| o.invoke_ns >= 19_000_000_000 && o.invoke_ns <= 35_000_000_000;
+        let near = |o: &OpRecord| o.invoke_ns >= 19_000_000_000 && o.invoke_ns <= 35_000_000_000;
         let want = ops.iter().filter(|o| o.outcome == Outcome::Info && near(o)).count();
         let got = pts.iter().filter(|o| o.outcome == Outcome::Info && near(o)).count();
         assert_eq!(got, want);
         for p in [12_345usize, 54_321] {
-            assert!(pts.iter().any(|o| o.invoke_pos == 2 * p), "op {p} was not drawn");
+            assert!(pts.iter().any(|o| o.invoke_pos() == 2 * p), "op {p} was not drawn");
         }
         assert!(pts.iter().filter(|o| o.outcome == Outcome::Ok).count() <= SCATTER_OK_MAX + 2);
     }

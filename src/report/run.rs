@@ -3,22 +3,26 @@
 //! The loader is lenient about which optional fields `test.json` holds (older runs may
 //! lack some) and strict about the history: a line that does not parse names the file and
 //! line, because a report over a silently truncated history would lie.
+//!
+//! The history is not held: a run keeps its [`Digest`] (one pass) and the file, which
+//! each checker that needs more streams again, so judging an hour-long run costs memory in
+//! proportion to its operations' digest rather than to its parsed events.
 
-use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use faultline_checkers::{CheckResult, Event};
+use faultline_checkers::history::digest::Digest;
+use faultline_checkers::history::stream::HistoryFile;
 use serde_json::Value;
-
-/// History lines longer than this are rejected rather than buffered without bound.
-const LINE_BYTES_MAX: usize = 16 << 20;
 
 pub struct RunData {
     pub dir: PathBuf,
     /// `test.json` as written by the runner; `Value::Null` when absent.
     pub test: Value,
-    pub history: Vec<Event>,
+    /// `history.jsonl`, to stream again.
+    pub history: HistoryFile,
+    pub digest: Digest,
     /// Checker results already in `results.json`, in file order.
     pub results: Vec<CheckResult>,
     /// `results.json` as read, to keep fields the report does not know about.
@@ -30,12 +34,8 @@ impl RunData {
         if !dir.is_dir() {
             bail!("{}: not a run directory", dir.display());
         }
-        let history = read_history(&dir.join(crate::store::HISTORY_FILE))?;
-        RunData::with_history(dir, history)
-    }
-
-    /// The run with a history already in memory (the runner has just read it to check it).
-    pub fn with_history(dir: &Path, history: Vec<Event>) -> anyhow::Result<RunData> {
+        let history = HistoryFile::new(dir.join(crate::store::HISTORY_FILE));
+        let digest = Digest::read(&history)?;
         let test = read_json_opt(&dir.join(crate::store::TEST_FILE))?.unwrap_or(Value::Null);
         let results_raw = read_json_opt(&dir.join(crate::store::RESULTS_FILE))?.unwrap_or(Value::Null);
         let results = parse_results(&results_raw)
@@ -44,6 +44,7 @@ impl RunData {
             dir: dir.to_path_buf(),
             test,
             history,
+            digest,
             results,
             results_raw,
         })
@@ -171,49 +172,9 @@ fn read_json_opt(path: &Path) -> anyhow::Result<Option<Value>> {
     }
 }
 
+/// The whole history in memory, for what needs every event at once (small histories).
 pub fn read_history(path: &Path) -> anyhow::Result<Vec<Event>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut out = Vec::new();
-    let mut line = String::new();
-    let mut lineno = 0usize;
-    loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(LINE_BYTES_MAX as u64 + 1)
-            .read_line(&mut line)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        lineno += 1;
-        if n > LINE_BYTES_MAX {
-            bail!(
-                "{}:{lineno}: line longer than {LINE_BYTES_MAX} bytes",
-                path.display()
-            );
-        }
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let mut e: Event = match serde_json::from_str(text) {
-            Ok(e) => e,
-            // A run killed mid-write leaves a torn last line; everything before it stands.
-            Err(_)
-                if reader.fill_buf().map(|b| b.is_empty()).unwrap_or(false)
-                    && !line.ends_with('\n') =>
-            {
-                break;
-            }
-            Err(err) => bail!("{}:{lineno}: {err}", path.display()),
-        };
-        if e.index.is_none() {
-            e.index = Some(out.len() as u64);
-        }
-        out.push(e);
-    }
-    Ok(out)
+    Ok(HistoryFile::new(path).read_all()?)
 }
 
 /// `results.json` is `{"valid": .., "results": {name: result}}` (what the report writes);

@@ -276,7 +276,6 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
     let events = writer.finish().await?;
     stats.insert("history-events".into(), json!(events));
 
-    let history = history::read_history(&run.file(store::HISTORY_FILE))?;
     let interrupted = interrupt.is_cancelled();
     stats.insert("phases".into(), phases.json());
     let stats = Value::Object(stats);
@@ -286,7 +285,7 @@ pub async fn run_test(cfg: &TestConfig, interrupt: CancellationToken) -> anyhow:
         unfinished: false,
     };
     // Judged once, here; the report only draws what this found.
-    let data = crate::report::RunData::with_history(&run.path, history)?;
+    let data = crate::report::RunData::load(&run.path)?;
     let analysis = crate::verdict::analyze(&data, None, &facts)?;
     crate::verdict::write_results(&run.path, &analysis, &facts, &stats)?;
     let mut outcome = RunOutcome {

@@ -9,7 +9,10 @@
 pub mod model;
 mod register;
 mod search;
+mod stream;
 pub mod synth;
+
+pub use stream::{check_model_stream, check_stream};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -365,6 +368,7 @@ pub fn check_model<M: Prepasses>(
             .then_with(|| a.key.cmp(&b.key))
     });
 
+    let view: ViewFn<'_, M::Op> = &|p| op_view(history, p);
     let deadline = budget.time_limit.map(|t| start + t);
     let memory_used = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
@@ -421,7 +425,7 @@ pub fn check_model<M: Prepasses>(
         run(&smallest_first, &|i| {
             let r = check_key(
                 model,
-                history,
+                view,
                 work[i].key.clone(),
                 work[i].ops.clone(),
                 &probe_limits,
@@ -447,13 +451,26 @@ pub fn check_model<M: Prepasses>(
             .unwrap()
             .take()
             .expect("each key is checked once");
-        Some(check_key(model, history, w.key, w.ops, &limits))
+        Some(check_key(model, view, w.key, w.ops, &limits))
     });
 
+    let results: Vec<KeyResult> = slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap())
+        .collect();
+    let mut report = combine(model.name(), pairs.len(), keys, results);
+    report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+    Ok(report)
+}
+
+/// The report over the keys' results, taken in the order keys are ranked (most ops
+/// first, then by key): the first violation is the counterexample, and only without one
+/// does the first undecided key make the verdict unknown.
+fn combine(model: &str, ops: usize, keys: usize, results: Vec<KeyResult>) -> LinReport {
     let mut report = LinReport {
         valid: Validity::Valid,
-        model: model.name().to_string(),
-        ops: pairs.len(),
+        model: model.to_string(),
+        ops,
         keys,
         elapsed_ms: 0.0,
         configs: 0,
@@ -462,10 +479,6 @@ pub fn check_model<M: Prepasses>(
         unknown_reason: None,
         counterexample: None,
     };
-    let results: Vec<KeyResult> = slots
-        .into_iter()
-        .filter_map(|m| m.into_inner().unwrap())
-        .collect();
     let invalid = results.iter().any(|r| r.valid == Validity::Invalid);
     for r in results {
         report.configs += r.configs;
@@ -483,16 +496,19 @@ pub fn check_model<M: Prepasses>(
             _ => {}
         }
     }
-    report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
-    Ok(report)
+    report
 }
 
 /// How long a pre-pass violation may search for a fuller counterexample.
 const EXPLAIN_TIME_MAX: Duration = Duration::from_secs(2);
 
+/// How a checked key's counterexample shows an op: from the events in memory, or, when
+/// the history is streamed, a placeholder holding positions that is filled in afterwards.
+type ViewFn<'a, O> = &'a (dyn Fn(&PreOp<O>) -> OpView + Sync);
+
 fn check_key<M: Prepasses>(
     model: &M,
-    history: &[Event],
+    view_op: ViewFn<'_, M::Op>,
     key: Option<String>,
     mut ops: Vec<PreOp<M::Op>>,
     limits: &Limits<'_>,
@@ -575,7 +591,7 @@ fn check_key<M: Prepasses>(
     let (outcome, stats) = search::search(&ops, &mut st, limits, pre_violation.is_none());
     result.configs = stats.configs;
     result.peak_bytes = stats.peak_bytes;
-    let view = |i: usize| op_view(history, &pre[i]);
+    let view = |i: usize| view_op(&pre[i]);
     match (outcome, pre_violation) {
         (Outcome::Valid, None) => {}
         (Outcome::Valid, Some((op, reason, _))) => {
@@ -669,19 +685,27 @@ fn check_key<M: Prepasses>(
 }
 
 fn op_view<O>(history: &[Event], p: &PreOp<O>) -> OpView {
-    let inv = &history[p.invoke];
-    let comp = p.complete.map(|c| &history[c]);
+    view_of(
+        &history[p.invoke],
+        p.invoke,
+        p.complete.map(|c| (&history[c], c)),
+    )
+}
+
+/// An op as a counterexample shows it, from its invocation and completion events and
+/// their positions.
+fn view_of(inv: &Event, invoke: usize, comp: Option<(&Event, usize)>) -> OpView {
     let value = match comp {
-        Some(c) if c.kind == EventType::Ok && !c.value.is_null() => c.value.clone(),
+        Some((c, _)) if c.kind == EventType::Ok && !c.value.is_null() => c.value.clone(),
         _ => inv.value.clone(),
     };
     OpView {
         process: inv.client().unwrap_or(0),
-        kind: comp.map_or("pending", |c| c.kind.as_str()).to_string(),
+        kind: comp.map_or("pending", |(c, _)| c.kind.as_str()).to_string(),
         f: inv.f.clone(),
         value,
-        invoke_index: inv.index.unwrap_or(p.invoke as u64),
-        complete_index: comp.map(|c| c.index.unwrap_or(p.complete.unwrap_or(0) as u64)),
+        invoke_index: inv.index.unwrap_or(invoke as u64),
+        complete_index: comp.map(|(c, pos)| c.index.unwrap_or(pos as u64)),
     }
 }
 
@@ -782,7 +806,21 @@ impl Checker for LinearizableChecker {
 
 impl LinearizableChecker {
     fn check_ops(&self, history: &[Event]) -> CheckResult {
-        match check(history, self.model, &self.budget) {
+        self.result(check(history, self.model, &self.budget))
+    }
+
+    /// The same check over a history file, holding one key's operations at a time.
+    pub fn check_file(
+        &self,
+        file: &faultline_history::stream::HistoryFile,
+        digest: &faultline_history::digest::Digest,
+    ) -> Result<CheckResult, faultline_history::stream::StreamError> {
+        let r = check_stream(file, digest, self.model, &self.budget)?;
+        Ok(crate::registry::unless_nothing_checked_in(digest, self.result(r)))
+    }
+
+    fn result(&self, r: Result<LinReport, HistoryError>) -> CheckResult {
+        match r {
             Ok(r) => CheckResult {
                 checker: self.name().to_string(),
                 valid: r.valid,
