@@ -184,3 +184,51 @@ fn paxos_a_restarted_acceptor_follows_the_live_leader_within_an_election_timeout
 fn raft_a_restarted_follower_follows_the_live_leader_within_an_election_timeout() {
     a_restarted_node_follows_the_live_leader_that_cannot_reach_it_yet::<Raft>();
 }
+
+/// A follower whose WAL lost its tail (the `truncate` nemesis, or a torn write) comes back
+/// with a shorter log than it acknowledged, under the same identity. The live leader must
+/// repair it: a rejection at an index the follower once acknowledged means its log shrank,
+/// and treating it as stale (as a durable-log design may) leaves the follower behind, its
+/// probes rejected over and over, until some later leader change.
+fn a_follower_that_lost_its_log_tail_is_repaired_by_the_live_leader<R: Replica>() {
+    let mut net: Net<R> = Net::fresh(NODES, cfg).unwrap();
+    let leader = elect(&mut net);
+    write(&mut net, leader, 40);
+    net.tick(4);
+    let f = net.ids().into_iter().find(|&i| i != leader).unwrap();
+    let full = net.node(f).status().commit_index;
+    net.crash(f);
+    // The longest prefix of its records (a cut tail) up to half of them that it restarts
+    // from: a prefix whose last hard state names a commit beyond its entries is refused.
+    let records = net.wal[(f - 1) as usize].1.clone();
+    let mut restarted = false;
+    for keep in (1..=records.len() / 2).rev() {
+        net.wal[(f - 1) as usize].1 = records[..keep].to_vec();
+        if net.restart_with(cfg(f)).is_ok() {
+            restarted = true;
+            break;
+        }
+    }
+    assert!(restarted, "{}: no prefix of the records restarts", R::ALGO);
+    let short = net.node(f).status().commit_index;
+    assert!(short < full, "{}: the cut removed nothing ({short} of {full})", R::ALGO);
+    let term = net.node(leader).status().term;
+    for _ in 0..40 {
+        write(&mut net, leader, 1);
+        net.tick(1);
+    }
+    assert_eq!(sole_leader(&net), Some(leader), "{}: the leader changed", R::ALGO);
+    assert_eq!(net.node(leader).status().term, term, "{}: the term moved", R::ALGO);
+    let (lc, fc) = (net.node(leader).status().commit_index, net.node(f).status().commit_index);
+    assert_eq!(fc, lc, "{}: node {f} is at {fc}, the leader at {lc}: not repaired", R::ALGO);
+}
+
+#[test]
+fn raft_a_follower_that_lost_its_log_tail_is_repaired_by_the_live_leader() {
+    a_follower_that_lost_its_log_tail_is_repaired_by_the_live_leader::<Raft>();
+}
+
+#[test]
+fn paxos_an_acceptor_that_lost_its_log_tail_is_repaired_by_the_live_leader() {
+    a_follower_that_lost_its_log_tail_is_repaired_by_the_live_leader::<Paxos>();
+}

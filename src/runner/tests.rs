@@ -17,15 +17,23 @@ use super::Db;
 use crate::db::DbError;
 
 /// The run's own verdict pipeline over a history in memory.
+/// The judge reads a run directory (it streams `history.jsonl`), so the history is written
+/// to one first.
 fn check(workload: &str, h: &[Event]) -> (Validity, Vec<faultline_checkers::CheckResult>) {
-    let run = crate::report::RunData {
-        dir: std::env::temp_dir().join("fl-runner-no-such-run"),
-        test: json!({"workload": workload}),
-        history: h.to_vec(),
-        results: Vec::new(),
-        results_raw: Value::Null,
-    };
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("fl-runner-check-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut lines = String::new();
+    for e in h {
+        lines.push_str(&serde_json::to_string(e).unwrap());
+        lines.push('\n');
+    }
+    std::fs::write(dir.join(crate::store::HISTORY_FILE), lines).unwrap();
+    std::fs::write(dir.join(crate::store::TEST_FILE), json!({"workload": workload}).to_string()).unwrap();
+    let run = crate::report::RunData::load(&dir).unwrap();
     let a = crate::verdict::analyze(&run, None, &crate::verdict::RunFacts::default()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     (a.valid, a.results)
 }
 
