@@ -1,6 +1,7 @@
 //! The client phase against an in-memory store: the history it records, the checkers'
 //! verdicts on a correct and a stale store, and determinism under a seed.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -179,6 +180,13 @@ async fn drive(tag: &str, workload: &str, kv: MemKv, seed: u64, secs: f64) -> Ve
     rec.close().await;
     writer.finish().await.unwrap();
     let h = read_history(&path).unwrap();
+    // The final reads cover every key any worker touched (one set shared by the workers).
+    let touched: BTreeSet<String> = h
+        .iter()
+        .filter(|e| e.kind == EventType::Invoke && matches!(e.process, Process::Client(p) if p <= report.max_process))
+        .filter_map(|e| e.key.clone())
+        .collect();
+    assert_eq!(report.keys, touched, "{workload}");
     std::fs::remove_dir_all(&dir).unwrap();
     h
 }
