@@ -16,16 +16,20 @@ use super::history::{Recorder, read_history};
 use super::Db;
 use crate::db::DbError;
 
-/// The run's own verdict pipeline over a history in memory.
+/// The run's own verdict pipeline over a history, stored as a run directory because the
+/// pipeline streams the history from its file.
 fn check(workload: &str, h: &[Event]) -> (Validity, Vec<faultline_checkers::CheckResult>) {
-    let run = crate::report::RunData {
-        dir: std::env::temp_dir().join("fl-runner-no-such-run"),
-        test: json!({"workload": workload}),
-        history: h.to_vec(),
-        results: Vec::new(),
-        results_raw: Value::Null,
-    };
+    let dir = tmp(&format!("check-{workload}"));
+    let mut lines = String::new();
+    for e in h {
+        lines.push_str(&serde_json::to_string(e).unwrap());
+        lines.push('\n');
+    }
+    std::fs::write(dir.join(crate::store::HISTORY_FILE), lines).unwrap();
+    std::fs::write(dir.join(crate::store::TEST_FILE), json!({"workload": workload}).to_string()).unwrap();
+    let run = crate::report::RunData::load(&dir).unwrap();
     let a = crate::verdict::analyze(&run, None, &crate::verdict::RunFacts::default()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     (a.valid, a.results)
 }
 
