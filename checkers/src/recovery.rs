@@ -317,6 +317,35 @@ pub fn back_to_90pct_ns(ok_times: &[u64], ws: u64, span_end: u64, baseline_per_s
     ok_times.get(k).filter(|t| **t <= span_end).map(|t| t - ws)
 }
 
+/// The earliest completion among ops invoked at or after a time, for any time, by binary
+/// search: ops sorted by invocation with the minimum completion of every suffix.
+struct FirstCompletion {
+    invoke_ns: Vec<u64>,
+    /// `suffix_min[k]`: the earliest completion of the ops from `k` on, in invocation order.
+    suffix_min: Vec<u64>,
+}
+
+impl FirstCompletion {
+    fn of(ops: impl Iterator<Item = (u64, u64)>) -> FirstCompletion {
+        let mut v: Vec<(u64, u64)> = ops.collect();
+        v.sort_unstable();
+        let mut suffix_min = vec![0; v.len()];
+        let mut min = u64::MAX;
+        for (k, &(_, c)) in v.iter().enumerate().rev() {
+            min = min.min(c);
+            suffix_min[k] = min;
+        }
+        FirstCompletion {
+            invoke_ns: v.into_iter().map(|(i, _)| i).collect(),
+            suffix_min,
+        }
+    }
+
+    fn after(&self, from: u64) -> Option<u64> {
+        self.suffix_min.get(self.invoke_ns.partition_point(|t| *t < from)).copied()
+    }
+}
+
 fn ok_between(ok_times: &[u64], from: u64, to: u64) -> u64 {
     (ok_times.partition_point(|t| *t < to) - ok_times.partition_point(|t| *t < from)) as u64
 }
@@ -332,11 +361,25 @@ pub fn analyze_digest(d: &Digest, opts: &RecoveryOptions) -> RecoveryReport {
     let terms = &d.terms;
     let write_f: Vec<bool> = d.fs.iter().map(|f| is_write(f)).collect();
     let is_write_op = |o: &OpRecord| write_f.get(o.f as usize).copied().unwrap_or(true);
-    let mut writes_ok: Vec<&OpRecord> = ops
+    // Every per-window figure below is a search in one of these sorted arrays, so judging
+    // an hour with hundreds of fault windows costs one sort, not one scan per window.
+    let mut write_times: Vec<u64> = ops
         .iter()
         .filter(|o| o.outcome == Outcome::Ok && is_write_op(o))
+        .map(|o| o.complete_ns)
         .collect();
-    writes_ok.sort_by_key(|o| o.complete_ns);
+    write_times.sort_unstable();
+    let mut error_times: Vec<u64> = ops
+        .iter()
+        .filter(|o| o.outcome != Outcome::Ok && !(o.outcome == Outcome::Fail && o.refusal))
+        .map(|o| o.complete_ns)
+        .collect();
+    error_times.sort_unstable();
+    let first_write = FirstCompletion::of(
+        ops.iter()
+            .filter(|o| o.outcome == Outcome::Ok && is_write_op(o))
+            .map(|o| (o.invoke_ns, o.complete_ns)),
+    );
     let mut ok_times: Vec<u64> = ops
         .iter()
         .filter(|o| o.outcome == Outcome::Ok)
@@ -366,19 +409,11 @@ pub fn analyze_digest(d: &Digest, opts: &RecoveryOptions) -> RecoveryReport {
         // Successful writes as points: the last one at or before the fault start, then
         // every one inside the span. Gaps between them that overlap the fault are the
         // stretches of unavailability; an open tail gap means no recovery was seen.
-        let mut points: Vec<u64> = vec![
-            writes_ok
-                .iter()
-                .rev()
-                .find(|o| o.complete_ns <= ws)
-                .map_or(0, |o| o.complete_ns),
-        ];
-        points.extend(
-            writes_ok
-                .iter()
-                .map(|o| o.complete_ns)
-                .filter(|t| *t > ws && *t <= span_end),
-        );
+        let before = write_times.partition_point(|t| *t <= ws);
+        let in_span = write_times.partition_point(|t| *t <= span_end).max(before);
+        let mut points: Vec<u64> = Vec::with_capacity(in_span - before + 1);
+        points.push(before.checked_sub(1).map_or(0, |k| write_times[k]));
+        points.extend_from_slice(&write_times[before..in_span]);
         let longest_closed = points
             .windows(2)
             .filter(|p| p[0] < we.max(ws + 1))
@@ -397,29 +432,12 @@ pub fn analyze_digest(d: &Digest, opts: &RecoveryOptions) -> RecoveryReport {
             longest_closed.max(span_end - p_last)
         };
 
-        let first_error = ops
-            .iter()
-            .filter(|o| {
-                o.outcome != Outcome::Ok
-                    && o.complete_ns >= ws
-                    && o.complete_ns < span_end
-                    && !(o.outcome == Outcome::Fail && o.refusal)
-            })
-            .map(|o| o.complete_ns)
-            .min()
+        let first_error = error_times
+            .get(error_times.partition_point(|t| *t < ws))
+            .filter(|t| **t < span_end)
             .map(|t| ms(t - ws));
-        let first_write_after = |from: u64| {
-            ops.iter()
-                .filter(|o| {
-                    o.outcome == Outcome::Ok
-                        && is_write_op(o)
-                        && o.invoke_ns >= from
-                        && o.complete_ns <= span_end
-                })
-                .map(|o| o.complete_ns)
-                .min()
-                .map(|t| ms(t - from))
-        };
+        let first_write_after =
+            |from: u64| first_write.after(from).filter(|t| *t <= span_end).map(|t| ms(t - from));
         let first_write_after_start = first_write_after(ws);
         let first_write_after_heal = if w.end_ns.is_some() {
             first_write_after(we)

@@ -172,7 +172,7 @@ pub fn scatter_points<'a>(
     end_ns: u64,
     keep: &std::collections::BTreeSet<usize>,
 ) -> Vec<&'a OpRecord> {
-    // Sorted, merged neighbourhoods of the windows, each with its window number.
+    // The neighbourhood of each window, by window number.
     let spans: Vec<(u64, u64)> = windows
         .iter()
         .map(|w| {
@@ -180,7 +180,25 @@ pub fn scatter_points<'a>(
             (w.start_ns.saturating_sub(NEAR_BEFORE_NS), end.saturating_add(NEAR_AFTER_NS))
         })
         .collect();
-    let near = |t: u64| spans.iter().position(|&(a, b)| a <= t && t <= b);
+    // The first span holding `t`, without a scan of every span per op: when starts are
+    // sorted (windows from `fault_windows` are), the candidates are a prefix, and the first of
+    // them reaching `t` is where the running maximum of their ends first does.
+    let reach: Vec<u64> = spans
+        .iter()
+        .scan(0u64, |m, &(_, b)| {
+            *m = (*m).max(b);
+            Some(*m)
+        })
+        .collect();
+    let sorted = spans.is_sorted_by_key(|&(a, _)| a);
+    let near = |t: u64| {
+        if !sorted {
+            return spans.iter().position(|&(a, b)| a <= t && t <= b);
+        }
+        let started = spans.partition_point(|&(a, _)| a <= t);
+        let first = reach[..started].partition_point(|&m| m < t);
+        (first < started).then_some(first)
+    };
     #[derive(Clone, Copy, PartialEq)]
     enum Class {
         Keep,
