@@ -385,14 +385,6 @@ impl Raft {
             let probe = if hint_term > 0 { self.find_conflict_by_term(hint_index, hint_term) } else { hint_index };
             let pr = self.progress.get_mut(&from).expect("progress");
             if pr.state == ProgressState::Probe {
-                if index <= pr.matched {
-                    // The current probe, at an index this follower once acknowledged, was
-                    // refused: its log lost a tail (a torn or cut WAL) under the same
-                    // identity. Believe it, or every probe is clamped back to the same
-                    // refused index and it is never repaired. Lowering `matched` is safe:
-                    // the commit index never moves back.
-                    pr.matched = probe.min(index.saturating_sub(1));
-                }
                 pr.next = index.min(probe + 1).max(pr.matched + 1);
                 pr.probe_sent = false;
             }
