@@ -176,12 +176,29 @@ impl Iterator for Events {
 mod tests {
     use super::*;
 
-    fn temp(name: &str, text: &str) -> HistoryFile {
+    /// A history file in a directory of its own, removed when the test is done (the long
+    /// line's file is 16 MB).
+    struct Temp(HistoryFile, std::path::PathBuf);
+
+    impl std::ops::Deref for Temp {
+        type Target = HistoryFile;
+        fn deref(&self) -> &HistoryFile {
+            &self.0
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+
+    fn temp(name: &str, text: &str) -> Temp {
         let dir = std::env::temp_dir().join(format!("faultline-stream-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("history.jsonl");
         std::fs::write(&p, text).unwrap();
-        HistoryFile::new(p)
+        Temp(HistoryFile::new(p), dir)
     }
 
     const A: &str = r#"{"process":0,"type":"invoke","f":"read"}"#;
