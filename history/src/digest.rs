@@ -70,6 +70,8 @@ pub struct Digest {
     /// Position of the last event of each key's operations (invocations and completions),
     /// by key id: where a per-key checker has seen all of a key.
     pub key_last: Vec<u64>,
+    /// Invocations of each key's operations, by key id: what a per-key checker reserves.
+    pub key_invokes: Vec<u32>,
     /// Invocations still open when the history ends.
     pub pending: usize,
     pub events: u64,
@@ -144,6 +146,7 @@ impl DigestBuilder {
         let id = self.d.keys.len() as u32;
         self.d.keys.push(key.clone());
         self.d.key_last.push(0);
+        self.d.key_invokes.push(0);
         self.key_ids.insert(key.clone(), id);
         id
     }
@@ -200,6 +203,8 @@ impl DigestBuilder {
             let f = self.f_id(&e.f);
             let key = self.key_id(&e.key);
             self.d.key_last[key as usize] = pos;
+            let n = &mut self.d.key_invokes[key as usize];
+            *n = n.saturating_add(1);
             self.open.insert(p, (pos, e.time, f, key));
             return;
         }
@@ -349,6 +354,8 @@ mod tests {
         assert!(d.ops.last().unwrap().refusal);
         let b = d.keys.iter().position(|k| k.as_deref() == Some("b")).unwrap();
         assert_eq!(d.key_last[b], 7);
+        let a = d.keys.iter().position(|k| k.as_deref() == Some("a")).unwrap();
+        assert_eq!((d.key_invokes[a], d.key_invokes[b]), (2, 2));
     }
 
     #[test]

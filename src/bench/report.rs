@@ -47,6 +47,10 @@ pub struct ReportArgs {
     pub fault_interval_s: u64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Skip the final reads (one read of every key after the load, as the runner does):
+    /// they make every key's last event fall at the end of the history.
+    #[arg(long)]
+    pub no_final_reads: bool,
     /// The run directory to write (created; must not hold a history already).
     #[arg(long)]
     pub out: PathBuf,
@@ -177,6 +181,7 @@ pub fn write_run(dir: &Path, args: &ReportArgs) -> anyhow::Result<Written> {
         "synthetic": {
             "ops": args.ops, "rate": args.rate, "concurrency": args.concurrency,
             "ops_per_key": args.ops_per_key, "fault_interval_s": args.fault_interval_s,
+            "final_reads": !args.no_final_reads,
         },
     });
     std::fs::write(
@@ -238,6 +243,8 @@ pub fn generate(
     // The register of the current key only: keys rotate by arrival time and invocations are
     // processed in arrival order, so once key k+1 appears key k is never touched again.
     let mut state: (u64, Option<i64>) = (0, None);
+    // Each finished key's last value, for the final reads: a few bytes per key.
+    let mut finals: Vec<Option<i64>> = Vec::new();
     // A process that saw an indeterminate op never invokes again (Jepsen's rule): its
     // worker carries on under a fresh process number.
     let mut process: Vec<u64> = (0..args.concurrency).collect();
@@ -283,6 +290,8 @@ pub fn generate(
         let in_fault = fault_open_until.is_some();
         let key_index = arrival_ns / key_period_ns.max(1);
         if state.0 != key_index {
+            finals.resize(state.0 as usize, None);
+            finals.push(state.1);
             state = (key_index, None);
         }
         let key = format!("r{key_index}");
@@ -373,6 +382,25 @@ pub fn generate(
         let end = last_ns.get();
         for kind in [EventType::Invoke, EventType::Ok] {
             push(nemesis_event(end, kind, "stop-partition", json!({})), &mut written)?;
+        }
+    }
+    if !args.no_final_reads {
+        // The runner's final reads: after the load and the heal, one read of every key
+        // in order (a key no arrival reached reads null).
+        finals.resize(state.0 as usize, None);
+        finals.push(state.1);
+        let mut t = last_ns.get();
+        for (k, value) in finals.iter().enumerate() {
+            let p = process[k % process.len()];
+            let key = format!("r{k}");
+            let mut inv = Event::op(p, EventType::Invoke, "read", Some(&key), Value::Null);
+            inv.time = t;
+            push(inv, &mut written)?;
+            t += 500_000;
+            let mut done = Event::op(p, EventType::Ok, "read", Some(&key), value.map_or(Value::Null, |v| json!(v)));
+            done.time = t;
+            push(done, &mut written)?;
+            written.ops += 1;
         }
     }
     Ok(written)

@@ -31,7 +31,8 @@ pub enum Effect<S> {
 /// The sequential object every key of a history is checked against.
 pub trait Model: Sync {
     type State: Clone + Eq + Hash + Send;
-    type Op: Clone + Send + Sync + std::fmt::Debug;
+    /// `Eq + Hash`: a streamed check stores each distinct op once.
+    type Op: Clone + Send + Sync + std::fmt::Debug + Eq + std::hash::Hash;
 
     fn name(&self) -> &'static str;
     fn init(&self) -> Self::State;

@@ -57,6 +57,16 @@ pub fn check_model_stream<M: Prepasses>(
     digest: &Digest,
     budget: &Budget,
 ) -> Result<Result<LinReport, HistoryError>, StreamError> {
+    check_with_table(model, file, digest, budget, SHARED_OPS_MAX)
+}
+
+fn check_with_table<M: Prepasses>(
+    model: &M,
+    file: &HistoryFile,
+    digest: &Digest,
+    budget: &Budget,
+    shared_ops_max: usize,
+) -> Result<Result<LinReport, HistoryError>, StreamError> {
     let start = Instant::now();
     if let Some(b) = &digest.first_break {
         return Ok(Err(HistoryError {
@@ -116,7 +126,8 @@ pub fn check_model_stream<M: Prepasses>(
     // Open invocations by process: (position, key id, the event).
     let mut open: HashMap<u64, (usize, u32, Event)> = HashMap::new();
     let mut open_per_key: Vec<u32> = vec![0; digest.keys.len()];
-    let mut buffered: HashMap<u32, Vec<PreOp<M::Op>>> = HashMap::new();
+    let mut table: OpTable<M::Op> = OpTable::new(shared_ops_max);
+    let mut buffered: HashMap<u32, KeyBuf<M::Op>> = HashMap::new();
     let mut first_error: Option<HistoryError> = None;
     let mut keys = 0usize;
     let mut ranked: Vec<Ranked> = Vec::new();
@@ -124,11 +135,12 @@ pub fn check_model_stream<M: Prepasses>(
     let mut invalid_seen = false;
 
     let convert = |inv_pos: usize,
-                       inv: &Event,
-                       comp: Option<(usize, &Event)>,
-                       key: u32,
-                       buffered: &mut HashMap<u32, Vec<PreOp<M::Op>>>,
-                       first_error: &mut Option<HistoryError>| {
+                   inv: &Event,
+                   comp: Option<(usize, &Event)>,
+                   key: u32,
+                   buffered: &mut HashMap<u32, KeyBuf<M::Op>>,
+                   table: &mut OpTable<M::Op>,
+                   first_error: &mut Option<HistoryError>| {
         match model.op(inv, comp.map(|(_, c)| c)) {
             Err(message) => {
                 // The in-memory check names the first malformed op in invocation order.
@@ -143,19 +155,17 @@ pub fn check_model_stream<M: Prepasses>(
             }
             Ok(None) => {}
             Ok(Some((op, certainty))) => {
-                let optional = certainty == Certainty::Optional;
-                let ret = match comp {
-                    Some((c, _)) if !optional => c as u64 + 1,
-                    _ => u64::MAX,
-                };
-                buffered.entry(key).or_default().push(PreOp {
-                    op,
-                    optional,
-                    call: inv_pos as u64 + 1,
-                    ret,
-                    invoke: inv_pos,
-                    complete: comp.map(|(c, _)| c),
+                let buf = buffered.entry(key).or_insert_with(|| {
+                    let n = digest.key_invokes.get(key as usize).copied().unwrap_or(0);
+                    KeyBuf::with_capacity(n as usize)
                 });
+                buf.push(
+                    table,
+                    op,
+                    certainty == Certainty::Optional,
+                    inv_pos,
+                    comp.map(|(c, _)| c),
+                );
             }
         }
     };
@@ -176,7 +186,7 @@ pub fn check_model_stream<M: Prepasses>(
                 return Ok(());
             };
             open_per_key[k as usize] -= 1;
-            convert(inv_pos, &inv, Some((pos, &e)), k, &mut buffered, &mut first_error);
+            convert(inv_pos, &inv, Some((pos, &e)), k, &mut buffered, &mut table, &mut first_error);
             k
         };
         if digest.key_last.get(key as usize) != Some(&(pos as u64)) {
@@ -196,11 +206,11 @@ pub fn check_model_stream<M: Prepasses>(
                 .collect();
             pend.sort_by_key(|(pos, _)| *pos);
             for (inv_pos, inv) in pend {
-                convert(inv_pos, &inv, None, key, &mut buffered, &mut first_error);
+                convert(inv_pos, &inv, None, key, &mut buffered, &mut table, &mut first_error);
             }
             open_per_key[key as usize] = 0;
         }
-        let Some(mut ops) = buffered.remove(&key) else {
+        let Some(buf) = buffered.remove(&key) else {
             return Ok(());
         };
         keys += 1;
@@ -208,6 +218,7 @@ pub fn check_model_stream<M: Prepasses>(
             // The verdict is already the error or a violation: nothing more to learn.
             return Ok(());
         }
+        let mut ops = buf.unpack(&table);
         ops.sort_by_key(|o| o.call);
         let name = digest.keys[key as usize].clone();
         let len = ops.len();
@@ -250,6 +261,104 @@ pub fn check_model_stream<M: Prepasses>(
     }
     report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(Ok(report))
+}
+
+/// Distinct ops stored once, so that a buffered op costs its positions only: a register
+/// history has a few dozen distinct ops (reads, writes and cas of a handful of values),
+/// and an hour of it is millions of ops all held until the final reads, which end every
+/// key at once. Sharing stops at [`SHARED_OPS_MAX`] distinct ops (a history of unique
+/// values gains nothing from it); later ones stay with their key and are freed with it.
+struct OpTable<O> {
+    ops: Vec<O>,
+    ids: HashMap<O, u32>,
+    shared_max: usize,
+}
+
+const SHARED_OPS_MAX: usize = 1 << 16;
+/// Marks an id as an index into the key's own ops rather than the shared table.
+const OWN: u32 = 1 << 31;
+
+impl<O: Clone + Eq + std::hash::Hash> OpTable<O> {
+    fn new(shared_max: usize) -> Self {
+        OpTable { ops: Vec::new(), ids: HashMap::new(), shared_max: shared_max.min(OWN as usize) }
+    }
+}
+
+/// A buffered op in 24 bytes, rebuilt into a [`PreOp`] when its key is checked.
+#[derive(Clone, Copy)]
+struct Packed {
+    invoke: u64,
+    /// `u64::MAX`: never completed.
+    complete: u64,
+    /// An [`OpTable`] id, or with [`OWN`] set an index into [`KeyBuf::own`].
+    op: u32,
+    optional: bool,
+}
+
+/// One key's ops while the pass waits for the key's last event.
+struct KeyBuf<O> {
+    packed: Vec<Packed>,
+    own: Vec<O>,
+}
+
+impl<O: Clone + Eq + std::hash::Hash> KeyBuf<O> {
+    /// Reserves the key's invocations as the digest counted them, so a key's buffer never
+    /// doubles past what it holds.
+    fn with_capacity(n: usize) -> Self {
+        KeyBuf { packed: Vec::with_capacity(n), own: Vec::new() }
+    }
+
+    fn push(&mut self, table: &mut OpTable<O>, op: O, optional: bool, invoke: usize, complete: Option<usize>) {
+        let id = match table.ids.get(&op) {
+            Some(&id) => id,
+            None if table.ops.len() < table.shared_max => {
+                let id = table.ops.len() as u32;
+                table.ops.push(op.clone());
+                table.ids.insert(op, id);
+                id
+            }
+            None => {
+                // 2^31 unshared ops of one key would be over a hundred gigabytes of them
+                // in memory already.
+                let i = self.own.len() as u32;
+                assert!(i < OWN, "more than 2^31 distinct ops in one key");
+                self.own.push(op);
+                OWN | i
+            }
+        };
+        self.packed.push(Packed {
+            invoke: invoke as u64,
+            complete: complete.map_or(u64::MAX, |c| c as u64),
+            op: id,
+            optional,
+        });
+    }
+
+    /// The key's ops as the in-memory check builds them.
+    fn unpack(self, table: &OpTable<O>) -> Vec<PreOp<O>> {
+        self.packed
+            .iter()
+            .map(|p| {
+                let op = if p.op & OWN != 0 {
+                    self.own[(p.op & !OWN) as usize].clone()
+                } else {
+                    table.ops[p.op as usize].clone()
+                };
+                let complete = (p.complete != u64::MAX).then_some(p.complete as usize);
+                PreOp {
+                    op,
+                    optional: p.optional,
+                    call: p.invoke + 1,
+                    ret: match complete {
+                        Some(c) if !p.optional => c as u64 + 1,
+                        _ => u64::MAX,
+                    },
+                    invoke: p.invoke as usize,
+                    complete,
+                }
+            })
+            .collect()
+    }
 }
 
 fn views_mut(c: &mut Counterexample) -> impl Iterator<Item = &mut OpView> {
@@ -387,6 +496,31 @@ mod tests {
             assert_eq!(memory["valid"], true, "{name}: {memory}");
             assert!(memory["keys"].as_u64().unwrap() >= 1, "{name}");
             assert_eq!(streamed, memory, "{name}");
+        }
+    }
+
+    #[test]
+    fn ops_past_the_shared_table_are_kept_with_their_key_and_checked_the_same() {
+        // Two distinct ops fit in the table; every other one is kept with its key.
+        for (name, mut h, valid) in [
+            ("own-valid", synth(11, 5, 2000, 0.05), true),
+            ("own-invalid", synth(12, 3, 1500, 0.0), false),
+        ] {
+            if !valid {
+                plant_stale_read(&mut h, 12).expect("a spot for a stale read");
+            }
+            let file = file_of(name, &h);
+            let digest = Digest::read(&file).unwrap();
+            let memory = check_model(&CasRegister, &file.read_all().unwrap(), &budget()).unwrap();
+            let streamed = check_with_table(&CasRegister, &file, &digest, &budget(), 2).unwrap().unwrap();
+            std::fs::remove_dir_all(file.path().parent().unwrap()).unwrap();
+            assert_eq!(memory.valid == Validity::Valid, valid, "{name}: {memory:?}");
+            let json = |r: &LinReport| {
+                let mut v = serde_json::to_value(r).unwrap();
+                v.as_object_mut().unwrap().remove("elapsed_ms");
+                without_effort(v)
+            };
+            assert_eq!(json(&streamed), json(&memory), "{name}");
         }
     }
 
