@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::replica::{
-    Entry, EntryData, NodeId, ProposeError, ReadState, Ready, Replica, ReplicaConfig, ReplicaError, Role, Snapshot,
+    Entry, EntryData, MembershipChange, MembershipError, NodeId, ProposeError, ReadState, Ready, Replica, ReplicaConfig, ReplicaError, Role, Snapshot,
     SplitMix64, Status,
 };
 
@@ -957,6 +957,10 @@ impl Replica for Paxos {
         Ok(())
     }
 
+    fn propose_membership(&mut self, _change: MembershipChange) -> Result<u64, MembershipError> {
+        Err(ProposeError::NotLeader { leader: self.leader }.into())
+    }
+
     fn read_index(&mut self, id: u64) -> Result<(), ProposeError> {
         let commit = self.commit;
         let single = self.cfg.members.len() == 1;
@@ -1003,6 +1007,8 @@ impl Replica for Paxos {
             applied_index: self.applied,
             last_index: self.last_index(),
             snapshot_index: self.snapshot_index,
+            voters: self.cfg.members.clone(),
+            learners: Vec::new(),
         }
     }
 

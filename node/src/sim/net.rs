@@ -191,7 +191,7 @@ impl<R: Replica> Net<R> {
             .iter()
             .filter_map(|e| match &e.data {
                 EntryData::Command(c) => Some(c.clone()),
-                EntryData::Noop => None,
+                EntryData::Noop | EntryData::Config(_) => None,
             })
             .collect()
     }
