@@ -323,6 +323,16 @@ impl<R: Replica> Sim<R> {
         n.waiting_reads.clear();
     }
 
+    /// Crashes node `id` (losing what it did not persist) for `down_ticks`; a driver uses it to
+    /// crash a node at a chosen point, say right after a membership proposal.
+    pub fn crash_node(&mut self, id: NodeId, down_ticks: u64) {
+        let Some(i) = id.checked_sub(1).map(|i| i as usize).filter(|&i| i < self.nodes.len()) else { return };
+        if self.nodes[i].replica.is_some() && !self.nodes[i].removed {
+            let until = self.now + down_ticks;
+            self.crash(i, until);
+        }
+    }
+
     /// Whether the run is still in its faulty phase (a driver stops changing things after).
     pub fn in_fault_phase(&self) -> bool {
         self.faulty()
@@ -625,7 +635,11 @@ impl<R: Replica> Sim<R> {
         let cmd =
             Command::decode(bytes).map_err(|err| Violation(format!("undecodable command at {}: {err}", e.index)))?;
         let result = n.kv.apply(e.index, &cmd);
-        if let Some(slot) = n.pending_writes.remove(&(cmd.client, cmd.seq)) {
+        // The slot may have moved on to a new process (its old one timed out) that has reached
+        // the same seq by now: the old process's late write is not the new one's.
+        if let Some(slot) = n.pending_writes.remove(&(cmd.client, cmd.seq))
+            && self.clients[slot].process == cmd.client
+        {
             self.complete(slot, cmd.seq, Some(result));
         }
         Ok(())

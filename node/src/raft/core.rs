@@ -706,12 +706,21 @@ impl Raft {
         Ok(r)
     }
 
-    /// Messages from servers outside the configuration are ignored, except a leader's: a
-    /// server must accept the log from a leader its own log does not know yet, or a new
-    /// server could never receive the entries that precede the one adding it (thesis §4.1).
+    /// Thesis §4.1: "servers process incoming RPC requests without consulting their current
+    /// configurations": a server must take the log from a leader its own log does not know
+    /// yet (or a new server could never receive the entries before the one adding it), and
+    /// vote for such a candidate (or a lagging voter could block every election). Replies
+    /// from outside the configuration, though, count for nothing and are dropped: a removed
+    /// server's higher term in a reply must not depose the leader.
     fn step_inner(&mut self, from: NodeId, msg: Message) {
-        let from_leader = matches!(msg, Message::Append { .. } | Message::Heartbeat { .. } | Message::InstallSnapshot { .. });
-        if from == self.cfg.id || !(from_leader || self.conf.contains(from)) {
+        let reply = matches!(
+            msg,
+            Message::PreVoteResp { .. }
+                | Message::RequestVoteResp { .. }
+                | Message::AppendResp { .. }
+                | Message::HeartbeatResp { .. }
+        );
+        if from == self.cfg.id || (reply && !self.conf.contains(from)) {
             return;
         }
         let mterm = msg.term();

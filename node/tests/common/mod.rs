@@ -197,3 +197,6 @@ impl<R: Replica, F: Fault<R>> Replica for Faulty<R, F> {
         self.core.transfer_leader(to)
     }
 }
+
+pub mod membership;
+pub mod raft_checks;
