@@ -108,18 +108,33 @@ impl Raft {
         if self.role == Role::Leader {
             let next = self.last_index() + 1;
             let me = self.cfg.id;
+            // A server this entry removes keeps receiving the log until it holds the entry,
+            // so that it learns it was removed and stops campaigning (see `prune_progress`).
+            let prev = self.conf_from_log(self.conf_index.saturating_sub(1)).0;
             let conf = &self.conf;
-            self.progress.retain(|id, _| conf.contains(*id) && *id != me);
+            self.progress.retain(|id, _| (conf.contains(*id) || prev.contains(*id)) && *id != me);
             for id in conf.all().filter(|&id| id != me) {
                 self.progress.entry(id).or_insert_with(|| Progress::new(next));
             }
         }
     }
 
+    /// Stops replicating to removed servers once they hold the entry that removed them and
+    /// the entry is committed. Run after each input, never in the middle of handling one
+    /// (handlers hold on to a peer's progress).
+    fn prune_progress(&mut self) {
+        if self.role != Role::Leader || self.commit < self.conf_index {
+            return;
+        }
+        let (conf, at) = (&self.conf, self.conf_index);
+        self.progress.retain(|id, p| conf.contains(*id) || p.matched < at);
+    }
+
     /// Thesis §4.2.2: a leader that is not part of the configuration it manages steps down
     /// once that configuration is committed. It hands over at once to a caught-up voter
     /// rather than let the cluster wait out an election timeout.
     fn maybe_step_down_removed(&mut self) {
+        self.prune_progress();
         if self.role != Role::Leader || self.is_voter() || self.commit < self.conf_index {
             return;
         }
@@ -720,7 +735,8 @@ impl Raft {
                 | Message::AppendResp { .. }
                 | Message::HeartbeatResp { .. }
         );
-        if from == self.cfg.id || (reply && !self.conf.contains(from)) {
+        let known = self.conf.contains(from) || (self.role == Role::Leader && self.progress.contains_key(&from));
+        if from == self.cfg.id || (reply && !known) {
             return;
         }
         let mterm = msg.term();
