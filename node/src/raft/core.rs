@@ -901,10 +901,16 @@ impl Replica for Raft {
             self.tick_leader();
             return;
         }
-        self.election_elapsed += 1;
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.election_elapsed >= self.randomized_timeout {
-            self.election_elapsed = 0;
-            self.campaign(self.cfg.prevote, false);
+            if self.is_voter() {
+                self.election_elapsed = 0;
+                self.campaign(self.cfg.prevote, false);
+            } else {
+                // A server that may not campaign still stops vouching for a leader it no
+                // longer hears, or its refusals would shield a dead leader for ever.
+                self.leader_heard = false;
+            }
         }
         self.maybe_step_down_removed();
     }
