@@ -369,5 +369,5 @@ fn raft_churn_under_faults_is_safe() {
 
 #[test]
 fn raft_churn_on_a_healthy_network_keeps_making_progress() {
-    churn_on_a_healthy_network_keeps_making_progress(run_churn, 3);
+    churn_on_a_healthy_network_keeps_making_progress(run_churn, 3, 400);
 }

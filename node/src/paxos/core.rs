@@ -27,8 +27,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::replica::{
-    Entry, EntryData, Membership, MembershipChange, MembershipError, NodeId, ProposeError, ReadState, Ready, Replica, ReplicaConfig, ReplicaError, Role, Snapshot,
-    SplitMix64, Status,
+    Entry, EntryData, Membership, MembershipChange, MembershipError, NodeId, ProposeError, ReadState, Ready, Replica,
+    ReplicaConfig, ReplicaError, Role, Snapshot, SplitMix64, Status,
 };
 
 use super::msg::{Ballot, Message, Record, SlotValue};
@@ -164,10 +164,8 @@ pub struct Paxos {
 impl Paxos {
     fn new(cfg: ReplicaConfig) -> Result<Self, ReplicaError> {
         cfg.validate()?;
-        if cfg.members.len() > 64 {
-            return Err(ReplicaError::Config("multi-paxos supports at most 64 members".into()));
-        }
-        let me = cfg.members.iter().position(|&m| m == cfg.id).unwrap_or((cfg.id % cfg.members.len() as u64) as usize);
+        let me =
+            cfg.members.iter().position(|&m| m == cfg.id).unwrap_or((cfg.id % cfg.members.len() as u64) as usize);
         let initial = Membership::new(cfg.members.iter().copied());
         let mut p = Paxos {
             rng: SplitMix64::new(cfg.seed),
@@ -513,17 +511,32 @@ impl Paxos {
         self.maybe_win();
     }
 
-    /// The configurations whose majorities a candidate needs promises from: the one after
-    /// its chosen prefix, and every configuration value above it that may have been chosen
-    /// (its own accepted values and the highest-ballot values reported). One change at a
-    /// time makes each a one-server step from the one before, and by asking the members of
-    /// each as it appears the candidate sees every value a majority of any of them chose.
+    /// The configurations whose majorities a candidate needs promises from: the newest one
+    /// it knows to be chosen, and every configuration value after it that may have been
+    /// (its own accepted values and the highest-ballot values reported).
+    ///
+    /// Why older ones are not needed: a change is proposed only once every slot before it
+    /// is chosen and a majority of the configuration then in effect holds all of them (see
+    /// `propose_membership`). That configuration is one server away from the new one, so a
+    /// majority of the new one meets it and sees every chosen value before the change. The
+    /// configurations after it are each one server from the one before, and the candidate
+    /// asks the members of each as it appears. Requiring majorities of superseded
+    /// configurations instead would stall elections once their removed servers are gone.
     fn needed_confs(&self) -> Vec<Membership> {
-        let mut out = vec![self.conf.clone()];
-        let above = self.log.range(self.commit + 1..).map(|(_, s)| &s.data);
-        let recovered = self.cand.iter().flat_map(|c| c.recovered.values().map(|(_, d)| d));
-        for d in above.chain(recovered) {
+        let mut base = (self.conf_index, self.conf.clone());
+        for (&i, slot) in self.log.range(self.commit + 1..) {
+            if let (EntryData::Config(m), true) = (&slot.data, slot.chosen)
+                && i > base.0
+            {
+                base = (i, m.clone());
+            }
+        }
+        let mut out = vec![base.1];
+        let above = self.log.range(base.0 + 1..).map(|(&i, s)| (i, &s.data));
+        let recovered = self.cand.iter().flat_map(|c| c.recovered.iter().map(|(&i, (_, d))| (i, d)));
+        for (i, d) in above.chain(recovered) {
             if let EntryData::Config(m) = d
+                && i > base.0
                 && !out.contains(m)
             {
                 out.push(m.clone());
@@ -1134,8 +1147,14 @@ impl Replica for Paxos {
         let Some(lead) = self.lead.as_ref() else {
             return Err(ProposeError::NotLeader { leader: self.leader }.into());
         };
-        // Nothing in flight: recovery done, and the previous change chosen and in effect.
+        // Nothing in flight: recovery done, and the previous change chosen and in effect. And
+        // a majority holds the whole chosen prefix, which is what lets a later candidate skip
+        // the configurations before this change (see `needed_confs`).
         if !lead.pending.is_empty() || !lead.confs.is_empty() || lead.next_slot != self.commit + 1 {
+            return Err(MembershipError::InProgress);
+        }
+        let holders = lead.peers.iter().filter(|(_, p)| p.commit >= self.commit).map(|(&id, _)| id);
+        if !Self::majority(&self.conf, holders.chain([self.cfg.id])) {
             return Err(MembershipError::InProgress);
         }
         let next = self.conf.apply(change)?;

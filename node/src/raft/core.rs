@@ -706,11 +706,10 @@ impl Raft {
             )));
         }
         low_confs.extend(entry_confs.into_iter().filter(|(i, _)| *i <= r.base_index));
+        // Without any record the configuration never changed: it is still the initial one
+        // (a WAL written before membership changes existed, say).
         if let Some((_, m)) = low_confs.range(..=r.base_index).next_back() {
             r.base_conf = m.clone();
-        } else if r.base_index > 0 && r.snapshot.is_some() {
-            // No record says otherwise: the configuration never changed (a WAL written before
-            // membership changes existed).
         }
         r.refresh_conf();
         r.persisted_hs = (r.term, r.vote, r.commit);

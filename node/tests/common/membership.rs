@@ -53,6 +53,8 @@ pub struct Churn {
     pub pause_max: u64,
     /// Completed removals of the node that was leading when it proposed them.
     pub leaders_removed: u64,
+    /// The first tick the driver saw after the faulty phase.
+    quiet_since: Option<u64>,
 }
 
 impl Churn {
@@ -72,6 +74,7 @@ impl Churn {
             min_voters: 3,
             pause_max: 40,
             leaders_removed: 0,
+            quiet_since: None,
         }
     }
 
@@ -120,6 +123,20 @@ impl Churn {
 
         if let Some(p) = self.pending.clone() {
             match sim.chosen().get(&p.index) {
+                None if !sim.in_fault_phase() && now >= self.quiet_since.get_or_insert(now).saturating_add(200) => {
+                    // A stale leader's proposal past the end of the live log: with no more
+                    // client load nothing will ever be chosen there. If the live leader does
+                    // not know the node by now, the addition is dead.
+                    self.pending = None;
+                    if let (MembershipChange::AddLearner(id), Some((_, st))) = (p.change, Self::leader(sim))
+                        && !st.learners.contains(&id)
+                        && !st.voters.contains(&id)
+                    {
+                        sim.remove_node(id);
+                        self.fresh = None;
+                    }
+                    return Ok(());
+                }
                 None => return Ok(()),
                 Some(EntryData::Config(m)) if *m == p.expected => {
                     self.pending = None;
@@ -169,7 +186,8 @@ impl Churn {
             self.plan_next(st.voters.len());
         }
         let step = *self.plan.front().expect("planned");
-        let current = Membership { voters: st.voters.iter().copied().collect(), learners: st.learners.iter().copied().collect() };
+        let current =
+            Membership { voters: st.voters.iter().copied().collect(), learners: st.learners.iter().copied().collect() };
         let change = match step {
             Step::AddFresh => {
                 let id = match self.fresh {
@@ -217,7 +235,7 @@ impl Churn {
             }
             // Busy, not caught up, a change in progress, or a stale leader that does not know
             // the latest configuration yet: try again shortly.
-            Err(_) => self.next_try = now + 3,
+            Err(_) => self.next_try = now + 1,
         }
         Ok(())
     }
@@ -274,8 +292,8 @@ pub fn churn_under_faults_is_safe<R: Replica>(run: RunChurn<R>, seeds: u64) {
 }
 
 /// Healthy network: each change must complete, and client writes must keep committing
-/// after it, within a bounded time — the cluster never gets stuck on a configuration.
-pub fn churn_on_a_healthy_network_keeps_making_progress<R: Replica>(run: RunChurn<R>, seeds: u64) {
+/// after it, within `max_gap` ticks — the cluster never gets stuck on a configuration.
+pub fn churn_on_a_healthy_network_keeps_making_progress<R: Replica>(run: RunChurn<R>, seeds: u64, max_gap: u64) {
     for seed in 0..super::seeds(seeds) {
         let mut cfg = SimConfig::new(7000 + seed);
         cfg.ticks = 3000;
@@ -293,7 +311,7 @@ pub fn churn_on_a_healthy_network_keeps_making_progress<R: Replica>(run: RunChur
         let ticks: Vec<u64> = churn.completed.iter().map(|(t, _)| *t).collect();
         assert!(ticks.len() >= 15, "seed {seed}: only {} changes completed: {:?}", ticks.len(), churn.completed);
         let gaps = ticks.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-        assert!(gaps < 400, "seed {seed}: {gaps} ticks between two changes: {:?}", churn.completed);
+        assert!(gaps < max_gap, "seed {seed}: {gaps} ticks between two changes: {:?}", churn.completed);
         let removes = churn.completed.iter().filter(|(_, c)| matches!(c, MembershipChange::Remove(_))).count();
         let promotes = churn.completed.iter().filter(|(_, c)| matches!(c, MembershipChange::Promote(_))).count();
         assert!(removes >= 3 && promotes >= 3, "seed {seed}: {:?}", churn.completed);
