@@ -88,6 +88,9 @@ struct LeaderState {
     /// Servers removed by a chosen configuration at the given slot, still sent heartbeats
     /// until they report a chosen prefix that includes it (so that they stop campaigning).
     leaving: BTreeMap<NodeId, u64>,
+    /// A membership change is waiting for the pipeline to drain: new commands are refused
+    /// with `Busy` until this tick, or a steady client load would keep it waiting for ever.
+    drain_until: u64,
     /// Every slot a previous leader may have chosen is `<= recovery_end`, so a read must
     /// wait for at least that much to be applied.
     recovery_end: u64,
@@ -593,6 +596,7 @@ impl Paxos {
             peers: BTreeMap::new(),
             confs,
             leaving: BTreeMap::new(),
+            drain_until: 0,
             recovery_end: end,
             heartbeat_elapsed: 0,
             check_elapsed: 0,
@@ -1150,13 +1154,20 @@ impl Replica for Paxos {
         // Nothing in flight: recovery done, and the previous change chosen and in effect. And
         // a majority holds the whole chosen prefix, which is what lets a later candidate skip
         // the configurations before this change (see `needed_confs`).
-        if !lead.pending.is_empty() || !lead.confs.is_empty() || lead.next_slot != self.commit + 1 {
-            return Err(MembershipError::InProgress);
-        }
         let holders = lead.peers.iter().filter(|(_, p)| p.commit >= self.commit).map(|(&id, _)| id);
-        if !Self::majority(&self.conf, holders.chain([self.cfg.id])) {
+        let drained = lead.pending.is_empty() && lead.next_slot == self.commit + 1;
+        if !lead.confs.is_empty() {
             return Err(MembershipError::InProgress);
         }
+        if !drained || !Self::majority(&self.conf, holders.chain([self.cfg.id])) {
+            let until = self.now + u64::from(self.cfg.election_ticks_min);
+            let lead = self.lead.as_mut().expect("checked");
+            if lead.drain_until <= self.now {
+                lead.drain_until = until;
+            }
+            return Err(MembershipError::InProgress);
+        }
+        let lead = self.lead.as_ref().expect("checked");
         let next = self.conf.apply(change)?;
         if let MembershipChange::Promote(id) = change {
             let lag = self.cfg.batch_max as u64;
@@ -1166,6 +1177,7 @@ impl Replica for Paxos {
         }
         let slot = lead.next_slot;
         let lead = self.lead.as_mut().expect("checked");
+        lead.drain_until = 0;
         lead.next_slot = slot + 1;
         lead.confs.insert(slot, next.clone());
         self.sync_peers();
@@ -1185,7 +1197,7 @@ impl Replica for Paxos {
         if !lead.pending.is_empty() && lead.pending.len() + commands.len() > window {
             return Err(ProposeError::Busy);
         }
-        if !lead.confs.is_empty() {
+        if !lead.confs.is_empty() || self.now < lead.drain_until {
             // Nothing goes after a configuration value until it is chosen: those slots'
             // quorums would depend on whether it is.
             return Err(ProposeError::Busy);
