@@ -18,6 +18,20 @@
 //! different chosen value (possible only if a higher ballot chose it), it steps down first.
 //! Everything else a learner misses arrives as explicit `Chosen` values or a snapshot.
 //!
+//! # Membership
+//! A configuration is a value in the log (`EntryData::Config`), chosen like any other and in
+//! effect for the slots after it (an α of 1). The leader proposes one only with nothing in
+//! flight and a majority holding the whole chosen prefix (it briefly refuses commands to
+//! get there), and proposes nothing after it until it is chosen, so every slot it has in
+//! flight is counted by a configuration it knows. That is the stop-sign idea without a new
+//! instance: the same leader carries on under the new configuration. Changes are one
+//! server at a time, so consecutive configurations' majorities meet; a candidate gathers
+//! promises from a majority of the newest configuration it knows chosen and of every one
+//! that may have been chosen after it. New servers join as learners (they accept and learn
+//! but are never counted) and catch up through `Chosen` values or a snapshot before
+//! promotion. Acceptors serve requests from anyone, so a server can catch up on a log
+//! whose configuration it does not know yet; replies from strangers are dropped.
+//!
 //! # Durability
 //! Promises and accepted values are written as [`Record`]s in the same `Ready` as the
 //! replies that depend on them, and the runtime makes them durable before sending. Chosen

@@ -235,12 +235,7 @@ impl Churn {
             }
             // Busy, not caught up, a change in progress, or a stale leader that does not know
             // the latest configuration yet: try again shortly.
-            Err(e) => {
-                if std::env::var("CHURN_DEBUG").is_ok() && now % 50 == 0 {
-                    eprintln!("t{now} {change:?} at {leader}: {e}");
-                }
-                self.next_try = now + 1
-            }
+            Err(_) => self.next_try = now + 1,
         }
         Ok(())
     }
