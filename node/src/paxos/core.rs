@@ -878,6 +878,7 @@ impl Paxos {
         self.send(from, Message::Promise { ballot, from: from_slot, upto, complete, entries, snapshot, membership });
     }
 
+    #[allow(clippy::too_many_arguments)] // the fields of one `Promise`
     fn on_promise(
         &mut self,
         from: NodeId,
