@@ -36,10 +36,12 @@
 //! Index 0 is "before the first entry": the first real entry has index 1.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 /// A replica's identity inside a core: a small integer. The runtime maps configured string
 /// ids ("n1") onto these by sorting the member list, so every node agrees on the mapping.
+/// Cores treat ids as opaque: after membership changes they need not be `1..=n` or contiguous.
 pub type NodeId = u64;
 
 /// Knobs shared by every protocol. Times are in ticks; the runtime converts from the
@@ -47,7 +49,11 @@ pub type NodeId = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaConfig {
     pub id: NodeId,
-    /// All voting members, including `id`, sorted and without duplicates.
+    /// The voting members of the cluster's initial configuration (the one before the first
+    /// log entry), sorted and without duplicates. Later configurations come from the log, so
+    /// a restarted node needs the same list it started with. A node whose `id` is missing
+    /// here is joining an existing cluster: it neither votes nor campaigns until a
+    /// configuration entry it receives from the leader makes it a voter.
     pub members: Vec<NodeId>,
     /// An election (or phase-1) timeout is drawn uniformly from `[min, max]` ticks.
     pub election_ticks_min: u32,
@@ -92,8 +98,8 @@ impl ReplicaConfig {
     /// Checked once at construction so cores can rely on sane values.
     pub fn validate(&self) -> Result<(), ReplicaError> {
         let bad = |m: &str| Err(ReplicaError::Config(m.to_string()));
-        if self.members.is_empty() || !self.members.contains(&self.id) {
-            return bad("members must contain the replica's own id");
+        if self.members.is_empty() {
+            return bad("members must not be empty");
         }
         if self.members.windows(2).any(|w| w[0] >= w[1]) {
             return bad("members must be sorted and unique");
@@ -112,12 +118,118 @@ impl ReplicaConfig {
 }
 
 /// What a log position holds. `Noop` is what a new leader commits to learn the commit
-/// point (Raft §8) or to fill holes (Paxos); the state machine skips it.
+/// point (Raft §8) or to fill holes (Paxos); the state machine skips it, and `Config` too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EntryData {
     Noop,
     /// An opaque state-machine command (the KV layer encodes it).
     Command(Vec<u8>),
+    /// The whole cluster configuration from this position on (how soon it takes effect is
+    /// protocol-specific: see each core). Whole rather than a delta so that any one entry,
+    /// or a snapshot's copy of it, is enough to know the configuration.
+    Config(Membership),
+}
+
+/// A cluster configuration: who votes, and who only receives the log.
+///
+/// Learners exist so that a new, empty server catches up before it counts toward any
+/// quorum: adding an empty voter to a three-node cluster would make every commit wait for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Membership {
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+}
+
+impl Membership {
+    pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Self {
+        Membership { voters: voters.into_iter().collect(), learners: BTreeSet::new() }
+    }
+
+    /// A strict majority of the voters.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+
+    /// Voters and learners, each once.
+    pub fn all(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(self.learners.iter()).copied()
+    }
+
+    /// The configuration after `change`, or why the change cannot be made. Only checks the
+    /// change against this configuration; each core adds its own conditions (one change at a
+    /// time, a caught-up learner).
+    pub fn apply(&self, change: MembershipChange) -> Result<Membership, MembershipError> {
+        let mut next = self.clone();
+        match change {
+            MembershipChange::AddLearner(id) => {
+                if self.contains(id) {
+                    return Err(MembershipError::AlreadyMember(id));
+                }
+                next.learners.insert(id);
+            }
+            MembershipChange::Promote(id) => {
+                if !self.learners.contains(&id) {
+                    return Err(MembershipError::NotLearner(id));
+                }
+                next.learners.remove(&id);
+                next.voters.insert(id);
+            }
+            MembershipChange::Remove(id) => {
+                if !self.contains(id) {
+                    return Err(MembershipError::NotMember(id));
+                }
+                if self.voters.len() == 1 && self.is_voter(id) {
+                    return Err(MembershipError::LastVoter);
+                }
+                next.voters.remove(&id);
+                next.learners.remove(&id);
+            }
+        }
+        Ok(next)
+    }
+}
+
+/// One step of a membership change. One voter at a time: any majority of the old voters
+/// and any majority of the new then share a server, so no two leaders can be elected in
+/// one term across the change (thesis §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Start replicating to a new, possibly empty server that does not vote yet.
+    AddLearner(NodeId),
+    /// Make a caught-up learner a voter.
+    Promote(NodeId),
+    /// Remove a voter or a learner.
+    Remove(NodeId),
+}
+
+/// A membership change refused before anything was proposed: a DEFINITE failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum MembershipError {
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+    /// The previous change is not committed yet (or, in Raft, this leader has not committed
+    /// an entry of its own term yet); retry later.
+    #[error("a membership change is in progress")]
+    InProgress,
+    #[error("node {0} is already a member")]
+    AlreadyMember(NodeId),
+    #[error("node {0} is not a learner")]
+    NotLearner(NodeId),
+    #[error("node {0} is not a member")]
+    NotMember(NodeId),
+    #[error("cannot remove the last voter")]
+    LastVoter,
+    /// The learner is still behind the leader's log; promoting it now would stall commits.
+    #[error("learner {0} has not caught up yet")]
+    NotCaughtUp(NodeId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -214,6 +326,9 @@ pub struct Status {
     pub applied_index: u64,
     pub last_index: u64,
     pub snapshot_index: u64,
+    /// The configuration this replica currently acts on.
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
 }
 
 /// A proposal or read that was refused before anything was proposed: a DEFINITE failure.
@@ -270,6 +385,11 @@ pub trait Replica: Send + 'static {
     /// may still be lost if leadership is lost: an INDEFINITE outcome). `Err` means none of them
     /// were proposed (a DEFINITE failure).
     fn propose(&mut self, commands: Vec<Vec<u8>>) -> Result<(), ProposeError>;
+
+    /// Proposes one membership change; `Ok` is the log index of the configuration entry (an
+    /// INDEFINITE outcome, like [`Replica::propose`]). Wait until that index is committed before
+    /// proposing the next change.
+    fn propose_membership(&mut self, change: MembershipChange) -> Result<u64, MembershipError>;
 
     /// Requests a linearizable read tagged `id`; a [`ReadState`] with the same id appears in
     /// a later `Ready` once it is safe. If leadership is lost first the read is silently

@@ -9,6 +9,11 @@
 //! Durability is modelled the way the real runtime provides it: each `Ready` is carried out
 //! atomically (records "fsynced" before messages leave), and a crash keeps exactly the
 //! snapshot and records persisted so far.
+//!
+//! The set of nodes can change during a run ([`Sim::add_node`], [`Sim::remove_node`]) so
+//! that membership changes are exercised under the same faults. Node `id` lives at index
+//! `id - 1` for ever: a removed node keeps its slot (empty), so after a few changes the
+//! cluster's ids are neither `1..=n` nor contiguous, as cores must not assume they are.
 
 pub mod net;
 
@@ -146,6 +151,10 @@ struct Flight<M> {
 struct SimNode<R: Replica> {
     id: NodeId,
     replica: Option<R>,
+    /// The `members` this node was created with: a restart must hand the same ones back.
+    seed_members: Vec<NodeId>,
+    /// Taken out of the cluster for good: never restarted, sent nothing.
+    removed: bool,
     down_until: u64,
     paused_until: u64,
     restarts: u64,
@@ -182,7 +191,6 @@ pub struct Sim<R: Replica> {
     rng: SplitMix64,
     now: u64,
     nodes: Vec<SimNode<R>>,
-    members: Vec<NodeId>,
     /// Min-heap on (deliver_at, sequence) for a deterministic delivery order.
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     flights: HashMap<u64, Flight<R::Message>>,
@@ -213,6 +221,8 @@ impl<R: Replica> Sim<R> {
             nodes.push(SimNode {
                 id,
                 replica: Some(replica),
+                seed_members: members.clone(),
+                removed: false,
                 down_until: 0,
                 paused_until: 0,
                 restarts: 0,
@@ -238,7 +248,6 @@ impl<R: Replica> Sim<R> {
             rng,
             now: 0,
             nodes,
-            members,
             queue: BinaryHeap::new(),
             flights: HashMap::new(),
             next_flight: 0,
@@ -263,6 +272,70 @@ impl<R: Replica> Sim<R> {
     /// The live replica with index `i` (0-based), for protocol-specific invariant checks.
     pub fn replica(&self, i: usize) -> Option<&R> {
         self.nodes[i].replica.as_ref()
+    }
+
+    /// The live replica `id`, for a test driver that proposes membership changes.
+    pub fn replica_mut(&mut self, id: NodeId) -> Option<&mut R> {
+        self.nodes.get_mut(id.checked_sub(1)? as usize)?.replica.as_mut()
+    }
+
+    /// Ids of the nodes not removed (up or down).
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|n| !n.removed).map(|n| n.id).collect()
+    }
+
+    /// Starts a fresh, empty node that joins an existing cluster; `members` is what it is
+    /// told of the cluster (the current voters), and it does not include the new node itself.
+    pub fn add_node(&mut self, members: Vec<NodeId>) -> Result<NodeId, SimError> {
+        let id = self.nodes.len() as NodeId + 1;
+        let rc = Self::replica_config(&self.cfg, &members, id, self.rng.next_u64());
+        let replica = R::restore(rc, None, Vec::new()).map_err(|source| SimError::Restore { node: id, source })?;
+        self.nodes.push(SimNode {
+            id,
+            replica: Some(replica),
+            seed_members: members,
+            removed: false,
+            down_until: 0,
+            paused_until: 0,
+            restarts: 0,
+            durable_snapshot: None,
+            durable_records: Vec::new(),
+            kv: Kv::new(),
+            applied: 0,
+            applied_term: 0,
+            pending_writes: HashMap::new(),
+            pending_reads: HashMap::new(),
+            waiting_reads: Vec::new(),
+        });
+        Ok(id)
+    }
+
+    /// Takes node `id` out for good (its disk is wiped): after its removal from the
+    /// configuration committed, an operator decommissions it.
+    pub fn remove_node(&mut self, id: NodeId) {
+        let Some(n) = id.checked_sub(1).and_then(|i| self.nodes.get_mut(i as usize)) else { return };
+        n.replica = None;
+        n.removed = true;
+        n.durable_records.clear();
+        n.durable_snapshot = None;
+        n.pending_writes.clear();
+        n.pending_reads.clear();
+        n.waiting_reads.clear();
+    }
+
+    /// Crashes node `id` (losing what it did not persist) for `down_ticks`; a driver uses it to
+    /// crash a node at a chosen point, say right after a membership proposal.
+    pub fn crash_node(&mut self, id: NodeId, down_ticks: u64) {
+        let Some(i) = id.checked_sub(1).map(|i| i as usize).filter(|&i| i < self.nodes.len()) else { return };
+        if self.nodes[i].replica.is_some() && !self.nodes[i].removed {
+            let until = self.now + down_ticks;
+            self.crash(i, until);
+        }
+    }
+
+    /// Whether the run is still in its faulty phase (a driver stops changing things after).
+    pub fn in_fault_phase(&self) -> bool {
+        self.faulty()
     }
 
     pub fn node_count(&self) -> usize {
@@ -290,10 +363,16 @@ impl<R: Replica> Sim<R> {
     /// Runs the whole schedule, calling `check` after every tick. Any violation is returned
     /// with the seed so it can be replayed.
     pub fn run_with(&mut self, mut check: impl FnMut(&Self) -> Result<(), Violation>) -> Result<(), SimError> {
+        self.run_driven(|s| check(s))
+    }
+
+    /// [`Sim::run_with`] with a hook that may also act on the cluster after every tick (add
+    /// and remove nodes, propose membership changes) as well as check it.
+    pub fn run_driven(&mut self, mut drive: impl FnMut(&mut Self) -> Result<(), Violation>) -> Result<(), SimError> {
         let total = self.cfg.ticks + self.cfg.quiesce_ticks;
         let seed = self.cfg.seed;
         while self.now < total {
-            let stepped = self.step_once().and_then(|()| check(self));
+            let stepped = self.step_once().and_then(|()| drive(self));
             stepped.map_err(|violation| SimError::Violation { seed, tick: Some(self.now), violation })?;
         }
         self.finish().map_err(|violation| SimError::Violation { seed, tick: None, violation })
@@ -329,7 +408,10 @@ impl<R: Replica> Sim<R> {
         let now = self.now;
         // Restarts happen even after the faulty phase so the cluster can converge.
         for i in 0..self.nodes.len() {
-            if self.nodes[i].replica.is_none() && (now >= self.nodes[i].down_until || !self.faulty()) {
+            if self.nodes[i].replica.is_none()
+                && !self.nodes[i].removed
+                && (now >= self.nodes[i].down_until || !self.faulty())
+            {
                 self.restart(i);
             }
         }
@@ -358,8 +440,9 @@ impl<R: Replica> Sim<R> {
             let len = self.rng.range_inclusive(1, self.cfg.partition_ticks_max);
             if self.rng.chance(self.cfg.partial_partition_prob) {
                 let mut cut = std::collections::BTreeSet::new();
-                for &a in &self.members {
-                    for &b in &self.members {
+                let ids = self.node_ids();
+                for &a in &ids {
+                    for &b in &ids {
                         if a < b && self.rng.chance(0.4) {
                             cut.insert((a, b));
                             cut.insert((b, a));
@@ -405,7 +488,7 @@ impl<R: Replica> Sim<R> {
         let seed = self.rng.next_u64();
         let n = &mut self.nodes[i];
         n.restarts += 1;
-        let rc = Self::replica_config(&self.cfg, &self.members, n.id, seed);
+        let rc = Self::replica_config(&self.cfg, &n.seed_members, n.id, seed);
         let replica = R::restore(rc, n.durable_snapshot.clone(), n.durable_records.clone())
             .unwrap_or_else(|e| panic!("seed {}: node {} cannot restore: {e}", self.cfg.seed, n.id));
         n.replica = Some(replica);
@@ -503,10 +586,12 @@ impl<R: Replica> Sim<R> {
             }
             self.nodes[i].durable_records.extend(rd.records);
             for (to, msg) in rd.messages {
-                if to == from || !self.members.contains(&to) {
+                if to == from || to == 0 || to > self.nodes.len() as NodeId {
                     return Err(Violation(format!("node {from} sent a message to {to}")));
                 }
-                self.send(from, to, msg);
+                if !self.nodes[(to - 1) as usize].removed {
+                    self.send(from, to, msg);
+                }
             }
             for e in rd.committed {
                 self.apply(i, e)?;
@@ -550,7 +635,11 @@ impl<R: Replica> Sim<R> {
         let cmd =
             Command::decode(bytes).map_err(|err| Violation(format!("undecodable command at {}: {err}", e.index)))?;
         let result = n.kv.apply(e.index, &cmd);
-        if let Some(slot) = n.pending_writes.remove(&(cmd.client, cmd.seq)) {
+        // The slot may have moved on to a new process (its old one timed out) that has reached
+        // the same seq by now: the old process's late write is not the new one's.
+        if let Some(slot) = n.pending_writes.remove(&(cmd.client, cmd.seq))
+            && self.clients[slot].process == cmd.client
+        {
             self.complete(slot, cmd.seq, Some(result));
         }
         Ok(())
@@ -650,11 +739,14 @@ impl<R: Replica> Sim<R> {
                     ("cas", Op::Cas { key: key.clone(), from: Value::Int(a), to: Value::Int(b) }, json!([a, b]))
                 }
             };
-            let c = &mut self.clients[slot];
-            let target = match c.leader_hint {
+            let target = match self.clients[slot].leader_hint {
                 Some(l) if self.rng.chance(0.9) => l,
-                _ => 1 + self.rng.next_u64() % self.members.len() as u64,
+                _ => {
+                    let ids = self.node_ids();
+                    ids[(self.rng.next_u64() % ids.len() as u64) as usize]
+                }
             };
+            let c = &mut self.clients[slot];
             c.seq += 1;
             let (process, seq) = (c.process, c.seq);
             self.record(process, "invoke", f, &key, value);
@@ -667,6 +759,10 @@ impl<R: Replica> Sim<R> {
                 read_id,
                 deadline: self.now + self.cfg.op_timeout_ticks,
             };
+            if target == 0 || target > self.nodes.len() as NodeId {
+                self.fail(slot, "connection refused");
+                continue;
+            }
             if self.paused((target - 1) as usize) {
                 // A stopped node accepts the connection but never answers: the client times out.
                 continue;
@@ -779,7 +875,7 @@ impl<R: Replica> Sim<R> {
     fn finish(&mut self) -> Result<(), Violation> {
         let mut leaders = Vec::new();
         let mut applied = Vec::new();
-        for n in &self.nodes {
+        for n in self.nodes.iter().filter(|n| !n.removed) {
             let r = n.replica.as_ref().ok_or_else(|| Violation(format!("node {} still down", n.id)))?;
             let st = r.status();
             if st.role == Role::Leader {
@@ -794,7 +890,7 @@ impl<R: Replica> Sim<R> {
         if applied.iter().any(|&a| a != max) {
             return Err(Violation(format!("replicas did not converge after healing: applied {applied:?}")));
         }
-        let mut states = self.nodes.iter().map(|n| &n.kv);
+        let mut states = self.nodes.iter().filter(|n| !n.removed).map(|n| &n.kv);
         let first = states.next().expect("at least one node");
         if states.any(|kv| kv_data(kv) != kv_data(first)) {
             return Err("replica states differ after converging".into());

@@ -4,77 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
+use common::raft_checks::{LeaderCompleteness, log_matching};
 use common::{Fault, Faulty};
 use faultline_node::raft::{Message, Raft, Record};
-use faultline_node::replica::{EntryData, ProposeError, ReadState, Ready, Replica, Role};
+use faultline_node::replica::{EntryData, ProposeError, ReadState, Ready, Replica};
 use faultline_node::sim::{Sim, SimConfig};
-
-/// "Log Matching: if two logs contain an entry with the same index and term, then the logs
-/// are identical in all entries up through the given index." Checked inductively: equal
-/// (index, term) implies equal data and equal terms at index - 1.
-fn log_matching(sim: &Sim<Raft>) -> Result<(), String> {
-    let live: Vec<&Raft> = (0..sim.node_count()).filter_map(|i| sim.replica(i)).collect();
-    for (a, ra) in live.iter().enumerate() {
-        for rb in live.iter().skip(a + 1) {
-            let lo = ra.first_index().max(rb.first_index());
-            let hi = ra.status().last_index.min(rb.status().last_index);
-            for e in ra.log().iter().filter(|e| e.index >= lo && e.index <= hi) {
-                let other = &rb.log()[(e.index - rb.first_index()) as usize];
-                if other.term != e.term {
-                    continue;
-                }
-                if other.data != e.data {
-                    return Err(format!("log matching: index {} term {} holds different data", e.index, e.term));
-                }
-                if e.index > lo && ra.term_at(e.index - 1) != rb.term_at(e.index - 1) {
-                    return Err(format!("log matching: logs agree at {} but not at {}", e.index, e.index - 1));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// "Leader Completeness: if a log entry is committed in a given term, then that entry will be
-/// present in the logs of the leaders for all higher-numbered terms."
-struct LeaderCompleteness {
-    /// term -> highest commit index a leader of that term reached.
-    commit_by_term: BTreeMap<u64, u64>,
-}
-
-impl LeaderCompleteness {
-    fn check(&mut self, sim: &Sim<Raft>) -> Result<(), String> {
-        for i in 0..sim.node_count() {
-            let Some(r) = sim.replica(i) else { continue };
-            let st = r.status();
-            if st.role != Role::Leader {
-                continue;
-            }
-            let c = self.commit_by_term.entry(st.term).or_insert(0);
-            *c = (*c).max(st.commit_index);
-            let required = self.commit_by_term.range(..st.term).map(|(_, &c)| c).max().unwrap_or(0);
-            for index in r.first_index()..=required {
-                let Some(chosen) = sim.chosen().get(&index) else { continue };
-                let Some(e) = r.log().get((index - r.first_index()) as usize) else {
-                    return Err(format!("leader {} of term {} lacks committed index {index}", st.id, st.term));
-                };
-                if &e.data != chosen {
-                    return Err(format!(
-                        "leader {} of term {} has a different entry at committed {index}",
-                        st.id, st.term
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
 
 fn run_seed(cfg: SimConfig) -> Result<Sim<Raft>, String> {
     let mut sim = Sim::<Raft>::new(cfg).map_err(|e| e.to_string())?;
-    let mut lc = LeaderCompleteness { commit_by_term: BTreeMap::new() };
+    let mut lc = LeaderCompleteness::default();
     sim.run_with(|s| {
         log_matching(s)?;
         Ok(lc.check(s)?)

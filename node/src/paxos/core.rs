@@ -18,17 +18,31 @@
 //! different chosen value (possible only if a higher ballot chose it), it steps down first.
 //! Everything else a learner misses arrives as explicit `Chosen` values or a snapshot.
 //!
+//! # Membership
+//! A configuration is a value in the log (`EntryData::Config`), chosen like any other and in
+//! effect for the slots after it (an α of 1). The leader proposes one only with nothing in
+//! flight and a majority holding the whole chosen prefix (it briefly refuses commands to
+//! get there), and proposes nothing after it until it is chosen, so every slot it has in
+//! flight is counted by a configuration it knows. That is the stop-sign idea without a new
+//! instance: the same leader carries on under the new configuration. Changes are one
+//! server at a time, so consecutive configurations' majorities meet; a candidate gathers
+//! promises from a majority of the newest configuration it knows chosen and of every one
+//! that may have been chosen after it. New servers join as learners (they accept and learn
+//! but are never counted) and catch up through `Chosen` values or a snapshot before
+//! promotion. Acceptors serve requests from anyone, so a server can catch up on a log
+//! whose configuration it does not know yet; replies from strangers are dropped.
+//!
 //! # Durability
 //! Promises and accepted values are written as [`Record`]s in the same `Ready` as the
 //! replies that depend on them, and the runtime makes them durable before sending. Chosen
 //! flags set by the commit inference are not persisted: after a restart they are learned
 //! again from the leader.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::replica::{
-    Entry, EntryData, NodeId, ProposeError, ReadState, Ready, Replica, ReplicaConfig, ReplicaError, Role, Snapshot,
-    SplitMix64, Status,
+    Entry, EntryData, Membership, MembershipChange, MembershipError, NodeId, ProposeError, ReadState, Ready, Replica,
+    ReplicaConfig, ReplicaError, Role, Snapshot, SplitMix64, Status,
 };
 
 use super::msg::{Ballot, Message, Record, SlotValue};
@@ -60,12 +74,15 @@ struct PeerProgress {
     /// Highest commit point sent to this peer, so an ack that arrives after the commit point
     /// moved gets a prompt update instead of waiting for the next heartbeat.
     sent_commit: u64,
+    /// The peer's chosen prefix as it last reported it: how far a learner has caught up.
+    commit: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Pending {
-    /// Bitmask over member positions.
-    acks: u64,
+    /// Who accepted the slot under the leader's ballot. Ids, not positions in a member list:
+    /// the configuration that counts them is the slot's, which may differ from today's.
+    acks: Vec<NodeId>,
     sent_at: u64,
 }
 
@@ -75,7 +92,19 @@ struct LeaderState {
     next_slot: u64,
     /// Slots proposed under `ballot` and not yet chosen.
     pending: BTreeMap<u64, Pending>,
-    peers: Vec<PeerProgress>,
+    /// Everyone this leader sends to: the members of every configuration it knows of above
+    /// the chosen prefix, and removed servers until they learn they were removed.
+    peers: BTreeMap<NodeId, PeerProgress>,
+    /// Configuration values in this leader's log above the chosen prefix, by slot: with a
+    /// leader's own proposals being the only values its ballot can choose, they decide which
+    /// configuration counts each later slot's acceptances.
+    confs: BTreeMap<u64, Membership>,
+    /// Servers removed by a chosen configuration at the given slot, still sent heartbeats
+    /// until they report a chosen prefix that includes it (so that they stop campaigning).
+    leaving: BTreeMap<NodeId, u64>,
+    /// A membership change is waiting for the pipeline to drain: new commands are refused
+    /// with `Busy` until this tick, or a steady client load would keep it waiting for ever.
+    drain_until: u64,
     /// Every slot a previous leader may have chosen is `<= recovery_end`, so a read must
     /// wait for at least that much to be applied.
     recovery_end: u64,
@@ -92,8 +121,10 @@ struct LeaderState {
 #[derive(Debug)]
 struct CandidateState {
     ballot: Ballot,
-    /// Members whose promise pages are complete (bitmask over positions).
-    complete: u64,
+    /// Acceptors whose promise pages are complete.
+    complete: BTreeSet<NodeId>,
+    /// Acceptors sent a `Prepare`.
+    asked: BTreeSet<NodeId>,
     /// The highest-ballot unchosen value reported for each slot.
     recovered: BTreeMap<u64, (Ballot, EntryData)>,
 }
@@ -104,9 +135,19 @@ struct CandidateState {
 #[derive(Debug)]
 pub struct Paxos {
     cfg: ReplicaConfig,
-    /// Position of `cfg.id` in `cfg.members`.
+    /// Position of `cfg.id` in `cfg.members` (the initial configuration), which decides the
+    /// rounds this node owns; a node that joined later has none and takes `id % n`.
     me: usize,
     rng: SplitMix64,
+
+    // Membership. A configuration value chosen at slot `s` governs slots `> s` (α = 1):
+    // the leader proposes a change only with nothing else in flight and proposes nothing
+    // after it until it is chosen, so no slot is ever in flight under a configuration the
+    // leader does not know. `conf` is the configuration after the chosen prefix.
+    conf: Membership,
+    conf_index: u64,
+    /// The configuration as of `snapshot_index`.
+    base_conf: Membership,
 
     // Acceptor state (durable).
     promised: Ballot,
@@ -130,7 +171,7 @@ pub struct Paxos {
     election_elapsed: u32,
     election_timeout: u32,
     probe_round: u64,
-    probe_grants: u64,
+    probe_grants: BTreeSet<NodeId>,
     lead: Option<LeaderState>,
     cand: Option<CandidateState>,
 
@@ -140,13 +181,15 @@ pub struct Paxos {
 impl Paxos {
     fn new(cfg: ReplicaConfig) -> Result<Self, ReplicaError> {
         cfg.validate()?;
-        if cfg.members.len() > 64 {
-            return Err(ReplicaError::Config("multi-paxos supports at most 64 members".into()));
-        }
-        let me = cfg.members.iter().position(|&m| m == cfg.id).expect("validated");
+        let me =
+            cfg.members.iter().position(|&m| m == cfg.id).unwrap_or((cfg.id % cfg.members.len() as u64) as usize);
+        let initial = Membership::new(cfg.members.iter().copied());
         let mut p = Paxos {
             rng: SplitMix64::new(cfg.seed),
             me,
+            conf: initial.clone(),
+            conf_index: 0,
+            base_conf: initial,
             cfg,
             promised: Ballot::ZERO,
             log: BTreeMap::new(),
@@ -162,7 +205,7 @@ impl Paxos {
             election_elapsed: 0,
             election_timeout: 0,
             probe_round: 0,
-            probe_grants: 0,
+            probe_grants: BTreeSet::new(),
             lead: None,
             cand: None,
             out: Ready::default(),
@@ -195,16 +238,56 @@ impl Paxos {
 
     // ---- helpers ----
 
-    fn quorum(&self) -> usize {
-        self.cfg.quorum()
+    fn is_voter(&self) -> bool {
+        self.conf.is_voter(self.cfg.id)
     }
 
-    fn position(&self, id: NodeId) -> Option<usize> {
-        self.cfg.members.binary_search(&id).ok()
+    /// Whether `ids` hold a majority of `conf`'s voters.
+    fn majority(conf: &Membership, ids: impl IntoIterator<Item = NodeId>) -> bool {
+        ids.into_iter().filter(|id| conf.is_voter(*id)).count() >= conf.quorum()
     }
 
+    /// The configuration that counts acceptances for `slot`: the last configuration value
+    /// before it in this leader's log, or the one after the chosen prefix.
+    fn conf_for(&self, slot: u64) -> &Membership {
+        self.lead.as_ref().and_then(|l| l.confs.range(..slot).next_back().map(|(_, m)| m)).unwrap_or(&self.conf)
+    }
+
+    /// The newest configuration this node knows of (a leader's pending one included).
+    fn latest_conf(&self) -> &Membership {
+        self.conf_for(u64::MAX)
+    }
+
+    /// Whom to send to: a leader's peers, otherwise everyone in the configuration.
     fn peer_ids(&self) -> Vec<NodeId> {
-        self.cfg.members.iter().copied().filter(|&m| m != self.cfg.id).collect()
+        match &self.lead {
+            Some(l) => l.peers.keys().copied().collect(),
+            None => self.conf.all().filter(|&m| m != self.cfg.id).collect(),
+        }
+    }
+
+    /// A reply from a server this node neither knows as a member nor sends to counts for
+    /// nothing; requests are served whoever sends them (see `step`).
+    fn knows(&self, id: NodeId) -> bool {
+        self.conf.contains(id)
+            || self.lead.as_ref().is_some_and(|l| l.peers.contains_key(&id))
+            || self.cand.as_ref().is_some_and(|c| c.asked.contains(&id))
+    }
+
+    /// Keeps a leader's peers in line with the configurations it knows of.
+    fn sync_peers(&mut self) {
+        let me = self.cfg.id;
+        let Some(lead) = self.lead.as_mut() else { return };
+        let mut want: BTreeSet<NodeId> = self.conf.all().collect();
+        for m in lead.confs.values() {
+            want.extend(m.all());
+        }
+        want.extend(lead.leaving.keys().copied());
+        want.remove(&me);
+        lead.peers.retain(|id, _| want.contains(id));
+        for id in want {
+            lead.peers.entry(id).or_default();
+        }
     }
 
     /// Unchosen slots a leader may have in flight before `propose` answers `Busy`.
@@ -228,6 +311,8 @@ impl Paxos {
 
     /// The smallest round above everything seen that belongs to this node.
     pub(super) fn next_round(&self) -> u64 {
+        // Ballots stay unique across membership changes because they carry the node id; a
+        // node that joined later may share rounds with an initial member.
         let n = self.cfg.members.len() as u64;
         let floor = self.max_round_seen.max(self.promised.round) + 1;
         let want = self.me as u64;
@@ -278,8 +363,40 @@ impl Paxos {
     }
 
     fn advance_commit(&mut self) {
-        while self.log.get(&(self.commit + 1)).is_some_and(|s| s.chosen) {
+        let mut changed = false;
+        while let Some(slot) = self.log.get(&(self.commit + 1)).filter(|s| s.chosen) {
             self.commit += 1;
+            if let EntryData::Config(m) = &slot.data
+                && self.commit > self.conf_index
+            {
+                let m = m.clone();
+                self.out.records.push(Record::Config { index: self.commit, membership: m.clone() });
+                self.set_conf(self.commit, m);
+                changed = true;
+            }
+        }
+        if changed {
+            self.sync_peers();
+        }
+    }
+
+    fn set_conf(&mut self, index: u64, m: Membership) {
+        let commit = self.commit;
+        if let Some(lead) = self.lead.as_mut() {
+            for id in self.conf.all().filter(|id| !m.contains(*id)) {
+                lead.leaving.insert(id, index);
+            }
+            lead.confs = lead.confs.split_off(&(commit + 1));
+        }
+        self.conf = m;
+        self.conf_index = index;
+    }
+
+    /// A leader that is not in the configuration it chose steps down: it no longer counts
+    /// for any quorum, and a voter takes over after an election timeout.
+    fn maybe_step_down_removed(&mut self) {
+        if self.role == Role::Leader && !self.is_voter() {
+            self.become_follower(None);
         }
     }
 
@@ -332,7 +449,7 @@ impl Paxos {
         self.advance_commit();
     }
 
-    fn install_snapshot(&mut self, snap: Snapshot) {
+    fn install_snapshot(&mut self, snap: Snapshot, membership: Option<Membership>) {
         if snap.index <= self.commit {
             return;
         }
@@ -349,6 +466,14 @@ impl Paxos {
         self.snapshot_index = snap.index;
         self.commit = snap.index;
         self.applied = snap.index;
+        if let Some(m) = membership {
+            self.out.records.push(Record::Config { index: snap.index, membership: m.clone() });
+            self.base_conf = m.clone();
+            if snap.index > self.conf_index {
+                self.set_conf(snap.index, m);
+                self.sync_peers();
+            }
+        }
         self.out.snapshot = Some(snap.clone());
         self.snapshot = Some(snap);
         self.advance_commit();
@@ -357,15 +482,21 @@ impl Paxos {
     // ---- elections ----
 
     fn campaign(&mut self) {
-        if self.cfg.prevote && self.cfg.members.len() > 1 {
+        if !self.is_voter() {
+            // Learners, joining and removed servers never run for leader.
+            self.reset_election_timer();
+            self.leader_heard = false;
+            return;
+        }
+        if self.cfg.prevote && self.conf.voters.len() > 1 {
             self.role = Role::PreCandidate;
             self.leader = None;
             self.lead = None;
             self.cand = None;
             self.reset_election_timer();
             self.probe_round = self.next_round();
-            self.probe_grants = 1 << self.me;
-            for p in self.peer_ids() {
+            self.probe_grants = BTreeSet::from([self.cfg.id]);
+            for p in self.conf.voters.iter().copied().filter(|&v| v != self.cfg.id).collect::<Vec<_>>() {
                 self.send(p, Message::Probe { round: self.probe_round });
             }
         } else {
@@ -387,17 +518,66 @@ impl Paxos {
             .filter(|(_, s)| !s.chosen)
             .map(|(&i, s)| (i, (s.ballot, s.data.clone())))
             .collect();
-        self.cand = Some(CandidateState { ballot, complete: 1 << self.me, recovered });
+        self.cand = Some(CandidateState {
+            ballot,
+            complete: BTreeSet::from([self.cfg.id]),
+            asked: BTreeSet::new(),
+            recovered,
+        });
+        self.ask_for_promises();
+        self.maybe_win();
+    }
+
+    /// The configurations whose majorities a candidate needs promises from: the newest one
+    /// it knows to be chosen, and every configuration value after it that may have been
+    /// (its own accepted values and the highest-ballot values reported).
+    ///
+    /// Why older ones are not needed: a change is proposed only once every slot before it
+    /// is chosen and a majority of the configuration then in effect holds all of them (see
+    /// `propose_membership`). That configuration is one server away from the new one, so a
+    /// majority of the new one meets it and sees every chosen value before the change. The
+    /// configurations after it are each one server from the one before, and the candidate
+    /// asks the members of each as it appears. Requiring majorities of superseded
+    /// configurations instead would stall elections once their removed servers are gone.
+    fn needed_confs(&self) -> Vec<Membership> {
+        let mut base = (self.conf_index, self.conf.clone());
+        for (&i, slot) in self.log.range(self.commit + 1..) {
+            if let (EntryData::Config(m), true) = (&slot.data, slot.chosen)
+                && i > base.0
+            {
+                base = (i, m.clone());
+            }
+        }
+        let mut out = vec![base.1];
+        let above = self.log.range(base.0 + 1..).map(|(&i, s)| (i, &s.data));
+        let recovered = self.cand.iter().flat_map(|c| c.recovered.iter().map(|(&i, (_, d))| (i, d)));
+        for (i, d) in above.chain(recovered) {
+            if let EntryData::Config(m) = d
+                && i > base.0
+                && !out.contains(m)
+            {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+
+    /// Sends `Prepare` to the members of every needed configuration not asked yet.
+    fn ask_for_promises(&mut self) {
+        let me = self.cfg.id;
+        let need: BTreeSet<NodeId> = self.needed_confs().iter().flat_map(|m| m.all().collect::<Vec<_>>()).collect();
         let from = self.commit + 1;
-        for p in self.peer_ids() {
+        let Some(c) = self.cand.as_mut() else { return };
+        let ballot = c.ballot;
+        let fresh: Vec<NodeId> = need.into_iter().filter(|&id| id != me && c.asked.insert(id)).collect();
+        for p in fresh {
             self.send(p, Message::Prepare { ballot, from });
         }
-        self.maybe_win();
     }
 
     fn maybe_win(&mut self) {
         let Some(c) = &self.cand else { return };
-        if (c.complete.count_ones() as usize) < self.quorum() {
+        if !self.needed_confs().iter().all(|m| Self::majority(m, c.complete.iter().copied())) {
             return;
         }
         let end = self.last_index().max(c.recovered.keys().next_back().copied().unwrap_or(0));
@@ -416,12 +596,21 @@ impl Paxos {
             let data = c.recovered.get(&s).map(|(_, d)| d.clone()).unwrap_or(EntryData::Noop);
             entries.push((s, data));
         }
-        let members = self.cfg.members.len();
+        let confs = entries
+            .iter()
+            .filter_map(|(s, d)| match d {
+                EntryData::Config(m) => Some((*s, m.clone())),
+                _ => None,
+            })
+            .collect();
         self.lead = Some(LeaderState {
             ballot: c.ballot,
             next_slot: end + 1,
             pending: BTreeMap::new(),
-            peers: vec![PeerProgress::default(); members],
+            peers: BTreeMap::new(),
+            confs,
+            leaving: BTreeMap::new(),
+            drain_until: 0,
             recovery_end: end,
             heartbeat_elapsed: 0,
             check_elapsed: 0,
@@ -429,6 +618,7 @@ impl Paxos {
             reads: VecDeque::new(),
             read_round_wanted: false,
         });
+        self.sync_peers();
         self.propose_slots(entries);
         self.broadcast_heartbeat();
     }
@@ -444,11 +634,11 @@ impl Paxos {
         let ballot = lead.ballot;
         for (s, d) in &entries {
             self.log.insert(*s, Slot { ballot, data: d.clone(), chosen: false });
-            lead.pending.insert(*s, Pending { acks: 1 << self.me, sent_at: self.now });
+            lead.pending.insert(*s, Pending { acks: vec![self.cfg.id], sent_at: self.now });
         }
         self.out.records.push(Record::Accept { ballot, entries: entries.clone() });
         let commit = self.commit;
-        lead.peers.iter_mut().for_each(|p| p.sent_commit = p.sent_commit.max(commit));
+        lead.peers.values_mut().for_each(|p| p.sent_commit = p.sent_commit.max(commit));
         for p in self.peer_ids() {
             for chunk in entries.chunks(self.cfg.batch_max) {
                 self.send(p, Message::Accept { ballot, commit, entries: chunk.to_vec() });
@@ -459,14 +649,16 @@ impl Paxos {
 
     /// Marks the pending slots among `slots` that have a quorum as chosen.
     fn check_chosen(&mut self, slots: Vec<u64>) {
-        let q = self.quorum();
-        let Some(lead) = self.lead.as_mut() else { return };
-        for s in slots {
-            if lead.pending.get(&s).is_some_and(|p| p.acks.count_ones() as usize >= q) {
-                lead.pending.remove(&s);
-                if let Some(slot) = self.log.get_mut(&s) {
-                    slot.chosen = true;
-                }
+        let Some(lead) = self.lead.as_ref() else { return };
+        let done: Vec<u64> = slots
+            .into_iter()
+            .filter(|s| lead.pending.get(s).is_some_and(|p| Self::majority(self.conf_for(*s), p.acks.iter().copied())))
+            .collect();
+        let lead = self.lead.as_mut().expect("checked");
+        for s in done {
+            lead.pending.remove(&s);
+            if let Some(slot) = self.log.get_mut(&s) {
+                slot.chosen = true;
             }
         }
         self.advance_commit();
@@ -478,7 +670,7 @@ impl Paxos {
         lead.read_round_wanted = false;
         lead.heartbeat_elapsed = 0;
         let (ballot, ctx, commit) = (lead.ballot, lead.read_round, self.commit);
-        lead.peers.iter_mut().for_each(|p| p.sent_commit = p.sent_commit.max(commit));
+        lead.peers.values_mut().for_each(|p| p.sent_commit = p.sent_commit.max(commit));
         for p in self.peer_ids() {
             self.send(p, Message::Heartbeat { ballot, commit, ctx });
         }
@@ -488,8 +680,9 @@ impl Paxos {
     /// round, which only reads registered before that round's broadcast wait for.
     fn send_commit(&mut self, peer: NodeId) {
         let commit = self.commit;
-        let (Some(pos), Some(lead)) = (self.position(peer), self.lead.as_mut()) else { return };
-        lead.peers[pos].sent_commit = commit;
+        let Some(pr) = self.lead.as_mut().and_then(|l| l.peers.get_mut(&peer)) else { return };
+        pr.sent_commit = commit;
+        let lead = self.lead.as_ref().expect("leading");
         let (ballot, ctx) = (lead.ballot, lead.read_round);
         self.send(peer, Message::Heartbeat { ballot, commit, ctx });
     }
@@ -502,26 +695,22 @@ impl Paxos {
         let commit = self.commit;
         let Some(lead) = self.lead.as_mut() else { return };
         let ballot = lead.ballot;
-        let stale: Vec<(u64, u64)> = lead
+        let stale: Vec<(u64, Vec<NodeId>)> = lead
             .pending
             .iter_mut()
             .filter(|(_, p)| now.saturating_sub(p.sent_at) >= age)
             .map(|(&s, p)| {
                 p.sent_at = now;
-                (s, p.acks)
+                (s, p.acks.clone())
             })
             .collect();
         if stale.is_empty() {
             return;
         }
-        let members = self.cfg.members.clone();
-        for (pos, &peer) in members.iter().enumerate() {
-            if pos == self.me {
-                continue;
-            }
+        for peer in self.peer_ids() {
             let entries: Vec<(u64, EntryData)> = stale
                 .iter()
-                .filter(|(_, acks)| acks & (1 << pos) == 0)
+                .filter(|(_, acks)| !acks.contains(&peer))
                 .filter_map(|(s, _)| self.log.get(s).map(|slot| (*s, slot.data.clone())))
                 .collect();
             for chunk in entries.chunks(self.cfg.batch_max).take(self.cfg.max_inflight_msgs) {
@@ -532,12 +721,14 @@ impl Paxos {
 
     /// Sends a lagging learner the next chosen values (or our snapshot) after `from - 1`.
     fn send_catch_up(&mut self, peer: NodeId, from: u64) {
-        let Some(pos) = self.position(peer) else { return };
         let Some(lead) = self.lead.as_ref() else { return };
+        if !lead.peers.contains_key(&peer) {
+            return;
+        }
         let ballot = lead.ballot;
         let msg = if from <= self.snapshot_index {
             let Some(snapshot) = self.snapshot.clone() else { return };
-            Message::InstallSnapshot { ballot, snapshot }
+            Message::InstallSnapshot { ballot, snapshot, membership: self.base_conf.clone() }
         } else {
             let entries: Vec<SlotValue> = self
                 .log
@@ -552,43 +743,56 @@ impl Paxos {
         };
         self.send(peer, msg);
         let now = self.now;
-        if let Some(lead) = self.lead.as_mut() {
-            lead.peers[pos].catchup_at = Some(now);
+        if let Some(pr) = self.lead.as_mut().and_then(|l| l.peers.get_mut(&peer)) {
+            pr.catchup_at = Some(now);
         }
     }
 
     /// Called with an acceptor's reported chosen prefix and the leader commit it had seen.
     fn maybe_catch_up(&mut self, peer: NodeId, peer_commit: u64, seen: u64) {
-        let Some(pos) = self.position(peer) else { return };
-        let Some(lead) = self.lead.as_ref() else { return };
+        let Some(lead) = self.lead.as_mut() else { return };
+        let Some(pr) = lead.peers.get_mut(&peer) else { return };
+        pr.commit = pr.commit.max(peer_commit);
+        if lead.leaving.get(&peer).is_some_and(|&at| peer_commit >= at) {
+            // It knows it was removed: stop sending to it.
+            lead.leaving.remove(&peer);
+            self.sync_peers();
+            return;
+        }
+        let Some(pr) = self.lead.as_ref().and_then(|l| l.peers.get(&peer)) else { return };
         if peer_commit >= seen.min(self.commit) {
             return;
         }
         let retry = self.cfg.election_ticks_min as u64;
-        if lead.peers[pos].catchup_at.is_some_and(|t| self.now.saturating_sub(t) < retry) {
+        if pr.catchup_at.is_some_and(|t| self.now.saturating_sub(t) < retry) {
             return;
         }
         self.send_catch_up(peer, peer_commit + 1);
     }
 
     fn mark_active(&mut self, from: NodeId) {
-        if let (Some(pos), Some(lead)) = (self.position(from), self.lead.as_mut()) {
-            lead.peers[pos].active = true;
+        if let Some(pr) = self.lead.as_mut().and_then(|l| l.peers.get_mut(&from)) {
+            pr.active = true;
         }
     }
 
     /// Releases the reads whose heartbeat round a quorum has acknowledged.
     fn release_reads(&mut self) {
-        let q = self.quorum();
-        let me = self.me;
+        // The newest configuration: a majority of it meets a majority of the one before, and
+        // any leader after this one needs both if the newest is not chosen yet.
+        let conf = self.latest_conf().clone();
+        let me = self.cfg.id;
         let Some(lead) = self.lead.as_mut() else { return };
         if lead.reads.is_empty() {
             return;
         }
         let mut ctxs: Vec<u64> =
-            lead.peers.iter().enumerate().map(|(i, p)| if i == me { lead.read_round } else { p.read_ctx }).collect();
+            lead.peers.iter().filter(|(id, _)| conf.is_voter(**id)).map(|(_, p)| p.read_ctx).collect();
+        if conf.is_voter(me) {
+            ctxs.push(lead.read_round);
+        }
         ctxs.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = ctxs[q - 1];
+        let Some(&confirmed) = ctxs.get(conf.quorum() - 1) else { return };
         while let Some(&(id, index, round)) = lead.reads.front() {
             if round > confirmed {
                 break;
@@ -626,9 +830,8 @@ impl Paxos {
         if !granted {
             return;
         }
-        let Some(pos) = self.position(from) else { return };
-        self.probe_grants |= 1 << pos;
-        if self.probe_grants.count_ones() as usize >= self.quorum() {
+        self.probe_grants.insert(from);
+        if Self::majority(&self.conf, self.probe_grants.iter().copied()) {
             self.start_phase1();
         }
     }
@@ -654,9 +857,11 @@ impl Paxos {
         // One page; a long log goes out in several, each re-requested by the proposer.
         let cap = self.cfg.batch_max.saturating_mul(8).max(1);
         let mut snapshot = None;
+        let mut membership = None;
         let mut start = from_slot.max(1);
         if start <= self.snapshot_index {
             snapshot = self.snapshot.clone();
+            membership = Some(self.base_conf.clone());
             start = self.snapshot_index + 1;
         }
         let entries: Vec<SlotValue> = self
@@ -670,9 +875,10 @@ impl Paxos {
             Some(e) if entries.len() == cap && e.index < last => (e.index, false),
             _ => (last.max(start - 1), true),
         };
-        self.send(from, Message::Promise { ballot, from: from_slot, upto, complete, entries, snapshot });
+        self.send(from, Message::Promise { ballot, from: from_slot, upto, complete, entries, snapshot, membership });
     }
 
+    #[allow(clippy::too_many_arguments)] // the fields of one `Promise`
     fn on_promise(
         &mut self,
         from: NodeId,
@@ -681,13 +887,13 @@ impl Paxos {
         complete: bool,
         entries: Vec<SlotValue>,
         snapshot: Option<Snapshot>,
+        membership: Option<Membership>,
     ) {
         if self.role != Role::Candidate || self.cand.as_ref().is_none_or(|c| c.ballot != ballot) {
             return;
         }
-        let Some(pos) = self.position(from) else { return };
         if let Some(s) = snapshot {
-            self.install_snapshot(s);
+            self.install_snapshot(s, membership);
         }
         let (chosen, unchosen): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.chosen);
         self.learn_chosen(chosen);
@@ -699,7 +905,8 @@ impl Paxos {
             }
         }
         if complete {
-            c.complete |= 1 << pos;
+            c.complete.insert(from);
+            self.ask_for_promises();
             self.maybe_win();
         } else {
             self.send(from, Message::Prepare { ballot, from: upto + 1 });
@@ -756,20 +963,21 @@ impl Paxos {
     }
 
     fn on_accepted(&mut self, from: NodeId, ballot: Ballot, slots: Vec<u64>, commit: u64, seen: u64) {
-        let Some(pos) = self.position(from) else { return };
         if self.lead.as_ref().is_none_or(|l| l.ballot != ballot) {
             return;
         }
         self.mark_active(from);
         if let Some(lead) = self.lead.as_mut() {
             for s in &slots {
-                if let Some(p) = lead.pending.get_mut(s) {
-                    p.acks |= 1 << pos;
+                if let Some(p) = lead.pending.get_mut(s)
+                    && !p.acks.contains(&from)
+                {
+                    p.acks.push(from);
                 }
             }
         }
         self.check_chosen(slots);
-        if self.lead.as_ref().is_some_and(|l| self.commit > l.peers[pos].sent_commit) {
+        if self.lead.as_ref().is_some_and(|l| l.peers.get(&from).is_some_and(|p| self.commit > p.sent_commit)) {
             self.send_commit(from);
         }
         self.maybe_catch_up(from, commit, seen);
@@ -789,13 +997,13 @@ impl Paxos {
     }
 
     fn on_heartbeat_ack(&mut self, from: NodeId, ballot: Ballot, commit: u64, seen: u64, ctx: u64) {
-        let Some(pos) = self.position(from) else { return };
         let Some(lead) = self.lead.as_mut() else { return };
         if lead.ballot != ballot {
             return;
         }
-        lead.peers[pos].active = true;
-        lead.peers[pos].read_ctx = lead.peers[pos].read_ctx.max(ctx);
+        let Some(pr) = lead.peers.get_mut(&from) else { return };
+        pr.active = true;
+        pr.read_ctx = pr.read_ctx.max(ctx);
         self.release_reads();
         self.maybe_catch_up(from, commit, seen);
     }
@@ -809,23 +1017,24 @@ impl Paxos {
         self.send(from, Message::ChosenAck { ballot, commit: self.commit });
     }
 
-    fn on_install_snapshot(&mut self, from: NodeId, ballot: Ballot, snapshot: Snapshot) {
+    fn on_install_snapshot(&mut self, from: NodeId, ballot: Ballot, snapshot: Snapshot, membership: Membership) {
         if ballot >= self.promised && self.role == Role::Follower && self.leader == Some(from) {
             self.election_elapsed = 0;
             self.leader_heard = true;
         }
-        self.install_snapshot(snapshot);
+        self.install_snapshot(snapshot, Some(membership));
         self.send(from, Message::ChosenAck { ballot, commit: self.commit });
     }
 
     fn on_chosen_ack(&mut self, from: NodeId, ballot: Ballot, commit: u64) {
-        let Some(pos) = self.position(from) else { return };
         let Some(lead) = self.lead.as_mut() else { return };
         if lead.ballot != ballot {
             return;
         }
-        lead.peers[pos].active = true;
-        lead.peers[pos].catchup_at = None;
+        let Some(pr) = lead.peers.get_mut(&from) else { return };
+        pr.active = true;
+        pr.catchup_at = None;
+        pr.commit = pr.commit.max(commit);
         if commit < self.commit {
             self.send_catch_up(from, commit + 1);
         }
@@ -847,8 +1056,12 @@ impl Replica for Paxos {
             p.snapshot = Some(s);
         }
         let floor = p.snapshot_index;
+        let mut confs: BTreeMap<u64, Membership> = BTreeMap::new();
         for r in records {
             match r {
+                Record::Config { index, membership } => {
+                    confs.insert(index, membership);
+                }
                 Record::Promise(b) => p.promised = p.promised.max(b),
                 Record::Accept { ballot, entries } => {
                     p.promised = p.promised.max(ballot);
@@ -876,7 +1089,18 @@ impl Replica for Paxos {
             }
         }
         p.max_round_seen = p.promised.round;
+        if let Some((_, m)) = confs.range(..=floor).next_back() {
+            p.base_conf = m.clone();
+            p.conf = m.clone();
+            p.conf_index = floor;
+        }
+        if let Some((&i, m)) = confs.range(floor + 1..).next_back() {
+            p.conf = m.clone();
+            p.conf_index = i;
+        }
         p.advance_commit();
+        // What `advance_commit` re-derived is durable already.
+        p.out.records.clear();
         Ok(p)
     }
 
@@ -896,10 +1120,15 @@ impl Replica for Paxos {
                 let lead = self.lead.as_mut().expect("still leader");
                 if lead.check_elapsed >= check {
                     lead.check_elapsed = 0;
-                    let me = self.me;
-                    let active = lead.peers.iter().enumerate().filter(|(i, p)| *i == me || p.active).count();
-                    lead.peers.iter_mut().for_each(|p| p.active = false);
-                    if active < self.quorum() {
+                    let active: Vec<NodeId> = lead
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| p.active)
+                        .map(|(&id, _)| id)
+                        .chain([self.cfg.id])
+                        .collect();
+                    lead.peers.values_mut().for_each(|p| p.active = false);
+                    if !Self::majority(&self.latest_conf().clone(), active) {
                         self.become_follower(None);
                     }
                 }
@@ -912,30 +1141,64 @@ impl Replica for Paxos {
         }
     }
 
+    /// Requests are served whoever sends them: a server must accept values from a leader its
+    /// chosen prefix does not know as a member yet (or a new server could never catch up),
+    /// and promise to a candidate from a configuration it has not learned yet (or a lagging
+    /// acceptor could block every election). Replies from strangers count for nothing.
     fn step(&mut self, from: NodeId, msg: Message) {
-        if from == self.cfg.id || self.position(from).is_none() {
+        let reply = matches!(
+            msg,
+            Message::ProbeReply { .. }
+                | Message::Promise { .. }
+                | Message::Nack { .. }
+                | Message::Accepted { .. }
+                | Message::HeartbeatAck { .. }
+                | Message::ChosenAck { .. }
+        );
+        if from == self.cfg.id || (reply && !self.knows(from)) {
             return;
         }
-        match msg {
-            Message::Probe { round } => self.on_probe(from, round),
-            Message::ProbeReply { round, granted, promised, leader } => {
-                self.on_probe_reply(from, round, granted, promised, leader)
-            }
-            Message::Prepare { ballot, from: s } => self.on_prepare(from, ballot, s),
-            Message::Promise { ballot, upto, complete, entries, snapshot, .. } => {
-                self.on_promise(from, ballot, upto, complete, entries, snapshot)
-            }
-            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
-            Message::Accept { ballot, commit, entries } => self.on_accept(from, ballot, commit, entries),
-            Message::Accepted { ballot, slots, commit, seen } => self.on_accepted(from, ballot, slots, commit, seen),
-            Message::Heartbeat { ballot, commit, ctx } => self.on_heartbeat(from, ballot, commit, ctx),
-            Message::HeartbeatAck { ballot, commit, seen, ctx } => {
-                self.on_heartbeat_ack(from, ballot, commit, seen, ctx)
-            }
-            Message::Chosen { ballot, entries } => self.on_chosen(from, ballot, entries),
-            Message::InstallSnapshot { ballot, snapshot } => self.on_install_snapshot(from, ballot, snapshot),
-            Message::ChosenAck { ballot, commit } => self.on_chosen_ack(from, ballot, commit),
+        self.step_inner(from, msg);
+        self.maybe_step_down_removed();
+    }
+
+    fn propose_membership(&mut self, change: MembershipChange) -> Result<u64, MembershipError> {
+        let Some(lead) = self.lead.as_ref() else {
+            return Err(ProposeError::NotLeader { leader: self.leader }.into());
+        };
+        // Nothing in flight: recovery done, and the previous change chosen and in effect. And
+        // a majority holds the whole chosen prefix, which is what lets a later candidate skip
+        // the configurations before this change (see `needed_confs`).
+        let holders = lead.peers.iter().filter(|(_, p)| p.commit >= self.commit).map(|(&id, _)| id);
+        let drained = lead.pending.is_empty() && lead.next_slot == self.commit + 1;
+        if !lead.confs.is_empty() {
+            return Err(MembershipError::InProgress);
         }
+        if !drained || !Self::majority(&self.conf, holders.chain([self.cfg.id])) {
+            let until = self.now + u64::from(self.cfg.election_ticks_min);
+            let lead = self.lead.as_mut().expect("checked");
+            if lead.drain_until <= self.now {
+                lead.drain_until = until;
+            }
+            return Err(MembershipError::InProgress);
+        }
+        let lead = self.lead.as_ref().expect("checked");
+        let next = self.conf.apply(change)?;
+        if let MembershipChange::Promote(id) = change {
+            let lag = self.cfg.batch_max as u64;
+            if lead.peers.get(&id).is_none_or(|p| p.commit + lag < self.commit) {
+                return Err(MembershipError::NotCaughtUp(id));
+            }
+        }
+        let slot = lead.next_slot;
+        let lead = self.lead.as_mut().expect("checked");
+        lead.drain_until = 0;
+        lead.next_slot = slot + 1;
+        lead.confs.insert(slot, next.clone());
+        self.sync_peers();
+        self.propose_slots(vec![(slot, EntryData::Config(next))]);
+        self.maybe_step_down_removed();
+        Ok(slot)
     }
 
     fn propose(&mut self, commands: Vec<Vec<u8>>) -> Result<(), ProposeError> {
@@ -949,6 +1212,11 @@ impl Replica for Paxos {
         if !lead.pending.is_empty() && lead.pending.len() + commands.len() > window {
             return Err(ProposeError::Busy);
         }
+        if !lead.confs.is_empty() || self.now < lead.drain_until {
+            // Nothing goes after a configuration value until it is chosen: those slots'
+            // quorums would depend on whether it is.
+            return Err(ProposeError::Busy);
+        }
         let first = lead.next_slot;
         let entries: Vec<(u64, EntryData)> =
             commands.into_iter().enumerate().map(|(i, c)| (first + i as u64, EntryData::Command(c))).collect();
@@ -959,7 +1227,7 @@ impl Replica for Paxos {
 
     fn read_index(&mut self, id: u64) -> Result<(), ProposeError> {
         let commit = self.commit;
-        let single = self.cfg.members.len() == 1;
+        let single = self.latest_conf().voters.len() == 1 && self.latest_conf().is_voter(self.cfg.id);
         let Some(lead) = self.lead.as_mut() else {
             return Err(ProposeError::NotLeader { leader: self.leader });
         };
@@ -1003,6 +1271,8 @@ impl Replica for Paxos {
             applied_index: self.applied,
             last_index: self.last_index(),
             snapshot_index: self.snapshot_index,
+            voters: self.conf.voters.iter().copied().collect(),
+            learners: self.conf.learners.iter().copied().collect(),
         }
     }
 
@@ -1016,6 +1286,18 @@ impl Replica for Paxos {
         if snapshot.index <= self.snapshot_index {
             return Ok(());
         }
+        self.base_conf = if self.conf_index <= snapshot.index {
+            self.conf.clone()
+        } else {
+            self.log
+                .range(..=snapshot.index)
+                .rev()
+                .find_map(|(_, s)| match &s.data {
+                    EntryData::Config(m) => Some(m.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| self.base_conf.clone())
+        };
         self.log = self.log.split_off(&(snapshot.index + 1));
         self.snapshot_index = snapshot.index;
         self.snapshot = Some(snapshot);
@@ -1023,7 +1305,13 @@ impl Replica for Paxos {
     }
 
     fn durable_records(&self) -> Vec<Record> {
-        let mut out = vec![Record::Promise(self.promised)];
+        let mut out = vec![
+            Record::Promise(self.promised),
+            Record::Config { index: self.snapshot_index, membership: self.base_conf.clone() },
+        ];
+        if self.conf_index > self.snapshot_index {
+            out.push(Record::Config { index: self.conf_index, membership: self.conf.clone() });
+        }
         let slots: Vec<SlotValue> = self
             .log
             .iter()
@@ -1031,5 +1319,32 @@ impl Replica for Paxos {
             .collect();
         out.extend(slots.chunks(SLOTS_PER_RECORD).map(|c| Record::Slots(c.to_vec())));
         out
+    }
+}
+
+impl Paxos {
+    fn step_inner(&mut self, from: NodeId, msg: Message) {
+        match msg {
+            Message::Probe { round } => self.on_probe(from, round),
+            Message::ProbeReply { round, granted, promised, leader } => {
+                self.on_probe_reply(from, round, granted, promised, leader)
+            }
+            Message::Prepare { ballot, from: s } => self.on_prepare(from, ballot, s),
+            Message::Promise { ballot, upto, complete, entries, snapshot, membership, .. } => {
+                self.on_promise(from, ballot, upto, complete, entries, snapshot, membership)
+            }
+            Message::Nack { ballot, promised } => self.on_nack(ballot, promised),
+            Message::Accept { ballot, commit, entries } => self.on_accept(from, ballot, commit, entries),
+            Message::Accepted { ballot, slots, commit, seen } => self.on_accepted(from, ballot, slots, commit, seen),
+            Message::Heartbeat { ballot, commit, ctx } => self.on_heartbeat(from, ballot, commit, ctx),
+            Message::HeartbeatAck { ballot, commit, seen, ctx } => {
+                self.on_heartbeat_ack(from, ballot, commit, seen, ctx)
+            }
+            Message::Chosen { ballot, entries } => self.on_chosen(from, ballot, entries),
+            Message::InstallSnapshot { ballot, snapshot, membership } => {
+                self.on_install_snapshot(from, ballot, snapshot, membership)
+            }
+            Message::ChosenAck { ballot, commit } => self.on_chosen_ack(from, ballot, commit),
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::replica::{EntryData, NodeId, Snapshot};
+use crate::replica::{EntryData, Membership, NodeId, Snapshot};
 
 /// A proposal number. Rounds are allocated so that a round belongs to exactly one proposer
 /// (`round % members == position of the proposer`), so `round` alone names a leadership the
@@ -66,6 +66,8 @@ pub enum Message {
         complete: bool,
         entries: Vec<SlotValue>,
         snapshot: Option<Snapshot>,
+        /// The configuration as of the snapshot's last slot, when a snapshot is sent.
+        membership: Option<Membership>,
     },
     /// `ballot` was refused because the sender has promised `promised`.
     Nack {
@@ -109,6 +111,9 @@ pub enum Message {
     InstallSnapshot {
         ballot: Ballot,
         snapshot: Snapshot,
+        /// The configuration as of the snapshot's last slot: the configuration values before
+        /// it are gone with the compacted log.
+        membership: Membership,
     },
     /// A learner's chosen prefix after a `Chosen` or `InstallSnapshot`; paces catch-up.
     ChosenAck {
@@ -127,4 +132,9 @@ pub enum Record {
     /// Slot states written verbatim: chosen values learned from others, and the rewritten
     /// log after compaction.
     Slots(Vec<SlotValue>),
+    /// The configuration in effect after slot `index`, written when it is known to be chosen
+    /// there (or comes with a snapshot ending there). Chosen flags inferred from a leader's
+    /// commit point are not persisted, so without this a restart could not tell which
+    /// configuration values were chosen, nor recover those a snapshot compacted away.
+    Config { index: u64, membership: Membership },
 }

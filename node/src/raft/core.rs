@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::replica::{
-    Entry, EntryData, NodeId, ProposeError, ReadState, Ready, Replica, ReplicaConfig, ReplicaError, Role, Snapshot,
-    SplitMix64, Status,
+    Entry, EntryData, Membership, MembershipChange, MembershipError, NodeId, ProposeError, ReadState, Ready, Replica,
+    ReplicaConfig, ReplicaError, Role, Snapshot, SplitMix64, Status,
 };
 
 use super::msg::{Message, Record};
@@ -36,6 +36,14 @@ pub struct Raft {
     pub(super) commit: u64,
     pub(super) applied: u64,
 
+    // Membership (thesis §4.1): a server uses the latest configuration in its log, committed
+    // or not, so `conf` is always the last `Config` entry, or `base_conf` without one.
+    pub(super) conf: Membership,
+    /// Index of the entry `conf` came from (`base_index` when it is `base_conf`).
+    pub(super) conf_index: u64,
+    /// The configuration as of `base_index`, for when no configuration entry is left after it.
+    pub(super) base_conf: Membership,
+
     pub(super) election_elapsed: u32,
     pub(super) heartbeat_elapsed: u32,
     pub(super) randomized_timeout: u32,
@@ -61,11 +69,87 @@ pub struct Raft {
 
 impl Raft {
     pub(super) fn quorum(&self) -> usize {
-        self.cfg.quorum()
+        self.conf.quorum()
     }
 
+    pub(super) fn is_voter(&self) -> bool {
+        self.conf.is_voter(self.cfg.id)
+    }
+
+    /// The other voters: whom a candidate asks for votes.
+    fn voter_peers(&self) -> Vec<NodeId> {
+        self.conf.voters.iter().copied().filter(|&m| m != self.cfg.id).collect()
+    }
+
+    /// Everyone a leader replicates to: the other voters and the learners.
     fn peers(&self) -> Vec<NodeId> {
-        self.cfg.members.iter().copied().filter(|&m| m != self.cfg.id).collect()
+        self.progress.keys().copied().collect()
+    }
+
+    /// The latest configuration in the log and the index it came from.
+    fn conf_from_log(&self, upto: u64) -> (Membership, u64) {
+        let hi = upto.min(self.last_index()).saturating_sub(self.base_index) as usize;
+        self.entries[..hi]
+            .iter()
+            .rev()
+            .find_map(|e| match &e.data {
+                EntryData::Config(m) => Some((m.clone(), e.index)),
+                _ => None,
+            })
+            .unwrap_or_else(|| (self.base_conf.clone(), self.base_index))
+    }
+
+    /// Re-derives `conf` after the log changed; a leader starts or stops replicating to the
+    /// servers that joined or left.
+    fn refresh_conf(&mut self) {
+        let (conf, index) = self.conf_from_log(u64::MAX);
+        self.conf = conf;
+        self.conf_index = index;
+        if self.role == Role::Leader {
+            let next = self.last_index() + 1;
+            let me = self.cfg.id;
+            // A server this entry removes keeps receiving the log until it holds the entry,
+            // so that it learns it was removed and stops campaigning (see `prune_progress`).
+            let prev = self.conf_from_log(self.conf_index.saturating_sub(1)).0;
+            let conf = &self.conf;
+            self.progress.retain(|id, _| (conf.contains(*id) || prev.contains(*id)) && *id != me);
+            for id in conf.all().filter(|&id| id != me) {
+                self.progress.entry(id).or_insert_with(|| Progress::new(next));
+            }
+        }
+    }
+
+    /// Stops replicating to removed servers once they hold the entry that removed them and
+    /// the entry is committed. Run after each input, never in the middle of handling one
+    /// (handlers hold on to a peer's progress).
+    fn prune_progress(&mut self) {
+        if self.role != Role::Leader || self.commit < self.conf_index {
+            return;
+        }
+        let (conf, at) = (&self.conf, self.conf_index);
+        self.progress.retain(|id, p| conf.contains(*id) || p.matched < at);
+    }
+
+    /// Thesis §4.2.2: a leader that is not part of the configuration it manages steps down
+    /// once that configuration is committed. It hands over at once to a caught-up voter
+    /// rather than let the cluster wait out an election timeout.
+    fn maybe_step_down_removed(&mut self) {
+        self.prune_progress();
+        if self.role != Role::Leader || self.is_voter() || self.commit < self.conf_index {
+            return;
+        }
+        let last = self.last_index();
+        let heir = self
+            .progress
+            .iter()
+            .filter(|(id, p)| self.conf.is_voter(**id) && p.matched == last)
+            .map(|(&id, _)| id)
+            .next();
+        if let Some(h) = heir {
+            self.send(h, Message::TimeoutNow { term: self.term });
+        }
+        let term = self.term;
+        self.become_follower(term, None);
     }
 
     fn send(&mut self, to: NodeId, msg: Message) {
@@ -120,7 +204,8 @@ impl Raft {
         self.leader = Some(self.cfg.id);
         self.leader_heard = true;
         let next = self.last_index() + 1;
-        self.progress = self.peers().into_iter().map(|p| (p, Progress::new(next))).collect();
+        let me = self.cfg.id;
+        self.progress = self.conf.all().filter(|&p| p != me).map(|p| (p, Progress::new(next))).collect();
         // §8: a leader commits a blank no-op entry at the start of its term to learn which
         // entries are committed, and before serving reads.
         self.append_local(vec![EntryData::Noop]);
@@ -136,12 +221,21 @@ impl Raft {
                 Entry { index, term: self.term, data }
             })
             .collect();
+        let config = new.iter().any(|e| matches!(e.data, EntryData::Config(_)));
         self.entries.extend(new.iter().cloned());
         self.records.push(Record::Entries(new));
+        if config {
+            self.refresh_conf();
+        }
         self.maybe_commit();
     }
 
     fn campaign(&mut self, pre: bool, transfer: bool) {
+        if !self.is_voter() {
+            // Learners, joining servers and removed servers never campaign: their votes do
+            // not count, and a removed server's higher term would only disrupt the cluster.
+            return;
+        }
         if pre {
             self.become_pre_candidate();
         } else {
@@ -158,7 +252,7 @@ impl Raft {
             return;
         }
         let (last_index, last_term) = (self.last_index(), self.last_term());
-        for p in self.peers() {
+        for p in self.voter_peers() {
             let msg = if pre {
                 Message::PreVote { term, last_index, last_term }
             } else {
@@ -168,9 +262,12 @@ impl Raft {
         }
     }
 
+    /// Votes of the current voters only: a vote from a server this candidate's
+    /// configuration does not count must not make a majority.
     fn tally(&self) -> (usize, usize) {
-        let granted = self.votes.values().filter(|&&g| g).count();
-        (granted, self.votes.len() - granted)
+        let counted = || self.votes.iter().filter(|(id, _)| self.conf.is_voter(**id));
+        let granted = counted().filter(|(_, g)| **g).count();
+        (granted, counted().count() - granted)
     }
 
     fn in_lease(&self) -> bool {
@@ -183,8 +280,12 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
-        matched.push(self.last_index());
+        // Thesis §4.2.2: a leader being removed replicates but does not count itself.
+        let mut matched: Vec<u64> =
+            self.progress.iter().filter(|(id, _)| self.conf.is_voter(**id)).map(|(_, p)| p.matched).collect();
+        if self.is_voter() {
+            matched.push(self.last_index());
+        }
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let n = matched[self.quorum() - 1];
         if n > self.commit && self.term_at(n) == Some(self.term) {
@@ -264,7 +365,8 @@ impl Raft {
         let pr = self.progress.get_mut(&to).expect("progress");
         pr.state = ProgressState::Snapshot { pending: snap.index, ticks: 0 };
         pr.inflight.clear();
-        self.send(to, Message::InstallSnapshot { term: self.term, snapshot: snap });
+        let membership = self.base_conf.clone();
+        self.send(to, Message::InstallSnapshot { term: self.term, snapshot: snap, membership });
     }
 
 
@@ -318,10 +420,17 @@ impl Raft {
         if let Some(pos) = first_new {
             let at = entries[pos].index;
             assert!(at > self.commit, "conflict at {at} below commit {}: log matching violated", self.commit);
-            self.entries.truncate((at - self.base_index - 1) as usize);
+            let cut = (at - self.base_index - 1) as usize;
+            // A configuration entry is in effect from the moment it is appended, and stops
+            // being in effect when a conflicting leader's log removes it.
+            let config = self.entries[cut..].iter().chain(&entries[pos..]).any(|e| matches!(e.data, EntryData::Config(_)));
+            self.entries.truncate(cut);
             let new: Vec<Entry> = entries[pos..].to_vec();
             self.entries.extend(new.iter().cloned());
             self.records.push(Record::Entries(new));
+            if config {
+                self.refresh_conf();
+            }
         }
         // "If leaderCommit > commitIndex, set commitIndex = min(leaderCommit, index of last new entry)".
         let c = commit.min(last_new);
@@ -331,7 +440,7 @@ impl Raft {
         self.send(from, Message::AppendResp { term, index: last_new, reject: false, hint_index: 0, hint_term: 0 });
     }
 
-    fn handle_snapshot(&mut self, from: NodeId, snap: Snapshot) {
+    fn handle_snapshot(&mut self, from: NodeId, snap: Snapshot, membership: Membership) {
         let term = self.term;
         if snap.index <= self.commit {
             self.send(from, Message::AppendResp { term, index: self.commit, reject: false, hint_index: 0, hint_term: 0 });
@@ -349,6 +458,9 @@ impl Raft {
             self.commit = snap.index;
             self.applied = snap.index;
             self.records.push(Record::SnapshotMark { index: snap.index, term: snap.term });
+            self.records.push(Record::SnapshotConfig { index: snap.index, membership: membership.clone() });
+            self.base_conf = membership;
+            self.refresh_conf();
             self.snapshot = Some(snap.clone());
             self.install = Some(snap);
         }
@@ -454,7 +566,8 @@ impl Raft {
         if self.election_elapsed >= self.cfg.election_ticks_min {
             self.election_elapsed = 0;
             if self.cfg.check_quorum {
-                let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+                let active = usize::from(self.is_voter())
+                    + self.progress.iter().filter(|(id, p)| p.recent_active && self.conf.is_voter(**id)).count();
                 for p in self.progress.values_mut() {
                     p.recent_active = false;
                 }
@@ -510,6 +623,9 @@ impl Raft {
             snapshot: None,
             commit: 0,
             applied: 0,
+            conf: Membership::new(cfg.members.iter().copied()),
+            conf_index: 0,
+            base_conf: Membership::new(cfg.members.iter().copied()),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_timeout: 0,
@@ -535,8 +651,15 @@ impl Raft {
             r.commit = s.index;
             r.snapshot = Some(s);
         }
+        // Configurations at or below the snapshot, by index: from the snapshot's own record, or
+        // from the entries of a WAL not yet rewritten after the snapshot was taken.
+        let mut low_confs: BTreeMap<u64, Membership> = BTreeMap::new();
+        let mut entry_confs: BTreeMap<u64, Membership> = BTreeMap::new();
         for rec in records {
             match rec {
+                Record::SnapshotConfig { index, membership } => {
+                    low_confs.insert(index, membership);
+                }
                 Record::HardState { term, vote, commit } => {
                     r.term = term;
                     r.vote = vote;
@@ -550,6 +673,14 @@ impl Raft {
                     }
                 }
                 Record::Entries(es) => {
+                    if let Some(first) = es.first() {
+                        entry_confs.split_off(&first.index);
+                    }
+                    for e in &es {
+                        if let EntryData::Config(m) = &e.data {
+                            entry_confs.insert(e.index, m.clone());
+                        }
+                    }
                     let es: Vec<Entry> = es.into_iter().filter(|e| e.index > r.base_index).collect();
                     let Some(first) = es.first() else { continue };
                     if first.index > r.last_index() + 1 {
@@ -574,6 +705,13 @@ impl Raft {
                 r.last_index()
             )));
         }
+        low_confs.extend(entry_confs.into_iter().filter(|(i, _)| *i <= r.base_index));
+        // Without any record the configuration never changed: it is still the initial one
+        // (a WAL written before membership changes existed, say).
+        if let Some((_, m)) = low_confs.range(..=r.base_index).next_back() {
+            r.base_conf = m.clone();
+        }
+        r.refresh_conf();
         r.persisted_hs = (r.term, r.vote, r.commit);
         let term = r.term;
         let vote = r.vote;
@@ -581,31 +719,23 @@ impl Raft {
         r.vote = vote;
         Ok(r)
     }
-}
 
-impl Replica for Raft {
-    type Message = Message;
-    type Record = Record;
-    const ALGO: &'static str = "raft";
-
-    fn restore(cfg: ReplicaConfig, snapshot: Option<Snapshot>, records: Vec<Record>) -> Result<Self, ReplicaError> {
-        Raft::restore_inner(cfg, snapshot, records)
-    }
-
-    fn tick(&mut self) {
-        if self.role == Role::Leader {
-            self.tick_leader();
-            return;
-        }
-        self.election_elapsed += 1;
-        if self.election_elapsed >= self.randomized_timeout {
-            self.election_elapsed = 0;
-            self.campaign(self.cfg.prevote, false);
-        }
-    }
-
-    fn step(&mut self, from: NodeId, msg: Message) {
-        if from == self.cfg.id || !self.cfg.members.contains(&from) {
+    /// Thesis §4.1: "servers process incoming RPC requests without consulting their current
+    /// configurations": a server must take the log from a leader its own log does not know
+    /// yet (or a new server could never receive the entries before the one adding it), and
+    /// vote for such a candidate (or a lagging voter could block every election). Replies
+    /// from outside the configuration, though, count for nothing and are dropped: a removed
+    /// server's higher term in a reply must not depose the leader.
+    fn step_inner(&mut self, from: NodeId, msg: Message) {
+        let reply = matches!(
+            msg,
+            Message::PreVoteResp { .. }
+                | Message::RequestVoteResp { .. }
+                | Message::AppendResp { .. }
+                | Message::HeartbeatResp { .. }
+        );
+        let known = self.conf.contains(from) || (self.role == Role::Leader && self.progress.contains_key(&from));
+        if from == self.cfg.id || (reply && !known) {
             return;
         }
         let mterm = msg.term();
@@ -714,14 +844,14 @@ impl Replica for Raft {
                 }
                 self.send(from, Message::HeartbeatResp { term, ctx });
             }
-            Message::InstallSnapshot { term, snapshot } => {
+            Message::InstallSnapshot { term, snapshot, membership } => {
                 if self.role != Role::Follower {
                     self.become_follower(term, Some(from));
                 }
                 self.leader = Some(from);
                 self.leader_heard = true;
                 self.election_elapsed = 0;
-                self.handle_snapshot(from, snapshot);
+                self.handle_snapshot(from, snapshot, membership);
             }
             Message::AppendResp { index, reject, hint_index, hint_term, .. } => {
                 if self.role == Role::Leader {
@@ -748,11 +878,45 @@ impl Replica for Raft {
                 self.advance_reads();
             }
             Message::TimeoutNow { .. } => {
-                if self.role != Role::Leader {
+                if self.role != Role::Leader && self.is_voter() {
                     self.campaign(false, true);
                 }
             }
         }
+    }
+}
+
+impl Replica for Raft {
+    type Message = Message;
+    type Record = Record;
+    const ALGO: &'static str = "raft";
+
+    fn restore(cfg: ReplicaConfig, snapshot: Option<Snapshot>, records: Vec<Record>) -> Result<Self, ReplicaError> {
+        Raft::restore_inner(cfg, snapshot, records)
+    }
+
+    fn tick(&mut self) {
+        if self.role == Role::Leader {
+            self.tick_leader();
+            return;
+        }
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.election_elapsed >= self.randomized_timeout {
+            if self.is_voter() {
+                self.election_elapsed = 0;
+                self.campaign(self.cfg.prevote, false);
+            } else {
+                // A server that may not campaign still stops vouching for a leader it no
+                // longer hears, or its refusals would shield a dead leader for ever.
+                self.leader_heard = false;
+            }
+        }
+        self.maybe_step_down_removed();
+    }
+
+    fn step(&mut self, from: NodeId, msg: Message) {
+        self.step_inner(from, msg);
+        self.maybe_step_down_removed();
     }
 
     fn propose(&mut self, commands: Vec<Vec<u8>>) -> Result<(), ProposeError> {
@@ -771,6 +935,39 @@ impl Replica for Raft {
         self.append_local(commands.into_iter().map(EntryData::Command).collect());
         self.bcast_append();
         Ok(())
+    }
+
+    /// Thesis §4.1: the change takes effect on each server as soon as its entry is in that
+    /// server's log. The leader accepts a change only once the previous one is committed,
+    /// and only once it has committed an entry of its own term: without that a leader
+    /// elected under an older configuration could commit a change whose majority does not
+    /// overlap one a competing leader used (the single-server bug, raft-dev 2015).
+    fn propose_membership(&mut self, change: MembershipChange) -> Result<u64, MembershipError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader }.into());
+        }
+        if self.transferee.is_some() {
+            return Err(ProposeError::Transferring.into());
+        }
+        if !self.committed_in_term() || self.conf_index > self.commit {
+            return Err(MembershipError::InProgress);
+        }
+        let next = self.conf.apply(change)?;
+        if let MembershipChange::Promote(id) = change {
+            // Caught up: holds everything committed so far, so counting it in the quorum
+            // cannot stall the commit point while it fetches a backlog.
+            if self.progress.get(&id).is_none_or(|p| p.matched < self.commit) {
+                return Err(MembershipError::NotCaughtUp(id));
+            }
+        }
+        if self.last_index() - self.commit + 1 > MAX_UNCOMMITTED_ENTRIES {
+            return Err(ProposeError::Busy.into());
+        }
+        self.append_local(vec![EntryData::Config(next)]);
+        self.bcast_append();
+        let index = self.last_index();
+        self.maybe_step_down_removed();
+        Ok(index)
     }
 
     fn read_index(&mut self, id: u64) -> Result<(), ProposeError> {
@@ -835,6 +1032,8 @@ impl Replica for Raft {
             applied_index: self.applied,
             last_index: self.last_index(),
             snapshot_index: self.base_index,
+            voters: self.conf.voters.iter().copied().collect(),
+            learners: self.conf.learners.iter().copied().collect(),
         }
     }
 
@@ -850,6 +1049,7 @@ impl Replica for Raft {
         if self.term_at(index) != Some(snapshot.term) {
             return err("term does not match the log");
         }
+        self.base_conf = self.conf_from_log(index).0;
         self.entries.drain(..(index - self.base_index) as usize);
         self.base_index = index;
         self.base_term = snapshot.term;
@@ -858,7 +1058,10 @@ impl Replica for Raft {
     }
 
     fn durable_records(&self) -> Vec<Record> {
-        let mut v = vec![Record::SnapshotMark { index: self.base_index, term: self.base_term }];
+        let mut v = vec![
+            Record::SnapshotMark { index: self.base_index, term: self.base_term },
+            Record::SnapshotConfig { index: self.base_index, membership: self.base_conf.clone() },
+        ];
         if !self.entries.is_empty() {
             v.push(Record::Entries(self.entries.clone()));
         }
@@ -871,7 +1074,7 @@ impl Replica for Raft {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
-        if to == self.cfg.id || !self.progress.contains_key(&to) {
+        if to == self.cfg.id || !self.progress.contains_key(&to) || !self.conf.is_voter(to) {
             return Ok(());
         }
         self.transferee = Some(to);

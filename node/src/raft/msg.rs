@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::replica::{Entry, NodeId, Snapshot};
+use crate::replica::{Entry, Membership, NodeId, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -21,7 +21,9 @@ pub enum Message {
     /// `commit` is capped at what the follower is known to hold; `ctx` is the read-index round.
     Heartbeat { term: u64, commit: u64, ctx: u64 },
     HeartbeatResp { term: u64, ctx: u64 },
-    InstallSnapshot { term: u64, snapshot: Snapshot },
+    /// `membership`: the configuration as of the snapshot's last entry, which the receiver
+    /// cannot derive once the configuration entries before it are gone.
+    InstallSnapshot { term: u64, snapshot: Snapshot, membership: Membership },
     /// Leader transfer: start an election now, bypassing PreVote and leases.
     TimeoutNow { term: u64 },
 }
@@ -57,4 +59,7 @@ pub enum Record {
     Entries(Vec<Entry>),
     /// The log was replaced by a snapshot ending at (index, term): forget all earlier entries.
     SnapshotMark { index: u64, term: u64 },
+    /// The configuration as of `index`, a snapshot's last entry: the configuration entries
+    /// up to there are compacted away (or never arrived, for a snapshot from the leader).
+    SnapshotConfig { index: u64, membership: Membership },
 }

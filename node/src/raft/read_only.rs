@@ -26,7 +26,7 @@ impl Raft {
     }
 
     pub(super) fn start_read(&mut self, id: u64) {
-        if self.cfg.members.len() == 1 {
+        if self.conf.voters.len() == 1 && self.is_voter() {
             self.read_states.push(ReadState { id, index: self.commit });
             return;
         }
@@ -42,8 +42,11 @@ impl Raft {
     /// Releases reads whose heartbeat round a quorum has acknowledged: at that moment no other
     /// leader could have committed anything this leader does not know about.
     pub(super) fn advance_reads(&mut self) {
-        let mut acks: Vec<u64> = self.progress.values().map(|p| p.read_ack).collect();
-        acks.push(self.read_ctx);
+        let mut acks: Vec<u64> =
+            self.progress.iter().filter(|(id, _)| self.conf.is_voter(**id)).map(|(_, p)| p.read_ack).collect();
+        if self.is_voter() {
+            acks.push(self.read_ctx);
+        }
         acks.sort_unstable_by(|a, b| b.cmp(a));
         let safe = acks[self.quorum() - 1];
         while let Some(r) = self.pending_reads.front() {

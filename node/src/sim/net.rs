@@ -46,6 +46,16 @@ impl<R: Replica> Net<R> {
         Ok(Net::new(nodes))
     }
 
+    /// Adds replica `r` (whose id must be the next one, `nodes.len() + 1`), say a fresh
+    /// server about to join the cluster.
+    pub fn add(&mut self, r: R) -> NodeId {
+        self.nodes.push(Some(r));
+        self.wal.push((None, Vec::new()));
+        self.applied.push(Vec::new());
+        self.reads.push(Vec::new());
+        self.nodes.len() as NodeId
+    }
+
     /// The live replica `id`; panics when it is crashed (a scripted test knows).
     pub fn node(&mut self, id: NodeId) -> &mut R {
         self.nodes[(id - 1) as usize].as_mut().expect("node is up")
@@ -126,7 +136,8 @@ impl<R: Replica> Net<R> {
             if self.cut.contains(&(from, to)) {
                 continue;
             }
-            if let Some(p) = self.nodes[(to - 1) as usize].as_mut() {
+            // A message to a node that does not exist (any more) is lost.
+            if let Some(Some(p)) = to.checked_sub(1).and_then(|i| self.nodes.get_mut(i as usize)) {
                 p.step(from, m);
             }
         }
@@ -191,7 +202,7 @@ impl<R: Replica> Net<R> {
             .iter()
             .filter_map(|e| match &e.data {
                 EntryData::Command(c) => Some(c.clone()),
-                EntryData::Noop => None,
+                EntryData::Noop | EntryData::Config(_) => None,
             })
             .collect()
     }

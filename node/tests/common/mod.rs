@@ -23,7 +23,10 @@ pub fn check_linearizable(history: &[serde_json::Value]) -> Result<(), String> {
     }
 }
 
-use faultline_node::replica::{NodeId, ProposeError, Ready, Replica, ReplicaConfig, ReplicaError, Snapshot, Status};
+use faultline_node::replica::{
+    MembershipChange, MembershipError, NodeId, ProposeError, Ready, Replica, ReplicaConfig, ReplicaError, Snapshot,
+    Status,
+};
 use faultline_node::sim::{Sim, SimConfig};
 
 /// One core's simulator run with that protocol's own invariant checks; the scenarios below
@@ -169,6 +172,9 @@ impl<R: Replica, F: Fault<R>> Replica for Faulty<R, F> {
     fn propose(&mut self, c: Vec<Vec<u8>>) -> Result<(), ProposeError> {
         self.core.propose(c)
     }
+    fn propose_membership(&mut self, change: MembershipChange) -> Result<u64, MembershipError> {
+        self.core.propose_membership(change)
+    }
     fn read_index(&mut self, id: u64) -> Result<(), ProposeError> {
         self.fault.read_index(&mut self.core, id)
     }
@@ -191,3 +197,6 @@ impl<R: Replica, F: Fault<R>> Replica for Faulty<R, F> {
         self.core.transfer_leader(to)
     }
 }
+
+pub mod membership;
+pub mod raft_checks;
