@@ -171,6 +171,30 @@ struct SimNode<R: Replica> {
     waiting_reads: Vec<(u64, u64, usize)>,
 }
 
+impl<R: Replica> SimNode<R> {
+    /// A node that has never run: empty durable state, nothing applied or pending. Both
+    /// the initial members and nodes added later start this way.
+    fn fresh(id: NodeId, replica: R, seed_members: Vec<NodeId>) -> Self {
+        SimNode {
+            id,
+            replica: Some(replica),
+            seed_members,
+            removed: false,
+            down_until: 0,
+            paused_until: 0,
+            restarts: 0,
+            durable_snapshot: None,
+            durable_records: Vec::new(),
+            kv: Kv::new(),
+            applied: 0,
+            applied_term: 0,
+            pending_writes: HashMap::new(),
+            pending_reads: HashMap::new(),
+            waiting_reads: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone)]
 enum ClientState {
     Idle { next_at: u64 },
@@ -218,23 +242,7 @@ impl<R: Replica> Sim<R> {
         for &id in &members {
             let rc = Self::replica_config(&cfg, &members, id, rng.next_u64());
             let replica = R::restore(rc, None, Vec::new()).map_err(|source| SimError::Restore { node: id, source })?;
-            nodes.push(SimNode {
-                id,
-                replica: Some(replica),
-                seed_members: members.clone(),
-                removed: false,
-                down_until: 0,
-                paused_until: 0,
-                restarts: 0,
-                durable_snapshot: None,
-                durable_records: Vec::new(),
-                kv: Kv::new(),
-                applied: 0,
-                applied_term: 0,
-                pending_writes: HashMap::new(),
-                pending_reads: HashMap::new(),
-                waiting_reads: Vec::new(),
-            });
+            nodes.push(SimNode::fresh(id, replica, members.clone()));
         }
         let clients = (0..cfg.clients)
             .map(|i| SimClient {
@@ -290,23 +298,7 @@ impl<R: Replica> Sim<R> {
         let id = self.nodes.len() as NodeId + 1;
         let rc = Self::replica_config(&self.cfg, &members, id, self.rng.next_u64());
         let replica = R::restore(rc, None, Vec::new()).map_err(|source| SimError::Restore { node: id, source })?;
-        self.nodes.push(SimNode {
-            id,
-            replica: Some(replica),
-            seed_members: members,
-            removed: false,
-            down_until: 0,
-            paused_until: 0,
-            restarts: 0,
-            durable_snapshot: None,
-            durable_records: Vec::new(),
-            kv: Kv::new(),
-            applied: 0,
-            applied_term: 0,
-            pending_writes: HashMap::new(),
-            pending_reads: HashMap::new(),
-            waiting_reads: Vec::new(),
-        });
+        self.nodes.push(SimNode::fresh(id, replica, members));
         Ok(id)
     }
 
