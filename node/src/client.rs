@@ -286,6 +286,17 @@ impl Client {
         }
     }
 
+    /// A membership change, sent to the leader (redirects are followed when enabled). `Done`
+    /// once the leader applied the configuration entry; `Busy` while the previous change or
+    /// the learner's catch-up is not finished, definite like every refusal.
+    pub async fn member(&mut self, change: crate::protocol::MemberChange) -> Result<(), ClientError> {
+        match self.call(RequestBody::Member(change)).await? {
+            ResponseBody::Done => Ok(()),
+            ResponseBody::Error(e) => Err(ClientError::Server(e)),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
     /// The node's admin status (never redirected: it describes the node asked).
     pub async fn status(&mut self) -> Result<NodeStatus, ClientError> {
         if self.framed.is_none() {

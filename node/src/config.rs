@@ -58,6 +58,11 @@ pub struct Peer {
     /// Where clients reach this node (also handed to clients in not-leader redirects).
     pub client_addr: String,
     pub peer_addr: String,
+    /// The consensus id, fixed for the node's life. Either every peer has one or none does;
+    /// without them ids are positions in the sorted list, which is stable only while the list
+    /// is, so a cluster whose membership changes must give them (the controller always does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,9 +78,15 @@ pub struct Config {
     pub listen_client: String,
     #[serde(default = "default_listen_peer")]
     pub listen_peer: String,
-    /// Every member of the cluster (this node may be listed too).
+    /// Every node this one can reach at start (this node may be listed too). Nodes added to
+    /// the cluster later introduce themselves when they connect.
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// The voting members of a cluster that has never run (empty: every peer). A node not
+    /// among them starts as a joiner: it votes and counts for nothing until a leader adds it
+    /// and it has caught up. Once the log holds a configuration, the log wins.
+    #[serde(default)]
+    pub voters: Vec<String>,
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
     #[serde(default = "default_election_min")]
@@ -199,6 +210,8 @@ enum Kind {
     Algo,
     /// A JSON list of `{id, client_addr, peer_addr}` objects.
     Peers,
+    /// A JSON list of node names.
+    Names,
 }
 
 impl Kind {
@@ -209,6 +222,7 @@ impl Kind {
             Kind::Text => "a string",
             Kind::Algo => "raft or paxos",
             Kind::Peers => "a JSON list of {id, client_addr, peer_addr} objects",
+            Kind::Names => "a JSON list of node names",
         }
     }
 }
@@ -221,6 +235,7 @@ const KNOBS: &[(&str, Kind)] = &[
     ("listen_client", Kind::Text),
     ("listen_peer", Kind::Text),
     ("peers", Kind::Peers),
+    ("voters", Kind::Names),
     ("tick_ms", Kind::Integer),
     ("election_timeout_ms_min", Kind::Integer),
     ("election_timeout_ms_max", Kind::Integer),
@@ -246,7 +261,7 @@ const KNOBS: &[(&str, Kind)] = &[
 /// Knobs that describe where a node is installed rather than how it behaves. The controller
 /// writes them into each host's node.yaml from its layout (and finds the pidfile and logs
 /// under `data_dir`), so `--node-opt` must not change them per run.
-pub const LAYOUT_KNOBS: &[&str] = &["id", "data_dir", "listen_client", "listen_peer", "peers"];
+pub const LAYOUT_KNOBS: &[&str] = &["id", "data_dir", "listen_client", "listen_peer", "peers", "voters"];
 
 fn knob_names() -> impl Iterator<Item = &'static str> {
     KNOBS.iter().map(|(n, _)| *n)
@@ -313,6 +328,10 @@ fn parse_value(knob: &'static str, kind: Kind, raw: &str) -> Result<serde_json::
         Kind::Peers => {
             let list: Vec<Peer> = serde_json::from_str(v).map_err(|_| bad())?;
             serde_json::to_value(list).expect("peers serialize")
+        }
+        Kind::Names => {
+            let list: Vec<String> = serde_json::from_str(v).map_err(|_| bad())?;
+            serde_json::to_value(list).expect("names serialize")
         }
     })
 }
@@ -418,6 +437,26 @@ impl Config {
         if !self.peers.is_empty() && !self.peers.iter().any(|p| p.id == self.id) {
             return bad("peers", format!("must include this node (`{}`)", self.id));
         }
+        let numbered = self.peers.iter().filter(|p| p.node_id.is_some()).count();
+        if numbered != 0 && numbered != self.peers.len() {
+            return bad("peers", "either every peer has a node_id or none does".into());
+        }
+        let mut nums: Vec<u64> = self.peers.iter().filter_map(|p| p.node_id).collect();
+        nums.sort_unstable();
+        if nums.first() == Some(&0) {
+            return bad("peers", "node_id 0 is reserved (ids start at 1)".into());
+        }
+        if let Some(w) = nums.windows(2).find(|w| w[0] == w[1]) {
+            return bad("peers", format!("node_id {} given twice", w[0]));
+        }
+        let mut voters: Vec<&str> = self.voters.iter().map(String::as_str).collect();
+        voters.sort_unstable();
+        if let Some(w) = voters.windows(2).find(|w| w[0] == w[1]) {
+            return bad("voters", format!("`{}` listed twice", w[0]));
+        }
+        if let Some(v) = self.voters.iter().find(|v| !self.members().iter().any(|p| &p.id == *v)) {
+            return bad("voters", format!("`{v}` is not in peers"));
+        }
         if self.tick_ms == 0 || self.tick_ms > 1000 {
             return bad("tick_ms", format!("{} is not in 1..=1000", self.tick_ms));
         }
@@ -469,14 +508,34 @@ impl Config {
     pub fn members(&self) -> Vec<Peer> {
         let mut m = self.peers.clone();
         if m.is_empty() {
-            m.push(Peer { id: self.id.clone(), client_addr: self.listen_client.clone(), peer_addr: self.listen_peer.clone() });
+            m.push(Peer {
+                id: self.id.clone(),
+                client_addr: self.listen_client.clone(),
+                peer_addr: self.listen_peer.clone(),
+                node_id: None,
+            });
         }
         m.sort_by(|a, b| a.id.cmp(&b.id));
         m
     }
 
+    /// Every peer with its consensus id: the given `node_id`s, or else positions + 1 in the
+    /// sorted list.
+    pub fn numbered(&self) -> Vec<(NodeId, Peer)> {
+        self.members()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (p.node_id.unwrap_or(i as u64 + 1) as NodeId, p))
+            .collect()
+    }
+
     pub fn node_id_of(&self, id: &str) -> Option<NodeId> {
-        self.members().iter().position(|p| p.id == id).map(|i| i as NodeId + 1)
+        self.numbered().into_iter().find(|(_, p)| p.id == id).map(|(n, _)| n)
+    }
+
+    /// Whether this node is among the initial voters (otherwise it starts as a joiner).
+    pub fn starts_as_voter(&self) -> bool {
+        self.voters.is_empty() || self.voters.contains(&self.id)
     }
 
     /// Whether the WAL is actually fsynced.
@@ -487,7 +546,14 @@ impl Config {
     /// The protocol knobs in ticks, identical for Raft and Multi-Paxos.
     pub fn replica_config(&self, seed: u64) -> ReplicaConfig {
         let ticks = |ms: u64| ms.div_ceil(self.tick_ms).max(1) as u32;
-        let members: Vec<NodeId> = (1..=self.members().len() as NodeId).collect();
+        let mut members: Vec<NodeId> = self
+            .numbered()
+            .into_iter()
+            .filter(|(_, p)| self.voters.is_empty() || self.voters.contains(&p.id))
+            .map(|(n, _)| n)
+            .collect();
+        // Given ids need not follow the names' order; the cores want them sorted.
+        members.sort_unstable();
         let mut heartbeat = ticks(self.heartbeat_ms);
         let min = ticks(self.election_timeout_ms_min);
         if heartbeat >= min {
@@ -628,5 +694,27 @@ mod tests {
         assert_eq!(rc.members, vec![1, 2, 3]);
         assert_eq!((rc.election_ticks_min, rc.election_ticks_max, rc.heartbeat_ticks), (30, 60, 5));
         rc.validate().unwrap();
+    }
+
+    #[test]
+    fn given_node_ids_are_used_and_voters_name_the_initial_members() {
+        let yaml = "id: n4\nvoters: [n1, n2]\npeers:\n  - {id: n1, node_id: 7, client_addr: 127.0.0.1:1, peer_addr: 127.0.0.1:2}\n  - {id: n2, node_id: 3, client_addr: 127.0.0.1:3, peer_addr: 127.0.0.1:4}\n  - {id: n4, node_id: 9, client_addr: 127.0.0.1:5, peer_addr: 127.0.0.1:6}\n";
+        let c = Config::parse(yaml, Path::new("t")).unwrap();
+        c.validate("t").unwrap();
+        assert_eq!((c.node_id_of("n1"), c.node_id_of("n4")), (Some(7), Some(9)));
+        assert!(!c.starts_as_voter());
+        let rc = c.replica_config(1);
+        assert_eq!((rc.id, rc.members.clone()), (9, vec![3, 7]), "sorted by id, self not a voter");
+        rc.validate().unwrap();
+
+        let some = yaml.replace("node_id: 3, ", "");
+        let e = Config::parse(&some, Path::new("t")).unwrap().validate("t").unwrap_err().to_string();
+        assert!(e.contains("every peer has a node_id or none"), "{e}");
+        let twice = yaml.replace("node_id: 3", "node_id: 7");
+        let e = Config::parse(&twice, Path::new("t")).unwrap().validate("t").unwrap_err().to_string();
+        assert!(e.contains("node_id 7 given twice"), "{e}");
+        let stranger = yaml.replace("voters: [n1, n2]", "voters: [n1, n5]");
+        let e = Config::parse(&stranger, Path::new("t")).unwrap().validate("t").unwrap_err().to_string();
+        assert!(e.contains("`n5` is not in peers"), "{e}");
     }
 }

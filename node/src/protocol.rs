@@ -15,7 +15,7 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = 1 << 20;
 /// Peer frames may carry a snapshot.
 pub const MAX_PEER_FRAME_BYTES: usize = 256 << 20;
 /// Bumped on any incompatible change to the frames below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 pub fn client_codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_CLIENT_FRAME_BYTES).new_codec()
@@ -37,6 +37,28 @@ pub enum RequestBody {
     /// `client`/`seq` identify the command for deduplication of retries (seq 0: none).
     Op { client: u64, seq: u64, op: Op },
     Status,
+    /// A membership change, by node name, answered by the leader once the configuration
+    /// entry is applied there (`Done`), or with a definite error if it was refused.
+    Member(MemberChange),
+}
+
+/// One single-server membership change (see [`crate::replica::MembershipChange`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Replicate to `node`, which must have connected to the leader (it introduces itself
+    /// with its id and addresses), without counting it toward quorums.
+    AddLearner { node: String },
+    /// Make the caught-up learner `node` a voter.
+    Promote { node: String },
+    Remove { node: String },
+}
+
+impl MemberChange {
+    pub fn node(&self) -> &str {
+        match self {
+            MemberChange::AddLearner { node } | MemberChange::Promote { node } | MemberChange::Remove { node } => node,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +144,9 @@ pub struct NodeStatus {
     /// Peers refused since this node started because they came back with another
     /// incarnation (they lost their durable state).
     pub replaced_peers: Vec<String>,
+    /// The configuration this node acts on (names; `#N` for an id it has no name for).
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
 }
 
 impl NodeStatus {
@@ -137,6 +162,8 @@ impl NodeStatus {
             "snapshot_index": self.snapshot_index,
             "leader_elections_won": self.leader_elections_won,
             "replaced_peers": self.replaced_peers,
+            "voters": self.voters,
+            "learners": self.learners,
         })
     }
 }
@@ -152,6 +179,11 @@ pub struct PeerHello {
     /// The incarnation the caller knows for the callee (0: none yet). A callee whose own
     /// differs lost its state since the caller first saw it, and stops.
     pub knows_you_as: u64,
+    /// The caller's consensus id and addresses, so a node added to a running cluster is
+    /// reachable by members whose configuration does not list it.
+    pub node_id: u64,
+    pub client_addr: String,
+    pub peer_addr: String,
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Bytes {

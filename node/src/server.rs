@@ -21,8 +21,10 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::kv::{Command, Kv, MicroOp, Op, OpResult, Value};
-use crate::protocol::{self, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
-use crate::replica::{EntryData, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot};
+use crate::protocol::{self, MemberChange, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
+use crate::replica::{
+    EntryData, MembershipChange, MembershipError, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot,
+};
 use crate::transport::{self, PeerRefused, PeerSender, TransportStats};
 use crate::incarnation::Incarnations;
 use crate::wal::{Wal, WalError};
@@ -33,6 +35,39 @@ pub const EVENT_QUEUE: usize = 65_536;
 pub const MAX_PENDING_REQUESTS: usize = 65_536;
 /// Events handled per loop iteration before the replica's output is carried out.
 const DRAIN_MAX: usize = 4096;
+/// Nodes the address book holds (configured plus introduced); a node introducing itself
+/// past this is refused, so a misbehaving caller cannot grow it without end.
+pub const BOOK_MAX: usize = 256;
+
+/// What this node knows of another one.
+struct Known {
+    name: String,
+    client_addr: String,
+    /// `None` for this node itself.
+    sender: Option<PeerSender>,
+}
+
+/// Every node this one can reach, by consensus id: the configured peers, and nodes that
+/// introduced themselves when they connected (one added to a running cluster, which the
+/// members' configuration files do not list). The core reads it for names, redirect
+/// addresses and senders; the peer listener adds to it.
+#[derive(Default)]
+struct Book {
+    known: HashMap<NodeId, Known>,
+}
+
+type SharedBook = Arc<std::sync::Mutex<Book>>;
+
+fn lock(book: &SharedBook) -> std::sync::MutexGuard<'_, Book> {
+    // Nothing in the book can be left half-updated by a panic: every change is one insert.
+    book.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Book {
+    fn id_of(&self, name: &str) -> Option<NodeId> {
+        self.known.iter().find(|(_, k)| k.name == name).map(|(&id, _)| id)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -77,6 +112,27 @@ struct PendingWrite {
     deadline: Instant,
 }
 
+/// A membership change proposed at `index`, answered when that index is applied.
+struct PendingMember {
+    index: u64,
+    change: MembershipChange,
+    reply: oneshot::Sender<ResponseBody>,
+    deadline: Instant,
+}
+
+impl PendingMember {
+    /// Whether the entry applied at `index` is this change taking effect (a later leader
+    /// may have put something else there).
+    fn took_effect(&self, data: &EntryData) -> bool {
+        let EntryData::Config(m) = data else { return false };
+        match self.change {
+            MembershipChange::AddLearner(id) => m.learners.contains(&id),
+            MembershipChange::Promote(id) => m.voters.contains(&id),
+            MembershipChange::Remove(id) => !m.contains(id),
+        }
+    }
+}
+
 struct PendingRead {
     key: String,
     reply: oneshot::Sender<ResponseBody>,
@@ -110,9 +166,8 @@ struct Core<R: Replica> {
     applied: u64,
     applied_term: u64,
     snapshot_index: u64,
-    names: Vec<String>,
-    client_addrs: Vec<String>,
-    peers: HashMap<NodeId, PeerSender>,
+    book: SharedBook,
+    pending_members: Vec<PendingMember>,
     proposals: Vec<(Command, oneshot::Sender<ResponseBody>)>,
     pending_writes: HashMap<(u64, u64), PendingWrite>,
     pending_reads: HashMap<u64, PendingRead>,
@@ -126,13 +181,15 @@ struct Core<R: Replica> {
 
 impl<R: Replica> Core<R> {
     fn name(&self, id: NodeId) -> String {
-        self.names.get((id as usize).wrapping_sub(1)).cloned().unwrap_or_else(|| format!("#{id}"))
+        lock(&self.book).known.get(&id).map(|k| k.name.clone()).unwrap_or_else(|| format!("#{id}"))
     }
 
     fn not_leader(&self, leader: Option<NodeId>) -> WireError {
+        let book = lock(&self.book);
+        let known = leader.and_then(|l| book.known.get(&l));
         WireError::NotLeader {
-            leader: leader.map(|l| self.name(l)),
-            leader_addr: leader.and_then(|l| self.client_addrs.get(l as usize - 1).cloned()),
+            leader: leader.map(|l| known.map_or_else(|| format!("#{l}"), |k| k.name.clone())),
+            leader_addr: known.map(|k| k.client_addr.clone()),
         }
     }
 
@@ -145,7 +202,11 @@ impl<R: Replica> Core<R> {
     }
 
     fn pending(&self) -> usize {
-        self.pending_writes.len() + self.pending_reads.len() + self.proposals.len() + self.splits.len()
+        self.pending_writes.len()
+            + self.pending_reads.len()
+            + self.proposals.len()
+            + self.splits.len()
+            + self.pending_members.len()
     }
 
     fn status(&self) -> NodeStatus {
@@ -163,6 +224,37 @@ impl<R: Replica> Core<R> {
             leader_elections_won: self.elections_won,
             pid: std::process::id(),
             replaced_peers: self.incarnations.replaced(),
+            voters: st.voters.iter().map(|&v| self.name(v)).collect(),
+            learners: st.learners.iter().map(|&v| self.name(v)).collect(),
+        }
+    }
+
+    fn member(&mut self, change: MemberChange, reply: oneshot::Sender<ResponseBody>) {
+        let refuse = |reply: oneshot::Sender<ResponseBody>, e: WireError| {
+            let _ = reply.send(ResponseBody::Error(e));
+        };
+        let Some(id) = lock(&self.book).id_of(change.node()) else {
+            let why = format!(
+                "unknown node `{}`: a node is known once it is configured here or has connected (start it first)",
+                change.node()
+            );
+            return refuse(reply, WireError::BadRequest(why));
+        };
+        let change = match change {
+            MemberChange::AddLearner { .. } => MembershipChange::AddLearner(id),
+            MemberChange::Promote { .. } => MembershipChange::Promote(id),
+            MemberChange::Remove { .. } => MembershipChange::Remove(id),
+        };
+        match self.replica.propose_membership(change) {
+            Ok(index) => {
+                info!(?change, index, "membership change proposed");
+                let deadline = Instant::now() + self.request_timeout;
+                self.pending_members.push(PendingMember { index, change, reply, deadline });
+            }
+            Err(MembershipError::Propose(e)) => refuse(reply, self.map_propose_error(e)),
+            // Retry later: the previous change, or the learner's catch-up, is not done.
+            Err(MembershipError::InProgress | MembershipError::NotCaughtUp(_)) => refuse(reply, WireError::Busy),
+            Err(e) => refuse(reply, WireError::BadRequest(e.to_string())),
         }
     }
 
@@ -182,6 +274,7 @@ impl<R: Replica> Core<R> {
                 return;
             }
             RequestBody::Op { client, seq, op } => (client, seq, op),
+            RequestBody::Member(change) => return self.member(change, reply),
         };
         if let Err(e) = op.validate() {
             let _ = reply.send(ResponseBody::Error(WireError::BadRequest(e.to_string())));
@@ -310,9 +403,14 @@ impl<R: Replica> Core<R> {
                 installed = true;
             }
             self.wal.append(&rd.records)?;
-            for (to, msg) in rd.messages {
-                if let Some(p) = self.peers.get(&to) {
-                    p.send(protocol::encode(&msg));
+            {
+                let book = lock(&self.book);
+                for (to, msg) in rd.messages {
+                    // A member not (yet) in the book, e.g. an added node that has not
+                    // connected since this node restarted: the message is lost, and resent.
+                    if let Some(p) = book.known.get(&to).and_then(|k| k.sender.as_ref()) {
+                        p.send(protocol::encode(&msg));
+                    }
                 }
             }
             for e in rd.committed {
@@ -339,6 +437,14 @@ impl<R: Replica> Core<R> {
         }
         self.applied = index;
         self.applied_term = term;
+        if let Some(i) = self.pending_members.iter().position(|p| p.index == index) {
+            let p = self.pending_members.swap_remove(i);
+            let body = match p.took_effect(data) {
+                true => ResponseBody::Done,
+                false => ResponseBody::Error(WireError::LeaderLost),
+            };
+            let _ = p.reply.send(body);
+        }
         let EntryData::Command(bytes) = data else { return Ok(()) };
         let cmd = match Command::decode(bytes) {
             Ok(c) => c,
@@ -428,6 +534,9 @@ impl<R: Replica> Core<R> {
             for (_, s) in self.splits.drain() {
                 let _ = s.reply.send(ResponseBody::Error(WireError::LeaderLost));
             }
+            for p in self.pending_members.drain(..) {
+                let _ = p.reply.send(ResponseBody::Error(WireError::LeaderLost));
+            }
             let err = WireError::NotLeader { leader: None, leader_addr: None };
             for (_, r) in self.pending_reads.drain() {
                 let _ = r.reply.send(ResponseBody::Error(err.clone()));
@@ -449,6 +558,12 @@ impl<R: Replica> Core<R> {
             let s = self.splits.remove(&k).expect("listed");
             let _ = s.reply.send(ResponseBody::Error(WireError::Timeout));
         }
+        let (late, on_time): (Vec<PendingMember>, _) =
+            std::mem::take(&mut self.pending_members).into_iter().partition(|p| p.deadline <= now);
+        self.pending_members = on_time;
+        for p in late {
+            let _ = p.reply.send(ResponseBody::Error(WireError::Timeout));
+        }
         let expired: Vec<u64> = self.pending_reads.iter().filter(|(_, r)| r.deadline <= now).map(|(&k, _)| k).collect();
         for k in expired {
             let r = self.pending_reads.remove(&k).expect("listed");
@@ -467,6 +582,9 @@ impl<R: Replica> Core<R> {
         }
         for (_, s) in self.splits.drain() {
             let _ = s.reply.send(ResponseBody::Error(WireError::ShuttingDown));
+        }
+        for p in self.pending_members.drain(..) {
+            let _ = p.reply.send(ResponseBody::Error(WireError::ShuttingDown));
         }
         for (_, r) in self.proposals.drain(..) {
             let _ = r.send(ResponseBody::Error(WireError::ShuttingDown));
@@ -543,7 +661,7 @@ pub async fn run<R: Replica>(
     if cfg.unsafe_txn_split {
         warn!("unsafe_txn_split is ON: transactions are applied one micro-op per log entry (others can see half a transaction)");
     }
-    let members = cfg.members();
+    let members = cfg.numbered();
     let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::NotAMember { id: cfg.id.clone() })?;
     let wal_dir: PathBuf = cfg.data_dir.join("wal");
     let (wal, recovered) = Wal::open::<R::Record>(&wal_dir, cfg.effective_fsync())?;
@@ -583,24 +701,35 @@ pub async fn run<R: Replica>(
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<Event<R::Message>>(EVENT_QUEUE);
     let stats = Arc::new(TransportStats::default());
+    let me = members.iter().find(|(id, _)| *id == self_id).map(|(_, p)| p.clone()).expect("self is a member");
     let hello = PeerHello {
         version: protocol::PROTOCOL_VERSION,
         from: cfg.id.clone(),
         algo: R::ALGO.to_string(),
         incarnation: incarnations.own(),
         knows_you_as: 0,
+        node_id: self_id,
+        client_addr: me.client_addr.clone(),
+        peer_addr: me.peer_addr.clone(),
     };
-    let mut peers = HashMap::new();
-    for (i, m) in members.iter().enumerate() {
-        let id = i as NodeId + 1;
-        if id != self_id {
-            let (base, book, name) = (hello.clone(), incarnations.clone(), m.id.clone());
-            let hello = move || PeerHello { knows_you_as: book.known(&name), ..base.clone() };
-            let s = transport::spawn_outbound(hello, m.id.clone(), m.peer_addr.clone(), stats.clone(), shutdown.clone());
-            peers.insert(id, s);
-        }
+    if !cfg.starts_as_voter() {
+        info!(voters = ?cfg.voters, "not an initial voter: joining, waiting for a leader to add this node");
     }
-    let wake = peers.clone();
+    // One outbound connection per known node, each saying hello with what it knows of the
+    // peer's incarnation at the time it connects.
+    let connect = {
+        let (base, book, stats, shutdown) = (hello.clone(), incarnations.clone(), stats.clone(), shutdown.clone());
+        move |name: String, addr: String| {
+            let (base, book, peer) = (base.clone(), book.clone(), name.clone());
+            let hello = move || PeerHello { knows_you_as: book.known(&peer), ..base.clone() };
+            transport::spawn_outbound(hello, name, addr, stats.clone(), shutdown.clone())
+        }
+    };
+    let book: SharedBook = Default::default();
+    for (id, m) in &members {
+        let sender = (*id != self_id).then(|| connect(m.id.clone(), m.peer_addr.clone()));
+        lock(&book).known.insert(*id, Known { name: m.id.clone(), client_addr: m.client_addr.clone(), sender });
+    }
     let core = Core::<R> {
         incarnations: incarnations.clone(),
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
@@ -611,9 +740,8 @@ pub async fn run<R: Replica>(
         applied,
         applied_term,
         snapshot_index: applied,
-        names: members.iter().map(|m| m.id.clone()).collect(),
-        client_addrs: members.iter().map(|m| m.client_addr.clone()).collect(),
-        peers,
+        book: book.clone(),
+        pending_members: Vec::new(),
         proposals: Vec::new(),
         pending_writes: HashMap::new(),
         pending_reads: HashMap::new(),
@@ -628,10 +756,9 @@ pub async fn run<R: Replica>(
         .spawn(move || core.run(rx))
         .map_err(|source| NodeError::Io { what: "spawn core thread".into(), source })?;
 
-    let names: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let algo = R::ALGO;
     let peer_tx = tx.clone();
-    let book = incarnations.clone();
+    let incarnations_for_accept = incarnations.clone();
     // A peer that knew an earlier incarnation of this node ends it: it must not vote or
     // acknowledge with state it does not have.
     // One slot: the first such peer is the news; later ones (every peer says the same) find
@@ -643,24 +770,49 @@ pub async fn run<R: Replica>(
             if h.algo != algo {
                 return Err(PeerRefused::Algo { peer: h.from.clone(), theirs: h.algo.clone(), ours: algo });
             }
-            let id = names
-                .iter()
-                .position(|n| *n == h.from)
-                .map(|i| i as NodeId + 1)
-                .ok_or_else(|| PeerRefused::UnknownPeer(h.from.clone()))?;
-            if book.replaced_by(h.knows_you_as) {
-                let (peer, known, ours) = (h.from.clone(), h.knows_you_as, book.own());
+            let known = {
+                let b = lock(&book);
+                match b.id_of(&h.from) {
+                    Some(id) if id != h.node_id => {
+                        return Err(PeerRefused::IdMismatch { peer: h.from.clone(), ours: id, theirs: h.node_id });
+                    }
+                    Some(id) => Some(id),
+                    None => {
+                        if let Some(k) = b.known.get(&h.node_id) {
+                            return Err(PeerRefused::IdTaken { peer: h.from.clone(), id: h.node_id, by: k.name.clone() });
+                        }
+                        if h.node_id == 0 || b.known.len() >= BOOK_MAX {
+                            return Err(PeerRefused::UnknownPeer(h.from.clone()));
+                        }
+                        None
+                    }
+                }
+            };
+            let id = h.node_id;
+            let book_of_incarnations = &incarnations_for_accept;
+            if book_of_incarnations.replaced_by(h.knows_you_as) {
+                let (peer, known, ours) = (h.from.clone(), h.knows_you_as, book_of_incarnations.own());
                 let _ = fatal_tx.try_send(NodeError::Replaced { peer: peer.clone(), known, ours });
                 return Err(PeerRefused::WeAreReplaced { peer, known, ours });
             }
-            if let Err(known) = book.check(&h.from, h.incarnation) {
-                if let Some(s) = wake.get(&id) {
+            if let Err(known) = book_of_incarnations.check(&h.from, h.incarnation) {
+                if let Some(s) = lock(&book).known.get(&id).and_then(|k| k.sender.as_ref()) {
                     s.refuse();
                 }
                 return Err(PeerRefused::Replaced { peer: h.from.clone(), known, theirs: h.incarnation });
             }
-            if let Some(s) = wake.get(&id) {
-                s.peer_is_up();
+            match known {
+                Some(_) => {
+                    if let Some(s) = lock(&book).known.get(&id).and_then(|k| k.sender.as_ref()) {
+                        s.peer_is_up();
+                    }
+                }
+                None => {
+                    info!(peer = %h.from, id, peer_addr = %h.peer_addr, "a node not in the configuration introduced itself");
+                    let sender = connect(h.from.clone(), h.peer_addr.clone());
+                    let k = Known { name: h.from.clone(), client_addr: h.client_addr.clone(), sender: Some(sender) };
+                    lock(&book).known.insert(id, k);
+                }
             }
             Ok(id)
         },

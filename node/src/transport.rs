@@ -216,8 +216,12 @@ pub enum PeerRefused {
     Version { theirs: u32, ours: u32 },
     #[error("peer {peer} runs {theirs}, this node runs {ours}")]
     Algo { peer: String, theirs: String, ours: &'static str },
-    #[error("unknown peer `{0}`")]
+    #[error("unknown peer `{0}` (no id, or the address book is full)")]
     UnknownPeer(String),
+    #[error("peer {peer} says it is node id {theirs}, but it is configured here as {ours}")]
+    IdMismatch { peer: String, ours: u64, theirs: u64 },
+    #[error("peer {peer} claims node id {id}, which belongs to {by}")]
+    IdTaken { peer: String, id: u64, by: String },
     #[error("peer {peer} has incarnation {theirs}, not {known}: it lost its durable state")]
     Replaced { peer: String, known: u64, theirs: u64 },
     #[error("peer {peer} knows this node as incarnation {known}, not {ours}")]
@@ -337,7 +341,16 @@ mod tests {
         let addr = probe.local_addr().unwrap();
         drop(probe);
         let (keep, shutdown) = watch::channel(false);
-        let hello = PeerHello { version: PROTOCOL_VERSION, from: "a".into(), algo: "raft".into(), incarnation: 1, knows_you_as: 0 };
+        let hello = PeerHello {
+            version: PROTOCOL_VERSION,
+            from: "a".into(),
+            algo: "raft".into(),
+            incarnation: 1,
+            knows_you_as: 0,
+            node_id: 1,
+            client_addr: "127.0.0.1:1".into(),
+            peer_addr: "127.0.0.1:2".into(),
+        };
         (addr, keep, shutdown, Arc::new(TransportStats::default()), hello)
     }
 

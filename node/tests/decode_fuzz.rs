@@ -39,7 +39,17 @@ fn samples() -> Vec<Vec<u8>> {
         protocol::encode(&Request { id: 9, body: RequestBody::Op { client: 3, seq: 4, op: op.clone() } }).to_vec(),
         protocol::encode(&Request { id: 1, body: RequestBody::Status }).to_vec(),
         protocol::encode(&Response { id: 2, body: protocol::ResponseBody::Value(Some(Value::List(vec![Value::Int(1)]))) }).to_vec(),
-        protocol::encode(&PeerHello { version: 1, from: "n1".into(), algo: "raft".into(), incarnation: 1, knows_you_as: 0 }).to_vec(),
+        protocol::encode(&PeerHello {
+            version: 1,
+            from: "n1".into(),
+            algo: "raft".into(),
+            incarnation: 1,
+            knows_you_as: 0,
+            node_id: 1,
+            client_addr: "127.0.0.1:1".into(),
+            peer_addr: "127.0.0.1:2".into(),
+        })
+        .to_vec(),
         protocol::encode(&raft::Message::Append {
             term: 3,
             prev_index: 7,

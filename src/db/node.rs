@@ -174,10 +174,13 @@ pub fn node_yaml(layout: &Layout, algo: &str, id: &str, hosts: &[(String, String
         lc = yaml_str(&deploy::socket_addr(own, layout.client_port)),
         lp = yaml_str(&deploy::socket_addr(own, layout.peer_port)),
     );
-    for (n, h) in hosts {
+    // Ids by inventory position, written out so they stay what they are when the membership
+    // changes (the node derives them from sorted names only when none are given).
+    for (i, (n, h)) in hosts.iter().enumerate() {
         y.push_str(&format!(
-            "  - id: {}\n    client_addr: {}\n    peer_addr: {}\n",
+            "  - id: {}\n    node_id: {}\n    client_addr: {}\n    peer_addr: {}\n",
             yaml_str(n),
+            i + 1,
             yaml_str(&deploy::socket_addr(h, layout.client_port)),
             yaml_str(&deploy::socket_addr(h, layout.peer_port)),
         ));
@@ -511,6 +514,11 @@ mod tests {
         assert!(y.contains("listen_client: \"10.0.0.2:7000\""), "{y}");
         assert!(y.contains("peer_addr: \"10.0.0.1:7001\""), "{y}");
         assert_eq!(y.matches("- id:").count(), 2);
+        let parsed = Config::parse(&y, std::path::Path::new("node.yaml")).unwrap();
+        parsed.validate("node.yaml").unwrap();
+        // Ids are the inventory's order, given explicitly, so they survive membership changes.
+        assert_eq!((parsed.node_id_of("n1"), parsed.node_id_of("n2")), (Some(1), Some(2)));
+        assert!(parsed.peers.iter().all(|p| p.node_id.is_some()), "{y}");
     }
 
     #[test]
