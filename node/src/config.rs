@@ -454,7 +454,8 @@ impl Config {
         if let Some(w) = voters.windows(2).find(|w| w[0] == w[1]) {
             return bad("voters", format!("`{}` listed twice", w[0]));
         }
-        if let Some(v) = self.voters.iter().find(|v| !self.members().iter().any(|p| &p.id == *v)) {
+        let members = self.members();
+        if let Some(v) = self.voters.iter().find(|v| !members.iter().any(|p| &p.id == *v)) {
             return bad("voters", format!("`{v}` is not in peers"));
         }
         if self.tick_ms == 0 || self.tick_ms > 1000 {

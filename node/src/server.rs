@@ -67,6 +67,11 @@ impl Book {
     fn id_of(&self, name: &str) -> Option<NodeId> {
         self.known.iter().find(|(_, k)| k.name == name).map(|(&id, _)| id)
     }
+
+    /// `#N` for an id the book has no name for.
+    fn name(&self, id: NodeId) -> String {
+        self.known.get(&id).map_or_else(|| format!("#{id}"), |k| k.name.clone())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,15 +186,14 @@ struct Core<R: Replica> {
 
 impl<R: Replica> Core<R> {
     fn name(&self, id: NodeId) -> String {
-        lock(&self.book).known.get(&id).map(|k| k.name.clone()).unwrap_or_else(|| format!("#{id}"))
+        lock(&self.book).name(id)
     }
 
     fn not_leader(&self, leader: Option<NodeId>) -> WireError {
         let book = lock(&self.book);
-        let known = leader.and_then(|l| book.known.get(&l));
         WireError::NotLeader {
-            leader: leader.map(|l| known.map_or_else(|| format!("#{l}"), |k| k.name.clone())),
-            leader_addr: known.map(|k| k.client_addr.clone()),
+            leader: leader.map(|l| book.name(l)),
+            leader_addr: leader.and_then(|l| book.known.get(&l)).map(|k| k.client_addr.clone()),
         }
     }
 
@@ -758,7 +762,7 @@ pub async fn run<R: Replica>(
 
     let algo = R::ALGO;
     let peer_tx = tx.clone();
-    let incarnations_for_accept = incarnations.clone();
+    let known_incarnations = incarnations.clone();
     // A peer that knew an earlier incarnation of this node ends it: it must not vote or
     // acknowledge with state it does not have.
     // One slot: the first such peer is the news; later ones (every peer says the same) find
@@ -789,13 +793,12 @@ pub async fn run<R: Replica>(
                 }
             };
             let id = h.node_id;
-            let book_of_incarnations = &incarnations_for_accept;
-            if book_of_incarnations.replaced_by(h.knows_you_as) {
-                let (peer, known, ours) = (h.from.clone(), h.knows_you_as, book_of_incarnations.own());
+            if known_incarnations.replaced_by(h.knows_you_as) {
+                let (peer, known, ours) = (h.from.clone(), h.knows_you_as, known_incarnations.own());
                 let _ = fatal_tx.try_send(NodeError::Replaced { peer: peer.clone(), known, ours });
                 return Err(PeerRefused::WeAreReplaced { peer, known, ours });
             }
-            if let Err(known) = book_of_incarnations.check(&h.from, h.incarnation) {
+            if let Err(known) = known_incarnations.check(&h.from, h.incarnation) {
                 if let Some(s) = lock(&book).known.get(&id).and_then(|k| k.sender.as_ref()) {
                     s.refuse();
                 }
