@@ -138,6 +138,12 @@ pub struct Config {
     /// state) as if it were the old member.
     #[serde(default)]
     pub unsafe_rejoin_empty: bool,
+    /// When this node is not among `voters`, ask the cluster to add it as a learner and to
+    /// promote it once caught up, instead of waiting for an operator's `Member` requests.
+    /// The membership nemesis starts a wiped node this way, so the journaled undo of a
+    /// removal (start the node again) heals on its own.
+    #[serde(default)]
+    pub join: bool,
     /// `tracing` filter for the node's log file, e.g. "info" or "faultline_node=debug".
     #[serde(default = "default_log_level")]
     pub log_level: String,
@@ -254,6 +260,7 @@ const KNOBS: &[(&str, Kind)] = &[
     ("unsafe_no_fsync", Kind::Bool),
     ("unsafe_txn_split", Kind::Bool),
     ("unsafe_rejoin_empty", Kind::Bool),
+    ("join", Kind::Bool),
     ("log_level", Kind::Text),
     ("log_max_bytes", Kind::Integer),
 ];
@@ -534,9 +541,11 @@ impl Config {
         self.numbered().into_iter().find(|(_, p)| p.id == id).map(|(n, _)| n)
     }
 
-    /// Whether this node is among the initial voters (otherwise it starts as a joiner).
+    /// Whether this node is among the initial voters (otherwise it starts as a joiner). A
+    /// node told to `join` is not, whatever `voters` says: it was wiped and comes back as a
+    /// fresh node under its old name, so the file's `voters` still names it.
     pub fn starts_as_voter(&self) -> bool {
-        self.voters.is_empty() || self.voters.contains(&self.id)
+        !self.join && (self.voters.is_empty() || self.voters.contains(&self.id))
     }
 
     /// Whether the WAL is actually fsynced.
@@ -551,6 +560,7 @@ impl Config {
             .numbered()
             .into_iter()
             .filter(|(_, p)| self.voters.is_empty() || self.voters.contains(&p.id))
+            .filter(|(_, p)| !(self.join && p.id == self.id))
             .map(|(n, _)| n)
             .collect();
         // Given ids need not follow the names' order; the cores want them sorted.

@@ -137,6 +137,20 @@ impl Incarnations {
         }
     }
 
+    /// Forgets what was recorded for `peer`, once a committed configuration no longer has it
+    /// as a member: the name may then be given to a fresh node (a removed host wiped and
+    /// added again), which must be learned anew rather than refused as a wiped member.
+    /// Whatever it held before its removal can no longer count toward any quorum.
+    pub fn forget(&self, peer: &str) -> Result<(), IncarnationError> {
+        let mut book = self.book.lock().expect("incarnation book lock");
+        book.replaced.remove(peer);
+        if book.seen.remove(peer).is_some() {
+            let text: String = book.seen.iter().map(|(p, i)| format!("{p} {i}\n")).collect();
+            write_durably(&self.path, &text)?;
+        }
+        Ok(())
+    }
+
     /// The incarnation recorded for `peer`, 0 if none.
     pub fn known(&self, peer: &str) -> u64 {
         self.book.lock().expect("incarnation book lock").seen.get(peer).copied().unwrap_or(0)
@@ -185,6 +199,24 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let c = Incarnations::open(&d, false).unwrap();
         assert_ne!(c.own(), own);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_removed_member_is_forgotten_durably_and_its_name_learned_anew() {
+        let d = dir("forget");
+        let a = Incarnations::open(&d, false).unwrap();
+        assert!(a.check("n2", 7).is_ok());
+        assert!(a.check("n3", 9).is_ok());
+        assert_eq!(a.check("n2", 8), Err(7));
+        a.forget("n2").unwrap();
+        assert!(a.replaced().is_empty(), "no longer reported as refused");
+        drop(a);
+        let b = Incarnations::open(&d, false).unwrap();
+        assert_eq!(b.known("n2"), 0, "forgotten across a restart");
+        assert_eq!(b.known("n3"), 9, "the others are kept");
+        assert!(b.check("n2", 8).is_ok(), "the fresh n2 is learned");
+        assert_eq!(b.check("n2", 7), Err(8), "and then held to its own incarnation");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -18,6 +18,7 @@ pub mod config;
 pub mod client;
 pub mod transport;
 pub mod server;
+pub mod join;
 pub mod node;
 pub mod local;
 pub mod bench;

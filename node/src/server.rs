@@ -7,7 +7,7 @@
 //! `Ready` in the order the [`Replica`] contract demands. Network tasks never block on it:
 //! they hand events over a bounded channel and answer `Busy` when it is full.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -182,6 +182,8 @@ struct Core<R: Replica> {
     role: Role,
     elections_won: u64,
     request_timeout: Duration,
+    /// Voters and learners as last seen, to notice members leaving the configuration.
+    members: BTreeSet<NodeId>,
 }
 
 impl<R: Replica> Core<R> {
@@ -432,7 +434,34 @@ impl<R: Replica> Core<R> {
             self.maybe_compact()?;
         }
         self.watch_role();
+        self.watch_members();
         Ok(())
+    }
+
+    /// A member the configuration no longer holds is forgotten by its incarnation: its
+    /// name may come back as a fresh node (the host wiped and added again), which is then
+    /// learned, not refused as a member that lost its state. Until this node sees the
+    /// removal, it refuses the fresh node like any wiped member.
+    fn watch_members(&mut self) {
+        let st = self.replica.status();
+        let now: BTreeSet<NodeId> = st.voters.iter().chain(&st.learners).copied().collect();
+        if now == self.members {
+            return;
+        }
+        let gone: Vec<NodeId> = self.members.difference(&now).copied().collect();
+        self.members = now;
+        for id in gone {
+            let name = self.name(id);
+            if let Err(e) = self.incarnations.forget(&name) {
+                // Kept means the fresh node stays refused: safe, and the error says why.
+                error!(peer = %name, error = %e, "cannot forget a removed member's incarnation");
+                continue;
+            }
+            if let Some(s) = lock(&self.book).known.get(&id).and_then(|k| k.sender.as_ref()) {
+                s.unrefuse();
+            }
+            info!(peer = %name, "removed from the configuration: its incarnation is forgotten");
+        }
     }
 
     fn apply(&mut self, index: u64, term: u64, data: &EntryData) -> Result<(), NodeError> {
@@ -688,6 +717,7 @@ pub async fn run<R: Replica>(
         algo = R::ALGO,
         "replaying durable state"
     );
+    let nothing_durable = recovered.snapshot.is_none() && recovered.records.is_empty();
     let seed = rand::random::<u64>();
     let replica = R::restore(cfg.replica_config(seed), recovered.snapshot, recovered.records)?;
 
@@ -734,6 +764,15 @@ pub async fn run<R: Replica>(
         let sender = (*id != self_id).then(|| connect(m.id.clone(), m.peer_addr.clone()));
         lock(&book).known.insert(*id, Known { name: m.id.clone(), client_addr: m.client_addr.clone(), sender });
     }
+    let (initial_members, initially_voter) = {
+        let st = replica.status();
+        (st.voters.iter().chain(&st.learners).copied().collect::<BTreeSet<NodeId>>(), st.voters.contains(&self_id))
+    };
+    // A fresh joiner has nothing a peer could have known: a peer that remembers another
+    // incarnation under this name knew the member this node replaces (removed, its host
+    // wiped and added again), not this node. It refuses this node until it sees the
+    // removal; this node must not end itself over it.
+    let fresh_joiner = !cfg.starts_as_voter() && nothing_durable && !initial_members.contains(&self_id);
     let core = Core::<R> {
         incarnations: incarnations.clone(),
         request_timeout: Duration::from_millis(cfg.request_timeout_ms),
@@ -754,6 +793,10 @@ pub async fn run<R: Replica>(
         next_split: 1,
         role: Role::Follower,
         elections_won: 0,
+        // Every node this one knows, not just the members: the first look forgets the
+        // incarnations of those the log says are not members (removed while this node was
+        // down, so it never saw them leave).
+        members: lock(&book).known.keys().copied().chain(initial_members.iter().copied()).collect(),
     };
     let core_thread = std::thread::Builder::new()
         .name("faultline-core".into())
@@ -793,7 +836,7 @@ pub async fn run<R: Replica>(
                 }
             };
             let id = h.node_id;
-            if known_incarnations.replaced_by(h.knows_you_as) {
+            if !fresh_joiner && known_incarnations.replaced_by(h.knows_you_as) {
                 let (peer, known, ours) = (h.from.clone(), h.knows_you_as, known_incarnations.own());
                 let _ = fatal_tx.try_send(NodeError::Replaced { peer: peer.clone(), known, ours });
                 return Err(PeerRefused::WeAreReplaced { peer, known, ours });
@@ -828,6 +871,10 @@ pub async fn run<R: Replica>(
         shutdown.clone(),
     ));
     tokio::spawn(client_accept_loop::<R>(client_listener, tx.clone(), cfg.clone(), shutdown.clone()));
+    if cfg.join && !initially_voter {
+        let others = members.iter().filter(|(id, _)| *id != self_id).map(|(_, p)| p.client_addr.clone()).collect();
+        tokio::spawn(crate::join::join(cfg.id.clone(), started.client_addr.to_string(), others, shutdown.clone()));
+    }
     on_started(started);
 
     // Wait for shutdown or a dead core thread.

@@ -105,6 +105,12 @@ impl PeerSender {
     pub fn refuse(&self) {
         self.refused.store(true, Ordering::Relaxed);
     }
+
+    /// Sends again after [`PeerSender::refuse`]: the refused member was removed from the
+    /// configuration, and its name may now belong to a fresh node.
+    pub fn unrefuse(&self) {
+        self.refused.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Spawns the connection task for one peer and returns its queue.
