@@ -57,6 +57,23 @@ impl Cluster for InventoryCluster {
             .unwrap_or_else(|| self.db.start_command(node))
     }
 
+    fn remove_member<'a>(&'a self, node: &'a str) -> BoxFuture<'a, faultline_nemesis::Result<()>> {
+        Box::pin(async move {
+            self.db.remove_member(node).await.map_err(|e| match e {
+                crate::db::DbError::Unsupported(m) => faultline_nemesis::NemesisError::Unsupported(m),
+                other => faultline_nemesis::NemesisError::Remote { node: node.to_string(), message: other.to_string() },
+            })
+        })
+    }
+
+    fn join_command(&self, node: &str) -> Option<String> {
+        // A start command given instead of the database's has no joining form.
+        if self.start_command.is_some() {
+            return None;
+        }
+        self.db.join_command(node)
+    }
+
     fn paths(&self) -> HostPaths {
         HostPaths {
             pidfile: self.db.layout().pidfile(),

@@ -158,6 +158,12 @@ impl TestArgs {
                     "--nemesis {family}: --db {d} cannot run on faultline's lazyfs (only raft and paxos, the bundled node, can)"
                 )));
             }
+            let needs_membership = faultline_nemesis::lookup(family).is_ok_and(|p| p.membership);
+            if let Some(d) = dbs.iter().find(|d| needs_membership && crate::db::lookup(d).is_some_and(|e| !e.membership)) {
+                return Err(usage(format!(
+                    "--nemesis {family}: --db {d} cannot change its membership (only raft and paxos, the bundled node, can)"
+                )));
+            }
         }
         if self.concurrency == 0 || self.concurrency > 1024 {
             return Err(usage(format!(

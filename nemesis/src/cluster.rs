@@ -105,6 +105,23 @@ pub trait Cluster: Send + Sync {
     fn paths(&self) -> HostPaths {
         HostPaths::default()
     }
+
+    /// Takes `node` out of the cluster's configuration through its leader, returning once
+    /// the removal is committed (or the node was no member already). `Unsupported` for a
+    /// database that cannot change its membership.
+    fn remove_member<'a>(&'a self, node: &'a str) -> BoxFuture<'a, crate::Result<()>> {
+        Box::pin(async move {
+            Err(crate::NemesisError::Unsupported(format!(
+                "cannot remove {node}: the database has no membership changes"
+            )))
+        })
+    }
+
+    /// The shell command that starts `node` as a fresh joiner, which asks the cluster to
+    /// add it and promote it once caught up; `None` when the database cannot.
+    fn join_command(&self, _node: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Timeout for one fault or heal script on one host.

@@ -314,8 +314,23 @@ pub async fn process_fault(
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (targets, leader) = crate::target::resolve_with(&opts.target, cx, &mut rng).await?;
+    process_fault_on(cx, opts, &mut rng, family, targets, leader, scripts).await
+}
+
+/// [`process_fault`] on targets resolved already, with the rng that resolved them: for a
+/// family that acts on the targets before their scripts run (the membership faults remove
+/// them first, after which `leader` names another node).
+pub async fn process_fault_on(
+    cx: &dyn Cluster,
+    opts: &crate::FaultOptions,
+    rng: &mut rand::rngs::StdRng,
+    family: &'static str,
+    targets: Vec<String>,
+    leader: Option<String>,
+    scripts: impl Fn(&str, &str) -> (String, String),
+) -> Result<crate::Applied> {
     let pidfile = cx.paths().pidfile;
-    let id = new_id(family, &mut rng);
+    let id = new_id(family, rng);
     let mut description = serde_json::json!({
         "target": opts.target.to_string(),
         "targets": targets,

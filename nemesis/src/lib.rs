@@ -19,6 +19,7 @@ pub mod grudge;
 pub mod journal;
 pub mod kill;
 pub mod lazyfs;
+pub mod membership;
 pub mod packet;
 pub mod partition;
 pub mod pause;

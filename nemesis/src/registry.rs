@@ -239,6 +239,9 @@ pub struct NemesisPackage {
     /// What a test that chooses this family must set up on every host before the nodes
     /// start and remove after they stop: `(setup, teardown)` scripts for one host.
     pub fixture: Option<FixtureFn>,
+    /// Changes the database's membership (removes and re-adds nodes): only for a database
+    /// that can, which the CLI checks before any host is contacted.
+    pub membership: bool,
     pub plot: PlotMeta,
 }
 
@@ -309,6 +312,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         sweep: crate::kill::sweep_script,
         status: None,
         fixture: None,
+        membership: false,
         end: Some(EndDrill {
             verb: "start",
             about: "Start the node where it is not running (ends kill faults)",
@@ -331,6 +335,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         sweep: crate::pause::sweep_script,
         status: None,
         fixture: None,
+        membership: false,
         end: Some(EndDrill {
             verb: "resume",
             about: "SIGCONT the node process (ends pause faults)",
@@ -356,6 +361,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         status: Some(crate::partition::status_script),
         end: None,
         fixture: None,
+        membership: false,
         plot: PlotMeta {
             rgb: (230, 126, 34),
             label: "partition",
@@ -374,6 +380,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         status: Some(crate::packet::status_script),
         end: None,
         fixture: None,
+        membership: false,
         plot: PlotMeta {
             rgb: (41, 128, 185),
             label: "packet delay/loss",
@@ -392,6 +399,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         status: None,
         end: None,
         fixture: None,
+        membership: false,
         plot: PlotMeta {
             rgb: (22, 160, 133),
             label: "bitflip",
@@ -410,6 +418,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         status: None,
         end: None,
         fixture: None,
+        membership: false,
         plot: PlotMeta {
             rgb: (127, 140, 141),
             label: "truncate",
@@ -428,9 +437,52 @@ pub static REGISTRY: &[NemesisPackage] = &[
         status: None,
         end: None,
         fixture: None,
+        membership: false,
         plot: PlotMeta {
             rgb: (44, 62, 80),
             label: "wipe",
+        },
+    },
+    NemesisPackage {
+        name: "member-remove",
+        about: "remove the node from the configuration (via the leader), stop it and wipe it; heal starts it fresh to join again",
+        options: &[Opt::Target],
+        presets: None,
+        tools: &["kill", "tr", "setsid", "nohup", "find", "cat", "wc", "rm", "mkdir"],
+        tools_optional: &[],
+        start: crate::membership::start_remove,
+        lead_time: no_lead_time,
+        sweep: crate::membership::sweep_script,
+        status: None,
+        end: Some(EndDrill {
+            verb: "member-add",
+            about: "Start the node as a fresh joiner that asks to be added and promoted (ends member-remove faults)",
+            script: crate::membership::end_script,
+        }),
+        fixture: None,
+        membership: true,
+        plot: PlotMeta {
+            rgb: (22, 160, 133),
+            label: "member-remove",
+        },
+    },
+    NemesisPackage {
+        name: "member-replace",
+        about: "remove the node from the configuration, wipe it and start it as a fresh node that joins and catches up",
+        options: &[Opt::Target],
+        presets: None,
+        tools: &["kill", "tr", "setsid", "nohup", "find", "cat", "wc", "rm", "mkdir"],
+        tools_optional: &[],
+        start: crate::membership::start_replace,
+        lead_time: no_lead_time,
+        sweep: crate::membership::sweep_script,
+        status: None,
+        end: None,
+        fixture: None,
+        membership: true,
+        plot: PlotMeta {
+            rgb: (39, 174, 96),
+            label: "member-replace",
         },
     },
     NemesisPackage {
@@ -446,6 +498,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         status: Some(crate::lazyfs::status_script),
         end: None,
         fixture: Some(crate::lazyfs::fixture),
+        membership: false,
         plot: PlotMeta {
             rgb: (211, 84, 0),
             label: "lose un-fsynced",

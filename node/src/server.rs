@@ -452,6 +452,9 @@ impl<R: Replica> Core<R> {
         self.members = now;
         for id in gone {
             let name = self.name(id);
+            if name == self.cfg.id {
+                continue;
+            }
             if let Err(e) = self.incarnations.forget(&name) {
                 // Kept means the fresh node stays refused: safe, and the error says why.
                 error!(peer = %name, error = %e, "cannot forget a removed member's incarnation");
@@ -747,7 +750,7 @@ pub async fn run<R: Replica>(
         peer_addr: me.peer_addr.clone(),
     };
     if !cfg.starts_as_voter() {
-        info!(voters = ?cfg.voters, "not an initial voter: joining, waiting for a leader to add this node");
+        info!(voters = ?cfg.voters, join = cfg.join, "not an initial voter: joining, waiting for a leader to add this node");
     }
     // One outbound connection per known node, each saying hello with what it knows of the
     // peer's incarnation at the time it connects.

@@ -1034,6 +1034,7 @@ pub const ETCD: DbEntry = DbEntry {
     validate,
     open,
     lazyfs: false,
+    membership: false,
 };
 
 /// Checks the knobs and the binary locally, before any host is contacted.

@@ -37,6 +37,9 @@ pub enum DbError {
     /// The node did not answer (connect, timeout, protocol).
     #[error("{node}: {message}")]
     Unreachable { node: String, message: String },
+    /// The database cannot do what was asked (e.g. change its membership).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Everything the user said about the database, before validation.
@@ -72,6 +75,9 @@ pub struct DbEntry {
     /// Its durable state can sit on faultline's lazyfs (`StatePaths::lazyfs`), so the
     /// `lose-unfsynced` family applies; checked before any host is contacted.
     pub lazyfs: bool,
+    /// It can remove a node and take it back as a fresh joiner, so the membership families
+    /// apply; checked before any host is contacted.
+    pub membership: bool,
 }
 
 /// Run-wide parameters every adapter needs.
@@ -154,6 +160,18 @@ pub trait Database: Db {
     /// The shell command that starts `node` detached from the SSH session, writing the
     /// layout's pidfile (also how the kill nemesis restarts it).
     fn start_command(&self, node: &str) -> String;
+    /// Takes `node` out of the configuration through the leader, returning once the removal
+    /// is committed or `node` was no member already.
+    fn remove_member<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            Err(DbError::Unsupported(format!("{}: no membership changes (asked to remove {node})", self.name())))
+        })
+    }
+    /// The command that starts `node` as a fresh joiner, which asks to be added and
+    /// promoted; `None` when the database has no such start.
+    fn join_command(&self, _node: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The leader by the nodes' own word: a node that says it leads wins (the highest term if

@@ -28,6 +28,7 @@ pub const RAFT: DbEntry = DbEntry {
     validate: validate_raft,
     open,
     lazyfs: true,
+    membership: true,
 };
 
 pub const PAXOS: DbEntry = DbEntry {
@@ -36,6 +37,7 @@ pub const PAXOS: DbEntry = DbEntry {
     validate: validate_paxos,
     open,
     lazyfs: true,
+    membership: true,
 };
 
 fn validate_raft(args: &DbArgs) -> Result<DbSettings, DbError> {
@@ -314,6 +316,55 @@ impl Database for BundledNode {
 
     fn start_command(&self, _node: &str) -> String {
         start_command(&self.layout, &self.opts)
+    }
+
+    fn remove_member<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(remove_member(self, node))
+    }
+
+    fn join_command(&self, _node: &str) -> Option<String> {
+        let mut opts = self.opts.clone();
+        opts.retain(|(k, _)| k != "join");
+        opts.push(("join".into(), "true".into()));
+        Some(start_command(&self.layout, &opts))
+    }
+}
+
+/// How long a removal may take: an election after a leader removed itself, a change in
+/// progress to commit first.
+pub const MEMBER_CHANGE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Asks each node in turn (the client follows a `NotLeader` answer to the leader) until the
+/// removal commits; "not a member" means it was removed already. Retries what may pass
+/// (no leader, a change in progress, a node down), for at most [`MEMBER_CHANGE_DEADLINE`].
+async fn remove_member(db: &BundledNode, node: &str) -> Result<(), DbError> {
+    use faultline_node::protocol::{MemberChange, WireError};
+    db.index(node).ok_or_else(|| DbError::UnknownNode(node.to_string()))?;
+    let deadline = tokio::time::Instant::now() + MEMBER_CHANGE_DEADLINE;
+    let mut last = String::from("no node answered");
+    loop {
+        for (name, _, addr) in &db.nodes {
+            let answer = async {
+                let mut c = Client::connect(addr, STATUS_TIMEOUT).await?;
+                c.member(MemberChange::Remove { node: node.to_string() }).await
+            };
+            match tokio::time::timeout(STATUS_TIMEOUT * 3, answer).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(ClientError::Server(WireError::BadRequest(why)))) if why.contains("not a member") => return Ok(()),
+                Ok(Err(ClientError::Server(WireError::BadRequest(why)))) => {
+                    return Err(DbError::Unreachable { node: name.clone(), message: format!("remove {node}: {why}") });
+                }
+                Ok(Err(e)) => last = format!("{name}: {e}"),
+                Err(_) => last = format!("{name}: no answer within {:?}", STATUS_TIMEOUT * 3),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DbError::Unreachable {
+                node: node.to_string(),
+                message: format!("removal not committed within {MEMBER_CHANGE_DEADLINE:?}; last answer: {last}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

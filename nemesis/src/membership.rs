@@ -1,0 +1,104 @@
+//! Membership faults, the classic recovery story of a machine that dies for good:
+//!
+//! - `member-remove` (shrink): the leader takes the target out of the configuration; once the
+//!   removal commits, the node is stopped and its durable state wiped. Its undo (the heal,
+//!   the expiry, the `member-add` drill) starts it as a fresh joiner, which asks the cluster
+//!   to add it as a learner and promotes itself once caught up (grow).
+//! - `member-replace`: both at once, a node replaced by a fresh one on its wiped host.
+//!
+//! The removal goes through consensus before anything on the host is touched, so a node is
+//! never wiped while it still counts toward a quorum: wiping a member is the `wipe` disk
+//! fault, a different experiment. The fresh node keeps its name and id but has a new
+//! incarnation; the members forgot the old one when they saw it removed, so it is learned
+//! anew rather than refused as a member that lost its state.
+//!
+//! The history records the removal and exactly what the wipe removed (`changed`).
+
+use crate::cluster::Cluster;
+use crate::disk::{Damage, damage_script};
+use crate::journal;
+use crate::kill::{start_script, stop_script};
+use crate::{Applied, FaultOptions, NemesisError, Result};
+
+/// Stops the node and wipes its state; a node whose state directory is gone already (a
+/// replace of a node that never started) reports an empty wipe rather than failing.
+fn stop_and_wipe(cx: &dyn Cluster, pidfile: &str) -> Result<String> {
+    let state = cx.paths().state.ok_or_else(|| {
+        NemesisError::Unsupported("membership: the database names no durable state to wipe".into())
+    })?;
+    let mkdir = format!("mkdir -p {}\n", crate::script::quote(&state.dir));
+    Ok(format!("{}{mkdir}{}", stop_script(pidfile), damage_script(&state, Damage::Wipe)?))
+}
+
+fn join_command(cx: &dyn Cluster, node: &str) -> Result<String> {
+    cx.join_command(node).ok_or_else(|| {
+        NemesisError::Unsupported(format!("membership: the database cannot start {node} as a joining node"))
+    })
+}
+
+/// The `member-add` drill, and the undo of both faults: start the node as a joiner unless
+/// it runs. Not for a running member: it is a no-op there.
+pub fn end_script(cx: &dyn Cluster, node: &str) -> String {
+    match cx.join_command(node) {
+        Some(join) => start_script(&cx.paths().pidfile, &join),
+        None => "echo 'the database cannot start a joining node' >&2; exit 1\n".into(),
+    }
+}
+
+fn start_family<'a>(
+    cx: &'a dyn Cluster,
+    opts: &'a FaultOptions,
+    seed: u64,
+    family: &'static str,
+) -> crate::BoxFuture<'a, Result<Applied>> {
+    Box::pin(async move {
+        use rand::SeedableRng;
+        // Resolved once: after the removal, `leader` names another node.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (targets, leader) = crate::target::resolve_with(&opts.target, cx, &mut rng).await?;
+        if targets.len() >= cx.nodes().len() {
+            return Err(NemesisError::Invalid(format!(
+                "{family}: cannot remove every node ({}); target fewer",
+                targets.join(", ")
+            )));
+        }
+        // Everything the hosts will run is built first: an unsupported database touches
+        // neither the configuration nor a host.
+        let mut scripts = std::collections::BTreeMap::new();
+        let pidfile = cx.paths().pidfile;
+        for t in &targets {
+            let wipe = stop_and_wipe(cx, &pidfile)?;
+            let join = start_script(&pidfile, &join_command(cx, t)?);
+            let apply = if family == "member-replace" { format!("{wipe}{join}") } else { wipe };
+            scripts.insert(t.clone(), (apply, join));
+        }
+        for t in &targets {
+            cx.remove_member(t).await?;
+        }
+        journal::process_fault_on(cx, opts, &mut rng, family, targets, leader, move |node, _| {
+            scripts[node].clone()
+        })
+        .await
+    })
+}
+
+pub fn start_remove<'a>(
+    cx: &'a dyn Cluster,
+    opts: &'a FaultOptions,
+    seed: u64,
+) -> crate::BoxFuture<'a, Result<Applied>> {
+    start_family(cx, opts, seed, "member-remove")
+}
+
+pub fn start_replace<'a>(
+    cx: &'a dyn Cluster,
+    opts: &'a FaultOptions,
+    seed: u64,
+) -> crate::BoxFuture<'a, Result<Applied>> {
+    start_family(cx, opts, seed, "member-replace")
+}
+
+/// Nothing to sweep: a removed node is stopped, and starting nodes is the undo's business.
+pub fn sweep_script(_: &crate::HostPaths) -> String {
+    String::new()
+}
