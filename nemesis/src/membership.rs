@@ -20,14 +20,22 @@ use crate::journal;
 use crate::kill::{start_script, stop_script};
 use crate::{Applied, FaultOptions, NemesisError, Result};
 
+/// The file, in the state directory, that tells a wiped node to join as a fresh one when it
+/// starts; the bundled node's `server::JOIN_MARKER` (the nemesis crate does not depend on it).
+pub const JOIN_MARKER: &str = "JOIN";
+
 /// Stops the node and wipes its state; a node whose state directory is gone already (a
 /// replace of a node that never started) reports an empty wipe rather than failing.
 fn stop_and_wipe(cx: &dyn Cluster, pidfile: &str) -> Result<String> {
     let state = cx.paths().state.ok_or_else(|| {
         NemesisError::Unsupported("membership: the database names no durable state to wipe".into())
     })?;
-    let mkdir = format!("mkdir -p {}\n", crate::script::quote(&state.dir));
-    Ok(format!("{}{mkdir}{}", stop_script(pidfile), damage_script(&state, Damage::Wipe)?))
+    let d = crate::script::quote(&state.dir);
+    let mkdir = format!("mkdir -p {d}\n");
+    // The marker makes any later start of the node a fresh join, the ordinary start
+    // command of a kill's undo included (see the node's `JOIN_MARKER`).
+    let mark = format!("mkdir -p {d} && : > {d}/{JOIN_MARKER}\n");
+    Ok(format!("{}{mkdir}{}{mark}", stop_script(pidfile), damage_script(&state, Damage::Wipe)?))
 }
 
 fn join_command(cx: &dyn Cluster, node: &str) -> Result<String> {

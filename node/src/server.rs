@@ -157,6 +157,11 @@ struct SplitTxn {
     deadline: Instant,
 }
 
+/// A file in the WAL directory saying this node was removed from the configuration and
+/// wiped: started with nothing durable, it joins as a fresh node (as with `join: true`).
+/// The membership nemesis writes it; the `wipe` disk fault removes it with the rest.
+pub const JOIN_MARKER: &str = "JOIN";
+
 /// Synthetic client ids of split parts carry this bit (real clients draw random ids; a
 /// collision only matters while the planted bug is on).
 const SPLIT_CLIENT_BIT: u64 = 1 << 63;
@@ -682,7 +687,7 @@ pub async fn run<R: Replica>(
     mut shutdown: watch::Receiver<bool>,
     on_started: impl FnOnce(Started),
 ) -> Result<(), NodeError> {
-    let cfg = Arc::new(cfg);
+    let mut cfg = cfg;
     if !cfg.effective_fsync() {
         warn!(
             fsync = cfg.fsync,
@@ -701,6 +706,15 @@ pub async fn run<R: Replica>(
     let self_id = cfg.node_id_of(&cfg.id).ok_or_else(|| NodeError::NotAMember { id: cfg.id.clone() })?;
     let wal_dir: PathBuf = cfg.data_dir.join("wal");
     let (wal, recovered) = Wal::open::<R::Record>(&wal_dir, cfg.effective_fsync())?;
+    let nothing_durable = recovered.snapshot.is_none() && recovered.records.is_empty();
+    // Left by whoever removed this node from the configuration and wiped it: any start of
+    // it (a kill's undo too, with the ordinary command) is a fresh node joining, never an
+    // empty node posing as one of the file's initial voters.
+    if nothing_durable && !cfg.join && wal_dir.join(JOIN_MARKER).exists() {
+        info!(marker = %wal_dir.join(JOIN_MARKER).display(), "removed and wiped earlier: joining as a fresh node");
+        cfg.join = true;
+    }
+    let cfg = Arc::new(cfg);
     if recovered.torn_bytes > 0 {
         warn!(bytes = recovered.torn_bytes, "truncated a torn write at the end of the WAL");
     }
@@ -720,7 +734,6 @@ pub async fn run<R: Replica>(
         algo = R::ALGO,
         "replaying durable state"
     );
-    let nothing_durable = recovered.snapshot.is_none() && recovered.records.is_empty();
     let seed = rand::random::<u64>();
     let replica = R::restore(cfg.replica_config(seed), recovered.snapshot, recovered.records)?;
 

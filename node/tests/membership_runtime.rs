@@ -191,12 +191,14 @@ async fn replace_a_member(algo: Algo) {
     read_all(&a(4), 0..90).await;
 
     // n1 comes back wiped, under its old name and id and with its old file (which names it
-    // a voter), told to `join`: it starts as a joiner and asks to be taken in. The members forgot its old incarnation when it was
+    // a voter), and the marker its removal left (the ordinary start command, as a kill's
+    // undo runs it): it starts as a joiner and asks to be taken in. The members forgot its old incarnation when it was
     // removed, so it is learned anew, caught up and promoted; with n3 still down a quorum of
     // four needs it.
     std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
-    let mut n1 = config(algo, dir.path(), &ports, 1, &[1, 2, 3, 4]);
-    n1.join = true;
+    let n1 = config(algo, dir.path(), &ports, 1, &[1, 2, 3, 4]);
+    std::fs::create_dir_all(dir.path().join("n1/wal")).unwrap();
+    std::fs::write(dir.path().join("n1/wal").join(faultline_node::server::JOIN_MARKER), b"").unwrap();
     let n1_run = start(n1).await;
     until(&a(2), "n1 a voter again", |s| s.voters == names(&["n1", "n2", "n3", "n4"])).await;
     let caught = until(&a(1), "the wiped n1 caught up", |s| s.applied_index >= 90).await;
