@@ -31,26 +31,28 @@ fn stop_and_wipe(cx: &dyn Cluster, pidfile: &str) -> Result<String> {
         NemesisError::Unsupported("membership: the database names no durable state to wipe".into())
     })?;
     let d = crate::script::quote(&state.dir);
-    let mkdir = format!("mkdir -p {d}\n");
     // The marker makes any later start of the node a fresh join, the ordinary start
     // command of a kill's undo included (see the node's `JOIN_MARKER`).
-    let mark = format!("mkdir -p {d} && : > {d}/{JOIN_MARKER}\n");
-    Ok(format!("{}{mkdir}{}{mark}", stop_script(pidfile), damage_script(&state, Damage::Wipe)?))
+    Ok(format!(
+        "{}mkdir -p {d}\n{}mkdir -p {d} && : > {d}/{JOIN_MARKER}\n",
+        stop_script(pidfile),
+        damage_script(&state, Damage::Wipe)?
+    ))
 }
 
-fn join_command(cx: &dyn Cluster, node: &str) -> Result<String> {
-    cx.join_command(node).ok_or_else(|| {
+/// Starts the node as a joiner unless it runs: the undo of both faults and the `member-add`
+/// drill (a no-op for a running member).
+fn join_script(cx: &dyn Cluster, node: &str) -> Result<String> {
+    let join = cx.join_command(node).ok_or_else(|| {
         NemesisError::Unsupported(format!("membership: the database cannot start {node} as a joining node"))
-    })
+    })?;
+    Ok(start_script(&cx.paths().pidfile, &join))
 }
 
-/// The `member-add` drill, and the undo of both faults: start the node as a joiner unless
-/// it runs. Not for a running member: it is a no-op there.
+/// The `member-add` drill.
 pub fn end_script(cx: &dyn Cluster, node: &str) -> String {
-    match cx.join_command(node) {
-        Some(join) => start_script(&cx.paths().pidfile, &join),
-        None => "echo 'the database cannot start a joining node' >&2; exit 1\n".into(),
-    }
+    join_script(cx, node)
+        .unwrap_or_else(|e| format!("echo {} >&2; exit 1\n", crate::script::quote(&e.to_string())))
 }
 
 fn start_family<'a>(
@@ -73,11 +75,10 @@ fn start_family<'a>(
         // Everything the hosts will run is built first: an unsupported database touches
         // neither the configuration nor a host.
         let mut scripts = std::collections::BTreeMap::new();
-        let pidfile = cx.paths().pidfile;
+        let wipe = stop_and_wipe(cx, &cx.paths().pidfile)?;
         for t in &targets {
-            let wipe = stop_and_wipe(cx, &pidfile)?;
-            let join = start_script(&pidfile, &join_command(cx, t)?);
-            let apply = if family == "member-replace" { format!("{wipe}{join}") } else { wipe };
+            let join = join_script(cx, t)?;
+            let apply = if family == "member-replace" { format!("{wipe}{join}") } else { wipe.clone() };
             scripts.insert(t.clone(), (apply, join));
         }
         for t in &targets {

@@ -299,6 +299,9 @@ fn no_lead_time(_: &FaultOptions) -> Duration {
     Duration::ZERO
 }
 
+/// What the membership faults' scripts run: the stop, the wipe, the joiner's start.
+const MEMBERSHIP_TOOLS: &[&str] = &["kill", "tr", "setsid", "nohup", "find", "cat", "wc", "rm", "mkdir"];
+
 pub static REGISTRY: &[NemesisPackage] = &[
     NemesisPackage {
         name: "kill",
@@ -448,7 +451,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         about: "remove the node from the configuration (via the leader), stop it and wipe it; heal starts it fresh to join again",
         options: &[Opt::Target],
         presets: None,
-        tools: &["kill", "tr", "setsid", "nohup", "find", "cat", "wc", "rm", "mkdir"],
+        tools: MEMBERSHIP_TOOLS,
         tools_optional: &[],
         start: crate::membership::start_remove,
         lead_time: no_lead_time,
@@ -471,7 +474,7 @@ pub static REGISTRY: &[NemesisPackage] = &[
         about: "remove the node from the configuration, wipe it and start it as a fresh node that joins and catches up",
         options: &[Opt::Target],
         presets: None,
-        tools: &["kill", "tr", "setsid", "nohup", "find", "cat", "wc", "rm", "mkdir"],
+        tools: MEMBERSHIP_TOOLS,
         tools_optional: &[],
         start: crate::membership::start_replace,
         lead_time: no_lead_time,

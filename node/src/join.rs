@@ -44,10 +44,13 @@ struct Me<'a> {
 }
 
 impl Me<'_> {
+    /// Whether this node's own status shows `want`; an unanswered status shows nothing.
     async fn has(&self, want: Want) -> bool {
-        let (learner, voter) = own_membership(self.client, self.name).await;
+        let Ok(mut c) = Client::connect(self.client, REQUEST_TIMEOUT).await else { return false };
+        let Ok(s) = c.status().await else { return false };
+        let voter = s.voters.iter().any(|v| v == self.name);
         match want {
-            Want::Member => learner || voter,
+            Want::Member => voter || s.learners.iter().any(|l| l == self.name),
             Want::Voter => voter,
         }
     }
@@ -112,17 +115,6 @@ async fn request(addr: &str, change: MemberChange) -> Result<(), Refusal> {
         // Anything else may pass: no leader yet, not the leader, the leader has not seen this
         // node's connection yet ("unknown node"), the learner not caught up (`Busy`).
         Err(e) => Err(Refusal::Retry(e.to_string())),
-    }
-}
-
-/// What this node's own status says of its membership: (learner, voter).
-async fn own_membership(own_client: &str, me: &str) -> (bool, bool) {
-    match Client::connect(own_client, REQUEST_TIMEOUT).await {
-        Ok(mut c) => match c.status().await {
-            Ok(s) => (s.learners.iter().any(|l| l == me), s.voters.iter().any(|v| v == me)),
-            Err(_) => (false, false),
-        },
-        Err(_) => (false, false),
     }
 }
 

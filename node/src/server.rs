@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::kv::{Command, Kv, MicroOp, Op, OpResult, Value};
 use crate::protocol::{self, MemberChange, NodeStatus, PeerHello, Request, RequestBody, Response, ResponseBody, WireError};
 use crate::replica::{
-    EntryData, MembershipChange, MembershipError, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot,
+    EntryData, MembershipChange, MembershipError, NodeId, ProposeError, Replica, ReplicaError, Role, Snapshot, Status,
 };
 use crate::transport::{self, PeerRefused, PeerSender, TransportStats};
 use crate::incarnation::Incarnations;
@@ -161,6 +161,11 @@ struct SplitTxn {
 /// wiped: started with nothing durable, it joins as a fresh node (as with `join: true`).
 /// The membership nemesis writes it; the `wipe` disk fault removes it with the rest.
 pub const JOIN_MARKER: &str = "JOIN";
+
+/// Voters and learners of a replica's configuration.
+fn members_of(st: &Status) -> BTreeSet<NodeId> {
+    st.voters.iter().chain(&st.learners).copied().collect()
+}
 
 /// Synthetic client ids of split parts carry this bit (real clients draw random ids; a
 /// collision only matters while the planted bug is on).
@@ -438,8 +443,10 @@ impl<R: Replica> Core<R> {
             self.serve_reads();
             self.maybe_compact()?;
         }
-        self.watch_role();
-        self.watch_members();
+        // One status for both watches: it is built on every ready.
+        let st = self.replica.status();
+        self.watch_role(&st);
+        self.watch_members(&st);
         Ok(())
     }
 
@@ -447,12 +454,14 @@ impl<R: Replica> Core<R> {
     /// name may come back as a fresh node (the host wiped and added again), which is then
     /// learned, not refused as a member that lost its state. Until this node sees the
     /// removal, it refuses the fresh node like any wiped member.
-    fn watch_members(&mut self) {
-        let st = self.replica.status();
-        let now: BTreeSet<NodeId> = st.voters.iter().chain(&st.learners).copied().collect();
-        if now == self.members {
+    fn watch_members(&mut self, st: &Status) {
+        // Voters and learners are disjoint: same size and all known means unchanged.
+        let same = st.voters.len() + st.learners.len() == self.members.len()
+            && st.voters.iter().chain(&st.learners).all(|id| self.members.contains(id));
+        if same {
             return;
         }
+        let now = members_of(st);
         let gone: Vec<NodeId> = self.members.difference(&now).copied().collect();
         self.members = now;
         for id in gone {
@@ -557,8 +566,7 @@ impl<R: Replica> Core<R> {
 
     /// Answers everything in flight when leadership is lost: writes are INDEFINITE (they may
     /// still commit under the next leader), reads are simply refused.
-    fn watch_role(&mut self) {
-        let st = self.replica.status();
+    fn watch_role(&mut self, st: &Status) {
         if st.role == self.role {
             return;
         }
@@ -782,7 +790,7 @@ pub async fn run<R: Replica>(
     }
     let (initial_members, initially_voter) = {
         let st = replica.status();
-        (st.voters.iter().chain(&st.learners).copied().collect::<BTreeSet<NodeId>>(), st.voters.contains(&self_id))
+        (members_of(&st), st.voters.contains(&self_id))
     };
     // A fresh joiner has nothing a peer could have known: a peer that remembers another
     // incarnation under this name knew the member this node replaces (removed, its host
