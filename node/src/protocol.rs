@@ -161,6 +161,7 @@ impl NodeStatus {
             "last_index": self.last_index,
             "snapshot_index": self.snapshot_index,
             "leader_elections_won": self.leader_elections_won,
+            "pid": self.pid,
             "replaced_peers": self.replaced_peers,
             "voters": self.voters,
             "learners": self.learners,

@@ -145,6 +145,25 @@ fn a_learner_does_not_count_and_is_promoted_only_once_caught_up() {
 }
 
 #[test]
+fn asking_to_promote_a_lagging_learner_does_not_hold_back_the_leaders_commands() {
+    // A joiner asks to be promoted again and again while it catches up; a refused ask must
+    // not drain the pipeline (which refuses commands with `Busy` for an election timeout).
+    let (mut net, l) = cluster(3);
+    let four = join(&mut net, &[1, 2, 3]);
+    net.isolate(four);
+    let added = net.node(l).propose_membership(AddLearner(four)).unwrap();
+    net.tick(10);
+    assert!(st(&mut net, l).commit_index >= added);
+    // The learner is more than a batch behind, and commands are in flight, so the
+    // pipeline is not drained.
+    net.node(l).propose((0..100u8).map(|i| vec![i]).collect()).unwrap();
+    net.tick(3);
+    net.node(l).propose(vec![b"in flight".to_vec()]).unwrap();
+    assert_eq!(net.node(l).propose_membership(Promote(four)), Err(MembershipError::NotCaughtUp(four)));
+    net.node(l).propose(vec![b"next".to_vec()]).expect("not held back by the refused promotion");
+}
+
+#[test]
 fn a_removed_leader_steps_down_and_a_remaining_voter_takes_over() {
     let (mut net, l) = cluster(3);
     let slot = net.node(l).propose_membership(Remove(l)).unwrap();

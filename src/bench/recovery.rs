@@ -65,6 +65,21 @@ const STABLE_WAIT_MAX: Duration = Duration::from_secs(60);
 /// Concurrent client processes at most; an arrival finding all busy is skipped and counted.
 const PROCESSES_MAX: usize = 256;
 const TRIALS_MAX: usize = 100_000;
+/// Bound on `--preload-mib`.
+const PRELOAD_MIB_MAX: u64 = 256;
+/// One preload write's value, within the bundled node's limit on a value (4096 bytes).
+const PRELOAD_VALUE_BYTES: usize = 4000;
+/// Preload writes in flight at once.
+const PRELOAD_WRITERS: usize = 16;
+/// A replacement is measured this long past its catch-up, so a dip that outlasts the
+/// catch-up is seen whole.
+pub const CATCH_UP_TAIL: Duration = Duration::from_secs(1);
+/// The write throughput before a replacement, the dip's reference, is taken over this.
+pub const DIP_BASELINE: Duration = Duration::from_secs(1);
+/// Throughput is counted in bins this wide; a bin below [`DIP_THRESHOLD`] of the baseline
+/// is part of the dip.
+pub const DIP_BIN: Duration = Duration::from_millis(250);
+pub const DIP_THRESHOLD: f64 = 0.9;
 
 #[derive(clap::Args, Debug)]
 pub struct RecoveryArgs {
@@ -76,7 +91,9 @@ pub struct RecoveryArgs {
     pub db: String,
     /// Fault scenarios (comma list): kill-leader, kill-follower, kill-minority, pause-leader,
     /// partition-leader, one-way-leader (the leader hears nobody), one-way-leader-reverse
-    /// (nobody hears the leader), quorum-loss, constrained, chained.
+    /// (nobody hears the leader), quorum-loss, constrained, chained, replace-node (a
+    /// follower removed, wiped and joined again as a fresh member: time until it has caught
+    /// up, and the throughput dip meanwhile).
     #[arg(long, default_value = "kill-leader")]
     pub scenario: String,
     /// Trials per database, setting and scenario.
@@ -98,6 +115,10 @@ pub struct RecoveryArgs {
     /// Share of arrivals that are linearizable reads, so the checker has reads to judge.
     #[arg(long, default_value_t = 0.1)]
     pub read_fraction: f64,
+    /// State written before the trials, in MiB, under keys no trial touches: what a replaced
+    /// node has to catch up on (by snapshot or log) besides the load's own keys.
+    #[arg(long = "preload-mib", default_value_t = 0)]
+    pub preload_mib: u64,
     /// A trial not recovered this long after its fault is censored.
     #[arg(long = "window-ms", default_value_t = 5000)]
     pub window_ms: u64,
@@ -130,10 +151,13 @@ pub enum Scenario {
     QuorumLoss,
     Constrained,
     Chained,
+    /// A follower replaced by a fresh node on its wiped host (the `member-replace` fault):
+    /// the Omni-Paxos paper's reconfiguration experiment.
+    ReplaceNode,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::KillLeader,
         Scenario::KillFollower,
         Scenario::KillMinority,
@@ -144,6 +168,7 @@ impl Scenario {
         Scenario::QuorumLoss,
         Scenario::Constrained,
         Scenario::Chained,
+        Scenario::ReplaceNode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -158,6 +183,7 @@ impl Scenario {
             Scenario::QuorumLoss => "quorum-loss",
             Scenario::Constrained => "constrained",
             Scenario::Chained => "chained",
+            Scenario::ReplaceNode => "replace-node",
         }
     }
 
@@ -169,15 +195,30 @@ impl Scenario {
         match self {
             Scenario::KillLeader | Scenario::KillFollower | Scenario::KillMinority => "kill",
             Scenario::PauseLeader => "pause",
+            Scenario::ReplaceNode => "member-replace",
             _ => "partition",
         }
+    }
+
+    /// A fault on processes (not on the network): it strikes when its victim stops
+    /// answering, which the victim's poller sees.
+    fn process_fault(self) -> bool {
+        matches!(self.family(), "kill" | "pause" | "member-replace")
+    }
+
+    /// The victim is replaced by a fresh member, whose catch-up is measured.
+    fn membership(self) -> bool {
+        self == Scenario::ReplaceNode
     }
 
     /// Whether the old leader cannot keep leading, so recovery means a different leader.
     /// Otherwise any leader a majority agrees on counts (after a follower's crash the
     /// leader normally stays).
     fn forces_new_leader(self) -> bool {
-        !matches!(self, Scenario::KillFollower | Scenario::Chained | Scenario::OneWayLeader)
+        !matches!(
+            self,
+            Scenario::KillFollower | Scenario::Chained | Scenario::OneWayLeader | Scenario::ReplaceNode
+        )
     }
 
     /// The fault's options and the nodes it acts on first (for kills and pauses, exactly
@@ -192,7 +233,7 @@ impl Scenario {
         };
         let victims = match self {
             Scenario::KillLeader | Scenario::PauseLeader => vec![leader.to_string()],
-            Scenario::KillFollower => vec![followers[0].clone()],
+            Scenario::KillFollower | Scenario::ReplaceNode => vec![followers[0].clone()],
             Scenario::KillMinority => {
                 let mut v = vec![leader.to_string()];
                 v.extend(followers.iter().take((nodes.len() - 1) / 2 - 1).cloned());
@@ -220,7 +261,7 @@ impl Scenario {
                 vec![leader.to_string()]
             }
         };
-        if matches!(self.family(), "kill" | "pause") {
+        if self.process_fault() {
             opts.target = TargetSpec::Nodes(victims.clone());
         }
         (opts, victims)
@@ -292,6 +333,7 @@ struct Config {
     rate: u64,
     keys: u64,
     read_fraction: f64,
+    preload_mib: u64,
     window: Duration,
     op_timeout: Duration,
     out: PathBuf,
@@ -343,6 +385,22 @@ fn validate(a: RecoveryArgs) -> anyhow::Result<Config> {
             .map_err(|e| usage(format!("setting {}: {e:#}", setting.label())))?;
         plan.push((setting, dbs));
     }
+    if a.preload_mib > PRELOAD_MIB_MAX {
+        return Err(usage(format!("--preload-mib {} must be at most {PRELOAD_MIB_MAX}", a.preload_mib)));
+    }
+    for sc in scenarios.iter().filter(|s| s.membership()) {
+        for (_, dbs) in &plan {
+            for d in dbs {
+                if !crate::db::lookup(d.db).is_some_and(|e| e.membership) {
+                    return Err(usage(format!(
+                        "--scenario {}: --db {} cannot change its membership",
+                        sc.name(),
+                        d.db
+                    )));
+                }
+            }
+        }
+    }
     let inventory = crate::inventory::resolve_cli(&a.inventory)?;
     let n = inventory.node_names().len();
     for sc in &scenarios {
@@ -361,7 +419,7 @@ fn validate(a: RecoveryArgs) -> anyhow::Result<Config> {
     let args = json!({
         "inventory": a.inventory, "db": a.db, "scenario": a.scenario, "trials": a.trials,
         "sweep": a.sweep, "heartbeat_ms": a.heartbeat_ms, "rate": a.rate, "keys": a.keys,
-        "read_fraction": a.read_fraction, "window_ms": a.window_ms, "op_timeout_ms": a.op_timeout_ms,
+        "read_fraction": a.read_fraction, "preload_mib": a.preload_mib, "window_ms": a.window_ms, "op_timeout_ms": a.op_timeout_ms,
         "db_opt": a.db_opt, "seed": a.seed, "nodes": n,
     });
     Ok(Config {
@@ -372,6 +430,7 @@ fn validate(a: RecoveryArgs) -> anyhow::Result<Config> {
         rate: a.rate,
         keys: a.keys,
         read_fraction: a.read_fraction,
+        preload_mib: a.preload_mib,
         window: Duration::from_millis(a.window_ms),
         op_timeout: Duration::from_millis(a.op_timeout_ms),
         out: a.out,
@@ -443,6 +502,12 @@ impl Cluster for KnownLeader<'_> {
     fn paths(&self) -> HostPaths {
         self.inner.paths()
     }
+    fn remove_member<'a>(&'a self, node: &'a str) -> BoxFuture<'a, faultline_nemesis::Result<()>> {
+        self.inner.remove_member(node)
+    }
+    fn join_command(&self, node: &str) -> Option<String> {
+        self.inner.join_command(node)
+    }
 }
 
 /// A node's latest status sample.
@@ -463,6 +528,11 @@ pub struct NodeStatus {
     pub leader: Option<String>,
     /// Elections this node's process has won (the bundled nodes' `leader_elections_won`).
     pub elections_won: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// The process answering: a replaced node answers with another.
+    pub pid: Option<u64>,
+    /// The voters of the configuration the node acts on (empty when it reports none).
+    pub voters: Vec<String>,
 }
 
 impl NodeStatus {
@@ -472,6 +542,13 @@ impl NodeStatus {
             term: v.get("term").and_then(Value::as_u64).unwrap_or(0),
             leader: v.get("leader").and_then(Value::as_str).map(str::to_string),
             elections_won: v.get("leader_elections_won").and_then(Value::as_u64),
+            applied_index: v.get("applied_index").and_then(Value::as_u64),
+            pid: v.get("pid").and_then(Value::as_u64),
+            voters: v
+                .get("voters")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -557,6 +634,47 @@ pub fn longest_gap(ok_ns: &[u64], fault_ns: u64, recovered_ns: u64) -> (u64, u64
         prev = t;
     }
     longest
+}
+
+/// The dip in successful writes from `from_ns` to `to_ns` (sorted completion times
+/// `ok_ns`): the baseline is their rate over `baseline_ns` before `from_ns`; the span is
+/// cut into `bin_ns`-wide bins (a last partial bin is dropped). The depth is the worst
+/// bin's shortfall against the baseline; the duration runs from the start of the first bin
+/// below `threshold` of the baseline to the end of the last. `None` when no write succeeded
+/// in the baseline, so there is nothing to compare against.
+pub fn throughput_dip(
+    ok_ns: &[u64],
+    from_ns: u64,
+    to_ns: u64,
+    baseline_ns: u64,
+    bin_ns: u64,
+    threshold: f64,
+) -> Option<recovery_report::Dip> {
+    let count = |a: u64, b: u64| (ok_ns.partition_point(|t| *t < b) - ok_ns.partition_point(|t| *t < a)) as f64;
+    let base_from = from_ns.saturating_sub(baseline_ns);
+    if base_from == from_ns || bin_ns == 0 {
+        return None;
+    }
+    let per_s = |n: f64, span_ns: u64| n * 1e9 / span_ns as f64;
+    let baseline = per_s(count(base_from, from_ns), from_ns - base_from);
+    if baseline <= 0.0 {
+        return None;
+    }
+    let mut depth: f64 = 0.0;
+    let mut low: Option<(u64, u64)> = None;
+    for i in 0..to_ns.saturating_sub(from_ns) / bin_ns {
+        let (a, b) = (from_ns + i * bin_ns, from_ns + (i + 1) * bin_ns);
+        let rate = per_s(count(a, b), bin_ns);
+        depth = depth.max(1.0 - rate / baseline);
+        if rate < threshold * baseline {
+            low = Some((low.map_or(a, |l| l.0), b));
+        }
+    }
+    Some(recovery_report::Dip {
+        baseline_writes_per_s: baseline,
+        depth_pct: depth * 100.0,
+        duration_ms: low.map_or(0.0, |(a, b)| (b - a) as f64 / 1e6),
+    })
 }
 
 /// What the load has seen, on the history's clock.
@@ -776,6 +894,9 @@ async fn experiment(cfg: Config) -> anyhow::Result<ExitCode> {
     write_outputs(&cfg, &cells, &verdicts)?;
     if !cells.is_empty() {
         outln!("{}", recovery_report::table(&cells));
+        if let Some(t) = recovery_report::catch_up_table(&cells) {
+            outln!("{t}");
+        }
         outln!("report: {}", cfg.out.join("report.html").display());
     }
     if let Some(e) = failure {
@@ -832,6 +953,7 @@ async fn deployment(
     // Faults a crashed earlier experiment left behind.
     let _ = faultline_nemesis::executor::heal(&cx, true).await;
     super::bring_up(control, db).await?;
+    preload(db, cfg.preload_mib, cfg.op_timeout).await?;
     let history = dir.join("history.jsonl");
     let _ = std::fs::remove_file(&history);
     let (rec, writer) = Recorder::open(&history, Instant::now()).await?;
@@ -930,6 +1052,55 @@ async fn deployment(
     Ok((valid, why))
 }
 
+/// Writes `mib` MiB under `preload-<i>` keys, which no trial touches, before the load
+/// starts: state a replaced node must catch up on. Not part of the checked history (nothing
+/// reads these keys). [`PRELOAD_WRITERS`] clients write at once; a write that fails is
+/// retried on a fresh connection to the next node a few times, then the deployment fails.
+async fn preload(db: &Arc<dyn Database>, mib: u64, op_timeout: Duration) -> anyhow::Result<()> {
+    const ATTEMPTS: usize = 5;
+    if mib == 0 {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let keys = ((mib as usize) << 20).div_ceil(PRELOAD_VALUE_BYTES);
+    // Ids no load client uses (they count up from zero).
+    let process = |w: usize| u64::MAX / 2 + w as u64;
+    let timeout = op_timeout.max(Duration::from_secs(5));
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..PRELOAD_WRITERS {
+        let db = db.clone();
+        writers.spawn(async move {
+            let nodes = db.nodes();
+            let value = Value::String("p".repeat(PRELOAD_VALUE_BYTES));
+            let mut at = w % nodes.len();
+            let mut kv = db.client(&nodes[at], process(w));
+            for i in (w..keys).step_by(PRELOAD_WRITERS) {
+                let key = format!("preload-{i}");
+                let mut attempt = 0;
+                loop {
+                    let e = match tokio::time::timeout(timeout, kv.write(&key, value.clone())).await {
+                        Ok(Ok(())) => break,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("no answer within {} ms", timeout.as_millis()),
+                    };
+                    attempt += 1;
+                    if attempt == ATTEMPTS {
+                        anyhow::bail!("preload: writing {key} failed {ATTEMPTS} times, last: {e}");
+                    }
+                    at = (at + 1) % nodes.len();
+                    kv = db.client(&nodes[at], process(w));
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r.context("preload writer")??;
+    }
+    eprintln!("{}: preloaded {mib} MiB ({keys} keys) in {:.1} s", db.name(), t.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// The last lines of every node's logs, into `<dir>/trial-<n>-<node>.log`.
 async fn save_log_tails(cx: &InventoryCluster, dir: &std::path::Path, n: usize) {
     let logs = cx.db.layout().logs();
@@ -1003,7 +1174,7 @@ async fn heal_then_stable(
     let Some(prev) = prev else {
         return (Ok(Duration::ZERO), wait_stable(pollers, rec, nodes, hold).await);
     };
-    if matches!(prev.scenario.family(), "kill" | "pause") {
+    if prev.scenario.process_fault() {
         tokio::join!(heal(cx, rec, prev), wait_stable(pollers, rec, nodes, hold))
     } else {
         let h = heal(cx, rec, prev).await;
@@ -1076,7 +1247,20 @@ async fn trial(
         .await;
     let excluded: Vec<String> = if sc.forces_new_leader() { victims.clone() } else { Vec::new() };
     let term_min = if sc.forces_new_leader() { term + 1 } else { term };
-    let process_fault = matches!(sc.family(), "kill" | "pause");
+    let process_fault = sc.process_fault();
+    // A replacement: the old process is the one answering now; the fresh node must come to
+    // hold what the leader has applied by now.
+    let victim_at = nodes.iter().position(|n| *n == victims[0]);
+    let (old_pid, target_index) = {
+        let now = pollers.now();
+        let status = |i: Option<usize>| i.and_then(|i| now[i].as_ref()).and_then(|s| s.status.clone());
+        (
+            status(victim_at).and_then(|st| st.pid),
+            status(nodes.iter().position(|n| *n == leader)).and_then(|st| st.applied_index).unwrap_or(0),
+        )
+    };
+    let mut old_last_ns = inv_ns;
+    let mut caught_up_ns: Option<u64> = None;
     // The apply runs over SSH and returns well after the fault took effect (a kill waits
     // for the process to be gone), so the samples are watched while it runs.
     let fault_seed: u64 = rng.random();
@@ -1112,16 +1296,27 @@ async fn trial(
         if agreed.is_none() {
             agreed = majority_leader(&samples, inv_ns, &excluded, term_min);
         }
+        let victim_sample = victim_at.and_then(|i| samples[i].as_ref());
+        // A replaced victim is gone once it is silent or another process answers for it.
+        let replaced = |st: &NodeStatus| sc.membership() && old_pid.is_some() && st.pid != old_pid;
+        if fault_ns.is_none()
+            && let Some(st) = victim_sample.and_then(|s| s.status.as_ref().map(|st| (s.at_ns, st)))
+            && !replaced(st.1)
+        {
+            old_last_ns = old_last_ns.max(st.0);
+        }
         let Some((applied_ns, applied_instant)) = applied_at else { continue };
         if fault_ns.is_none() {
             // A killed or paused victim: the fault struck after its last answer (the
             // fault's time, at most one poll period early) and before its poller saw it
-            // silent (from then on a write certainly started after the fault).
-            let victim = nodes.iter().position(|n| *n == victims[0]);
-            let silent = victim
-                .and_then(|i| samples[i].as_ref())
-                .filter(|s| s.status.is_none())
-                .map(|s| (s.last_ok_ns.unwrap_or(inv_ns).max(inv_ns), s.at_ns));
+            // silent (from then on a write certainly started after the fault). A replaced
+            // one: after the old process's last answer.
+            let silent = victim_sample
+                .filter(|s| s.status.as_ref().is_none_or(replaced))
+                .map(|s| {
+                    let last_ok = if sc.membership() { old_last_ns } else { s.last_ok_ns.unwrap_or(inv_ns) };
+                    (last_ok.max(inv_ns), s.at_ns)
+                });
             (fault_ns, after_ns) = match (process_fault, silent) {
                 (false, _) => {
                     // The hosts' clock, mapped onto the history's (the same clock on a local
@@ -1143,6 +1338,19 @@ async fn trial(
             };
         }
         let Some(f_ns) = fault_ns else { continue };
+        if sc.membership() && caught_up_ns.is_none() {
+            // The fresh process, a voter in its own configuration, holding the target.
+            caught_up_ns = victim_sample
+                .filter(|s| s.at_ns > after_ns)
+                .filter(|s| {
+                    s.status.as_ref().is_some_and(|st| {
+                        (old_pid.is_none() || replaced(st))
+                            && st.voters.contains(&victims[0])
+                            && st.applied_index.is_some_and(|a| a >= target_index)
+                    })
+                })
+                .map(|s| s.at_ns);
+        }
         if recovered_ns.is_none() {
             let l = load.log.lock().unwrap_or_else(|e| e.into_inner());
             recovered_ns = l
@@ -1154,7 +1362,11 @@ async fn trial(
                 .map(|(_, c)| *c)
                 .min();
         }
-        if (agreed.is_some() && recovered_ns.is_some()) || rec.now_ns() >= f_ns + cfg.window.as_nanos() as u64 {
+        let caught_up = !sc.membership()
+            || caught_up_ns.is_some_and(|c| rec.now_ns() >= c + CATCH_UP_TAIL.as_nanos() as u64);
+        if (agreed.is_some() && recovered_ns.is_some() && caught_up)
+            || rec.now_ns() >= f_ns + cfg.window.as_nanos() as u64
+        {
             break;
         }
     }
@@ -1178,16 +1390,20 @@ async fn trial(
         [(done - inv_ns) as f64 / 1e6, (applied_ns - done) as f64 / 1e6]
     });
     let pending = PendingHeal { pkg, scenario: sc, applied };
-    let (gap, failed, indeterminate) = {
+    let (gap, failed, indeterminate, dip) = {
         let l = load.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut ok: Vec<u64> = l.writes_ok.iter().map(|(_, c)| *c).collect();
         ok.sort_unstable();
+        // From the replacement's start (the removal included) to the end of the measurement.
+        let dip = sc.membership().then(|| {
+            throughput_dip(&ok, inv_ns, end_ns, DIP_BASELINE.as_nanos() as u64, DIP_BIN.as_nanos() as u64, DIP_THRESHOLD)
+        });
         // A partition's rules may bite before any host reports them done: its gap is
         // searched from the invocation (the gaps before the outage are one arrival long).
         let from = if process_fault { fault_ns } else { inv_ns };
         let gap = recovered_ns.map(|r| longest_gap(&ok, from, r));
         let count = |v: &[u64]| v.iter().filter(|t| **t >= inv_ns && **t <= end_ns).count() as u64;
-        (gap, count(&l.failed), count(&l.indeterminate))
+        (gap, count(&l.failed), count(&l.indeterminate), dip.flatten())
     };
     let unavailability_ms = gap.map(|(_, len)| len as f64 / 1e6);
     // A partition's rules land on the hosts over a span; the clients saw it strike at the
@@ -1200,7 +1416,13 @@ async fn trial(
         eprintln!("{} trial {n}: leadership moved before the fault struck; not counted", sc.name());
         return Ok((None, pending, prev_heal));
     }
-    if unavailability_ms.is_none() {
+    let catch_up = sc.membership().then(|| recovery_report::CatchUp {
+        target_index,
+        caught_up_ms: caught_up_ns.map(|c| c.saturating_sub(fault_ns) as f64 / 1e6),
+        dip,
+    });
+    let censored = unavailability_ms.is_none() || catch_up.as_ref().is_some_and(|c| c.caught_up_ms.is_none());
+    if censored {
         // A censored trial is the one worth reading the nodes' logs of.
         eprintln!("{} trial {n}: not recovered within {} ms; node log tails in {}", sc.name(), cfg.window.as_millis(), logs_dir.display());
         save_log_tails(cx, logs_dir, n).await;
@@ -1218,7 +1440,8 @@ async fn trial(
         elections: agreed.as_ref().and_then(|_| elections_between(&won_before, &won_after)),
         failed,
         indeterminate,
-        censored: unavailability_ms.is_none(),
+        censored,
+        catch_up,
         restarted_before: restarted,
         // The heal is filled in once it has run, during the next trial's wait.
         phases_ms: [
@@ -1239,7 +1462,7 @@ mod tests {
     fn s(at_ns: u64, role: &str, term: u64, leader: Option<&str>) -> Option<Sample> {
         Some(Sample {
             at_ns,
-            status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string), elections_won: None }),
+            status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string), elections_won: None, applied_index: None, pid: None, voters: Vec::new() }),
             last_ok_ns: Some(at_ns),
         })
     }
@@ -1324,8 +1547,48 @@ mod tests {
         let (o, v) = Scenario::OneWayLeaderReverse.fault("n3", &nodes, exp, &mut rng);
         assert!(o.shape == Shape::LeaderMute && v == ["n3"]);
         assert!(Scenario::OneWayLeaderReverse.forces_new_leader());
+        // A replacement acts on one follower, through the membership family, and keeps the
+        // leader.
+        let (o, v) = Scenario::ReplaceNode.fault("n3", &nodes, exp, &mut rng);
+        assert!(v.len() == 1 && v[0] != "n3" && o.target == TargetSpec::Nodes(v.clone()));
+        assert_eq!(Scenario::ReplaceNode.family(), "member-replace");
+        assert!(faultline_nemesis::registry::lookup(Scenario::ReplaceNode.family()).is_ok_and(|p| p.membership));
+        assert!(!Scenario::ReplaceNode.forces_new_leader() && Scenario::ReplaceNode.process_fault());
         for sc in Scenario::ALL {
             assert_eq!(Scenario::parse(sc.name()), Some(sc));
         }
+    }
+
+    const MS: u64 = 1_000_000;
+
+    /// Completions every `gap_ms` from `from_ms` up to (not including) `to_ms`.
+    fn every(gap_ms: u64, from_ms: u64, to_ms: u64) -> Vec<u64> {
+        (from_ms..to_ms).step_by(gap_ms as usize).map(|t| t * MS).collect()
+    }
+
+    #[test]
+    fn a_dip_is_the_worst_bin_against_the_second_before_and_spans_the_low_bins() {
+        // 100 writes/s for a second, then from t=1000 ms: full rate for 250 ms, nothing for
+        // 500 ms, half rate for 250 ms, full rate again.
+        let mut ok = every(10, 0, 1250);
+        ok.extend(every(20, 1750, 2000));
+        ok.extend(every(10, 2000, 3000));
+        let d = throughput_dip(&ok, 1000 * MS, 3000 * MS, 1000 * MS, 250 * MS, 0.9).unwrap();
+        assert_eq!(d.baseline_writes_per_s, 100.0);
+        assert_eq!(d.depth_pct, 100.0);
+        // The bins 1250-1500, 1500-1750 (empty) and 1750-2000 (half) are low.
+        assert_eq!(d.duration_ms, 750.0);
+    }
+
+    #[test]
+    fn no_dip_at_the_baseline_rate_and_none_without_a_baseline() {
+        let ok = every(10, 0, 3000);
+        let d = throughput_dip(&ok, 1000 * MS, 3000 * MS, 1000 * MS, 250 * MS, 0.9).unwrap();
+        assert_eq!((d.depth_pct, d.duration_ms), (0.0, 0.0));
+        // The writes stop at 2890 ms: the partial bin 2750-2900 is not judged.
+        let d = throughput_dip(&ok[..290], 1000 * MS, 2900 * MS, 1000 * MS, 250 * MS, 0.9).unwrap();
+        assert_eq!(d.duration_ms, 0.0);
+        let late = every(10, 1000, 3000);
+        assert_eq!(throughput_dip(&late, 1000 * MS, 3000 * MS, 1000 * MS, 250 * MS, 0.9), None);
     }
 }

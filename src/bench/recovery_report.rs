@@ -47,7 +47,11 @@ pub struct Trial {
     pub elections: Option<u64>,
     pub failed: u64,
     pub indeterminate: u64,
+    /// Censored: not recovered (or, for a replacement, not caught up) within the window.
     pub censored: bool,
+    /// A replacement's catch-up and the throughput meanwhile (scenario replace-node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
     /// Leadership did not settle before this trial until the nodes that were down were
     /// started again.
     pub restarted_before: bool,
@@ -59,6 +63,65 @@ pub struct Trial {
     /// the host (SSH channel, remote shell, the fault itself), and done to the SSH call's
     /// return. `None` when the host printed no clock.
     pub apply_ms: Option<[f64; 2]>,
+}
+
+/// A replacement's catch-up: the Omni-Paxos paper's reconfiguration figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatchUp {
+    /// The leader's applied index when the replacement began: what the fresh node must hold.
+    pub target_index: u64,
+    /// The old process's last answer to the first status sample in which the fresh one is a
+    /// voter in its own configuration holding `target_index`; `None` when censored.
+    pub caught_up_ms: Option<f64>,
+    /// `None` when no write succeeded before the replacement, so there is no baseline.
+    pub dip: Option<Dip>,
+}
+
+/// Successful writes per second during a replacement against the second before it, in
+/// bins (see `throughput_dip` in the bench).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dip {
+    pub baseline_writes_per_s: f64,
+    /// The worst bin's shortfall against the baseline (0 when no bin fell short).
+    pub depth_pct: f64,
+    /// From the first bin below the threshold to the end of the last one (0 when none).
+    pub duration_ms: f64,
+}
+
+/// A cell's catch-up figures over its trials. The dip's depth is a share, not a time, so it
+/// is summarised apart from the [`Summary`] of durations.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatchUpSummary {
+    pub caught_up: Summary,
+    pub dip_duration: Summary,
+    pub dip_depth_median_pct: Option<f64>,
+    pub dip_depth_median_ci95_pct: Option<(f64, f64)>,
+    pub dip_depth_max_pct: Option<f64>,
+    /// Trials without a baseline (no write succeeded in the second before), left out of
+    /// the dip figures.
+    pub no_baseline: usize,
+}
+
+impl CatchUpSummary {
+    fn of(trials: &[Trial], window_ms: f64) -> Option<CatchUpSummary> {
+        let c: Vec<&CatchUp> = trials.iter().filter_map(|t| t.catch_up.as_ref()).collect();
+        if c.is_empty() {
+            return None;
+        }
+        let caught: Vec<Option<f64>> = c.iter().map(|c| c.caught_up_ms).collect();
+        let dips: Vec<&Dip> = c.iter().filter_map(|c| c.dip.as_ref()).collect();
+        let depth: Vec<Option<f64>> = dips.iter().map(|d| Some(d.depth_pct)).collect();
+        let duration: Vec<Option<f64>> = dips.iter().map(|d| Some(d.duration_ms)).collect();
+        let d = summarize(&depth, 100.0);
+        Some(CatchUpSummary {
+            caught_up: summarize(&caught, window_ms),
+            dip_duration: summarize(&duration, window_ms),
+            dip_depth_median_pct: d.median_ms,
+            dip_depth_median_ci95_pct: d.median_ci95_ms.and_then(|(lo, hi)| Some((lo, hi?))),
+            dip_depth_max_pct: d.max_ms,
+            no_baseline: c.len() - dips.len(),
+        })
+    }
 }
 
 /// Summary of one figure over the trials of one cell. Quantiles are nearest-rank over all
@@ -157,6 +220,8 @@ pub struct Cell {
     pub window_ms: f64,
     pub unavailability: Summary,
     pub leader: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpSummary>,
     pub failed: u64,
     pub indeterminate: u64,
     pub wall_s: f64,
@@ -176,6 +241,7 @@ impl Cell {
             window_ms,
             unavailability: summarize(&unav, window_ms),
             leader: summarize(&lead, window_ms),
+            catch_up: CatchUpSummary::of(&trials, window_ms),
             failed: trials.iter().map(|t| t.failed).sum(),
             indeterminate: trials.iter().map(|t| t.indeterminate).sum(),
             wall_s,
@@ -234,6 +300,58 @@ pub fn table(cells: &[Cell]) -> comfy_table::Table {
         ]);
     }
     t
+}
+
+fn fmt_pct(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.0}%"))
+}
+
+/// The catch-up figures' header and rows, for the terminal and the page alike.
+fn catch_up_rows(cells: &[Cell]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "db", "setting", "scenario", "trials", "cens.", "caught up median", "95% CI", "p90", "max",
+        "dip depth median", "95% CI", "max", "dip duration median", "95% CI", "max", "unavail. median",
+    ];
+    let rows = cells
+        .iter()
+        .filter_map(|c| {
+            let k = c.catch_up.as_ref()?;
+            let (cu, dd) = (&k.caught_up, &k.dip_duration);
+            Some(vec![
+                c.db.clone(),
+                c.setting.clone(),
+                c.scenario.clone(),
+                cu.trials.to_string(),
+                cu.censored.to_string(),
+                fmt_ms(cu.median_ms, cu.window_ms),
+                fmt_ci(cu),
+                fmt_ms(cu.p90_ms, cu.window_ms),
+                fmt_ms(cu.max_ms, cu.window_ms),
+                fmt_pct(k.dip_depth_median_pct),
+                k.dip_depth_median_ci95_pct.map_or("—".into(), |(lo, hi)| format!("{lo:.0}–{hi:.0}%")),
+                fmt_pct(k.dip_depth_max_pct),
+                fmt_ms(dd.median_ms, dd.window_ms),
+                fmt_ci(dd),
+                fmt_ms(dd.max_ms, dd.window_ms),
+                fmt_ms(c.unavailability.median_ms, c.window_ms),
+            ])
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Catch-up figures of the cells that replaced a node; `None` when none did.
+pub fn catch_up_table(cells: &[Cell]) -> Option<comfy_table::Table> {
+    let (header, rows) = catch_up_rows(cells);
+    if rows.is_empty() {
+        return None;
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED).set_header(header);
+    for r in rows {
+        t.add_row(r);
+    }
+    Some(t)
 }
 
 const PALETTE: [RGBColor; 8] = [
@@ -369,6 +487,35 @@ pub fn html(cells: &[Cell], experiment: &serde_json::Value, svgs: &[(String, Str
         h.push_str("</tr>");
     }
     h.push_str("</table>");
+    let (header, rows) = catch_up_rows(cells);
+    if !rows.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Replacement catch-up</h2><p>Caught up: the old process's last status answer to \
+             the first sample in which the fresh node is a voter in its own configuration and \
+             has applied what the leader had when the replacement began. Dip: successful writes \
+             per {bin} ms bin from the replacement's start (its removal included) to {tail} s \
+             after the catch-up, against their rate over the {base} s before; depth is the \
+             worst bin's shortfall, duration spans the bins below {thr:.0}% of the baseline.\
+             </p><table><tr>",
+            bin = super::recovery::DIP_BIN.as_millis(),
+            tail = super::recovery::CATCH_UP_TAIL.as_secs_f64(),
+            base = super::recovery::DIP_BASELINE.as_secs_f64(),
+            thr = super::recovery::DIP_THRESHOLD * 100.0,
+        );
+        for th in header {
+            let _ = write!(h, "<th>{th}</th>");
+        }
+        h.push_str("</tr>");
+        for r in rows {
+            h.push_str("<tr>");
+            for col in r {
+                let _ = write!(h, "<td>{}</td>", escape(&col));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
     for (scenario, svg) in svgs {
         let _ = write!(h, "<h2>{}</h2>{svg}", escape(scenario));
     }
@@ -456,8 +603,24 @@ mod tests {
             phases_ms: [0.0; 4],
             apply_ms: None,
             elections: None,
+            catch_up: None,
         };
+        let mut r = t(3, Some(20.0));
+        r.catch_up = Some(CatchUp {
+            target_index: 10,
+            caught_up_ms: Some(1500.0),
+            dip: Some(Dip { baseline_writes_per_s: 180.0, depth_pct: 40.0, duration_ms: 750.0 }),
+        });
+        let mut censored = t(4, Some(30.0));
+        censored.catch_up = Some(CatchUp { target_index: 10, caught_up_ms: None, dip: None });
+        let m = Cell::new("paxos", "defaults", "replace-node", 1000.0, vec![r, censored], 1.0);
+        let k = m.catch_up.as_ref().unwrap();
+        assert_eq!((k.caught_up.trials, k.caught_up.censored, k.caught_up.min_ms), (2, 1, Some(1500.0)));
+        // The trial without a baseline is out of the dip figures, and counted as such.
+        assert_eq!((k.dip_duration.trials, k.no_baseline, k.dip_depth_max_pct), (1, 1, Some(40.0)));
+        assert_eq!(catch_up_rows(std::slice::from_ref(&m)).1[0][9], "40%");
         let a = Cell::new("raft", "et=150-300", "kill-leader", 1000.0, vec![t(1, Some(200.0)), t(2, None)], 1.0);
+        assert!(a.catch_up.is_none() && catch_up_table(std::slice::from_ref(&a)).is_none());
         let b = Cell::new("paxos", "et=150-300", "kill-leader", 1000.0, vec![t(1, Some(250.0))], 1.0);
         let svg = cdf_svg("kill-leader", &[&a, &b]).unwrap();
         assert!(svg.contains("raft et=150-300 (n=2, censored 1)"));

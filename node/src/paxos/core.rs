@@ -1174,6 +1174,16 @@ impl Replica for Paxos {
         if !lead.confs.is_empty() {
             return Err(MembershipError::InProgress);
         }
+        // A change that would be refused anyway is refused before the drain: a joiner asks to
+        // be promoted again and again while it catches up, and a drain per ask held every
+        // client command back for an election timeout each time.
+        let next = self.conf.apply(change)?;
+        if let MembershipChange::Promote(id) = change {
+            let lag = self.cfg.batch_max as u64;
+            if lead.peers.get(&id).is_none_or(|p| p.commit + lag < self.commit) {
+                return Err(MembershipError::NotCaughtUp(id));
+            }
+        }
         if !drained || !Self::majority(&self.conf, holders.chain([self.cfg.id])) {
             let until = self.now + u64::from(self.cfg.election_ticks_min);
             let lead = self.lead.as_mut().expect("checked");
@@ -1182,15 +1192,7 @@ impl Replica for Paxos {
             }
             return Err(MembershipError::InProgress);
         }
-        let lead = self.lead.as_ref().expect("checked");
-        let next = self.conf.apply(change)?;
-        if let MembershipChange::Promote(id) = change {
-            let lag = self.cfg.batch_max as u64;
-            if lead.peers.get(&id).is_none_or(|p| p.commit + lag < self.commit) {
-                return Err(MembershipError::NotCaughtUp(id));
-            }
-        }
-        let slot = lead.next_slot;
+        let slot = self.lead.as_ref().expect("checked").next_slot;
         let lead = self.lead.as_mut().expect("checked");
         lead.drain_until = 0;
         lead.next_slot = slot + 1;
