@@ -55,6 +55,53 @@ fn bench_recovery_measures_kill_and_partition_trials_for_both_cores() {
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 
+/// A follower replaced by a fresh node, under load, with state to catch up on: every trial
+/// sees the fresh node caught up (a voter holding what the leader had applied) and measures
+/// the throughput against the second before; the history stays valid.
+#[test]
+fn bench_recovery_replace_node_measures_the_catch_up_for_both_cores() {
+    let refused = faultline()
+        .args(["bench", "recovery", "-i", "nowhere", "--db", "etcd", "--scenario", "replace-node"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(64), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot change its membership"));
+    let c = LocalCluster::up("brr", 3);
+    let out_dir = temp_store("brr-out");
+    let out = faultline()
+        .args(["bench", "recovery", "-i", &c.name, "--db", "raft,paxos"])
+        .args(["--scenario", "replace-node", "--trials", "2", "--preload-mib", "1", "--window-ms", "20000"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("caught up median"), "{stdout}");
+    let doc = json(&out_dir.join("recovery.json"));
+    let cells = doc["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "{doc}");
+    for cell in cells {
+        let what = format!("{} {}", cell["db"], cell["scenario"]);
+        assert_eq!(cell["catch_up"]["caught_up"]["trials"], 2, "{what}");
+        assert_eq!(cell["catch_up"]["caught_up"]["censored"], 0, "{what}");
+        for t in cell["trials"].as_array().unwrap() {
+            assert_ne!(t["victims"][0], t["leader_before"], "{what}: a follower is replaced: {t}");
+            let k = &t["catch_up"];
+            // 1 MiB of 4000-byte values is 263 writes before the load's.
+            assert!(k["target_index"].as_u64().unwrap() > 263, "{what}: {t}");
+            assert!(k["caught_up_ms"].as_f64().unwrap() > 0.0, "{what}: {t}");
+            assert!(k["dip"]["baseline_writes_per_s"].as_f64().unwrap() > 50.0, "{what}: {t}");
+            let depth = k["dip"]["depth_pct"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&depth), "{what}: {t}");
+        }
+    }
+    for h in doc["experiment"]["histories"].as_array().unwrap() {
+        assert_eq!(h["valid"], "valid", "{h}");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
 /// SIGINT in the middle of a partition experiment: the pending fault is healed, the nodes
 /// are stopped, the trials measured so far are written, and the exit says harness error.
 #[test]

@@ -37,22 +37,35 @@ enum Want {
     Voter,
 }
 
-/// Who is asking, and where its own status answers.
+/// Who is asking, and who can tell whether a step is done.
 struct Me<'a> {
     name: &'a str,
-    client: &'a str,
+    members: &'a [String],
 }
 
 impl Me<'_> {
-    /// Whether this node's own status shows `want`; an unanswered status shows nothing.
+    /// Whether the leader's configuration shows `want`. Not this node's own: a fresh node
+    /// that installs a snapshot taken before its old self was removed holds, until it has
+    /// the entries after it, a configuration that lists it as a voter, and believing that
+    /// ended the join with the node a learner for good. A member that does not answer, or
+    /// no leader among them, shows nothing.
     async fn has(&self, want: Want) -> bool {
-        let Ok(mut c) = Client::connect(self.client, REQUEST_TIMEOUT).await else { return false };
-        let Ok(s) = c.status().await else { return false };
-        let voter = s.voters.iter().any(|v| v == self.name);
-        match want {
-            Want::Member => voter || s.learners.iter().any(|l| l == self.name),
-            Want::Voter => voter,
+        for addr in self.members {
+            let Ok(Ok(mut c)) = tokio::time::timeout(REQUEST_TIMEOUT, Client::connect(addr, REQUEST_TIMEOUT)).await else {
+                continue;
+            };
+            c.set_follow_leader(false);
+            let Ok(Ok(s)) = tokio::time::timeout(REQUEST_TIMEOUT, c.status()).await else { continue };
+            if s.role != "leader" {
+                continue;
+            }
+            let voter = s.voters.iter().any(|v| v == self.name);
+            return match want {
+                Want::Member => voter || s.learners.iter().any(|l| l == self.name),
+                Want::Voter => voter,
+            };
         }
+        false
     }
 }
 
@@ -120,10 +133,10 @@ async fn request(addr: &str, change: MemberChange) -> Result<(), Refusal> {
 
 /// Joins the cluster whose members answer at `members` (client addresses): add, then
 /// promote. Logs the outcome; returns once this node is a voter or has given up.
-pub async fn join(me: String, own_client: String, members: Vec<String>, mut shutdown: watch::Receiver<bool>) {
+pub async fn join(me: String, members: Vec<String>, mut shutdown: watch::Receiver<bool>) {
     let deadline = Instant::now() + JOIN_DEADLINE;
     info!(members = ?members, "joining: asking the members to add this node as a learner");
-    let me = Me { name: &me, client: &own_client };
+    let me = Me { name: &me, members: &members };
     let added = ask(&me, MemberChange::AddLearner { node: me.name.to_string() }, Want::Member, &members, deadline, &mut shutdown);
     if let Err(why) = added.await {
         error!(%why, "join: not added as a learner; this node stays out of the cluster");

@@ -897,7 +897,7 @@ pub async fn run<R: Replica>(
     tokio::spawn(client_accept_loop::<R>(client_listener, tx.clone(), cfg.clone(), shutdown.clone()));
     if cfg.join && !initially_voter {
         let others = members.iter().filter(|(id, _)| *id != self_id).map(|(_, p)| p.client_addr.clone()).collect();
-        tokio::spawn(crate::join::join(cfg.id.clone(), started.client_addr.to_string(), others, shutdown.clone()));
+        tokio::spawn(crate::join::join(cfg.id.clone(), others, shutdown.clone()));
     }
     on_started(started);
 

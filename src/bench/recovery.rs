@@ -1339,8 +1339,17 @@ async fn trial(
         }
         let Some(f_ns) = fault_ns else { continue };
         if sc.membership() && caught_up_ns.is_none() {
-            // The fresh process, a voter in its own configuration, holding the target.
+            // The fresh process, a voter in the leader's configuration and in its own,
+            // holding the target. Its own alone is not enough: a snapshot taken before the
+            // removal lists it as a voter until the entries after the snapshot arrive.
+            let leader_lists = samples
+                .iter()
+                .flatten()
+                .filter(|s| s.at_ns > after_ns)
+                .filter_map(|s| s.status.as_ref())
+                .any(|st| st.role == "leader" && st.voters.contains(&victims[0]));
             caught_up_ns = victim_sample
+                .filter(|_| leader_lists)
                 .filter(|s| s.at_ns > after_ns)
                 .filter(|s| {
                     s.status.as_ref().is_some_and(|st| {

@@ -71,7 +71,8 @@ pub struct CatchUp {
     /// The leader's applied index when the replacement began: what the fresh node must hold.
     pub target_index: u64,
     /// The old process's last answer to the first status sample in which the fresh one is a
-    /// voter in its own configuration holding `target_index`; `None` when censored.
+    /// voter in the leader's configuration and its own, holding `target_index`; `None` when
+    /// censored.
     pub caught_up_ms: Option<f64>,
     /// `None` when no write succeeded before the replacement, so there is no baseline.
     pub dip: Option<Dip>,
@@ -492,8 +493,8 @@ pub fn html(cells: &[Cell], experiment: &serde_json::Value, svgs: &[(String, Str
         let _ = write!(
             h,
             "<h2>Replacement catch-up</h2><p>Caught up: the old process's last status answer to \
-             the first sample in which the fresh node is a voter in its own configuration and \
-             has applied what the leader had when the replacement began. Dip: successful writes \
+             the first sample in which the fresh node is a voter in the leader's configuration and \
+             its own and has applied what the leader had when the replacement began. Dip: successful writes \
              per {bin} ms bin from the replacement's start (its removal included) to {tail} s \
              after the catch-up, against their rate over the {base} s before; depth is the \
              worst bin's shortfall, duration spans the bins below {thr:.0}% of the baseline.\
