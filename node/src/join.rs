@@ -69,20 +69,19 @@ impl Me<'_> {
     }
 }
 
-/// Asks for `change` at each of `members` in turn until one accepts it, this node's own
-/// status shows `want`, the deadline passes or the node shuts down.
+/// Asks for `change` at each of the members in turn until one accepts it, the leader's
+/// configuration shows `want`, the deadline passes or the node shuts down.
 async fn ask(
     me: &Me<'_>,
     change: MemberChange,
     want: Want,
-    members: &[String],
     deadline: Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let mut last = String::from("no member answered");
     let mut rounds = 0u64;
     loop {
-        for addr in members {
+        for addr in me.members {
             if *shutdown.borrow() {
                 return Err("shutting down".into());
             }
@@ -137,13 +136,13 @@ pub async fn join(me: String, members: Vec<String>, mut shutdown: watch::Receive
     let deadline = Instant::now() + JOIN_DEADLINE;
     info!(members = ?members, "joining: asking the members to add this node as a learner");
     let me = Me { name: &me, members: &members };
-    let added = ask(&me, MemberChange::AddLearner { node: me.name.to_string() }, Want::Member, &members, deadline, &mut shutdown);
+    let added = ask(&me, MemberChange::AddLearner { node: me.name.to_string() }, Want::Member, deadline, &mut shutdown);
     if let Err(why) = added.await {
         error!(%why, "join: not added as a learner; this node stays out of the cluster");
         return;
     }
     info!("join: a learner; asking to be promoted once caught up");
-    let promoted = ask(&me, MemberChange::Promote { node: me.name.to_string() }, Want::Voter, &members, deadline, &mut shutdown);
+    let promoted = ask(&me, MemberChange::Promote { node: me.name.to_string() }, Want::Voter, deadline, &mut shutdown);
     match promoted.await {
         Ok(()) => info!("join: promoted, a voter"),
         Err(why) => warn!(%why, "join: not promoted; this node stays a learner"),

@@ -388,18 +388,10 @@ fn validate(a: RecoveryArgs) -> anyhow::Result<Config> {
     if a.preload_mib > PRELOAD_MIB_MAX {
         return Err(usage(format!("--preload-mib {} must be at most {PRELOAD_MIB_MAX}", a.preload_mib)));
     }
-    for sc in scenarios.iter().filter(|s| s.membership()) {
-        for (_, dbs) in &plan {
-            for d in dbs {
-                if !crate::db::lookup(d.db).is_some_and(|e| e.membership) {
-                    return Err(usage(format!(
-                        "--scenario {}: --db {} cannot change its membership",
-                        sc.name(),
-                        d.db
-                    )));
-                }
-            }
-        }
+    if let Some(sc) = scenarios.iter().find(|s| s.membership())
+        && let Some(d) = plan.iter().flat_map(|(_, dbs)| dbs).find(|d| !crate::db::lookup(d.db).is_some_and(|e| e.membership))
+    {
+        return Err(usage(format!("--scenario {}: --db {} cannot change its membership", sc.name(), d.db)));
     }
     let inventory = crate::inventory::resolve_cli(&a.inventory)?;
     let n = inventory.node_names().len();
@@ -519,6 +511,9 @@ pub struct Sample {
     pub status: Option<NodeStatus>,
     /// When the node last answered.
     pub last_ok_ns: Option<u64>,
+    /// The last answer of the process that answered before the current one (by pid): when
+    /// a replaced node's old process was last seen, even if no poll caught it silent.
+    pub previous_process_last_ok_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -781,7 +776,7 @@ fn start_pollers(db: Arc<dyn Database>, rec: Recorder) -> Pollers {
         .map(|(i, node)| {
             let (db, rec, samples, stop) = (db.clone(), rec.clone(), samples.clone(), stop.clone());
             tokio::spawn(async move {
-                let mut last_ok_ns = None;
+                let (mut last_ok_ns, mut last_pid, mut previous_process_last_ok_ns) = (None, None, None);
                 while !stop.load(Ordering::Relaxed) {
                     let r = tokio::time::timeout(STATUS_POLL_TIMEOUT, db.status(&node)).await;
                     let status = match r {
@@ -789,10 +784,13 @@ fn start_pollers(db: Arc<dyn Database>, rec: Recorder) -> Pollers {
                         _ => None,
                     };
                     let at_ns = rec.now_ns();
-                    if status.is_some() {
-                        last_ok_ns = Some(at_ns);
+                    if let Some(st) = &status {
+                        if last_pid.is_some() && st.pid != last_pid {
+                            previous_process_last_ok_ns = last_ok_ns;
+                        }
+                        (last_ok_ns, last_pid) = (Some(at_ns), st.pid);
                     }
-                    let s = Sample { at_ns, status, last_ok_ns };
+                    let s = Sample { at_ns, status, last_ok_ns, previous_process_last_ok_ns };
                     samples.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(s);
                     tokio::time::sleep(STATUS_POLL_GAP).await;
                 }
@@ -1259,7 +1257,6 @@ async fn trial(
             status(nodes.iter().position(|n| *n == leader)).and_then(|st| st.applied_index).unwrap_or(0),
         )
     };
-    let mut old_last_ns = inv_ns;
     let mut caught_up_ns: Option<u64> = None;
     // The apply runs over SSH and returns well after the fault took effect (a kill waits
     // for the process to be gone), so the samples are watched while it runs.
@@ -1299,12 +1296,6 @@ async fn trial(
         let victim_sample = victim_at.and_then(|i| samples[i].as_ref());
         // A replaced victim is gone once it is silent or another process answers for it.
         let replaced = |st: &NodeStatus| sc.membership() && old_pid.is_some() && st.pid != old_pid;
-        if fault_ns.is_none()
-            && let Some(st) = victim_sample.and_then(|s| s.status.as_ref().map(|st| (s.at_ns, st)))
-            && !replaced(st.1)
-        {
-            old_last_ns = old_last_ns.max(st.0);
-        }
         let Some((applied_ns, applied_instant)) = applied_at else { continue };
         if fault_ns.is_none() {
             // A killed or paused victim: the fault struck after its last answer (the
@@ -1314,8 +1305,8 @@ async fn trial(
             let silent = victim_sample
                 .filter(|s| s.status.as_ref().is_none_or(replaced))
                 .map(|s| {
-                    let last_ok = if sc.membership() { old_last_ns } else { s.last_ok_ns.unwrap_or(inv_ns) };
-                    (last_ok.max(inv_ns), s.at_ns)
+                    let last_ok = if s.status.is_some() { s.previous_process_last_ok_ns } else { s.last_ok_ns };
+                    (last_ok.unwrap_or(inv_ns).max(inv_ns), s.at_ns)
                 });
             (fault_ns, after_ns) = match (process_fault, silent) {
                 (false, _) => {
@@ -1473,6 +1464,7 @@ mod tests {
             at_ns,
             status: Some(NodeStatus { role: role.into(), term, leader: leader.map(str::to_string), elections_won: None, applied_index: None, pid: None, voters: Vec::new() }),
             last_ok_ns: Some(at_ns),
+            previous_process_last_ok_ns: None,
         })
     }
 
@@ -1490,7 +1482,7 @@ mod tests {
         split[2] = s(12, "follower", 3, Some("n1"));
         assert_eq!(unanimous(&split, &nodes(), 0), None);
         let mut silent = ok.clone();
-        silent[1] = Some(Sample { at_ns: 11, status: None, last_ok_ns: Some(5) });
+        silent[1] = Some(Sample { at_ns: 11, status: None, last_ok_ns: Some(5), previous_process_last_ok_ns: None });
         assert_eq!(unanimous(&silent, &nodes(), 0), None);
         let mut two = ok;
         two[1] = s(11, "leader", 2, Some("n1"));

@@ -272,35 +272,66 @@ fn fmt_ci(s: &Summary) -> String {
     }
 }
 
-pub fn table(cells: &[Cell]) -> comfy_table::Table {
+/// The summary table's rows, for the terminal and the page alike (their headers differ
+/// only in how much room a column name may take).
+fn summary_rows(cells: &[Cell]) -> Vec<Vec<String>> {
+    cells
+        .iter()
+        .map(|c| {
+            let u = &c.unavailability;
+            vec![
+                c.db.clone(),
+                c.setting.clone(),
+                c.scenario.clone(),
+                u.trials.to_string(),
+                u.censored.to_string(),
+                u.min_ms.map_or("—".into(), |m| format!("{m:.1}")),
+                fmt_ms(u.median_ms, u.window_ms),
+                fmt_ci(u),
+                fmt_ms(u.p90_ms, u.window_ms),
+                fmt_ms(u.p99_ms, u.window_ms),
+                fmt_ms(u.max_ms, u.window_ms),
+                u.mean_uncensored_ms.map_or("—".into(), |m| format!("{m:.1}")),
+                fmt_ms(c.leader.median_ms, c.window_ms),
+                fmt_ci(&c.leader),
+                c.failed.to_string(),
+                c.indeterminate.to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn terminal_table(header: Vec<&str>, rows: Vec<Vec<String>>) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED).set_header(vec![
-        "db", "setting", "scenario", "trials", "cens.", "unavail. min", "median", "95% CI", "p90", "p99",
-        "max", "mean*", "leader median", "leader 95% CI", "fail", "info",
-    ]);
-    for c in cells {
-        let u = &c.unavailability;
-        let mean = u.mean_uncensored_ms.map_or("—".into(), |m| format!("{m:.1}"));
-        t.add_row(vec![
-            c.db.clone(),
-            c.setting.clone(),
-            c.scenario.clone(),
-            u.trials.to_string(),
-            u.censored.to_string(),
-            u.min_ms.map_or("—".into(), |m| format!("{m:.1}")),
-            fmt_ms(u.median_ms, u.window_ms),
-            fmt_ci(u),
-            fmt_ms(u.p90_ms, u.window_ms),
-            fmt_ms(u.p99_ms, u.window_ms),
-            fmt_ms(u.max_ms, u.window_ms),
-            mean,
-            fmt_ms(c.leader.median_ms, c.window_ms),
-            fmt_ci(&c.leader),
-            c.failed.to_string(),
-            c.indeterminate.to_string(),
-        ]);
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED).set_header(header);
+    for r in rows {
+        t.add_row(r);
     }
     t
+}
+
+fn html_table(h: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
+    h.push_str("<table><tr>");
+    for th in header {
+        let _ = write!(h, "<th>{th}</th>");
+    }
+    h.push_str("</tr>");
+    for r in rows {
+        h.push_str("<tr>");
+        for col in r {
+            let _ = write!(h, "<td>{}</td>", escape(&col));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
+}
+
+pub fn table(cells: &[Cell]) -> comfy_table::Table {
+    let header = vec![
+        "db", "setting", "scenario", "trials", "cens.", "unavail. min", "median", "95% CI", "p90", "p99",
+        "max", "mean*", "leader median", "leader 95% CI", "fail", "info",
+    ];
+    terminal_table(header, summary_rows(cells))
 }
 
 fn fmt_pct(v: Option<f64>) -> String {
@@ -344,15 +375,7 @@ fn catch_up_rows(cells: &[Cell]) -> (Vec<&'static str>, Vec<Vec<String>>) {
 /// Catch-up figures of the cells that replaced a node; `None` when none did.
 pub fn catch_up_table(cells: &[Cell]) -> Option<comfy_table::Table> {
     let (header, rows) = catch_up_rows(cells);
-    if rows.is_empty() {
-        return None;
-    }
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED).set_header(header);
-    for r in rows {
-        t.add_row(r);
-    }
-    Some(t)
+    (!rows.is_empty()).then(|| terminal_table(header, rows))
 }
 
 const PALETTE: [RGBColor; 8] = [
@@ -451,43 +474,14 @@ pub fn html(cells: &[Cell], experiment: &serde_json::Value, svgs: &[(String, Str
          ≤10 ms) in which a majority names one leader in one term. Quantiles are nearest-rank \
          with censored trials (no recovery within the window) sorted last, shown as \
          “≥ window”; the mean is over uncensored trials only. 95% CI: percentile bootstrap of \
-         the median, {BOOTSTRAP_RESAMPLES} resamples, fixed seed.</p><table><tr>",
+         the median, {BOOTSTRAP_RESAMPLES} resamples, fixed seed.</p>",
         escape(&serde_json::to_string_pretty(experiment).unwrap_or_default())
     );
-    for th in [
+    let header = [
         "db", "setting", "scenario", "trials", "censored", "min", "median", "95% CI", "p90", "p99", "max",
         "mean (uncensored)", "leader median", "leader 95% CI", "failed", "indeterminate",
-    ] {
-        let _ = write!(h, "<th>{th}</th>");
-    }
-    h.push_str("</tr>");
-    for c in cells {
-        let u = &c.unavailability;
-        let cols = [
-            c.db.clone(),
-            c.setting.clone(),
-            c.scenario.clone(),
-            u.trials.to_string(),
-            u.censored.to_string(),
-            u.min_ms.map_or("—".into(), |m| format!("{m:.1}")),
-            fmt_ms(u.median_ms, u.window_ms),
-            fmt_ci(u),
-            fmt_ms(u.p90_ms, u.window_ms),
-            fmt_ms(u.p99_ms, u.window_ms),
-            fmt_ms(u.max_ms, u.window_ms),
-            u.mean_uncensored_ms.map_or("—".into(), |m| format!("{m:.1}")),
-            fmt_ms(c.leader.median_ms, c.window_ms),
-            fmt_ci(&c.leader),
-            c.failed.to_string(),
-            c.indeterminate.to_string(),
-        ];
-        h.push_str("<tr>");
-        for col in cols {
-            let _ = write!(h, "<td>{}</td>", escape(&col));
-        }
-        h.push_str("</tr>");
-    }
-    h.push_str("</table>");
+    ];
+    html_table(&mut h, &header, summary_rows(cells));
     let (header, rows) = catch_up_rows(cells);
     if !rows.is_empty() {
         let _ = write!(
@@ -498,24 +492,13 @@ pub fn html(cells: &[Cell], experiment: &serde_json::Value, svgs: &[(String, Str
              per {bin} ms bin from the replacement's start (its removal included) to {tail} s \
              after the catch-up, against their rate over the {base} s before; depth is the \
              worst bin's shortfall, duration spans the bins below {thr:.0}% of the baseline.\
-             </p><table><tr>",
+             </p>",
             bin = super::recovery::DIP_BIN.as_millis(),
             tail = super::recovery::CATCH_UP_TAIL.as_secs_f64(),
             base = super::recovery::DIP_BASELINE.as_secs_f64(),
             thr = super::recovery::DIP_THRESHOLD * 100.0,
         );
-        for th in header {
-            let _ = write!(h, "<th>{th}</th>");
-        }
-        h.push_str("</tr>");
-        for r in rows {
-            h.push_str("<tr>");
-            for col in r {
-                let _ = write!(h, "<td>{}</td>", escape(&col));
-            }
-            h.push_str("</tr>");
-        }
-        h.push_str("</table>");
+        html_table(&mut h, &header, rows);
     }
     for (scenario, svg) in svgs {
         let _ = write!(h, "<h2>{}</h2>{svg}", escape(scenario));
